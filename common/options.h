@@ -1,0 +1,55 @@
+/*
+ * options.h - long flags and ROOMCAST_* environment variables, from one table.
+ *
+ * Each option `--foo-bar` is also read from `ROOMCAST_FOO_BAR`; a flag wins
+ * over the variable. Values come as `--foo value` or `--foo=value`; booleans
+ * take no value on the command line and "1/true/yes/on" or "0/false/no/off" in
+ * the environment. Sizes accept a k/m/g suffix (powers of 1024).
+ * Not thread-safe; call from main() before starting threads.
+ */
+#ifndef RC_OPTIONS_H
+#define RC_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum rc_opt_kind {
+	RC_OPT_STR,  /* const char ** (points into argv/environ) */
+	RC_OPT_INT,  /* int64_t *, bounded by min..max */
+	RC_OPT_SIZE, /* int64_t *, with k/m/g suffix, bounded by min..max */
+	RC_OPT_BOOL, /* bool * (set to true by the flag) */
+	RC_OPT_LOG,  /* enum rc_log_level * */
+};
+
+struct rc_opt {
+	const char *name; /* without the leading "--" */
+	enum rc_opt_kind kind;
+	void *dst;        /* holds the default on entry */
+	int64_t min, max; /* for RC_OPT_INT and RC_OPT_SIZE */
+	const char *help;
+};
+
+struct rc_opts_result {
+	int help;          /* --help or -h was given */
+	int npos;          /* positional arguments, in order */
+	char **pos;        /* points into argv; caller frees the array */
+	char err[256];     /* set when the parse fails */
+};
+
+/*
+ * Applies the environment, then argv[1..argc-1], to the options in table
+ * (terminated by an entry with name == NULL). Arguments that are not options
+ * are collected in res->pos, so options may stand before or after a
+ * subcommand; "--" ends option parsing.
+ * Returns 0, or RC_EINVAL with res->err naming the option and the reason.
+ */
+int rc_opts_parse(const struct rc_opt *table, int argc, char **argv, struct rc_opts_result *res);
+
+/* Frees what rc_opts_parse allocated in res. */
+void rc_opts_result_fini(struct rc_opts_result *res);
+
+/* Prints one line per option with its variable, help and current value. */
+void rc_opts_usage(FILE *out, const char *usage_line, const struct rc_opt *table);
+
+#endif
