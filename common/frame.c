@@ -90,7 +90,6 @@ int rc_frame_reader_init(struct rc_frame_reader *r, const void *buf, size_t len)
 	p += RC_FRAME_HDR_SIZE;
 	r->p = p;
 	r->end = end;
-	r->left = r->hdr.count;
 	if (r->hdr.epoch == 0)
 		return RC_EPROTO;
 	for (uint32_t i = 0; i < r->hdr.count; i++) {
@@ -110,6 +109,8 @@ int rc_frame_reader_init(struct rc_frame_reader *r, const void *buf, size_t len)
 	}
 	if (p != end)
 		return RC_EPROTO;
+	/* only now: a rejected frame must deliver nothing through _next */
+	r->left = r->hdr.count;
 	return RC_OK;
 }
 

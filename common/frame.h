@@ -22,7 +22,9 @@
 #define RC_FRAME_HDR_SIZE 28
 #define RC_FRAME_EVENT_HDR_SIZE 22
 #define RC_FRAME_VERSION 1
-#define RC_FRAME_TICK 0x01
+#define RC_FRAME_TICK 0x01   /* idle tick: no events, last_gseq is the broker's */
+#define RC_FRAME_REPLAY 0x02 /* a replay reply, not live traffic */
+#define RC_FRAME_MORE 0x04   /* replay cut by its limit: ask again after the last event */
 
 struct rc_frame_hdr {
 	uint64_t epoch;

@@ -1,0 +1,29 @@
+/*
+ * api.h - the broker api: an nng REP socket served by several contexts.
+ *
+ * Each context is a small state machine (receive, handle, send) driven by its
+ * aio callback on nng's task threads, so `workers` requests are handled
+ * concurrently. Handlers never block on the network.
+ */
+#ifndef RC_API_H
+#define RC_API_H
+
+#include <stddef.h>
+
+#include "broker.h"
+
+struct api;
+
+struct api_config {
+	const char *url;
+	int workers;              /* concurrent contexts */
+	size_t max_request_bytes; /* larger requests drop the connection (nng) */
+};
+
+/* Listens and starts the workers. Returns 0, RC_EIO or RC_ENOMEM. */
+int api_start(const struct api_config *cfg, struct broker *br, struct api **out);
+
+/* Stops the workers, closes the socket and frees a. NULL ok. */
+void api_stop(struct api *a);
+
+#endif

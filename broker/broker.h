@@ -1,0 +1,28 @@
+/*
+ * broker.h - what the api workers share: the history, the bus and counters.
+ */
+#ifndef RC_BROKER_H
+#define RC_BROKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "history.h"
+
+#define BROKER_MAX_BATCH 1000     /* events in one publish */
+#define BROKER_MAX_REPLAY 10000   /* events in one replay reply */
+#define BROKER_MAX_REPLAY_ROOMS 1024
+
+struct broker {
+	struct history *hist;
+	struct bus *bus;
+	size_t max_event_bytes;
+	atomic_bool stopping; /* set on SIGTERM: publishes are refused */
+
+	_Atomic uint64_t requests, errors, publishes, events_published, replays;
+};
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * bus.h - the broker side of the event bus: an nng PUB socket fed by one
+ * sender thread.
+ *
+ * Publishing threads hand events to bus_enqueue() (in gseq order, under the
+ * history lock); the sender thread takes everything queued at once and sends
+ * it as as few frames as it can (each at most max_frame_bytes), so the frame
+ * rate stays low when events arrive fast. When nothing was sent for tick_ms it
+ * sends a tick frame with the last gseq, so gateways notice a lost last frame.
+ */
+#ifndef RC_BUS_H
+#define RC_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "history.h"
+
+struct bus;
+
+struct bus_config {
+	const char *url;        /* nng listen address, e.g. tcp://127.0.0.1:7410 */
+	uint64_t epoch;
+	size_t max_frame_bytes; /* a larger single event still gets its own frame */
+	int tick_ms;
+	int sendbuf;            /* nng PUB per-pipe queue length (messages) */
+};
+
+struct bus_stats {
+	uint64_t frames, events, bytes, ticks, send_errors;
+};
+
+/* Listens and starts the sender thread. *out is set on success; returns 0, RC_EIO or RC_ENOMEM. */
+int bus_start(const struct bus_config *cfg, struct bus **out);
+
+/* Queues ev (takes the reference). Any thread; never blocks on the network. */
+void bus_enqueue(struct bus *b, struct hevent *ev);
+
+/* A history_sink_fn that calls bus_enqueue. */
+void bus_sink(void *arg, struct hevent *ev);
+
+void bus_stats(struct bus *b, struct bus_stats *st);
+
+/* Sends what is queued, stops the thread, closes the socket and frees b. NULL ok. */
+void bus_stop(struct bus *b);
+
+#endif

@@ -1,0 +1,372 @@
+#include "history.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+/* A room: its sequence and the gseqs of its retained events, oldest first. */
+struct hroom {
+	uint64_t rseq;
+	uint64_t *gs; /* circular, capacity a power of two */
+	size_t head, len, cap;
+};
+
+struct history {
+	pthread_rwlock_t lock; /* guards everything below */
+	uint64_t epoch;
+	size_t max_events, max_bytes;
+	struct hevent **ring; /* slot gseq % max_events */
+	uint64_t first_gseq, last_gseq; /* retained: first..last, empty when first > last */
+	size_t bytes;
+	struct rc_strmap rooms; /* name -> struct hroom *; rooms live as long as the history */
+	struct hroom global;
+	history_sink_fn sink;
+	void *sink_arg;
+};
+
+void hevent_ref(struct hevent *ev)
+{
+	atomic_fetch_add_explicit(&ev->ref, 1, memory_order_relaxed);
+}
+
+void hevent_unref(struct hevent *ev)
+{
+	if (ev != NULL && atomic_fetch_sub_explicit(&ev->ref, 1, memory_order_acq_rel) == 1)
+		free(ev);
+}
+
+static size_t hevent_cost(const struct hevent *ev)
+{
+	return sizeof(*ev) + ev->json_len + 1 + sizeof(uint64_t);
+}
+
+static int hroom_reserve(struct hroom *r, size_t extra)
+{
+	size_t cap = r->cap ? r->cap : 8;
+	uint64_t *gs;
+
+	if (r->len + extra <= r->cap)
+		return RC_OK;
+	while (cap < r->len + extra)
+		cap *= 2;
+	gs = malloc(cap * sizeof(*gs));
+	if (gs == NULL)
+		return RC_ENOMEM;
+	for (size_t i = 0; i < r->len; i++)
+		gs[i] = r->gs[(r->head + i) & (r->cap - 1)];
+	free(r->gs);
+	r->gs = gs;
+	r->cap = cap;
+	r->head = 0;
+	return RC_OK;
+}
+
+static uint64_t hroom_at(const struct hroom *r, size_t i)
+{
+	return r->gs[(r->head + i) & (r->cap - 1)];
+}
+
+/* Index of the first retained gseq > after (r->len when none). */
+static size_t hroom_search(const struct hroom *r, uint64_t after)
+{
+	size_t lo = 0, hi = r->len;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (hroom_at(r, mid) <= after)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct history *history_new(uint64_t epoch, size_t max_events, size_t max_bytes)
+{
+	struct history *h = calloc(1, sizeof(*h));
+
+	if (h == NULL)
+		return NULL;
+	if (max_events == 0)
+		max_events = 1;
+	h->ring = calloc(max_events, sizeof(*h->ring));
+	if (h->ring == NULL) {
+		free(h);
+		return NULL;
+	}
+	pthread_rwlock_init(&h->lock, NULL);
+	h->epoch = epoch;
+	h->max_events = max_events;
+	h->max_bytes = max_bytes;
+	h->first_gseq = 1;
+	h->last_gseq = 0;
+	rc_strmap_init(&h->rooms);
+	return h;
+}
+
+static void history_free_room(struct rc_strmap_entry *e, void *arg)
+{
+	struct hroom *r = e->value;
+	(void)arg;
+	if (r != NULL)
+		free(r->gs);
+	free(r);
+}
+
+void history_free(struct history *h)
+{
+	if (h == NULL)
+		return;
+	for (uint64_t g = h->first_gseq; g <= h->last_gseq; g++)
+		hevent_unref(h->ring[g % h->max_events]);
+	free(h->ring);
+	rc_strmap_each(&h->rooms, history_free_room, NULL);
+	rc_strmap_fini(&h->rooms);
+	free(h->global.gs);
+	pthread_rwlock_destroy(&h->lock);
+	free(h);
+}
+
+uint64_t history_epoch(const struct history *h)
+{
+	return h->epoch;
+}
+
+void history_set_sink(struct history *h, history_sink_fn fn, void *arg)
+{
+	h->sink = fn;
+	h->sink_arg = arg;
+}
+
+static struct hroom *history_room(struct history *h, const char *room, size_t len)
+{
+	struct rc_strmap_entry *e;
+
+	if (room == NULL)
+		return &h->global;
+	e = rc_strmap_get(&h->rooms, room, len);
+	return e ? e->value : NULL;
+}
+
+/* Finds or creates the room; the name is kept in the map entry. */
+static struct hroom *history_room_upsert(struct history *h, const char *room, size_t len, const char **name)
+{
+	struct rc_strmap_entry *e;
+	int added;
+
+	if (room == NULL) {
+		*name = NULL;
+		return &h->global;
+	}
+	e = rc_strmap_upsert(&h->rooms, room, len, &added);
+	if (e == NULL)
+		return NULL;
+	if (added) {
+		e->value = calloc(1, sizeof(struct hroom));
+		if (e->value == NULL) {
+			rc_strmap_del(&h->rooms, room, len);
+			return NULL;
+		}
+	}
+	*name = e->key;
+	return e->value;
+}
+
+/* Drops the oldest retained event. Caller holds the write lock. */
+static void history_evict_one(struct history *h)
+{
+	struct hevent *ev = h->ring[h->first_gseq % h->max_events];
+	struct hroom *r = history_room(h, ev->room, ev->room_len);
+
+	/* the oldest event overall is the oldest of its room */
+	r->head = (r->head + 1) & (r->cap - 1);
+	r->len--;
+	h->bytes -= hevent_cost(ev);
+	h->ring[h->first_gseq % h->max_events] = NULL;
+	h->first_gseq++;
+	hevent_unref(ev);
+}
+
+int history_publish(struct history *h, const struct hinput *in, size_t n, uint64_t *first_gseq)
+{
+	struct hevent **evs = calloc(n ? n : 1, sizeof(*evs));
+	struct hroom **rooms = calloc(n ? n : 1, sizeof(*rooms));
+	int rv = RC_ENOMEM;
+
+	if (evs == NULL || rooms == NULL)
+		goto out_free;
+	for (size_t i = 0; i < n; i++) {
+		evs[i] = malloc(sizeof(struct hevent) + in[i].json_len + 1);
+		if (evs[i] == NULL)
+			goto out_free;
+		atomic_init(&evs[i]->ref, 1);
+		evs[i]->json_len = (uint32_t)in[i].json_len;
+		memcpy(evs[i]->json, in[i].json, in[i].json_len);
+		evs[i]->json[in[i].json_len] = '\0';
+	}
+
+	pthread_rwlock_wrlock(&h->lock);
+	/* everything that can fail happens before the first gseq is assigned */
+	for (size_t i = 0; i < n; i++) {
+		rooms[i] = history_room_upsert(h, in[i].room, in[i].room_len, &evs[i]->room);
+		if (rooms[i] == NULL || hroom_reserve(rooms[i], n) != RC_OK) {
+			pthread_rwlock_unlock(&h->lock);
+			goto out_free;
+		}
+		evs[i]->room_len = (uint16_t)in[i].room_len;
+	}
+	*first_gseq = h->last_gseq + 1;
+	for (size_t i = 0; i < n; i++) {
+		struct hevent *ev = evs[i];
+		struct hroom *r = rooms[i];
+		size_t cost = hevent_cost(ev);
+
+		while (h->first_gseq <= h->last_gseq &&
+		       (h->last_gseq - h->first_gseq + 1 >= h->max_events || h->bytes + cost > h->max_bytes))
+			history_evict_one(h);
+		ev->gseq = ++h->last_gseq;
+		ev->rseq = ++r->rseq;
+		h->ring[ev->gseq % h->max_events] = ev;
+		h->bytes += cost;
+		/* the eviction loop may have shrunk r since the reserve; it never grew */
+		r->gs[(r->head + r->len) & (r->cap - 1)] = ev->gseq;
+		r->len++;
+		if (h->sink != NULL) {
+			hevent_ref(ev);
+			h->sink(h->sink_arg, ev);
+		}
+	}
+	pthread_rwlock_unlock(&h->lock);
+	rv = RC_OK;
+	n = 0; /* the history owns the events now */
+
+out_free:
+	if (evs != NULL)
+		for (size_t i = 0; i < n; i++)
+			free(evs[i]);
+	free(evs);
+	free(rooms);
+	return rv;
+}
+
+static int result_push(struct history_result *res, size_t *cap, struct hevent *ev)
+{
+	if (res->count == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		struct hevent **p = realloc(res->events, ncap * sizeof(*p));
+		if (p == NULL)
+			return RC_ENOMEM;
+		res->events = p;
+		*cap = ncap;
+	}
+	hevent_ref(ev);
+	res->events[res->count++] = ev;
+	return RC_OK;
+}
+
+/* Merges the rooms' indexes by gseq. Caller holds the read lock. */
+static int history_replay_rooms(struct history *h, const struct history_query *q, struct history_result *res,
+				size_t *cap)
+{
+	size_t k = 0, nmax = q->nrooms + 1;
+	struct hroom **cur = calloc(nmax, sizeof(*cur));
+	size_t *pos = calloc(nmax, sizeof(*pos));
+	int rv = RC_OK;
+
+	if (cur == NULL || pos == NULL) {
+		rv = RC_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i <= q->nrooms; i++) {
+		struct hroom *r;
+		bool dup = false;
+
+		if (i == q->nrooms)
+			r = q->with_global ? &h->global : NULL;
+		else
+			r = history_room(h, q->rooms[i], q->room_lens[i]);
+		if (r == NULL)
+			continue;
+		for (size_t j = 0; j < k; j++)
+			dup |= cur[j] == r;
+		if (dup)
+			continue;
+		cur[k] = r;
+		pos[k] = hroom_search(r, q->after);
+		k++;
+	}
+	for (;;) {
+		size_t best = k;
+		uint64_t g = UINT64_MAX;
+		for (size_t j = 0; j < k; j++) {
+			if (pos[j] < cur[j]->len && hroom_at(cur[j], pos[j]) < g) {
+				g = hroom_at(cur[j], pos[j]);
+				best = j;
+			}
+		}
+		if (best == k)
+			break;
+		if (res->count == q->limit) {
+			res->more = true;
+			break;
+		}
+		rv = result_push(res, cap, h->ring[g % h->max_events]);
+		if (rv != RC_OK)
+			break;
+		pos[best]++;
+	}
+out:
+	free(cur);
+	free(pos);
+	return rv;
+}
+
+int history_replay(struct history *h, const struct history_query *q, struct history_result *res)
+{
+	size_t cap = 0;
+	int rv = RC_OK;
+
+	memset(res, 0, sizeof(*res));
+	pthread_rwlock_rdlock(&h->lock);
+	res->last_gseq = h->last_gseq;
+	res->first_gseq = h->first_gseq;
+	if (q->after > h->last_gseq) {
+		rv = RC_ERANGE;
+	} else if (q->after + 1 < h->first_gseq) {
+		rv = RC_EEVICTED;
+	} else if (q->rooms == NULL) {
+		for (uint64_t g = q->after + 1; g <= h->last_gseq && rv == RC_OK; g++) {
+			if (res->count == q->limit) {
+				res->more = true;
+				break;
+			}
+			rv = result_push(res, &cap, h->ring[g % h->max_events]);
+		}
+	} else {
+		rv = history_replay_rooms(h, q, res, &cap);
+	}
+	pthread_rwlock_unlock(&h->lock);
+	if (rv != RC_OK)
+		history_result_fini(res);
+	return rv;
+}
+
+void history_result_fini(struct history_result *res)
+{
+	for (size_t i = 0; i < res->count; i++)
+		hevent_unref(res->events[i]);
+	free(res->events);
+	res->events = NULL;
+	res->count = 0;
+}
+
+void history_stats(struct history *h, struct history_stats *st)
+{
+	pthread_rwlock_rdlock(&h->lock);
+	st->last_gseq = h->last_gseq;
+	st->first_gseq = h->first_gseq;
+	st->events = h->first_gseq <= h->last_gseq ? h->last_gseq - h->first_gseq + 1 : 0;
+	st->bytes = h->bytes;
+	st->rooms = h->rooms.count;
+	pthread_rwlock_unlock(&h->lock);
+}

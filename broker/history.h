@@ -1,0 +1,100 @@
+/*
+ * history.h - the broker's sequencer and in-memory event history.
+ *
+ * history_publish() assigns gseq (global, no holes) and rseq (per room, no
+ * holes; global events form their own sequence) to a batch of events, stores
+ * them, and hands them, in gseq order, to a sink (the bus) while still holding
+ * the history's write lock, so the bus sees exactly the sequencer's order.
+ * The history keeps the newest events within max_events and max_bytes; each
+ * room has an index so a replay of a few rooms does not scan everything.
+ *
+ * Thread-safe: any thread may call any function (a rwlock guards the state).
+ */
+#ifndef RC_HISTORY_H
+#define RC_HISTORY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strmap.h"
+
+struct hroom;
+
+/* One stored event. Immutable after publish; freed when the last ref goes. */
+struct hevent {
+	atomic_uint ref;
+	uint64_t gseq, rseq;
+	const char *room; /* NULL for a global event; lives as long as the history */
+	uint16_t room_len;
+	uint32_t json_len;
+	char json[];
+};
+
+void hevent_ref(struct hevent *ev);
+void hevent_unref(struct hevent *ev);
+
+/* An event to publish: room may be NULL (global). Borrowed for the call. */
+struct hinput {
+	const char *room;
+	size_t room_len;
+	const char *json;
+	size_t json_len;
+};
+
+/* Receives each published event (a new reference it must release) in order. */
+typedef void (*history_sink_fn)(void *arg, struct hevent *ev);
+
+struct history;
+
+/* Creates a history for epoch; returns NULL on allocation failure. */
+struct history *history_new(uint64_t epoch, size_t max_events, size_t max_bytes);
+/* Frees the history; events still referenced elsewhere stay alive. NULL ok. */
+void history_free(struct history *h);
+
+uint64_t history_epoch(const struct history *h);
+
+/* Sets where published events go (called once before publishing starts). */
+void history_set_sink(struct history *h, history_sink_fn fn, void *arg);
+
+/*
+ * Publishes n events atomically: all get consecutive gseqs. Writes the first
+ * gseq to *first_gseq. Returns 0 or RC_ENOMEM (then nothing was published).
+ */
+int history_publish(struct history *h, const struct hinput *in, size_t n, uint64_t *first_gseq);
+
+/* A replay request: rooms == NULL means every event (the firehose). */
+struct history_query {
+	const char *const *rooms;
+	const size_t *room_lens;
+	size_t nrooms;
+	bool with_global; /* include global events (ignored for the firehose) */
+	uint64_t after;   /* gseq: events with a greater gseq are returned */
+	size_t limit;
+};
+
+struct history_result {
+	struct hevent **events; /* references the caller releases with history_result_fini */
+	size_t count;
+	bool more;          /* the limit cut the result */
+	uint64_t last_gseq; /* the broker's last gseq at the time of the query */
+	uint64_t first_gseq; /* oldest gseq still retained (last_gseq + 1 when empty) */
+};
+
+/*
+ * Returns the events matching q in gseq order. RC_EEVICTED when events after
+ * q->after are no longer retained; RC_ERANGE when q->after is beyond the last
+ * gseq; RC_ENOMEM.
+ */
+int history_replay(struct history *h, const struct history_query *q, struct history_result *res);
+void history_result_fini(struct history_result *res);
+
+struct history_stats {
+	uint64_t last_gseq, first_gseq;
+	size_t events, bytes, rooms;
+};
+void history_stats(struct history *h, struct history_stats *st);
+
+#endif

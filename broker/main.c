@@ -1,0 +1,151 @@
+/*
+ * roomcast-broker: orders every event, keeps the history, publishes on the bus.
+ *
+ * Threads: main (signals), the bus sender (bus.c), and nng's task threads that
+ * run the api workers (api.c). See docs/ARCHITECTURE.md.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "broker.h"
+#include "bus.h"
+#include "error.h"
+#include "event.h"
+#include "history.h"
+#include "id.h"
+#include "log.h"
+#include "options.h"
+
+struct broker_options {
+	const char *bus, *api;
+	int64_t history_events, history_bytes, max_event_bytes;
+	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_frame_bytes, bus_tick_ms;
+	enum rc_log_level log_level;
+};
+
+static uint64_t new_epoch(void)
+{
+	uint32_t e = 0;
+
+	/* random per start: a restarted broker without storage has a new history */
+	while (e == 0) {
+		if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e))
+			e = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+	}
+	return e;
+}
+
+int main(int argc, char **argv)
+{
+	struct broker_options o = {
+		.bus = "tcp://127.0.0.1:7410",
+		.api = "tcp://127.0.0.1:7411",
+		.history_events = 100000,
+		.history_bytes = 256 * 1024 * 1024,
+		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
+		.api_workers = 16,
+		.api_max_bytes = 8 * 1024 * 1024,
+		.bus_sendbuf = 1024,
+		.bus_frame_bytes = 1024 * 1024,
+		.bus_tick_ms = 1000,
+		.log_level = RC_LOG_INFO,
+	};
+	const struct rc_opt table[] = {
+		{ "bus", RC_OPT_STR, &o.bus, 0, 0, "nng address the event bus (PUB) listens on" },
+		{ "api", RC_OPT_STR, &o.api, 0, 0, "nng address the api (REP: publish, replay, stats, ping) listens on" },
+		{ "history-events", RC_OPT_INT, &o.history_events, 1, 100000000, "events kept in memory for replay" },
+		{ "history-bytes", RC_OPT_SIZE, &o.history_bytes, 4096, INT64_MAX, "bytes of events kept for replay" },
+		{ "max-event-bytes", RC_OPT_SIZE, &o.max_event_bytes, 64, 16 * 1024 * 1024,
+		  "largest serialized event accepted" },
+		{ "api-workers", RC_OPT_INT, &o.api_workers, 1, 256, "api requests handled concurrently" },
+		{ "api-max-bytes", RC_OPT_SIZE, &o.api_max_bytes, 1024, 1024 * 1024 * 1024,
+		  "largest api request; a larger one drops the connection" },
+		{ "bus-sendbuf", RC_OPT_INT, &o.bus_sendbuf, 1, 8192,
+		  "frames queued per gateway before the bus drops frames for it" },
+		{ "bus-frame-bytes", RC_OPT_SIZE, &o.bus_frame_bytes, 1024, 64 * 1024 * 1024,
+		  "largest bus frame (events are batched up to this size)" },
+		{ "bus-tick-ms", RC_OPT_INT, &o.bus_tick_ms, 10, 60000, "idle tick interval on the bus" },
+		{ "log-level", RC_OPT_LOG, &o.log_level, 0, 0, "debug, info, warn or error" },
+		{ NULL, 0, NULL, 0, 0, NULL },
+	};
+	struct rc_opts_result res;
+	struct broker br = { 0 };
+	struct bus *bus = NULL;
+	struct api *api = NULL;
+	sigset_t sigs;
+	int sig = 0, rc = 1;
+	char epoch[RC_ID_MAX];
+
+	if (rc_opts_parse(table, argc, argv, &res) != RC_OK) {
+		fprintf(stderr, "roomcast-broker: %s (see --help)\n", res.err);
+		rc_opts_result_fini(&res);
+		return 2;
+	}
+	if (res.help) {
+		rc_opts_usage(stdout, "usage: roomcast-broker [options]", table);
+		rc_opts_result_fini(&res);
+		return 0;
+	}
+	if (res.npos > 0) {
+		fprintf(stderr, "roomcast-broker: unexpected argument '%s' (see --help)\n", res.pos[0]);
+		rc_opts_result_fini(&res);
+		return 2;
+	}
+	rc_opts_result_fini(&res);
+	rc_log_set_level(o.log_level);
+
+	/* signals are taken by sigwait in this thread; every other thread inherits the mask */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	br.max_event_bytes = (size_t)o.max_event_bytes;
+	br.hist = history_new(new_epoch(), (size_t)o.history_events, (size_t)o.history_bytes);
+	if (br.hist == NULL) {
+		rc_log_error("cannot allocate the history", "events=%" PRId64, o.history_events);
+		return 1;
+	}
+	struct bus_config bc = {
+		.url = o.bus,
+		.epoch = history_epoch(br.hist),
+		.max_frame_bytes = (size_t)o.bus_frame_bytes,
+		.tick_ms = (int)o.bus_tick_ms,
+		.sendbuf = (int)o.bus_sendbuf,
+	};
+	if (bus_start(&bc, &bus) != RC_OK)
+		goto out;
+	br.bus = bus;
+	history_set_sink(br.hist, bus_sink, bus);
+	struct api_config ac = {
+		.url = o.api,
+		.workers = (int)o.api_workers,
+		.max_request_bytes = (size_t)o.api_max_bytes,
+	};
+	if (api_start(&ac, &br, &api) != RC_OK)
+		goto out;
+
+	rc_epoch_format(epoch, history_epoch(br.hist));
+	rc_log_info("broker ready", "epoch=%s bus=%s api=%s history_events=%" PRId64 " history_bytes=%" PRId64, epoch,
+		    o.bus, o.api, o.history_events, o.history_bytes);
+	sigwait(&sigs, &sig);
+	rc_log_info("stopping", "signal=%d", sig);
+	atomic_store(&br.stopping, true);
+	rc = 0;
+out:
+	/* no new publishes: stop the api, then flush and close the bus */
+	api_stop(api);
+	bus_stop(bus);
+	history_free(br.hist);
+	if (rc == 0)
+		rc_log_info("broker stopped", NULL);
+	return rc;
+}

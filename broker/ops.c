@@ -1,0 +1,318 @@
+#include "ops.h"
+
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "event.h"
+#include "frame.h"
+#include "id.h"
+
+static void reply_error(struct broker *br, struct rc_buf *reply, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void reply_error(struct broker *br, struct rc_buf *reply, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	br->errors++;
+	reply->len = 0;
+	rc_buf_puts(reply, "{\"ok\":false,\"error\":{\"code\":\"");
+	rc_buf_puts(reply, code);
+	rc_buf_puts(reply, "\",\"message\":");
+	rc_buf_json_str(reply, msg, strlen(msg));
+	rc_buf_puts(reply, "}}");
+}
+
+static void put_id(struct rc_buf *b, uint64_t epoch, uint64_t gseq)
+{
+	char id[RC_ID_MAX];
+	size_t n = rc_id_format(id, epoch, gseq);
+	rc_buf_append(b, "\"", 1);
+	rc_buf_append(b, id, n);
+	rc_buf_append(b, "\"", 1);
+}
+
+static void op_publish(struct broker *br, struct json_object *req, struct rc_buf *reply)
+{
+	struct json_object *events;
+	struct hinput in[BROKER_MAX_BATCH];
+	uint64_t epoch = history_epoch(br->hist), first;
+	size_t n;
+	int rv;
+
+	if (atomic_load(&br->stopping)) {
+		reply_error(br, reply, "shutting_down", "the broker is stopping; nothing was published");
+		return;
+	}
+	if (!json_object_object_get_ex(req, "events", &events)) {
+		reply_error(br, reply, "invalid_field", "events missing");
+		return;
+	}
+	if (!json_object_is_type(events, json_type_array)) {
+		reply_error(br, reply, "invalid_field", "events must be an array of event objects");
+		return;
+	}
+	n = json_object_array_length(events);
+	if (n == 0 || n > BROKER_MAX_BATCH) {
+		reply_error(br, reply, "invalid_field", "events must hold 1-%d events, not %zu", BROKER_MAX_BATCH, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct rc_event_view v;
+		char why[256];
+
+		rv = rc_event_check(json_object_array_get_idx(events, i), br->max_event_bytes, &v, why, sizeof(why));
+		if (rv != RC_OK) {
+			reply_error(br, reply, rv == RC_ETOOBIG ? "too_large" : "invalid_event", "events[%zu].%s", i,
+				    why);
+			return;
+		}
+		in[i] = (struct hinput){ v.room, v.room_len, v.json, v.json_len };
+	}
+	rv = history_publish(br->hist, in, n, &first);
+	if (rv != RC_OK) {
+		reply_error(br, reply, "internal", "events: %s; nothing was published", rc_strerror(rv));
+		return;
+	}
+	br->publishes++;
+	br->events_published += n;
+	rc_buf_puts(reply, "{\"ok\":true,\"ids\":[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			rc_buf_append(reply, ",", 1);
+		put_id(reply, epoch, first + i);
+	}
+	rc_buf_puts(reply, "]}");
+}
+
+static void replay_json(struct broker *br, const struct history_result *res, struct rc_buf *reply)
+{
+	uint64_t epoch = history_epoch(br->hist);
+	char e[RC_ID_MAX];
+
+	rc_epoch_format(e, epoch);
+	rc_buf_printf(reply, "{\"ok\":true,\"epoch\":\"%s\",\"last_id\":", e);
+	put_id(reply, epoch, res->last_gseq);
+	rc_buf_printf(reply, ",\"more\":%s,\"events\":[", res->more ? "true" : "false");
+	for (size_t i = 0; i < res->count; i++) {
+		const struct hevent *ev = res->events[i];
+		rc_buf_puts(reply, i ? ",{\"id\":" : "{\"id\":");
+		put_id(reply, epoch, ev->gseq);
+		rc_buf_printf(reply, ",\"rseq\":%" PRIu64 ",\"event\":", ev->rseq);
+		rc_buf_append(reply, ev->json, ev->json_len);
+		rc_buf_append(reply, "}", 1);
+	}
+	rc_buf_puts(reply, "]}");
+}
+
+static void replay_frame(struct broker *br, const struct history_result *res, struct rc_buf *reply)
+{
+	struct rc_frame_hdr hdr = {
+		.epoch = history_epoch(br->hist),
+		.last_gseq = res->last_gseq,
+		.count = (uint32_t)res->count,
+		.flags = RC_FRAME_REPLAY | (res->more ? RC_FRAME_MORE : 0),
+	};
+	size_t size = RC_FRAME_HDR_SIZE;
+
+	for (size_t i = 0; i < res->count; i++)
+		size += rc_frame_event_size(res->events[i]->room_len, res->events[i]->json_len);
+	if (rc_buf_reserve(reply, size) != RC_OK)
+		return;
+	rc_frame_put_header((uint8_t *)reply->data, &hdr);
+	reply->len = RC_FRAME_HDR_SIZE;
+	for (size_t i = 0; i < res->count; i++) {
+		const struct hevent *ev = res->events[i];
+		struct rc_frame_event fe = { ev->gseq, ev->rseq, ev->room, ev->room_len, ev->json, ev->json_len };
+		reply->len += rc_frame_put_event((uint8_t *)reply->data + reply->len, &fe);
+	}
+}
+
+static void op_replay(struct broker *br, struct json_object *req, struct rc_buf *reply)
+{
+	struct json_object *rooms = NULL, *v;
+	const char *names[BROKER_MAX_REPLAY_ROOMS];
+	size_t lens[BROKER_MAX_REPLAY_ROOMS];
+	struct history_query q = { .with_global = true, .limit = 1000 };
+	struct history_result res;
+	bool frame = false;
+	int rv;
+
+	if (json_object_object_get_ex(req, "rooms", &rooms) && rooms != NULL) {
+		if (!json_object_is_type(rooms, json_type_array)) {
+			reply_error(br, reply, "invalid_field", "rooms must be an array of room ids");
+			return;
+		}
+		q.nrooms = json_object_array_length(rooms);
+		if (q.nrooms > BROKER_MAX_REPLAY_ROOMS) {
+			reply_error(br, reply, "invalid_field", "rooms: at most %d rooms", BROKER_MAX_REPLAY_ROOMS);
+			return;
+		}
+		for (size_t i = 0; i < q.nrooms; i++) {
+			struct json_object *r = json_object_array_get_idx(rooms, i);
+			if (!json_object_is_type(r, json_type_string) ||
+			    !rc_room_valid(json_object_get_string(r), (size_t)json_object_get_string_len(r))) {
+				reply_error(br, reply, "invalid_field",
+					    "rooms[%zu] must be 1-%d bytes of [A-Za-z0-9._:@-]", i, RC_ROOM_MAX);
+				return;
+			}
+			names[i] = json_object_get_string(r);
+			lens[i] = (size_t)json_object_get_string_len(r);
+		}
+		q.rooms = names;
+		q.room_lens = lens;
+	}
+	if (json_object_object_get_ex(req, "global", &v) && v != NULL) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			reply_error(br, reply, "invalid_field", "global must be true or false");
+			return;
+		}
+		q.with_global = json_object_get_boolean(v);
+	}
+	if (json_object_object_get_ex(req, "limit", &v) && v != NULL) {
+		int64_t l = json_object_get_int64(v);
+		if (!json_object_is_type(v, json_type_int) || l < 1 || l > BROKER_MAX_REPLAY) {
+			reply_error(br, reply, "invalid_field", "limit must be an integer 1-%d", BROKER_MAX_REPLAY);
+			return;
+		}
+		q.limit = (size_t)l;
+	}
+	if (json_object_object_get_ex(req, "format", &v) && v != NULL) {
+		const char *f = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+		if (strcmp(f, "frame") == 0) {
+			frame = true;
+		} else if (strcmp(f, "json") != 0) {
+			reply_error(br, reply, "invalid_field", "format must be \"json\" or \"frame\"");
+			return;
+		}
+	}
+	if (json_object_object_get_ex(req, "after", &v) && v != NULL) {
+		struct rc_id id;
+		char e[RC_ID_MAX];
+		if (!json_object_is_type(v, json_type_string) ||
+		    rc_id_parse(json_object_get_string(v), (size_t)json_object_get_string_len(v), &id) != RC_OK) {
+			reply_error(br, reply, "invalid_id", "after must be an event id like 6f1c2a9e-1042");
+			return;
+		}
+		if (id.epoch != history_epoch(br->hist)) {
+			rc_epoch_format(e, history_epoch(br->hist));
+			reply_error(br, reply, "epoch_mismatch", "after: epoch is not the current epoch %s", e);
+			return;
+		}
+		q.after = id.gseq;
+	} else {
+		struct history_stats st;
+		history_stats(br->hist, &st);
+		q.after = st.first_gseq - 1; /* everything retained */
+	}
+	br->replays++;
+	rv = history_replay(br->hist, &q, &res);
+	if (rv == RC_EEVICTED) {
+		reply_error(br, reply, "history_unavailable", "after: events after this id are no longer retained");
+		return;
+	} else if (rv == RC_ERANGE) {
+		reply_error(br, reply, "history_unavailable", "after: this id is beyond the last id");
+		return;
+	} else if (rv != RC_OK) {
+		reply_error(br, reply, "internal", "replay: %s", rc_strerror(rv));
+		return;
+	}
+	if (frame)
+		replay_frame(br, &res, reply);
+	else
+		replay_json(br, &res, reply);
+	history_result_fini(&res);
+}
+
+static void op_stats(struct broker *br, struct rc_buf *reply)
+{
+	struct history_stats hs;
+	struct bus_stats bs;
+	uint64_t epoch = history_epoch(br->hist);
+	char e[RC_ID_MAX];
+
+	history_stats(br->hist, &hs);
+	bus_stats(br->bus, &bs);
+	rc_epoch_format(e, epoch);
+	rc_buf_printf(reply, "{\"ok\":true,\"epoch\":\"%s\",\"last_id\":", e);
+	put_id(reply, epoch, hs.last_gseq);
+	rc_buf_printf(reply,
+		      ",\"gseq\":%" PRIu64 ",\"rooms\":%zu,"
+		      "\"history\":{\"events\":%zu,\"bytes\":%zu,\"first_gseq\":%" PRIu64 "},"
+		      "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64
+		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ","
+		      "\"bus\":{\"frames\":%" PRIu64 ",\"events\":%" PRIu64 ",\"bytes\":%" PRIu64
+		      ",\"ticks\":%" PRIu64 ",\"send_errors\":%" PRIu64 "}}",
+		      hs.last_gseq, hs.rooms, hs.events, hs.bytes, hs.first_gseq, br->requests, br->errors,
+		      br->publishes, br->events_published, br->replays, bs.frames, bs.events, bs.bytes, bs.ticks,
+		      bs.send_errors);
+}
+
+static void op_ping(struct broker *br, struct rc_buf *reply)
+{
+	struct history_stats hs;
+	uint64_t epoch = history_epoch(br->hist);
+	char e[RC_ID_MAX];
+
+	history_stats(br->hist, &hs);
+	rc_epoch_format(e, epoch);
+	rc_buf_printf(reply, "{\"ok\":true,\"epoch\":\"%s\",\"last_id\":", e);
+	put_id(reply, epoch, hs.last_gseq);
+	rc_buf_append(reply, "}", 1);
+}
+
+void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *reply)
+{
+	struct json_tokener *tok;
+	struct json_object *obj, *op;
+	const char *name;
+
+	br->requests++;
+	reply->len = 0;
+	tok = json_tokener_new_ex(32);
+	if (tok == NULL) {
+		reply_error(br, reply, "internal", "out of memory");
+		return;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	obj = json_tokener_parse_ex(tok, req, (int)len);
+	if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len) {
+		enum json_tokener_error err = json_tokener_get_error(tok);
+		reply_error(br, reply, "bad_request", "request is not one JSON object: %s",
+			    obj != NULL && err == json_tokener_success ? "trailing bytes after the object"
+			    : err == json_tokener_continue	       ? "unexpected end of input"
+								       : json_tokener_error_desc(err));
+		goto out;
+	}
+	if (!json_object_is_type(obj, json_type_object)) {
+		reply_error(br, reply, "bad_request", "request must be a JSON object");
+		goto out;
+	}
+	if (!json_object_object_get_ex(obj, "op", &op) || !json_object_is_type(op, json_type_string)) {
+		reply_error(br, reply, "invalid_field", "op missing: one of publish, replay, stats, ping");
+		goto out;
+	}
+	name = json_object_get_string(op);
+	if (strcmp(name, "publish") == 0)
+		op_publish(br, obj, reply);
+	else if (strcmp(name, "replay") == 0)
+		op_replay(br, obj, reply);
+	else if (strcmp(name, "stats") == 0)
+		op_stats(br, reply);
+	else if (strcmp(name, "ping") == 0)
+		op_ping(br, reply);
+	else
+		reply_error(br, reply, "unknown_op", "op '%.64s' is not one of publish, replay, stats, ping", name);
+out:
+	json_object_put(obj);
+	json_tokener_free(tok);
+}

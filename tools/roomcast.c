@@ -1,0 +1,335 @@
+/*
+ * roomcast: the command-line client of the broker.
+ *
+ *   roomcast publish --room R --type T [--data JSON]   one event, prints its id
+ *   roomcast publish --ndjson < events.ndjson          one event per line
+ *   roomcast tail [--room R] [--count N]               events from the bus
+ *   roomcast stats                                     the broker's counters
+ */
+#include <json-c/json.h>
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "error.h"
+#include "event.h"
+#include "frame.h"
+#include "id.h"
+#include "log.h"
+#include "options.h"
+
+#define NDJSON_BATCH 1000
+#define NDJSON_BATCH_BYTES (4 * 1024 * 1024)
+
+struct cli {
+	const char *broker_api, *broker_bus;
+	const char *room, *type, *data;
+	bool ndjson;
+	int64_t count, timeout_ms;
+	enum rc_log_level log_level;
+	nng_socket req;
+};
+
+static int cli_fail(const char *fmt, const char *a, const char *b)
+{
+	fprintf(stderr, "roomcast: ");
+	fprintf(stderr, fmt, a, b);
+	fputc('\n', stderr);
+	return 1;
+}
+
+/* Opens the REQ socket; the dial retries in the background until the timeout. */
+static int cli_connect(struct cli *c)
+{
+	int rv;
+
+	if ((rv = nng_req0_open(&c->req)) != 0)
+		return cli_fail("cannot open a socket: %s%s", nng_strerror(rv), "");
+	nng_socket_set_ms(c->req, NNG_OPT_RECVTIMEO, (nng_duration)c->timeout_ms);
+	nng_socket_set_ms(c->req, NNG_OPT_SENDTIMEO, (nng_duration)c->timeout_ms);
+	nng_socket_set_size(c->req, NNG_OPT_RECVMAXSZ, 0);
+	if ((rv = nng_dial(c->req, c->broker_api, NULL, NNG_FLAG_NONBLOCK)) != 0)
+		return cli_fail("bad --broker-api '%s': %s", c->broker_api, nng_strerror(rv));
+	return 0;
+}
+
+/* Sends one request and returns the parsed reply (caller puts it), or NULL. */
+static struct json_object *cli_call(struct cli *c, const char *req, size_t len)
+{
+	char *buf = NULL;
+	size_t blen = 0;
+	struct json_object *reply;
+	int rv;
+
+	if ((rv = nng_send(c->req, (void *)req, len, 0)) != 0 || (rv = nng_recv(c->req, &buf, &blen, NNG_FLAG_ALLOC)) != 0) {
+		cli_fail("broker api %s unreachable: %s", c->broker_api, nng_strerror(rv));
+		return NULL;
+	}
+	reply = json_tokener_parse(buf);
+	nng_free(buf, blen);
+	if (reply == NULL)
+		cli_fail("the broker sent a reply that is not JSON%s%s", "", "");
+	return reply;
+}
+
+/* Prints the error of a failed reply; returns true when the reply was ok. */
+static bool cli_reply_ok(struct json_object *reply, const char *context)
+{
+	struct json_object *ok, *err, *msg, *code;
+
+	if (json_object_object_get_ex(reply, "ok", &ok) && json_object_get_boolean(ok))
+		return true;
+	json_object_object_get_ex(reply, "error", &err);
+	json_object_object_get_ex(err, "message", &msg);
+	json_object_object_get_ex(err, "code", &code);
+	fprintf(stderr, "roomcast: %s%s (%s)\n", context, msg ? json_object_get_string(msg) : "unknown error",
+		code ? json_object_get_string(code) : "?");
+	return false;
+}
+
+static int cli_print_ids(struct json_object *reply)
+{
+	struct json_object *ids;
+
+	if (!json_object_object_get_ex(reply, "ids", &ids))
+		return 1;
+	for (size_t i = 0; i < json_object_array_length(ids); i++)
+		printf("%s\n", json_object_get_string(json_object_array_get_idx(ids, i)));
+	fflush(stdout);
+	return 0;
+}
+
+static int cli_publish_one(struct cli *c)
+{
+	struct json_object *ev, *req, *arr, *reply;
+	const char *s;
+	int rc = 1;
+
+	if (c->type == NULL)
+		return cli_fail("publish needs --type (or --ndjson)%s%s", "", "");
+	if (c->data != NULL) {
+		ev = json_tokener_parse(c->data);
+		if (ev == NULL || !json_object_is_type(ev, json_type_object)) {
+			json_object_put(ev);
+			return cli_fail("--data must be a JSON object, got '%s'%s", c->data, "");
+		}
+	} else {
+		ev = json_object_new_object();
+	}
+	json_object_object_add(ev, "type", json_object_new_string(c->type));
+	if (c->room != NULL)
+		json_object_object_add(ev, "room_id", json_object_new_string(c->room));
+	req = json_object_new_object();
+	arr = json_object_new_array();
+	json_object_array_add(arr, ev);
+	json_object_object_add(req, "op", json_object_new_string("publish"));
+	json_object_object_add(req, "events", arr);
+	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	reply = cli_call(c, s, strlen(s));
+	if (reply != NULL && cli_reply_ok(reply, ""))
+		rc = cli_print_ids(reply);
+	json_object_put(reply);
+	json_object_put(req);
+	return rc;
+}
+
+/* Publishes the batch in b (events joined by commas); first_line for messages. */
+static int cli_publish_batch(struct cli *c, struct rc_buf *b, size_t n, long first_line)
+{
+	struct json_object *reply;
+	char ctx[64];
+	int rc = 1;
+
+	if (n == 0)
+		return 0;
+	rc_buf_puts(b, "]}");
+	if (b->err)
+		return cli_fail("out of memory%s%s", "", "");
+	reply = cli_call(c, b->data, b->len);
+	snprintf(ctx, sizeof(ctx), "batch from line %ld: ", first_line);
+	if (reply != NULL && cli_reply_ok(reply, ctx))
+		rc = cli_print_ids(reply);
+	json_object_put(reply);
+	return rc;
+}
+
+static int cli_publish_ndjson(struct cli *c)
+{
+	static const char head[] = "{\"op\":\"publish\",\"events\":[";
+	struct rc_buf b;
+	char *line = NULL;
+	size_t cap = 0, n = 0;
+	ssize_t len;
+	long lineno = 0, first = 1;
+	int rc = 0;
+
+	rc_buf_init(&b);
+	rc_buf_puts(&b, head);
+	while (rc == 0 && (len = getline(&line, &cap, stdin)) >= 0) {
+		lineno++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		if (len == 0)
+			continue;
+		if (n > 0 && (n == NDJSON_BATCH || b.len + (size_t)len > NDJSON_BATCH_BYTES)) {
+			rc = cli_publish_batch(c, &b, n, first);
+			b.len = 0;
+			rc_buf_puts(&b, head);
+			n = 0;
+		}
+		if (n == 0)
+			first = lineno;
+		if (n > 0)
+			rc_buf_append(&b, ",", 1);
+		rc_buf_append(&b, line, (size_t)len);
+		n++;
+	}
+	if (rc == 0)
+		rc = cli_publish_batch(c, &b, n, first);
+	free(line);
+	rc_buf_fini(&b);
+	return rc;
+}
+
+static int cli_stats(struct cli *c)
+{
+	static const char req[] = "{\"op\":\"stats\"}";
+	struct json_object *reply = cli_call(c, req, sizeof(req) - 1);
+	int rc = 1;
+
+	if (reply != NULL && cli_reply_ok(reply, "")) {
+		printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		rc = 0;
+	}
+	json_object_put(reply);
+	return rc;
+}
+
+static int cli_tail(struct cli *c)
+{
+	nng_socket sub;
+	int64_t printed = 0;
+	size_t room_len = c->room ? strlen(c->room) : 0;
+	struct rc_buf out;
+	int rv;
+
+	if ((rv = nng_sub0_open(&sub)) != 0)
+		return cli_fail("cannot open a socket: %s%s", nng_strerror(rv), "");
+	nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+	nng_socket_set_int(sub, NNG_OPT_RECVBUF, 8192);
+	nng_socket_set_size(sub, NNG_OPT_RECVMAXSZ, 0);
+	if (c->timeout_ms > 0 && c->count > 0)
+		nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, (nng_duration)c->timeout_ms);
+	if ((rv = nng_dial(sub, c->broker_bus, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		nng_close(sub);
+		return cli_fail("bad --broker-bus '%s': %s", c->broker_bus, nng_strerror(rv));
+	}
+	/* tell a script that the subscription is in place */
+	fprintf(stderr, "roomcast: tailing %s\n", c->broker_bus);
+	rc_buf_init(&out);
+	while (c->count == 0 || printed < c->count) {
+		struct rc_frame_reader r;
+		struct rc_frame_event ev;
+		nng_msg *msg;
+		char id[RC_ID_MAX];
+
+		if ((rv = nng_recvmsg(sub, &msg, 0)) != 0) {
+			cli_fail("bus %s: %s", c->broker_bus, nng_strerror(rv));
+			break;
+		}
+		if (rc_frame_reader_init(&r, nng_msg_body(msg), nng_msg_len(msg)) != RC_OK) {
+			fprintf(stderr, "roomcast: skipped a corrupt bus frame\n");
+			nng_msg_free(msg);
+			continue;
+		}
+		out.len = 0;
+		while (rc_frame_reader_next(&r, &ev) && (c->count == 0 || printed < c->count)) {
+			if (c->room && ev.room_len && (ev.room_len != room_len || memcmp(ev.room, c->room, room_len)))
+				continue;
+			rc_id_format(id, r.hdr.epoch, ev.gseq);
+			rc_buf_printf(&out, "{\"id\":\"%s\",\"room_id\":", id);
+			if (ev.room_len)
+				rc_buf_json_str(&out, ev.room, ev.room_len);
+			else
+				rc_buf_puts(&out, "null");
+			rc_buf_printf(&out, ",\"rseq\":%llu,\"event\":", (unsigned long long)ev.rseq);
+			rc_buf_append(&out, ev.json, ev.json_len);
+			rc_buf_puts(&out, "}\n");
+			printed++;
+		}
+		nng_msg_free(msg);
+		fwrite(out.data, 1, out.len, stdout);
+		fflush(stdout);
+	}
+	rc_buf_fini(&out);
+	nng_close(sub);
+	return c->count > 0 && printed < c->count ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = {
+		.broker_api = "tcp://127.0.0.1:7411",
+		.broker_bus = "tcp://127.0.0.1:7410",
+		.timeout_ms = 5000,
+		.log_level = RC_LOG_WARN,
+	};
+	const struct rc_opt table[] = {
+		{ "broker-api", RC_OPT_STR, &c.broker_api, 0, 0, "the broker's api address" },
+		{ "broker-bus", RC_OPT_STR, &c.broker_bus, 0, 0, "the broker's bus address (tail)" },
+		{ "room", RC_OPT_STR, &c.room, 0, 0, "publish: the event's room_id; tail: only this room (+ global)" },
+		{ "type", RC_OPT_STR, &c.type, 0, 0, "publish: the event's type" },
+		{ "data", RC_OPT_STR, &c.data, 0, 0, "publish: a JSON object with the event's other fields" },
+		{ "ndjson", RC_OPT_BOOL, &c.ndjson, 0, 0, "publish: read one event object per line from stdin" },
+		{ "count", RC_OPT_INT, &c.count, 0, INT64_MAX, "tail: exit after this many events (0 = never)" },
+		{ "timeout-ms", RC_OPT_INT, &c.timeout_ms, 1, 3600000,
+		  "give up on the broker after this long (tail: with --count)" },
+		{ "log-level", RC_OPT_LOG, &c.log_level, 0, 0, "debug, info, warn or error" },
+		{ NULL, 0, NULL, 0, 0, NULL },
+	};
+	static const char usage[] = "usage: roomcast publish --room R --type T [--data JSON]\n"
+				    "       roomcast publish --ndjson < events.ndjson\n"
+				    "       roomcast tail [--room R] [--count N]\n"
+				    "       roomcast stats";
+	struct rc_opts_result res;
+	const char *cmd;
+	int rc;
+
+	if (rc_opts_parse(table, argc, argv, &res) != RC_OK) {
+		fprintf(stderr, "roomcast: %s (see --help)\n", res.err);
+		rc_opts_result_fini(&res);
+		return 2;
+	}
+	if (res.help || res.npos == 0) {
+		rc_opts_usage(res.help ? stdout : stderr, usage, table);
+		rc_opts_result_fini(&res);
+		return res.help ? 0 : 2;
+	}
+	cmd = res.pos[0];
+	if (res.npos > 1) {
+		fprintf(stderr, "roomcast: unexpected argument '%s' (see --help)\n", res.pos[1]);
+		rc_opts_result_fini(&res);
+		return 2;
+	}
+	rc_opts_result_fini(&res);
+	rc_log_set_level(c.log_level);
+	if (strcmp(cmd, "tail") == 0)
+		return cli_tail(&c);
+	if (strcmp(cmd, "publish") != 0 && strcmp(cmd, "stats") != 0) {
+		fprintf(stderr, "roomcast: unknown command '%s': publish, tail or stats\n", cmd);
+		return 2;
+	}
+	if (cli_connect(&c) != 0)
+		return 1;
+	if (strcmp(cmd, "stats") == 0)
+		rc = cli_stats(&c);
+	else
+		rc = c.ndjson ? cli_publish_ndjson(&c) : cli_publish_one(&c);
+	nng_close(c.req);
+	return rc;
+}
