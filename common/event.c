@@ -1,6 +1,7 @@
 #include "event.h"
 
 #include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +27,42 @@ bool rc_room_valid(const char *s, size_t len)
 bool rc_type_valid(const char *s, size_t len)
 {
 	return s != NULL && len >= 1 && len <= RC_TYPE_MAX && charset_ok(s, len, "._-");
+}
+
+/*
+ * True when every number in obj is a JSON number. json-c parses NaN and
+ * [-]Infinity even in strict mode and would send them on as such, which a
+ * subscriber's JSON.parse rejects. An overflowing literal such as 1e400 is
+ * also infinite but keeps its published (valid) spelling, so look at that.
+ */
+static bool event_numbers_ok(struct json_object *obj)
+{
+	struct json_object_iterator it, end;
+	const char *s;
+
+	switch (json_object_get_type(obj)) {
+	case json_type_double:
+		if (isfinite(json_object_get_double(obj)))
+			return true;
+		s = json_object_to_json_string(obj);
+		if (s != NULL && *s == '-')
+			s++;
+		return s != NULL && *s >= '0' && *s <= '9';
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(obj); i++)
+			if (!event_numbers_ok(json_object_array_get_idx(obj, i)))
+				return false;
+		return true;
+	case json_type_object:
+		it = json_object_iter_begin(obj);
+		end = json_object_iter_end(obj);
+		for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+			if (!event_numbers_ok(json_object_iter_peek_value(&it)))
+				return false;
+		return true;
+	default:
+		return true;
+	}
 }
 
 int rc_event_check(struct json_object *obj, size_t max_bytes, struct rc_event_view *view, char *why,
@@ -63,6 +100,10 @@ int rc_event_check(struct json_object *obj, size_t max_bytes, struct rc_event_vi
 			snprintf(why, whylen, "room_id must be 1-%d bytes of [A-Za-z0-9._:@-]", RC_ROOM_MAX);
 			return RC_EINVAL;
 		}
+	}
+	if (!event_numbers_ok(obj)) {
+		snprintf(why, whylen, "event has a NaN or Infinity number, which JSON cannot carry");
+		return RC_EINVAL;
 	}
 	view->json = json_object_to_json_string_length(
 		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &view->json_len);

@@ -32,7 +32,8 @@ bool rc_room_valid(const char *s, size_t len);
 bool rc_type_valid(const char *s, size_t len);
 
 /*
- * Checks obj against the event rules and serializes it compactly.
+ * Checks obj against the event rules and serializes it compactly. Numbers
+ * that are NaN or Infinity (json-c parses them, JSON has none) are refused.
  * On failure returns RC_EINVAL (or RC_ETOOBIG when the serialization exceeds
  * max_bytes) and writes into why a reason that starts with the field name,
  * e.g. "type missing", "room_id must be 1-128 bytes of [A-Za-z0-9._:@-]".

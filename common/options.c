@@ -133,7 +133,8 @@ int rc_opts_parse(const struct rc_opt *table, int argc, char **argv, struct rc_o
 		const char *v;
 		env_name(o->name, ename, sizeof(ename));
 		v = getenv(ename);
-		if (v == NULL)
+		/* an empty variable counts as unset (compose writes ${X} of an unset X as "") */
+		if (v == NULL || *v == '\0')
 			continue;
 		if (opt_set(o, v, ename, res->err, sizeof(res->err)) != RC_OK)
 			return RC_EINVAL;
