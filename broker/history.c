@@ -249,6 +249,13 @@ out_free:
 	return rv;
 }
 
+/* True when ev does not fit in the result any more (limit or max_bytes). */
+static bool result_full(const struct history_query *q, const struct history_result *res, size_t bytes,
+			const struct hevent *ev)
+{
+	return res->count == q->limit || (q->max_bytes != 0 && res->count > 0 && bytes + ev->json_len > q->max_bytes);
+}
+
 static int result_push(struct history_result *res, size_t *cap, struct hevent *ev)
 {
 	if (res->count == *cap) {
@@ -268,7 +275,7 @@ static int result_push(struct history_result *res, size_t *cap, struct hevent *e
 static int history_replay_rooms(struct history *h, const struct history_query *q, struct history_result *res,
 				size_t *cap)
 {
-	size_t k = 0, nmax = q->nrooms + 1;
+	size_t k = 0, nmax = q->nrooms + 1, bytes = 0;
 	struct hroom **cur = calloc(nmax, sizeof(*cur));
 	size_t *pos = calloc(nmax, sizeof(*pos));
 	int rv = RC_OK;
@@ -306,13 +313,15 @@ static int history_replay_rooms(struct history *h, const struct history_query *q
 		}
 		if (best == k)
 			break;
-		if (res->count == q->limit) {
+		struct hevent *ev = h->ring[g % h->max_events];
+		if (result_full(q, res, bytes, ev)) {
 			res->more = true;
 			break;
 		}
-		rv = result_push(res, cap, h->ring[g % h->max_events]);
+		rv = result_push(res, cap, ev);
 		if (rv != RC_OK)
 			break;
+		bytes += ev->json_len;
 		pos[best]++;
 	}
 out:
@@ -323,24 +332,31 @@ out:
 
 int history_replay(struct history *h, const struct history_query *q, struct history_result *res)
 {
-	size_t cap = 0;
+	struct history_query qq = *q;
+	size_t cap = 0, bytes = 0;
 	int rv = RC_OK;
 
 	memset(res, 0, sizeof(*res));
 	pthread_rwlock_rdlock(&h->lock);
 	res->last_gseq = h->last_gseq;
 	res->first_gseq = h->first_gseq;
+	/* resolved under the lock: a publish may evict between a caller's stats and this call */
+	if (q->oldest)
+		qq.after = h->first_gseq - 1;
+	q = &qq;
 	if (q->after > h->last_gseq) {
 		rv = RC_ERANGE;
 	} else if (q->after + 1 < h->first_gseq) {
 		rv = RC_EEVICTED;
 	} else if (q->rooms == NULL) {
 		for (uint64_t g = q->after + 1; g <= h->last_gseq && rv == RC_OK; g++) {
-			if (res->count == q->limit) {
+			struct hevent *ev = h->ring[g % h->max_events];
+			if (result_full(q, res, bytes, ev)) {
 				res->more = true;
 				break;
 			}
-			rv = result_push(res, &cap, h->ring[g % h->max_events]);
+			rv = result_push(res, &cap, ev);
+			bytes += ev->json_len;
 		}
 	} else {
 		rv = history_replay_rooms(h, q, res, &cap);

@@ -72,7 +72,9 @@ struct history_query {
 	size_t nrooms;
 	bool with_global; /* include global events (ignored for the firehose) */
 	uint64_t after;   /* gseq: events with a greater gseq are returned */
+	bool oldest;      /* ignore after: start at the oldest retained event */
 	size_t limit;
+	size_t max_bytes; /* stop before the events' json passes this (0: no limit; at least one event) */
 };
 
 struct history_result {

@@ -185,6 +185,14 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		}
 		q.limit = (size_t)l;
 	}
+	if (json_object_object_get_ex(req, "max_bytes", &v) && v != NULL) {
+		int64_t mb = json_object_get_int64(v);
+		if (!json_object_is_type(v, json_type_int) || mb < 0) {
+			reply_error(br, reply, "invalid_field", "max_bytes must be a non-negative integer");
+			return;
+		}
+		q.max_bytes = (size_t)mb;
+	}
 	if (json_object_object_get_ex(req, "format", &v) && v != NULL) {
 		const char *f = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 		if (strcmp(f, "frame") == 0) {
@@ -209,9 +217,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		}
 		q.after = id.gseq;
 	} else {
-		struct history_stats st;
-		history_stats(br->hist, &st);
-		q.after = st.first_gseq - 1; /* everything retained */
+		q.oldest = true; /* everything retained */
 	}
 	br->replays++;
 	rv = history_replay(br->hist, &q, &res);

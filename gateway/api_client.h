@@ -1,0 +1,36 @@
+/*
+ * api_client.h - the gateway's client of the broker api (nng REQ).
+ *
+ * Calls run on nng contexts with aio: nothing blocks the loop. A call's
+ * completion is handed back to the loop through an inbox and its callback
+ * runs on the loop thread. When no connection to the broker is up, a call
+ * fails at once (RC_EIO) instead of waiting for its timeout.
+ */
+#ifndef GW_API_CLIENT_H
+#define GW_API_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+struct gw_api;
+
+/*
+ * Called on the loop thread: err is 0 with the reply bytes (valid during the
+ * call), RC_ETIMEDOUT, or RC_EIO (broker unreachable or gateway stopping).
+ */
+typedef void (*gw_api_cb)(void *arg, int err, const char *reply, size_t len);
+
+/* Dials url (reconnecting by itself). Returns 0, RC_EIO or RC_ENOMEM. */
+int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out);
+
+/* True while a connection to the broker api is up. Any thread. */
+bool gw_api_connected(struct gw_api *a);
+
+/* Sends req[0..len); cb runs exactly once, later, on the loop thread. Returns 0 or an error (cb not called). */
+int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg);
+
+/* Fails the calls in flight (their callbacks run now), closes and frees a. NULL ok. */
+void gw_api_stop(struct gw_api *a);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * conn.h - one HTTP/1.1 connection of the gateway.
+ *
+ * Requests are parsed with http-parser from a read buffer shared by the whole
+ * loop; only what the router needs (url, a few headers, the body) is copied
+ * into a request object that lives while the request is handled. Responses go
+ * out in request order even when some are answered later (a POST waiting for
+ * the broker): each such request holds a slot, and later responses queue
+ * behind it. One write is in flight per connection; everything queued in a
+ * loop turn goes out in one uv_write with several buffers.
+ * Loop thread only.
+ */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "list.h"
+#include "outq.h"
+
+struct gw;
+struct gw_stream;
+
+/* The request being handled. */
+struct gw_req {
+	enum http_method method;
+	bool keep_alive;
+	struct rc_buf url;
+	struct rc_buf body;
+	struct rc_buf last_event_id, authorization, content_type, origin;
+	size_t header_bytes;
+	int error_status; /* a limit was hit while parsing: 413 or 431 */
+	/* header parsing state */
+	struct rc_buf *cur; /* the header value being read, NULL when ignored */
+	char field[32];
+	uint8_t field_len;
+	bool in_value;
+};
+
+/* A response that is not known yet (the POST waiting for the broker). */
+struct gw_slot {
+	struct gw_slot *next;
+	struct gw_conn *conn; /* NULL once the connection closed */
+	struct gw_chunk *resp;
+	bool done, close_after;
+};
+
+struct gw_conn {
+	uv_tcp_t tcp;
+	struct gw *gw;
+	http_parser parser;
+	struct gw_req *req;      /* the request being parsed */
+	struct gw_req *deferred; /* a parsed request waiting for earlier responses */
+	char *stash;             /* input after the deferred request */
+	size_t stash_len;
+	struct gw_outq out;
+	uv_write_t wreq;
+	struct gw_list node;       /* gw->conns */
+	struct gw_list tq_node;    /* on *tq: gw->header_q or gw->idle_q */
+	struct gw_list *tq;
+	struct gw_list flush_node; /* gw->flush_q */
+	uint64_t deadline;
+	struct gw_stream *stream;
+	struct gw_slot *slots, *slots_tail;
+	uint32_t nslots;
+	bool writing, closing, close_after_write, reading;
+};
+
+/* Accepts one connection from the listener. */
+void gw_conn_accept(struct gw *gw);
+
+/*
+ * Answers the current request: status, JSON or other body, extra header lines
+ * (each ending in "\r\n", may be NULL). close: close after this response.
+ */
+void gw_conn_respond(struct gw_conn *c, int status, const char *content_type, const char *extra_headers,
+		     const char *body, size_t body_len, bool close);
+
+/* Answers with {"error":{"code":…,"message":…}}. */
+void gw_conn_error(struct gw_conn *c, int status, const char *code, const char *message, const char *extra_headers);
+
+/* Reserves the response position of the current request, to be filled later. */
+struct gw_slot *gw_conn_slot(struct gw_conn *c);
+
+/* Fills a slot (takes the chunk); frees it when its connection is gone. */
+void gw_slot_fill(struct gw_slot *slot, struct gw_chunk *resp, bool close_after);
+
+/* Queues output and schedules a write in this loop turn. */
+int gw_conn_send(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len);
+
+/* Closes the connection (idempotent); memory is freed in the close callback. */
+void gw_conn_close(struct gw_conn *c);
+
+/* Writes what gw->flush_q holds (the loop's check handle calls this). */
+void gw_conn_flush_all(struct gw *gw);
+
+/* Closes connections whose request or keep-alive deadline passed; returns the next deadline (0: none). */
+uint64_t gw_conn_expire(struct gw *gw, uint64_t now);
+
+/* Text of a status code ("Not Found"). */
+const char *gw_status_text(int status);
+
+#endif

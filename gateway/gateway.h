@@ -1,0 +1,64 @@
+/*
+ * gateway.h - the gateway's context: options, counters and the loop's state.
+ *
+ * Everything here belongs to the loop thread. The only ways in from other
+ * threads are the inboxes of the bus client and the publisher (uv_async_send).
+ */
+#ifndef GW_GATEWAY_H
+#define GW_GATEWAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "hub.h"
+#include "list.h"
+#include "log.h"
+#include "metrics.h"
+
+struct gw_api;
+struct gw_bus;
+struct gw_repair;
+
+struct gw_options {
+	const char *listen, *broker_bus, *broker_api;
+	const char *publish_token, *cors_origin, *static_dir;
+	int64_t heartbeat_ms, max_client_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
+	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms;
+	int64_t bus_recvbuf, repair_max_bytes, shutdown_ms;
+	bool no_firehose;
+	enum rc_log_level log_level;
+};
+
+struct gw {
+	uv_loop_t *loop;
+	struct gw_options opt;
+	struct gw_metrics m;
+	struct gw_hub hub;
+	struct gw_bus *bus;
+	struct gw_repair *bus_arg; /* keeps the bus sequence whole */
+	struct gw_api *api;
+
+	uv_tcp_t listener;
+	struct gw_list conns;    /* every open connection */
+	struct gw_list header_q; /* connections reading a request, by deadline */
+	struct gw_list idle_q;   /* keep-alive connections between requests, by deadline */
+	struct gw_list hb_q;     /* streams, least recently written first */
+	struct gw_list flush_q;  /* connections with output to write this loop turn */
+	uv_timer_t timer;        /* the one timer: timeouts and heartbeats */
+	uint64_t timer_due;      /* when it fires, 0 when stopped */
+	uv_check_t flusher;      /* writes what the loop turn queued */
+	uv_signal_t sigterm, sigint;
+	uv_timer_t stop_timer;
+	bool stopping;
+	char *readbuf;           /* shared by every read: reads never overlap */
+	struct gw_chunk *ping;   /* ": ping\n\n", shared by every stream */
+};
+
+/* Arms the gateway timer to fire no later than due (loop time, ms). */
+void gw_timer_arm(struct gw *gw, uint64_t due);
+
+/* Starts closing the gateway (SIGTERM): stops accepting, closes streams. */
+void gw_stop(struct gw *gw);
+
+#endif

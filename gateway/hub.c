@@ -1,0 +1,282 @@
+#include "hub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "gateway.h"
+#include "id.h"
+#include "sse.h"
+#include "stream.h"
+
+void gw_hub_init(struct gw_hub *hub, struct gw *gw)
+{
+	memset(hub, 0, sizeof(*hub));
+	hub->gw = gw;
+	rc_strmap_init(&hub->rooms);
+	gw_list_init(&hub->room_streams);
+	gw_list_init(&hub->firehose);
+}
+
+static void hub_free_room(struct rc_strmap_entry *e, void *arg)
+{
+	(void)arg;
+	free(e->value);
+}
+
+void gw_hub_fini(struct gw_hub *hub)
+{
+	rc_strmap_each(&hub->rooms, hub_free_room, NULL);
+	rc_strmap_fini(&hub->rooms);
+	free(hub->scratch);
+	hub->scratch = NULL;
+}
+
+static void hub_room_unref(struct gw_hub *hub, struct gw_room *r)
+{
+	if (--r->nmembers > 0)
+		return;
+	if (hub->delivering) {
+		/* the delivery's scratch still points at r */
+		if (!r->dead) {
+			r->dead = true;
+			r->dead_next = hub->dead;
+			hub->dead = r;
+		}
+		return;
+	}
+	/* the last stream of the room here left: forget the room */
+	rc_strmap_del(&hub->rooms, r->name, r->name_len);
+	free(r);
+}
+
+int gw_hub_add(struct gw_hub *hub, struct gw_stream *s, const char *const *rooms, const size_t *lens)
+{
+	for (uint16_t i = 0; i < s->nrooms; i++) {
+		struct gw_member *m = &s->members[i];
+		struct rc_strmap_entry *e;
+		struct gw_room *r;
+		int added;
+
+		e = rc_strmap_upsert(&hub->rooms, rooms[i], lens[i], &added);
+		if (e == NULL)
+			goto fail;
+		if (added) {
+			r = calloc(1, sizeof(*r));
+			if (r == NULL) {
+				rc_strmap_del(&hub->rooms, rooms[i], lens[i]);
+				goto fail;
+			}
+			gw_list_init(&r->members);
+			r->name = e->key;
+			r->name_len = e->key_len;
+			e->value = r;
+		}
+		r = e->value;
+		m->room = r;
+		m->stream = s;
+		gw_list_insert_tail(&r->members, &m->node);
+		r->nmembers++;
+		continue;
+fail:
+		/* undo the rooms joined so far */
+		for (uint16_t j = 0; j < i; j++) {
+			gw_list_remove(&s->members[j].node);
+			hub_room_unref(hub, s->members[j].room);
+			s->members[j].room = NULL;
+		}
+		for (uint16_t j = i; j < s->nrooms; j++)
+			s->members[j].room = NULL;
+		return RC_ENOMEM;
+	}
+	if (s->firehose) {
+		gw_list_insert_tail(&hub->firehose, &s->hub_node);
+		hub->nfirehose++;
+	} else {
+		gw_list_insert_tail(&hub->room_streams, &s->hub_node);
+	}
+	return RC_OK;
+}
+
+void gw_hub_remove(struct gw_hub *hub, struct gw_stream *s)
+{
+	for (uint16_t i = 0; i < s->nrooms; i++) {
+		struct gw_room *r = s->members[i].room;
+		if (r == NULL)
+			continue;
+		gw_list_remove(&s->members[i].node);
+		s->members[i].room = NULL;
+		hub_room_unref(hub, r);
+	}
+	if (gw_list_linked(&s->hub_node)) {
+		gw_list_remove(&s->hub_node);
+		if (s->firehose)
+			hub->nfirehose--;
+	}
+}
+
+static size_t digits(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 10) {
+		v /= 10;
+		n++;
+	}
+	return n;
+}
+
+/* Writes one SSE event into chunk c; the id is "<epoch>-<gseq>". */
+static void frame_event(struct gw_chunk *c, const char *ep, size_t eplen, uint64_t gseq, const char *json,
+			size_t json_len)
+{
+	char id[RC_ID_MAX];
+	size_t n;
+
+	memcpy(id, ep, eplen);
+	id[eplen] = '-';
+	n = eplen + 1 + digits(gseq);
+	for (size_t i = n; i > eplen + 1; i--) {
+		id[i - 1] = (char)('0' + gseq % 10);
+		gseq /= 10;
+	}
+	c->len += (uint32_t)rc_sse_format_event(c->data + c->len, id, n, json, json_len);
+}
+
+static struct gw_chunk *slab_get(struct gw_chunk **slot, size_t bytes)
+{
+	if (*slot == NULL)
+		*slot = gw_chunk_new(bytes);
+	return *slot;
+}
+
+void gw_hub_reset_all(struct gw_hub *hub, const char *reason, uint64_t epoch, uint64_t gseq)
+{
+	struct gw_list *lists[2] = { &hub->room_streams, &hub->firehose }, *pos, *tmp;
+
+	for (int i = 0; i < 2; i++)
+		gw_list_each_safe(pos, tmp, lists[i])
+			gw_stream_reset(gw_container_of(pos, struct gw_stream, hub_node), reason, epoch, gseq);
+}
+
+size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
+{
+	size_t n = 0, i = 0, fire_bytes = 0, global_bytes = 0;
+	struct gw_chunk *fire = NULL, *global = NULL;
+	struct rc_frame_event ev;
+	char ep[RC_ID_MAX];
+	size_t eplen = rc_epoch_format(ep, r->hdr.epoch);
+	bool want_fire = hub->nfirehose > 0, want_global = !gw_list_empty(&hub->room_streams);
+	struct gw_list *pos, *tmp;
+
+	if (r->hdr.count == 0)
+		return 0;
+	if (hub->scratch_cap < r->hdr.count) {
+		struct gw_framed *s = realloc(hub->scratch, r->hdr.count * sizeof(*s));
+		if (s == NULL)
+			return 0; /* the events stay undelivered: clients resume */
+		hub->scratch = s;
+		hub->scratch_cap = r->hdr.count;
+	}
+	/* pass 1: who wants each event, and how many bytes each slab needs */
+	while (rc_frame_reader_next(r, &ev)) {
+		struct gw_framed *f;
+		if (ev.gseq <= hub->last_gseq)
+			continue; /* delivered already (a repair overlapping the bus) */
+		f = &hub->scratch[n++];
+		f->gseq = ev.gseq;
+		f->global = ev.room_len == 0;
+		f->json = ev.json;
+		f->json_len = ev.json_len;
+		f->len = (uint32_t)rc_sse_event_size(eplen + 1 + digits(ev.gseq), ev.json_len);
+		f->chunk = NULL;
+		f->room = NULL;
+		if (f->global) {
+			if (want_global)
+				global_bytes += f->len;
+		} else {
+			struct rc_strmap_entry *e = rc_strmap_get(&hub->rooms, ev.room, ev.room_len);
+			if (e != NULL) {
+				f->room = e->value;
+				f->room->slab_bytes += f->len;
+			}
+		}
+		if (want_fire)
+			fire_bytes += f->len;
+	}
+	if (n == 0)
+		return 0;
+	hub->last_gseq = hub->scratch[n - 1].gseq;
+	/* pass 2: frame each event once into its slab (and the firehose slab) */
+	if (want_fire && (fire = gw_chunk_new(fire_bytes)) == NULL)
+		want_fire = false;
+	for (i = 0; i < n; i++) {
+		struct gw_framed *f = &hub->scratch[i];
+		struct gw_chunk *c = NULL;
+		if (f->room != NULL)
+			c = slab_get(&f->room->slab, f->room->slab_bytes);
+		else if (f->global && want_global)
+			c = slab_get(&global, global_bytes);
+		if (c != NULL) {
+			f->chunk = c;
+			f->off = c->len;
+			frame_event(c, ep, eplen, f->gseq, f->json, f->json_len);
+		}
+		if (want_fire) {
+			f->fire_off = fire->len;
+			if (c != NULL) {
+				memcpy(fire->data + fire->len, c->data + f->off, f->len);
+				fire->len += f->len;
+			} else {
+				frame_event(fire, ep, eplen, f->gseq, f->json, f->json_len);
+			}
+		}
+	}
+	/* pass 3: runs of one room go to that room's streams, in gseq order */
+	hub->delivering = true;
+	for (i = 0; i < n;) {
+		struct gw_framed *f = &hub->scratch[i];
+		struct gw_run run = { .ev = f, .n = 1, .chunk = f->chunk };
+		if (f->chunk == NULL) {
+			i++;
+			continue;
+		}
+		while (i + run.n < n && hub->scratch[i + run.n].chunk == f->chunk)
+			run.n++;
+		if (f->global) {
+			gw_list_each_safe(pos, tmp, &hub->room_streams)
+				gw_stream_deliver(gw_container_of(pos, struct gw_stream, hub_node), &run);
+		} else {
+			gw_list_each_safe(pos, tmp, &f->room->members)
+				gw_stream_deliver(gw_container_of(pos, struct gw_member, node)->stream, &run);
+		}
+		i += run.n;
+	}
+	if (want_fire) {
+		struct gw_run run = { .ev = hub->scratch, .n = n, .chunk = fire, .fire = true };
+		gw_list_each_safe(pos, tmp, &hub->firehose)
+			gw_stream_deliver(gw_container_of(pos, struct gw_stream, hub_node), &run);
+	}
+	/* the streams hold their own references now */
+	for (i = 0; i < n; i++) {
+		struct gw_room *room = hub->scratch[i].room;
+		if (room != NULL && room->slab != NULL) {
+			gw_chunk_unref(room->slab);
+			room->slab = NULL;
+		}
+		if (room != NULL)
+			room->slab_bytes = 0;
+	}
+	hub->delivering = false;
+	while (hub->dead != NULL) {
+		struct gw_room *room = hub->dead;
+		hub->dead = room->dead_next;
+		room->dead = false;
+		if (room->nmembers == 0) {
+			room->nmembers = 1;
+			hub_room_unref(hub, room);
+		}
+	}
+	gw_chunk_unref(global);
+	gw_chunk_unref(fire);
+	return n;
+}

@@ -1,0 +1,293 @@
+/*
+ * roomcast-gateway: streams the broker's events to HTTP clients as SSE.
+ *
+ * One libuv loop does all the HTTP work; nng's threads receive bus frames and
+ * api replies and hand them to the loop through inboxes. See
+ * docs/ARCHITECTURE.md.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "api_client.h"
+#include "bus_client.h"
+#include "conn.h"
+#include "error.h"
+#include "event.h"
+#include "gateway.h"
+#include "log.h"
+#include "options.h"
+#include "repair.h"
+#include "sse.h"
+#include "stream.h"
+
+#define GW_READBUF_SIZE (64 * 1024)
+
+static void gw_timer_cb(uv_timer_t *t)
+{
+	struct gw *gw = t->data;
+	uint64_t now = uv_now(gw->loop), a, b, next;
+
+	gw->timer_due = 0;
+	a = gw_conn_expire(gw, now);
+	b = gw_heartbeat_tick(gw, now);
+	next = a == 0 ? b : b == 0 ? a : (a < b ? a : b);
+	if (next != 0)
+		gw_timer_arm(gw, next);
+}
+
+void gw_timer_arm(struct gw *gw, uint64_t due)
+{
+	uint64_t now = uv_now(gw->loop);
+
+	if (gw->stopping || (gw->timer_due != 0 && gw->timer_due <= due))
+		return;
+	gw->timer_due = due;
+	uv_timer_start(&gw->timer, gw_timer_cb, due > now ? due - now : 0, 0);
+}
+
+static void gw_flusher_cb(uv_check_t *h)
+{
+	gw_conn_flush_all(h->data);
+}
+
+static void gw_accept_cb(uv_stream_t *server, int status)
+{
+	struct gw *gw = server->data;
+
+	if (status < 0) {
+		rc_log_warn("accept failed", "err=\"%s\"", uv_strerror(status));
+		return;
+	}
+	gw_conn_accept(gw);
+}
+
+static void gw_stop_timeout_cb(uv_timer_t *t)
+{
+	/* whatever is still open after the grace period does not hold the exit */
+	uv_stop(t->loop);
+}
+
+void gw_stop(struct gw *gw)
+{
+	struct gw_list *pos, *tmp;
+
+	if (gw->stopping)
+		return;
+	gw->stopping = true;
+	uv_close((uv_handle_t *)&gw->listener, NULL);
+	gw_list_each_safe(pos, tmp, &gw->conns)
+		gw_conn_close(gw_container_of(pos, struct gw_conn, node));
+	gw_repair_free(gw->bus_arg);
+	gw->bus_arg = NULL;
+	gw_bus_stop(gw->bus);
+	gw->bus = NULL;
+	gw_api_stop(gw->api);
+	gw->api = NULL;
+	uv_timer_stop(&gw->timer);
+	uv_close((uv_handle_t *)&gw->timer, NULL);
+	uv_close((uv_handle_t *)&gw->flusher, NULL);
+	uv_close((uv_handle_t *)&gw->sigterm, NULL);
+	uv_close((uv_handle_t *)&gw->sigint, NULL);
+	uv_timer_start(&gw->stop_timer, gw_stop_timeout_cb, (uint64_t)gw->opt.shutdown_ms, 0);
+	uv_unref((uv_handle_t *)&gw->stop_timer);
+}
+
+static void gw_signal_cb(uv_signal_t *h, int signum)
+{
+	struct gw *gw = h->data;
+
+	rc_log_info("stopping", "signal=%d streams=%" PRIu64, signum, gw->m.streams_open);
+	gw_stop(gw);
+}
+
+static int parse_listen(const char *s, struct sockaddr_storage *ss)
+{
+	char host[128];
+	const char *colon = strrchr(s, ':');
+	long port;
+	char *end;
+	size_t hl;
+
+	if (colon == NULL)
+		return RC_EINVAL;
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 0 || port > 65535 || colon == s)
+		return RC_EINVAL;
+	hl = (size_t)(colon - s);
+	if (s[0] == '[' && hl >= 2 && s[hl - 1] == ']') {
+		s++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return RC_EINVAL;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
+		return RC_OK;
+	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
+		return RC_OK;
+	return RC_EINVAL;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	/* many idle streams need many descriptors: take what the hard limit allows */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct gw gw; /* large (counters); lives for the whole process */
+	struct gw_options *o = &gw.opt;
+	*o = (struct gw_options){
+		.listen = "127.0.0.1:8080",
+		.broker_bus = "tcp://127.0.0.1:7410",
+		.broker_api = "tcp://127.0.0.1:7411",
+		.heartbeat_ms = 15000,
+		.max_client_buffer = 1024 * 1024,
+		.max_rooms_per_stream = 64,
+		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
+		.max_body_bytes = 1024 * 1024,
+		.max_conns = 100000,
+		.max_header_bytes = 8192,
+		.header_timeout_ms = 10000,
+		.idle_timeout_ms = 60000,
+		.publish_timeout_ms = 5000,
+		.bus_recvbuf = 1024,
+		.repair_max_bytes = 64 * 1024 * 1024,
+		.shutdown_ms = 4000,
+		.log_level = RC_LOG_INFO,
+	};
+	const struct rc_opt table[] = {
+		{ "listen", RC_OPT_STR, &o->listen, 0, 0, "HTTP address, host:port" },
+		{ "broker-bus", RC_OPT_STR, &o->broker_bus, 0, 0, "the broker's bus (nng PUB) address" },
+		{ "broker-api", RC_OPT_STR, &o->broker_api, 0, 0, "the broker's api (nng REP) address" },
+		{ "heartbeat-ms", RC_OPT_INT, &o->heartbeat_ms, 0, 86400000,
+		  "': ping' after this long without a byte on a stream (0 = off)" },
+		{ "max-client-buffer", RC_OPT_SIZE, &o->max_client_buffer, 4096, INT32_MAX,
+		  "unsent bytes a stream may queue before it is closed" },
+		{ "max-rooms-per-stream", RC_OPT_INT, &o->max_rooms_per_stream, 1, 1024, "room_id values per stream" },
+		{ "no-firehose", RC_OPT_BOOL, &o->no_firehose, 0, 0, "refuse streams without room_id (403)" },
+		{ "max-event-bytes", RC_OPT_SIZE, &o->max_event_bytes, 64, 16 * 1024 * 1024,
+		  "largest serialized event accepted by POST" },
+		{ "max-body-bytes", RC_OPT_SIZE, &o->max_body_bytes, 64, 64 * 1024 * 1024, "largest request body (413)" },
+		{ "max-conns", RC_OPT_INT, &o->max_conns, 1, 10000000, "open connections; beyond: 503 and close" },
+		{ "max-header-bytes", RC_OPT_SIZE, &o->max_header_bytes, 256, 1024 * 1024,
+		  "request line and headers (431)" },
+		{ "header-timeout-ms", RC_OPT_INT, &o->header_timeout_ms, 1, 3600000,
+		  "time to receive a whole request (408)" },
+		{ "idle-timeout-ms", RC_OPT_INT, &o->idle_timeout_ms, 1, 86400000,
+		  "keep-alive connection idle between requests" },
+		{ "publish-timeout-ms", RC_OPT_INT, &o->publish_timeout_ms, 1, 600000,
+		  "wait for the broker on POST and replay (503)" },
+		{ "publish-token", RC_OPT_STR, &o->publish_token, 0, 0, "POST needs 'Authorization: Bearer TOKEN'" },
+		{ "cors-origin", RC_OPT_STR, &o->cors_origin, 0, 0, "Access-Control-Allow-Origin value (e.g. *)" },
+		{ "static-dir", RC_OPT_STR, &o->static_dir, 0, 0, "serve files from this directory (the demo page)" },
+		{ "bus-recvbuf", RC_OPT_INT, &o->bus_recvbuf, 1, 65536, "bus frames queued in nng before it drops" },
+		{ "repair-max-bytes", RC_OPT_SIZE, &o->repair_max_bytes, 1024, INT64_MAX,
+		  "bus bytes held while a gap is repaired" },
+		{ "shutdown-ms", RC_OPT_INT, &o->shutdown_ms, 1, 60000, "longest graceful stop" },
+		{ "log-level", RC_OPT_LOG, &o->log_level, 0, 0, "debug, info, warn or error" },
+		{ NULL, 0, NULL, 0, 0, NULL },
+	};
+	struct rc_opts_result res;
+	struct sockaddr_storage addr;
+	struct gw_bus_config bc;
+	int rv;
+
+	if (rc_opts_parse(table, argc, argv, &res) != RC_OK) {
+		fprintf(stderr, "roomcast-gateway: %s (see --help)\n", res.err);
+		rc_opts_result_fini(&res);
+		return 2;
+	}
+	if (res.help) {
+		rc_opts_usage(stdout, "usage: roomcast-gateway [options]", table);
+		rc_opts_result_fini(&res);
+		return 0;
+	}
+	if (res.npos > 0) {
+		fprintf(stderr, "roomcast-gateway: unexpected argument '%s' (see --help)\n", res.pos[0]);
+		rc_opts_result_fini(&res);
+		return 2;
+	}
+	rc_opts_result_fini(&res);
+	if (parse_listen(o->listen, &addr) != RC_OK) {
+		fprintf(stderr, "roomcast-gateway: --listen: expected host:port, got '%s' (see --help)\n", o->listen);
+		return 2;
+	}
+	if (o->publish_token != NULL && *o->publish_token == '\0')
+		o->publish_token = NULL;
+	if (o->cors_origin != NULL && *o->cors_origin == '\0')
+		o->cors_origin = NULL;
+	if (o->static_dir != NULL && *o->static_dir == '\0')
+		o->static_dir = NULL;
+	rc_log_set_level(o->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+
+	gw.loop = uv_default_loop();
+	gw_list_init(&gw.conns);
+	gw_list_init(&gw.header_q);
+	gw_list_init(&gw.idle_q);
+	gw_list_init(&gw.hb_q);
+	gw_list_init(&gw.flush_q);
+	gw_hub_init(&gw.hub, &gw);
+	gw.readbuf = malloc(GW_READBUF_SIZE);
+	gw.ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
+	if (gw.readbuf == NULL || gw.ping == NULL)
+		return 1;
+	uv_timer_init(gw.loop, &gw.timer);
+	gw.timer.data = &gw;
+	uv_timer_init(gw.loop, &gw.stop_timer);
+	uv_check_init(gw.loop, &gw.flusher);
+	gw.flusher.data = &gw;
+	uv_check_start(&gw.flusher, gw_flusher_cb);
+
+	uv_tcp_init(gw.loop, &gw.listener);
+	gw.listener.data = &gw;
+	if ((rv = uv_tcp_bind(&gw.listener, (struct sockaddr *)&addr, 0)) != 0 ||
+	    (rv = uv_listen((uv_stream_t *)&gw.listener, 4096, gw_accept_cb)) != 0) {
+		rc_log_error("cannot listen", "addr=%s err=\"%s\"", o->listen, uv_strerror(rv));
+		return 1;
+	}
+	if (gw_api_start(gw.loop, o->broker_api, &gw.api) != RC_OK)
+		return 1;
+	gw.bus_arg = gw_repair_new(&gw, (size_t)o->repair_max_bytes);
+	bc = (struct gw_bus_config){
+		.url = o->broker_bus,
+		.recvbuf = (int)o->bus_recvbuf,
+		.inbox_max = (size_t)o->bus_recvbuf,
+		.fn = gw_repair_frame,
+		.arg = gw.bus_arg,
+		.bad_frames = &gw.m.bus_bad_frames,
+	};
+	if (gw.bus_arg == NULL || gw_bus_start(gw.loop, &bc, &gw.bus) != RC_OK)
+		return 1;
+	uv_signal_init(gw.loop, &gw.sigterm);
+	uv_signal_init(gw.loop, &gw.sigint);
+	gw.sigterm.data = gw.sigint.data = &gw;
+	uv_signal_start(&gw.sigterm, gw_signal_cb, SIGTERM);
+	uv_signal_start(&gw.sigint, gw_signal_cb, SIGINT);
+
+	rc_log_info("gateway ready", "listen=%s broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64, o->listen,
+		    o->broker_bus, o->broker_api, o->heartbeat_ms);
+	uv_run(gw.loop, UV_RUN_DEFAULT);
+
+	uv_close((uv_handle_t *)&gw.stop_timer, NULL);
+	uv_run(gw.loop, UV_RUN_NOWAIT);
+	gw_hub_fini(&gw.hub);
+	gw_chunk_unref(gw.ping);
+	free(gw.readbuf);
+	rv = uv_loop_close(gw.loop);
+	rc_log_info("gateway stopped", "clean=%s", rv == 0 ? "true" : "false");
+	return 0;
+}

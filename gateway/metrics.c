@@ -1,0 +1,59 @@
+#include "metrics.h"
+
+#include <inttypes.h>
+
+static void metric(struct rc_buf *out, const char *name, const char *type, const char *help, uint64_t v)
+{
+	rc_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
+}
+
+void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
+{
+	metric(out, "roomcast_connections_open", "gauge", "Open HTTP connections.", m->conns_open);
+	metric(out, "roomcast_streams_open", "gauge", "Open SSE streams.", m->streams_open);
+	metric(out, "roomcast_firehose_streams_open", "gauge", "Open SSE streams without a room filter.",
+	       m->firehose_open);
+	metric(out, "roomcast_connections_accepted_total", "counter", "Connections accepted.", m->conns_accepted);
+	metric(out, "roomcast_connections_rejected_total", "counter", "Connections refused over --max-conns.",
+	       m->conns_rejected);
+	metric(out, "roomcast_events_delivered_total", "counter", "Events queued to streams (one per stream).",
+	       m->events_delivered);
+	metric(out, "roomcast_bytes_delivered_total", "counter", "Bytes written to clients.", m->bytes_delivered);
+	metric(out, "roomcast_heartbeats_sent_total", "counter", "': ping' comments sent to idle streams.",
+	       m->heartbeats);
+	metric(out, "roomcast_slow_client_closes_total", "counter",
+	       "Streams closed because their unsent output passed --max-client-buffer.", m->slow_closes);
+	metric(out, "roomcast_bus_frames_received_total", "counter", "Bus frames received from the broker.",
+	       m->bus_frames);
+	metric(out, "roomcast_bus_events_received_total", "counter", "Events received from the broker.",
+	       m->bus_events);
+	metric(out, "roomcast_bus_bad_frames_total", "counter", "Bus frames rejected as corrupt.", m->bus_bad_frames);
+	metric(out, "roomcast_bus_ticks_received_total", "counter", "Idle ticks received from the broker.",
+	       m->bus_ticks);
+	metric(out, "roomcast_gaps_detected_total", "counter", "Jumps in the bus sequence (dropped frames).",
+	       m->gaps_detected);
+	metric(out, "roomcast_events_repaired_total", "counter", "Events fetched by replay to fill bus gaps.",
+	       m->events_repaired);
+	metric(out, "roomcast_replays_total", "counter", "Replay requests sent to the broker.", m->replays);
+	rc_buf_puts(out, "# HELP roomcast_stream_resets_total stream.reset messages sent, by reason.\n"
+			 "# TYPE roomcast_stream_resets_total counter\n");
+	rc_buf_printf(out, "roomcast_stream_resets_total{reason=\"history_unavailable\"} %" PRIu64 "\n",
+		      m->resets_history_unavailable);
+	rc_buf_printf(out, "roomcast_stream_resets_total{reason=\"epoch_changed\"} %" PRIu64 "\n",
+		      m->resets_epoch_changed);
+	rc_buf_printf(out, "roomcast_stream_resets_total{reason=\"gap_unrecoverable\"} %" PRIu64 "\n",
+		      m->resets_gap_unrecoverable);
+	metric(out, "roomcast_published_events_total", "counter", "Events accepted by the broker via HTTP.",
+	       m->publish_events);
+	rc_buf_puts(out, "# HELP roomcast_publish_requests_total HTTP publish requests, by status class.\n"
+			 "# TYPE roomcast_publish_requests_total counter\n");
+	for (int i = 1; i < 6; i++)
+		rc_buf_printf(out, "roomcast_publish_requests_total{status=\"%dxx\"} %" PRIu64 "\n", i,
+			      m->publish_by_status[i]);
+	rc_buf_puts(out, "# HELP roomcast_http_responses_total HTTP responses, by status.\n"
+			 "# TYPE roomcast_http_responses_total counter\n");
+	for (int s = 100; s < 600; s++)
+		if (m->http_by_status[s])
+			rc_buf_printf(out, "roomcast_http_responses_total{status=\"%d\"} %" PRIu64 "\n", s,
+				      m->http_by_status[s]);
+}

@@ -1,0 +1,35 @@
+/*
+ * metrics.h - the gateway's counters and their Prometheus text rendering.
+ * Loop thread only.
+ */
+#ifndef GW_METRICS_H
+#define GW_METRICS_H
+
+#include <stdint.h>
+
+#include "buf.h"
+
+struct gw_metrics {
+	uint64_t conns_open, streams_open, firehose_open;
+	uint64_t conns_accepted, conns_rejected;
+	uint64_t events_delivered, bytes_delivered, heartbeats;
+	uint64_t slow_closes;
+	uint64_t bus_frames, bus_events, bus_bad_frames, bus_ticks;
+	uint64_t gaps_detected, events_repaired, replays;
+	uint64_t resets_history_unavailable, resets_epoch_changed, resets_gap_unrecoverable;
+	uint64_t publish_by_status[6]; /* 1xx..5xx by status/100, index 0 unused */
+	uint64_t publish_events;
+	uint64_t http_by_status[600];
+};
+
+/* Counts one HTTP response with this status. */
+static inline void gw_metrics_http(struct gw_metrics *m, int status)
+{
+	if (status >= 100 && status < 600)
+		m->http_by_status[status]++;
+}
+
+/* Appends the Prometheus text exposition of m to out. */
+void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out);
+
+#endif

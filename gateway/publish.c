@@ -1,0 +1,261 @@
+#include "publish.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api_client.h"
+#include "buf.h"
+#include "conn.h"
+#include "error.h"
+#include "event.h"
+#include "gateway.h"
+
+#define PUBLISH_MAX_EVENTS 1000
+
+/* A publish waiting for the broker. */
+struct pub_call {
+	struct gw *gw;
+	struct gw_slot *slot;
+	bool array; /* answer {"ids":[…]} rather than {"id":…} */
+	bool close;
+};
+
+static void publish_count(struct gw *gw, int status)
+{
+	gw->m.publish_by_status[status / 100]++;
+}
+
+static void publish_answer(struct pub_call *pc, int status, const char *body, size_t len)
+{
+	struct rc_buf b;
+	struct gw_chunk *ch;
+	bool close = pc->close || status == 503;
+
+	rc_buf_init(&b);
+	rc_buf_printf(&b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n", status,
+		      gw_status_text(status), len + 1);
+	if (pc->gw->opt.cors_origin != NULL)
+		rc_buf_printf(&b, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", pc->gw->opt.cors_origin);
+	rc_buf_puts(&b, close ? "Connection: close\r\n\r\n" : "\r\n");
+	rc_buf_append(&b, body, len);
+	rc_buf_append(&b, "\n", 1);
+	ch = b.err ? NULL : gw_chunk_dup(b.data, b.len);
+	rc_buf_fini(&b);
+	gw_metrics_http(&pc->gw->m, status);
+	publish_count(pc->gw, status);
+	if (ch == NULL) {
+		/* nothing to send: close rather than leave the client hanging */
+		ch = gw_chunk_dup("", 0);
+		close = true;
+	}
+	gw_slot_fill(pc->slot, ch, close);
+	free(pc);
+}
+
+static void publish_error(struct pub_call *pc, int status, const char *code, const char *message)
+{
+	struct rc_buf b;
+
+	rc_buf_init(&b);
+	rc_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", code);
+	rc_buf_json_str(&b, message, strlen(message));
+	rc_buf_puts(&b, "}}");
+	publish_answer(pc, status, b.data ? b.data : "", b.len);
+	rc_buf_fini(&b);
+}
+
+/* Loop thread: the broker answered (or did not). */
+static void publish_done(void *arg, int err, const char *reply, size_t len)
+{
+	struct pub_call *pc = arg;
+	struct json_object *obj = NULL, *ok, *ids, *e, *code, *msg;
+	struct rc_buf b;
+
+	if (err != RC_OK) {
+		publish_error(pc, 503, "broker_unavailable",
+			      err == RC_ETIMEDOUT ? "the broker did not answer in time; the events may not be published"
+						  : "the broker is unreachable; nothing was published");
+		return;
+	}
+	{
+		struct json_tokener *tok = json_tokener_new();
+		if (tok != NULL) {
+			obj = json_tokener_parse_ex(tok, reply, (int)len);
+			json_tokener_free(tok);
+		}
+	}
+	if (obj == NULL || !json_object_object_get_ex(obj, "ok", &ok)) {
+		publish_error(pc, 503, "broker_error", "the broker sent a reply that is not JSON");
+		goto out;
+	}
+	if (json_object_get_boolean(ok) && json_object_object_get_ex(obj, "ids", &ids)) {
+		size_t n = json_object_array_length(ids);
+		pc->gw->m.publish_events += n;
+		rc_buf_init(&b);
+		if (pc->array) {
+			rc_buf_puts(&b, "{\"ids\":");
+			rc_buf_puts(&b, json_object_to_json_string_ext(ids, JSON_C_TO_STRING_PLAIN));
+			rc_buf_puts(&b, "}");
+		} else {
+			rc_buf_puts(&b, "{\"id\":");
+			rc_buf_puts(&b, json_object_to_json_string_ext(json_object_array_get_idx(ids, 0),
+								       JSON_C_TO_STRING_PLAIN));
+			rc_buf_puts(&b, "}");
+		}
+		publish_answer(pc, 201, b.data ? b.data : "", b.len);
+		rc_buf_fini(&b);
+		goto out;
+	}
+	json_object_object_get_ex(obj, "error", &e);
+	json_object_object_get_ex(e, "code", &code);
+	json_object_object_get_ex(e, "message", &msg);
+	{
+		const char *c = code ? json_object_get_string(code) : "broker_error";
+		const char *m = msg ? json_object_get_string(msg) : "the broker refused the events";
+		int status = strcmp(c, "too_large") == 0			       ? 413
+			     : strcmp(c, "shutting_down") == 0 || strcmp(c, "internal") == 0 ? 503
+											       : 400;
+		publish_error(pc, status, c, m);
+	}
+out:
+	json_object_put(obj);
+}
+
+static bool token_ok(const struct gw *gw, const struct gw_req *req)
+{
+	const char *want = gw->opt.publish_token;
+	size_t wl, gl;
+	unsigned char diff = 0;
+
+	if (want == NULL || *want == '\0')
+		return true;
+	if (req->authorization.len < 7 || strncasecmp(req->authorization.data, "Bearer ", 7) != 0)
+		return false;
+	wl = strlen(want);
+	gl = req->authorization.len - 7;
+	/* compare every byte, so the time taken does not tell how much matched */
+	for (size_t i = 0; i < wl; i++)
+		diff |= (unsigned char)want[i] ^ (unsigned char)(i < gl ? req->authorization.data[7 + i] : 0);
+	return diff == 0 && gl == wl;
+}
+
+static bool content_type_ok(const struct gw_req *req)
+{
+	const char *ct = req->content_type.data;
+	size_t n = req->content_type.len;
+
+	if (n == 0)
+		return true; /* no type given: try JSON */
+	if (n >= 16 && strncasecmp(ct, "application/json", 16) == 0 && (n == 16 || ct[16] == ';' || ct[16] == ' '))
+		return true;
+	return false;
+}
+
+/* Checks one event; on failure answers and returns false. */
+static bool publish_check(struct gw_conn *c, struct json_object *ev, size_t i, bool array, struct rc_buf *out)
+{
+	struct rc_event_view v;
+	char why[256], msg[300];
+	int rv = rc_event_check(ev, (size_t)c->gw->opt.max_event_bytes, &v, why, sizeof(why));
+
+	if (rv != RC_OK) {
+		if (array)
+			snprintf(msg, sizeof(msg), "events[%zu].%s", i, why);
+		else
+			snprintf(msg, sizeof(msg), "%s", why);
+		publish_count(c->gw, rv == RC_ETOOBIG ? 413 : 400);
+		gw_conn_error(c, rv == RC_ETOOBIG ? 413 : 400, rv == RC_ETOOBIG ? "event_too_large" : "invalid_event",
+			      msg, NULL);
+		return false;
+	}
+	if (i > 0)
+		rc_buf_append(out, ",", 1);
+	rc_buf_append(out, v.json, v.json_len);
+	return true;
+}
+
+void gw_publish(struct gw_conn *c, struct gw_req *req)
+{
+	struct gw *gw = c->gw;
+	struct json_tokener *tok = NULL;
+	struct json_object *body = NULL;
+	struct pub_call *pc = NULL;
+	struct rc_buf out;
+	bool array;
+	size_t n;
+
+	rc_buf_init(&out);
+	if (!token_ok(gw, req)) {
+		publish_count(gw, 401);
+		gw_conn_error(c, 401, "unauthorized", "POST needs Authorization: Bearer <publish token>",
+			      "WWW-Authenticate: Bearer\r\n");
+		goto out;
+	}
+	if (!content_type_ok(req)) {
+		publish_count(gw, 415);
+		gw_conn_error(c, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
+		goto out;
+	}
+	tok = json_tokener_new_ex(64);
+	if (tok == NULL)
+		goto out_nomem;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	body = json_tokener_parse_ex(tok, req->body.data ? req->body.data : "", (int)req->body.len);
+	if (body == NULL || json_tokener_get_parse_end(tok) != req->body.len) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "body is not valid JSON: %s",
+			 body != NULL ? "trailing bytes after the value"
+			 : json_tokener_get_error(tok) == json_tokener_continue ? "unexpected end of input"
+										: json_tokener_error_desc(json_tokener_get_error(tok)));
+		publish_count(gw, 400);
+		gw_conn_error(c, 400, "invalid_json", msg, NULL);
+		goto out;
+	}
+	array = json_object_is_type(body, json_type_array);
+	n = array ? json_object_array_length(body) : 1;
+	if (array && (n == 0 || n > PUBLISH_MAX_EVENTS)) {
+		publish_count(gw, 400);
+		gw_conn_error(c, 400, "invalid_event", "body: an array must hold 1-1000 events", NULL);
+		goto out;
+	}
+	rc_buf_puts(&out, "{\"op\":\"publish\",\"events\":[");
+	for (size_t i = 0; i < n; i++)
+		if (!publish_check(c, array ? json_object_array_get_idx(body, i) : body, i, array, &out))
+			goto out;
+	rc_buf_puts(&out, "]}");
+	pc = calloc(1, sizeof(*pc));
+	if (out.err || pc == NULL)
+		goto out_nomem;
+	pc->gw = gw;
+	pc->array = array;
+	pc->close = !req->keep_alive || gw->stopping;
+	if (!gw_api_connected(gw->api)) {
+		publish_count(gw, 503);
+		gw_conn_error(c, 503, "broker_unavailable", "the broker is unreachable; nothing was published",
+			      "Retry-After: 1\r\n");
+		goto out;
+	}
+	pc->slot = gw_conn_slot(c);
+	if (pc->slot == NULL)
+		goto out_nomem;
+	if (gw_api_call(gw->api, out.data, out.len, (int)gw->opt.publish_timeout_ms, publish_done, pc) != RC_OK) {
+		publish_error(pc, 503, "broker_unavailable", "the broker is unreachable; nothing was published");
+		pc = NULL;
+		goto out;
+	}
+	pc = NULL; /* publish_done owns it */
+	goto out;
+
+out_nomem:
+	publish_count(gw, 503);
+	gw_conn_error(c, 503, "out_of_memory", "the gateway is out of memory", NULL);
+out:
+	free(pc);
+	json_object_put(body);
+	if (tok != NULL)
+		json_tokener_free(tok);
+	rc_buf_fini(&out);
+}

@@ -1,0 +1,248 @@
+#include "router.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api_client.h"
+#include "bus_client.h"
+#include "conn.h"
+#include "error.h"
+#include "event.h"
+#include "gateway.h"
+#include "publish.h"
+#include "query.h"
+#include "stream.h"
+
+#define STATIC_MAX_BYTES (4 * 1024 * 1024)
+
+static bool path_is(const char *path, size_t len, const char *want)
+{
+	return strlen(want) == len && memcmp(path, want, len) == 0;
+}
+
+/* Collects room_id values (repeated or comma-separated) and last_event_id. */
+static void route_stream(struct gw_conn *c, struct gw_req *req, const char *query, size_t qlen)
+{
+	struct gw *gw = c->gw;
+	size_t max = (size_t)gw->opt.max_rooms_per_stream;
+	struct rc_buf key, val, names, lei;
+	size_t *offs = calloc(max + 1, sizeof(size_t)), *lens = calloc(max + 1, sizeof(size_t));
+	const char **rooms = calloc(max + 1, sizeof(char *));
+	struct gw_stream_req sr = { 0 };
+	struct gw_query q;
+	struct gw_stream *s;
+	size_t n = 0;
+	int rv;
+
+	rc_buf_init(&key);
+	rc_buf_init(&val);
+	rc_buf_init(&names);
+	rc_buf_init(&lei);
+	if (offs == NULL || lens == NULL || rooms == NULL) {
+		gw_conn_error(c, 503, "out_of_memory", "the gateway is out of memory", NULL);
+		goto out;
+	}
+	gw_query_init(&q, query, qlen);
+	while ((rv = gw_query_next(&q, &key, &val)) == 1) {
+		if (strcmp(key.data, "last_event_id") == 0) {
+			lei.len = 0;
+			rc_buf_append(&lei, val.data, val.len);
+			continue;
+		}
+		if (strcmp(key.data, "room_id") != 0)
+			continue; /* unknown parameters are ignored, as other SSE servers do */
+		for (const char *p = val.data, *end = val.data + val.len; p <= end;) {
+			const char *comma = memchr(p, ',', (size_t)(end - p));
+			size_t len = (size_t)((comma ? comma : end) - p);
+			bool dup = false;
+			if (!rc_room_valid(p, len)) {
+				gw_conn_error(c, 400, "invalid_room_id",
+					      "room_id must be 1-128 bytes of [A-Za-z0-9._:@-], separated by commas", NULL);
+				goto out;
+			}
+			for (size_t i = 0; i < n; i++)
+				dup |= lens[i] == len && memcmp(names.data + offs[i], p, len) == 0;
+			if (!dup) {
+				if (n == max) {
+					char msg[96];
+					snprintf(msg, sizeof(msg), "room_id: at most %zu rooms per stream", max);
+					gw_conn_error(c, 400, "too_many_rooms", msg, NULL);
+					goto out;
+				}
+				offs[n] = names.len;
+				lens[n++] = len;
+				rc_buf_append(&names, p, len);
+			}
+			if (comma == NULL)
+				break;
+			p = comma + 1;
+		}
+	}
+	if (rv != 0) {
+		gw_conn_error(c, 400, "bad_query", "the query string has bad percent-encoding", NULL);
+		goto out;
+	}
+	if (n == 0 && gw->opt.no_firehose) {
+		gw_conn_error(c, 403, "firehose_disabled",
+			      "this gateway needs a room_id filter (it runs with --no-firehose)", NULL);
+		goto out;
+	}
+	if (names.err || lei.err) {
+		gw_conn_error(c, 503, "out_of_memory", "the gateway is out of memory", NULL);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		rooms[i] = names.data + offs[i];
+	sr.rooms = rooms;
+	sr.room_lens = lens;
+	sr.nrooms = n;
+	/* the header wins over the query parameter */
+	if (req->last_event_id.len > 0) {
+		sr.last_event_id = req->last_event_id.data;
+		sr.last_event_id_len = req->last_event_id.len;
+	} else if (lei.len > 0) {
+		sr.last_event_id = lei.data;
+		sr.last_event_id_len = lei.len;
+	}
+	if (gw_stream_open(gw, c, &sr, &s) != RC_OK)
+		gw_conn_error(c, 503, "out_of_memory", "the gateway could not open the stream", NULL);
+out:
+	rc_buf_fini(&key);
+	rc_buf_fini(&val);
+	rc_buf_fini(&names);
+	rc_buf_fini(&lei);
+	free(offs);
+	free(lens);
+	free(rooms);
+}
+
+static void route_preflight(struct gw_conn *c)
+{
+	static const char hdrs[] = "Allow: GET, POST, OPTIONS\r\n"
+				   "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+				   "Access-Control-Allow-Headers: Content-Type, Authorization, Last-Event-ID\r\n"
+				   "Access-Control-Max-Age: 600\r\n";
+	gw_conn_respond(c, 204, NULL, hdrs, "", 0, false);
+}
+
+static void route_metrics(struct gw_conn *c)
+{
+	struct rc_buf b;
+
+	rc_buf_init(&b);
+	gw_metrics_render(&c->gw->m, &b);
+	gw_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data ? b.data : "", b.len, false);
+	rc_buf_fini(&b);
+}
+
+static void route_readyz(struct gw_conn *c)
+{
+	struct gw *gw = c->gw;
+	bool bus = gw_bus_connected(gw->bus), api = gw_api_connected(gw->api);
+	char body[128];
+	int n = snprintf(body, sizeof(body), "{\"ready\":%s,\"broker_bus\":%s,\"broker_api\":%s}\n",
+			 bus && api ? "true" : "false", bus ? "true" : "false", api ? "true" : "false");
+
+	gw_conn_respond(c, bus && api ? 200 : 503, "application/json", NULL, body, (size_t)n, false);
+}
+
+static const char *content_type_of(const char *path)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+		{ ".css", "text/css; charset=utf-8" },   { ".json", "application/json" },
+		{ ".svg", "image/svg+xml" },             { ".png", "image/png" },
+		{ ".ico", "image/x-icon" },              { ".txt", "text/plain; charset=utf-8" },
+	};
+	const char *dot = strrchr(path, '.');
+
+	for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcmp(dot, types[i].ext) == 0)
+			return types[i].type;
+	return "application/octet-stream";
+}
+
+/* Serves a file below --static-dir; false when there is none to serve. */
+static bool route_static(struct gw_conn *c, const char *path, size_t plen)
+{
+	const char *dir = c->gw->opt.static_dir;
+	struct rc_buf rel, full;
+	struct stat st;
+	bool served = false;
+	char *data = NULL;
+	int fd = -1;
+
+	if (dir == NULL)
+		return false;
+	rc_buf_init(&rel);
+	rc_buf_init(&full);
+	if (gw_pct_decode(path, plen, false, &rel) != RC_OK || rel.len == 0 || memchr(rel.data, '\0', rel.len) ||
+	    strstr(rel.data, "..") != NULL || strstr(rel.data, "//") != NULL)
+		goto out;
+	rc_buf_printf(&full, "%s%s%s", dir, rel.data, rel.data[rel.len - 1] == '/' ? "index.html" : "");
+	if (full.err)
+		goto out;
+	fd = open(full.data, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX_BYTES)
+		goto out;
+	data = malloc((size_t)st.st_size + 1);
+	if (data == NULL || read(fd, data, (size_t)st.st_size) != st.st_size)
+		goto out;
+	gw_conn_respond(c, 200, content_type_of(full.data), "Cache-Control: no-cache\r\n", data, (size_t)st.st_size,
+			false);
+	served = true;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(data);
+	rc_buf_fini(&rel);
+	rc_buf_fini(&full);
+	return served;
+}
+
+void gw_route(struct gw_conn *c, struct gw_req *req)
+{
+	const char *url = req->url.data ? req->url.data : "";
+	const char *qmark = memchr(url, '?', req->url.len);
+	size_t plen = qmark ? (size_t)(qmark - url) : req->url.len;
+	const char *query = qmark ? qmark + 1 : "";
+	size_t qlen = qmark ? req->url.len - plen - 1 : 0;
+	enum http_method m = req->method;
+
+	if (path_is(url, plen, "/api/v1/events") || path_is(url, plen, "/api/v1/im/events")) {
+		if (m == HTTP_GET)
+			route_stream(c, req, query, qlen);
+		else if (m == HTTP_POST)
+			gw_publish(c, req);
+		else if (m == HTTP_OPTIONS)
+			route_preflight(c);
+		else
+			gw_conn_error(c, 405, "method_not_allowed", "use GET to subscribe or POST to publish",
+				      "Allow: GET, POST, OPTIONS\r\n");
+		return;
+	}
+	if (m == HTTP_OPTIONS) {
+		route_preflight(c);
+		return;
+	}
+	if (path_is(url, plen, "/healthz") || path_is(url, plen, "/readyz") || path_is(url, plen, "/metrics")) {
+		if (m != HTTP_GET)
+			gw_conn_error(c, 405, "method_not_allowed", "use GET", "Allow: GET\r\n");
+		else if (url[1] == 'h')
+			gw_conn_respond(c, 200, "application/json", NULL, "{\"status\":\"ok\"}\n", 16, false);
+		else if (url[1] == 'r')
+			route_readyz(c);
+		else
+			route_metrics(c);
+		return;
+	}
+	if (m == HTTP_GET && route_static(c, url, plen))
+		return;
+	gw_conn_error(c, 404, "not_found", "no such path; streams are at /api/v1/events", NULL);
+}

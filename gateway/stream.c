@@ -1,0 +1,385 @@
+#include "stream.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_client.h"
+#include "buf.h"
+#include "conn.h"
+#include "error.h"
+#include "gateway.h"
+#include "id.h"
+#include "sse.h"
+
+#define REPLAY_PAGE_EVENTS 1000
+
+/* A replay request in flight; outlives its stream if the client leaves. */
+struct gw_replay_call {
+	struct gw_stream *s; /* NULL once the stream is gone */
+};
+
+static void stream_fetch(struct gw_stream *s);
+
+static const char stream_head[] = "HTTP/1.1 200 OK\r\n"
+				  "Content-Type: text/event-stream; charset=utf-8\r\n"
+				  "Cache-Control: no-cache\r\n"
+				  "X-Accel-Buffering: no\r\n";
+
+/* Queues bytes; closes the stream when the client is too far behind. Returns false if closed. */
+static bool stream_queue(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len)
+{
+	struct gw *gw = s->gw;
+
+	if (gw_conn_send(s->conn, chunk, off, len) != RC_OK) {
+		gw_conn_close(s->conn);
+		return false;
+	}
+	s->last_write = uv_now(gw->loop);
+	gw_list_remove(&s->hb_node);
+	gw_list_insert_tail(&gw->hb_q, &s->hb_node);
+	if (s->conn->out.bytes > (size_t)gw->opt.max_client_buffer) {
+		gw->m.slow_closes++;
+		gw_conn_close(s->conn);
+		return false;
+	}
+	return true;
+}
+
+static void stream_drop_held(struct gw_stream *s)
+{
+	for (size_t i = 0; i < s->nheld; i++)
+		gw_chunk_unref(s->held[i].chunk);
+	free(s->held);
+	s->held = NULL;
+	s->nheld = s->capheld = s->held_bytes = 0;
+}
+
+/* Catch-up is over: the held live events after the replay go out, then live. */
+static void stream_go_live(struct gw_stream *s)
+{
+	struct gw_held *held = s->held;
+	size_t n = s->nheld;
+
+	s->catchup = false;
+	s->held = NULL;
+	s->nheld = s->capheld = s->held_bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (held[i].gseq > s->last_gseq && s->conn != NULL && !s->conn->closing) {
+			if (stream_queue(s, held[i].chunk, held[i].off, held[i].len)) {
+				s->last_gseq = held[i].gseq;
+				s->gw->m.events_delivered++;
+			}
+		}
+		gw_chunk_unref(held[i].chunk);
+	}
+	free(held);
+}
+
+void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, uint64_t gseq)
+{
+	struct gw *gw = s->gw;
+	struct rc_buf b;
+	struct gw_chunk *ch;
+	char id[RC_ID_MAX];
+
+	rc_buf_init(&b);
+	if (epoch != 0) {
+		rc_id_format(id, epoch, gseq);
+		rc_buf_printf(&b, "id: %s\n", id);
+	}
+	rc_buf_printf(&b, "data: {\"type\":\"stream.reset\",\"reason\":\"%s\"}\n\n", reason);
+	if (strcmp(reason, "epoch_changed") == 0)
+		gw->m.resets_epoch_changed++;
+	else if (strcmp(reason, "gap_unrecoverable") == 0)
+		gw->m.resets_gap_unrecoverable++;
+	else
+		gw->m.resets_history_unavailable++;
+	/* what was held or is being replayed before the reset no longer applies */
+	stream_drop_held(s);
+	if (s->replay != NULL) {
+		s->replay->s = NULL;
+		s->replay = NULL;
+	}
+	s->catchup = false;
+	s->fetch_on_drain = false;
+	s->last_gseq = gseq;
+	ch = b.err ? NULL : gw_chunk_dup(b.data, b.len);
+	rc_buf_fini(&b);
+	if (ch == NULL) {
+		gw_conn_close(s->conn);
+		return;
+	}
+	stream_queue(s, ch, 0, ch->len);
+	gw_chunk_unref(ch);
+}
+
+static bool reply_has(const char *p, size_t len, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (size_t i = 0; i + n <= len; i++)
+		if (memcmp(p + i, needle, n) == 0)
+			return true;
+	return false;
+}
+
+/* The broker answered a replay page for s. */
+static void stream_replay_done(void *arg, int err, const char *reply, size_t len)
+{
+	struct gw_replay_call *rc = arg;
+	struct gw_stream *s = rc->s;
+	struct rc_frame_reader r;
+	struct rc_frame_event ev;
+	struct gw_hub *hub;
+	struct gw_chunk *ch;
+	size_t bytes = 0, n = 0;
+	char ep[RC_ID_MAX];
+	size_t eplen;
+
+	free(rc);
+	if (s == NULL)
+		return; /* the client left meanwhile */
+	s->replay = NULL;
+	hub = &s->gw->hub;
+	if (err != RC_OK || len < 4 || memcmp(reply, "RCF1", 4) != 0 ||
+	    rc_frame_reader_init(&r, reply, len) != RC_OK) {
+		bool epoch = err == RC_OK && reply_has(reply, len, "\"epoch_mismatch\"");
+		gw_stream_reset(s, epoch ? "epoch_changed" : "history_unavailable", hub->epoch, hub->last_gseq);
+		return;
+	}
+	eplen = rc_epoch_format(ep, r.hdr.epoch);
+	while (rc_frame_reader_next(&r, &ev))
+		if (ev.gseq > s->last_gseq)
+			bytes += rc_sse_event_size(eplen + 1 + 20, ev.json_len);
+	if (bytes > 0) {
+		ch = gw_chunk_new(bytes);
+		if (ch == NULL) {
+			gw_conn_close(s->conn);
+			return;
+		}
+		rc_frame_reader_init(&r, reply, len);
+		while (rc_frame_reader_next(&r, &ev)) {
+			char id[RC_ID_MAX];
+			size_t idlen;
+			if (ev.gseq <= s->last_gseq)
+				continue;
+			idlen = rc_id_format(id, r.hdr.epoch, ev.gseq);
+			ch->len += (uint32_t)rc_sse_format_event(ch->data + ch->len, id, idlen, ev.json, ev.json_len);
+			s->last_gseq = ev.gseq;
+			n++;
+		}
+		s->gw->m.events_delivered += n;
+		bool open = stream_queue(s, ch, 0, ch->len);
+		gw_chunk_unref(ch);
+		if (!open)
+			return;
+	}
+	if (r.hdr.flags & RC_FRAME_MORE) {
+		/* the next page once this one is written: a resume never floods the client buffer */
+		s->fetch_on_drain = true;
+		if (s->conn->out.count == 0)
+			gw_stream_drained(s);
+		return;
+	}
+	/* everything up to the broker's last id at the time of the reply */
+	if (r.hdr.last_gseq > s->last_gseq)
+		s->last_gseq = r.hdr.last_gseq;
+	stream_go_live(s);
+}
+
+static void stream_fetch(struct gw_stream *s)
+{
+	struct gw *gw = s->gw;
+	struct gw_replay_call *rc;
+	struct rc_buf b;
+	char after[RC_ID_MAX];
+	int rv;
+
+	rc_id_format(after, s->resume_epoch, s->last_gseq);
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"replay\"");
+	if (!s->firehose) {
+		rc_buf_puts(&b, ",\"rooms\":[");
+		for (uint16_t i = 0; i < s->nrooms; i++) {
+			if (i)
+				rc_buf_append(&b, ",", 1);
+			rc_buf_json_str(&b, s->members[i].room->name, s->members[i].room->name_len);
+		}
+		rc_buf_puts(&b, "],\"global\":true");
+	}
+	rc_buf_printf(&b, ",\"after\":\"%s\",\"limit\":%d,\"max_bytes\":%" PRId64 ",\"format\":\"frame\"}", after,
+		      REPLAY_PAGE_EVENTS, gw->opt.max_client_buffer / 4);
+	rc = malloc(sizeof(*rc));
+	if (b.err || rc == NULL) {
+		free(rc);
+		rc_buf_fini(&b);
+		gw_conn_close(s->conn);
+		return;
+	}
+	rc->s = s;
+	gw->m.replays++;
+	rv = gw_api_call(gw->api, b.data, b.len, (int)gw->opt.publish_timeout_ms, stream_replay_done, rc);
+	rc_buf_fini(&b);
+	if (rv != RC_OK) {
+		free(rc);
+		gw_stream_reset(s, "history_unavailable", gw->hub.epoch, gw->hub.last_gseq);
+		return;
+	}
+	s->replay = rc;
+}
+
+void gw_stream_drained(struct gw_stream *s)
+{
+	if (s->fetch_on_drain && s->replay == NULL) {
+		s->fetch_on_drain = false;
+		stream_fetch(s);
+	}
+}
+
+/* Starts a resume after id: replay first, live events held meanwhile. */
+static void stream_resume(struct gw_stream *s, const char *id, size_t len)
+{
+	struct gw_hub *hub = &s->gw->hub;
+	struct rc_id rid;
+
+	if (rc_id_parse(id, len, &rid) != RC_OK) {
+		gw_stream_reset(s, "history_unavailable", hub->epoch, hub->last_gseq);
+		return;
+	}
+	if (hub->epoch != 0 && rid.epoch != hub->epoch) {
+		gw_stream_reset(s, "epoch_changed", hub->epoch, hub->last_gseq);
+		return;
+	}
+	s->resume_epoch = rid.epoch;
+	s->last_gseq = rid.gseq;
+	s->catchup = true;
+	stream_fetch(s);
+}
+
+int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out)
+{
+	struct gw_stream *s = calloc(1, sizeof(*s) + req->nrooms * sizeof(struct gw_member));
+	struct rc_buf head;
+	struct gw_chunk *ch;
+
+	if (s == NULL)
+		return RC_ENOMEM;
+	s->gw = gw;
+	s->conn = conn;
+	s->firehose = req->nrooms == 0;
+	s->nrooms = (uint16_t)req->nrooms;
+	gw_list_init(&s->hb_node);
+	gw_list_init(&s->hub_node);
+	for (uint16_t i = 0; i < s->nrooms; i++)
+		gw_list_init(&s->members[i].node);
+	rc_buf_init(&head);
+	rc_buf_puts(&head, stream_head);
+	if (gw->opt.cors_origin != NULL)
+		rc_buf_printf(&head, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", gw->opt.cors_origin);
+	rc_buf_puts(&head, "Connection: close\r\n\r\n" RC_SSE_PREAMBLE);
+	ch = head.err ? NULL : gw_chunk_dup(head.data, head.len);
+	rc_buf_fini(&head);
+	if (ch == NULL || gw_hub_add(&gw->hub, s, req->rooms, req->room_lens) != RC_OK) {
+		gw_chunk_unref(ch);
+		free(s);
+		return RC_ENOMEM;
+	}
+	/* the stream starts live after the last event this gateway delivered */
+	s->last_gseq = gw->hub.last_gseq;
+	conn->stream = s;
+	gw->m.streams_open++;
+	if (s->firehose)
+		gw->m.firehose_open++;
+	gw_metrics_http(&gw->m, 200);
+	*out = s;
+	if (!stream_queue(s, ch, 0, ch->len)) {
+		gw_chunk_unref(ch);
+		return RC_OK; /* closed already; the connection freed the stream */
+	}
+	gw_chunk_unref(ch);
+	if (req->last_event_id != NULL)
+		stream_resume(s, req->last_event_id, req->last_event_id_len);
+	if (gw->opt.heartbeat_ms > 0)
+		gw_timer_arm(gw, s->last_write + (uint64_t)gw->opt.heartbeat_ms);
+	return RC_OK;
+}
+
+void gw_stream_free(struct gw_stream *s)
+{
+	struct gw *gw = s->gw;
+
+	gw_hub_remove(&gw->hub, s);
+	gw_list_remove(&s->hb_node);
+	if (s->replay != NULL)
+		s->replay->s = NULL;
+	stream_drop_held(s);
+	gw->m.streams_open--;
+	if (s->firehose)
+		gw->m.firehose_open--;
+	free(s);
+}
+
+static void stream_hold(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len, uint64_t gseq)
+{
+	if (s->nheld == s->capheld) {
+		size_t cap = s->capheld ? s->capheld * 2 : 64;
+		struct gw_held *h = realloc(s->held, cap * sizeof(*h));
+		if (h == NULL) {
+			gw_conn_close(s->conn);
+			return;
+		}
+		s->held = h;
+		s->capheld = cap;
+	}
+	gw_chunk_ref(chunk);
+	s->held[s->nheld++] = (struct gw_held){ chunk, off, len, gseq };
+	s->held_bytes += len;
+	if (s->held_bytes > (size_t)s->gw->opt.max_client_buffer) {
+		/* the resume takes too long: the client reconnects and resumes again */
+		s->gw->m.slow_closes++;
+		gw_conn_close(s->conn);
+	}
+}
+
+void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run)
+{
+	const struct gw_framed *last = &run->ev[run->n - 1];
+	size_t k = 0;
+	uint32_t off, end;
+
+	if (last->gseq <= s->last_gseq || s->conn->closing)
+		return;
+	if (s->catchup) {
+		for (size_t i = 0; i < run->n && !s->conn->closing; i++)
+			if (run->ev[i].gseq > s->last_gseq)
+				stream_hold(s, run->chunk, run->fire ? run->ev[i].fire_off : run->ev[i].off,
+					    run->ev[i].len, run->ev[i].gseq);
+		return;
+	}
+	while (run->ev[k].gseq <= s->last_gseq)
+		k++;
+	off = run->fire ? run->ev[k].fire_off : run->ev[k].off;
+	end = (run->fire ? last->fire_off : last->off) + last->len;
+	if (stream_queue(s, run->chunk, off, end - off)) {
+		s->last_gseq = last->gseq;
+		s->gw->m.events_delivered += run->n - k;
+	}
+}
+
+uint64_t gw_heartbeat_tick(struct gw *gw, uint64_t now)
+{
+	uint64_t hb = (uint64_t)gw->opt.heartbeat_ms;
+	struct gw_list *n;
+
+	if (gw->opt.heartbeat_ms <= 0)
+		return 0;
+	while ((n = gw_list_first(&gw->hb_q)) != NULL) {
+		struct gw_stream *s = gw_container_of(n, struct gw_stream, hb_node);
+		if (s->last_write + hb > now)
+			return s->last_write + hb;
+		gw->m.heartbeats++;
+		/* moves s to the tail; a stream too slow to take a ping is closed */
+		stream_queue(s, gw->ping, 0, gw->ping->len);
+	}
+	return 0;
+}

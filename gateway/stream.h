@@ -1,0 +1,84 @@
+/*
+ * stream.h - an SSE stream: a connection that answered GET /api/v1/events.
+ *
+ * A stream follows a set of rooms (plus global events) or, without a filter,
+ * every event (the firehose). It queues shared chunks on its connection; when
+ * the unsent bytes pass --max-client-buffer it is closed. Streams sit on the
+ * gateway's heartbeat list in last-write order, so a heartbeat tick visits
+ * only the streams that are due. Loop thread only.
+ */
+#ifndef GW_STREAM_H
+#define GW_STREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hub.h"
+#include "list.h"
+#include "outq.h"
+
+struct gw;
+struct gw_conn;
+
+/* A live event held while the stream catches up (resume). */
+struct gw_held {
+	struct gw_chunk *chunk;
+	uint32_t off, len;
+	uint64_t gseq;
+};
+
+struct gw_replay_call;
+
+struct gw_stream {
+	struct gw *gw;
+	struct gw_conn *conn;
+	struct gw_list hb_node;  /* gw->hb_q */
+	struct gw_list hub_node; /* hub->room_streams or hub->firehose */
+	uint64_t last_write;     /* loop time of the last byte queued */
+	uint64_t last_gseq;      /* last event delivered: never send one twice */
+	bool firehose;
+	bool catchup;            /* replaying history: live events are held */
+	bool fetch_on_drain;     /* ask for the next replay page once the queue drains */
+	uint16_t nrooms;
+	uint64_t resume_epoch;
+	struct gw_replay_call *replay; /* the replay request in flight */
+	struct gw_held *held;
+	size_t nheld, capheld, held_bytes;
+	struct gw_member members[];
+};
+
+/* The request's filter, checked by the router. */
+struct gw_stream_req {
+	const char **rooms;
+	const size_t *room_lens;
+	size_t nrooms; /* 0: firehose */
+	const char *last_event_id; /* NULL when absent */
+	size_t last_event_id_len;
+};
+
+/*
+ * Turns conn into a stream: writes the response head and preamble and
+ * registers it. Returns 0, or RC_ENOMEM (the caller answers 503).
+ */
+int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out);
+
+/* Unregisters and frees s; called by the connection when it closes. */
+void gw_stream_free(struct gw_stream *s);
+
+/* Hands a run of events to the stream (queued, held while catching up, or skipped when seen). */
+void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run);
+
+/*
+ * Sends {"type":"stream.reset","reason":…} with the id (epoch, gseq) and
+ * continues live after that id. reason: history_unavailable, epoch_changed
+ * or gap_unrecoverable.
+ */
+void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, uint64_t gseq);
+
+/* The connection wrote everything queued (conn.c calls this). */
+void gw_stream_drained(struct gw_stream *s);
+
+/* Sends ': ping' to every stream idle for the heartbeat interval; returns when the next one is due (0: none). */
+uint64_t gw_heartbeat_tick(struct gw *gw, uint64_t now);
+
+#endif
