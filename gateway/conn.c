@@ -197,6 +197,7 @@ static int on_message_complete(http_parser *p)
 /* ---- writing ---- */
 
 static void conn_write_cb(uv_write_t *wr, int status);
+static void conn_write_idle(struct gw_conn *c);
 
 static void conn_flush(struct gw_conn *c)
 {
@@ -206,9 +207,29 @@ static void conn_flush(struct gw_conn *c)
 
 	if (c->writing || c->closing)
 		return;
-	n = gw_outq_take(&c->out, bufs, CONN_MAX_BUFS);
-	if (n == 0)
+	/* write synchronously while the socket takes it: no request, no poll change */
+	while ((n = gw_outq_take(&c->out, bufs, CONN_MAX_BUFS)) > 0) {
+		size_t want = 0;
+		for (unsigned i = 0; i < n; i++)
+			want += bufs[i].len;
+		c->out.busy = 0; /* the entries are consumed below, not by a write callback */
+		rv = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+		if (rv == UV_EAGAIN)
+			break;
+		if (rv < 0) {
+			gw_conn_close(c);
+			return;
+		}
+		c->gw->m.bytes_delivered += (size_t)rv;
+		gw_outq_consume(&c->out, (size_t)rv);
+		if ((size_t)rv < want)
+			break; /* the socket is full: the rest goes through uv_write */
+	}
+	if (c->out.count == 0) {
+		conn_write_idle(c);
 		return;
+	}
+	n = gw_outq_take(&c->out, bufs, CONN_MAX_BUFS);
 	rv = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, conn_write_cb);
 	if (rv != 0) {
 		gw_outq_done(&c->out);
@@ -219,6 +240,20 @@ static void conn_flush(struct gw_conn *c)
 }
 
 static void conn_after_response(struct gw_conn *c);
+
+/* Everything queued is written: close, fetch more replay, or wait for a request. */
+static void conn_write_idle(struct gw_conn *c)
+{
+	gw_outq_trim(&c->out);
+	if (c->close_after_write) {
+		gw_conn_close(c);
+		return;
+	}
+	if (c->stream != NULL)
+		gw_stream_drained(c->stream);
+	else
+		conn_after_response(c);
+}
 
 static void conn_write_cb(uv_write_t *wr, int status)
 {
@@ -232,19 +267,10 @@ static void conn_write_cb(uv_write_t *wr, int status)
 		return;
 	}
 	c->gw->m.bytes_delivered += before - c->out.bytes;
-	if (c->out.count > 0) {
+	if (c->out.count > 0)
 		conn_flush(c);
-		return;
-	}
-	gw_outq_trim(&c->out);
-	if (c->close_after_write) {
-		gw_conn_close(c);
-		return;
-	}
-	if (c->stream != NULL)
-		gw_stream_drained(c->stream);
 	else
-		conn_after_response(c);
+		conn_write_idle(c);
 }
 
 int gw_conn_send(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len)

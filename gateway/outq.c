@@ -108,6 +108,24 @@ unsigned gw_outq_take(struct gw_outq *q, uv_buf_t *bufs, unsigned max)
 	return n;
 }
 
+void gw_outq_consume(struct gw_outq *q, size_t n)
+{
+	while (n > 0 && q->count > 0) {
+		struct gw_outq_ent *e = &q->ents[q->head];
+		if (n < e->len) {
+			e->off += (uint32_t)n;
+			e->len -= (uint32_t)n;
+			q->bytes -= n;
+			return;
+		}
+		n -= e->len;
+		q->bytes -= e->len;
+		gw_chunk_unref(e->chunk);
+		q->head = (q->head + 1) & (q->cap - 1);
+		q->count--;
+	}
+}
+
 void gw_outq_done(struct gw_outq *q)
 {
 	for (; q->busy > 0; q->busy--) {

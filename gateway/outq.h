@@ -52,6 +52,9 @@ int gw_outq_push(struct gw_outq *q, struct gw_chunk *chunk, uint32_t off, uint32
 /* Fills up to max bufs from the entries after the busy ones, marks them busy; returns how many. */
 unsigned gw_outq_take(struct gw_outq *q, uv_buf_t *bufs, unsigned max);
 
+/* Drops the first n bytes of the queue (written without a request); nothing may be busy. */
+void gw_outq_consume(struct gw_outq *q, size_t n);
+
 /* Releases the busy entries (their write finished). */
 void gw_outq_done(struct gw_outq *q);
 
