@@ -17,6 +17,7 @@
 #include "metrics.h"
 
 struct gw_api;
+struct gw_publisher;
 struct gw_bus;
 struct gw_repair;
 
@@ -38,6 +39,7 @@ struct gw {
 	struct gw_bus *bus;
 	struct gw_repair *bus_arg; /* keeps the bus sequence whole */
 	struct gw_api *api;
+	struct gw_publisher *publisher;
 
 	uv_tcp_t listener;
 	struct gw_list conns;    /* every open connection */

@@ -20,6 +20,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "options.h"
+#include "publish.h"
 #include "repair.h"
 #include "sse.h"
 #include "stream.h"
@@ -87,6 +88,7 @@ void gw_stop(struct gw *gw)
 	gw->bus = NULL;
 	gw_api_stop(gw->api);
 	gw->api = NULL;
+	gw_publisher_fini(gw);
 	uv_timer_stop(&gw->timer);
 	uv_close((uv_handle_t *)&gw->timer, NULL);
 	uv_close((uv_handle_t *)&gw->flusher, NULL);
@@ -259,7 +261,7 @@ int main(int argc, char **argv)
 		rc_log_error("cannot listen", "addr=%s err=\"%s\"", o->listen, uv_strerror(rv));
 		return 1;
 	}
-	if (gw_api_start(gw.loop, o->broker_api, &gw.api) != RC_OK)
+	if (gw_api_start(gw.loop, o->broker_api, &gw.api) != RC_OK || gw_publisher_init(&gw) != RC_OK)
 		return 1;
 	gw.bus_arg = gw_repair_new(&gw, (size_t)o->repair_max_bytes);
 	bc = (struct gw_bus_config){

@@ -15,12 +15,39 @@
 
 #define PUBLISH_MAX_EVENTS 1000
 
-/* A publish waiting for the broker. */
+/*
+ * POSTs are coalesced: while one broker request is in flight, newly checked
+ * POSTs queue up, and the next request carries all of them (up to the broker's
+ * 1000 events per publish). One request in flight at a time keeps the order
+ * of POSTs, also of POSTs pipelined on one connection, and a burst of small
+ * POSTs costs one broker round trip instead of one each.
+ */
+#define BATCH_MAX_BYTES (4 * 1024 * 1024)
+
+/* A checked POST waiting for the broker. */
 struct pub_call {
+	struct pub_call *next;
 	struct gw *gw;
 	struct gw_slot *slot;
 	bool array; /* answer {"ids":[…]} rather than {"id":…} */
 	bool close;
+	bool solo;  /* send alone: it failed inside a batch */
+	size_t nevents;
+	size_t len;    /* of events: compact events joined by commas */
+	char events[]; /* NUL-terminated */
+};
+
+/* The gateway's publish queue (one per gateway loop). */
+struct gw_publisher {
+	struct pub_call *head, *tail;
+	bool in_flight;
+};
+
+/* A broker request carrying several POSTs. */
+struct pub_batch {
+	struct gw *gw;
+	size_t n;
+	struct pub_call *calls[];
 };
 
 static void publish_count(struct gw *gw, int status)
@@ -67,61 +94,167 @@ static void publish_error(struct pub_call *pc, int status, const char *code, con
 	rc_buf_fini(&b);
 }
 
-/* Loop thread: the broker answered (or did not). */
-static void publish_done(void *arg, int err, const char *reply, size_t len)
+/* Answers pc with its slice of the ids array. */
+static void publish_ok(struct pub_call *pc, struct json_object *ids, size_t first)
 {
-	struct pub_call *pc = arg;
-	struct json_object *obj = NULL, *ok, *ids, *e, *code, *msg;
 	struct rc_buf b;
 
+	pc->gw->m.publish_events += pc->nevents;
+	rc_buf_init(&b);
+	rc_buf_puts(&b, pc->array ? "{\"ids\":[" : "{\"id\":");
+	for (size_t i = 0; i < pc->nevents; i++) {
+		const char *id = json_object_get_string(json_object_array_get_idx(ids, first + i));
+		if (i)
+			rc_buf_append(&b, ",", 1);
+		rc_buf_json_str(&b, id ? id : "", id ? strlen(id) : 0);
+	}
+	rc_buf_puts(&b, pc->array ? "]}" : "}");
+	publish_answer(pc, 201, b.data ? b.data : "", b.len);
+	rc_buf_fini(&b);
+}
+
+static void publisher_send(struct gw *gw);
+
+/* Puts calls back at the head of the queue, in order, to be sent one by one. */
+static void publisher_requeue_solo(struct gw_publisher *p, struct pub_batch *batch)
+{
+	for (size_t i = batch->n; i-- > 0;) {
+		struct pub_call *pc = batch->calls[i];
+		pc->solo = true;
+		pc->next = p->head;
+		p->head = pc;
+		if (p->tail == NULL)
+			p->tail = pc;
+	}
+}
+
+/* Loop thread: the broker answered a batch (or did not). */
+static void publish_done(void *arg, int err, const char *reply, size_t len)
+{
+	struct pub_batch *batch = arg;
+	struct gw *gw = batch->gw;
+	struct json_object *obj = NULL, *ok, *ids, *e, *code = NULL, *msg = NULL;
+	struct json_tokener *tok;
+	size_t first = 0;
+
+	gw->publisher->in_flight = false;
 	if (err != RC_OK) {
-		publish_error(pc, 503, "broker_unavailable",
-			      err == RC_ETIMEDOUT ? "the broker did not answer in time; the events may not be published"
-						  : "the broker is unreachable; nothing was published");
-		return;
-	}
-	{
-		struct json_tokener *tok = json_tokener_new();
-		if (tok != NULL) {
-			obj = json_tokener_parse_ex(tok, reply, (int)len);
-			json_tokener_free(tok);
-		}
-	}
-	if (obj == NULL || !json_object_object_get_ex(obj, "ok", &ok)) {
-		publish_error(pc, 503, "broker_error", "the broker sent a reply that is not JSON");
+		const char *m = err == RC_ETIMEDOUT ? "the broker did not answer in time; the events may be published"
+						    : "the broker is unreachable; nothing was published";
+		for (size_t i = 0; i < batch->n; i++)
+			publish_error(batch->calls[i], 503, "broker_unavailable", m);
 		goto out;
 	}
-	if (json_object_get_boolean(ok) && json_object_object_get_ex(obj, "ids", &ids)) {
-		size_t n = json_object_array_length(ids);
-		pc->gw->m.publish_events += n;
-		rc_buf_init(&b);
-		if (pc->array) {
-			rc_buf_puts(&b, "{\"ids\":");
-			rc_buf_puts(&b, json_object_to_json_string_ext(ids, JSON_C_TO_STRING_PLAIN));
-			rc_buf_puts(&b, "}");
-		} else {
-			rc_buf_puts(&b, "{\"id\":");
-			rc_buf_puts(&b, json_object_to_json_string_ext(json_object_array_get_idx(ids, 0),
-								       JSON_C_TO_STRING_PLAIN));
-			rc_buf_puts(&b, "}");
+	tok = json_tokener_new();
+	if (tok != NULL) {
+		obj = json_tokener_parse_ex(tok, reply, (int)len);
+		json_tokener_free(tok);
+	}
+	if (obj != NULL && json_object_object_get_ex(obj, "ok", &ok) && json_object_get_boolean(ok) &&
+	    json_object_object_get_ex(obj, "ids", &ids)) {
+		for (size_t i = 0; i < batch->n; i++) {
+			size_t n = batch->calls[i]->nevents;
+			publish_ok(batch->calls[i], ids, first); /* frees the call */
+			first += n;
 		}
-		publish_answer(pc, 201, b.data ? b.data : "", b.len);
-		rc_buf_fini(&b);
 		goto out;
 	}
-	json_object_object_get_ex(obj, "error", &e);
-	json_object_object_get_ex(e, "code", &code);
-	json_object_object_get_ex(e, "message", &msg);
+	if (obj != NULL && json_object_object_get_ex(obj, "error", &e)) {
+		json_object_object_get_ex(e, "code", &code);
+		json_object_object_get_ex(e, "message", &msg);
+	}
 	{
 		const char *c = code ? json_object_get_string(code) : "broker_error";
 		const char *m = msg ? json_object_get_string(msg) : "the broker refused the events";
-		int status = strcmp(c, "too_large") == 0			       ? 413
-			     : strcmp(c, "shutting_down") == 0 || strcmp(c, "internal") == 0 ? 503
-											       : 400;
-		publish_error(pc, status, c, m);
+		bool fatal = strcmp(c, "shutting_down") == 0 || strcmp(c, "internal") == 0 || code == NULL;
+		if (!fatal && batch->n > 1) {
+			/* one POST spoiled the batch: send each alone so only it fails */
+			publisher_requeue_solo(gw->publisher, batch);
+			goto out;
+		}
+		for (size_t i = 0; i < batch->n; i++)
+			publish_error(batch->calls[i], strcmp(c, "too_large") == 0 ? 413 : fatal ? 503 : 400,
+				      code ? c : "broker_error", m);
 	}
 out:
 	json_object_put(obj);
+	free(batch);
+	publisher_send(gw);
+}
+
+/* Sends the queued POSTs as one broker request, unless one is in flight. */
+static void publisher_send(struct gw *gw)
+{
+	struct gw_publisher *p = gw->publisher;
+	struct pub_batch *batch;
+	struct rc_buf req;
+	size_t n = 0, events = 0, bytes = 0;
+
+	if (p->in_flight || p->head == NULL)
+		return;
+	for (struct pub_call *pc = p->head; pc != NULL; pc = pc->next) {
+		if (n > 0 && (pc->solo || p->head->solo || events + pc->nevents > PUBLISH_MAX_EVENTS ||
+			      bytes + pc->len > BATCH_MAX_BYTES))
+			break;
+		n++;
+		events += pc->nevents;
+		bytes += pc->len + 1;
+	}
+	batch = malloc(sizeof(*batch) + n * sizeof(batch->calls[0]));
+	rc_buf_init(&req);
+	if (batch != NULL && rc_buf_reserve(&req, bytes + 64) == RC_OK) {
+		batch->gw = gw;
+		batch->n = n;
+		rc_buf_puts(&req, "{\"op\":\"publish\",\"events\":[");
+		for (size_t i = 0; i < n; i++) {
+			struct pub_call *pc = p->head;
+			p->head = pc->next;
+			batch->calls[i] = pc;
+			if (i)
+				rc_buf_append(&req, ",", 1);
+			rc_buf_append(&req, pc->events, pc->len);
+		}
+		if (p->head == NULL)
+			p->tail = NULL;
+		rc_buf_puts(&req, "]}");
+	}
+	if (batch == NULL || req.err) {
+		/* out of memory: fail what is queued rather than hang */
+		free(batch);
+		rc_buf_fini(&req);
+		while (p->head != NULL) {
+			struct pub_call *pc = p->head;
+			p->head = pc->next;
+			publish_error(pc, 503, "out_of_memory", "the gateway is out of memory");
+		}
+		p->tail = NULL;
+		return;
+	}
+	p->in_flight = true;
+	if (gw_api_call(gw->api, req.data, req.len, (int)gw->opt.publish_timeout_ms, publish_done, batch) != RC_OK)
+		publish_done(batch, RC_EIO, NULL, 0);
+	rc_buf_fini(&req);
+}
+
+int gw_publisher_init(struct gw *gw)
+{
+	gw->publisher = calloc(1, sizeof(*gw->publisher));
+	return gw->publisher != NULL ? RC_OK : RC_ENOMEM;
+}
+
+void gw_publisher_fini(struct gw *gw)
+{
+	struct gw_publisher *p = gw->publisher;
+
+	if (p == NULL)
+		return;
+	while (p->head != NULL) {
+		struct pub_call *pc = p->head;
+		p->head = pc->next;
+		publish_error(pc, 503, "broker_unavailable", "the gateway is stopping; nothing was published");
+	}
+	free(p);
+	gw->publisher = NULL;
 }
 
 static bool token_ok(const struct gw *gw, const struct gw_req *req)
@@ -180,6 +313,7 @@ static bool publish_check(struct gw_conn *c, struct json_object *ev, size_t i, b
 void gw_publish(struct gw_conn *c, struct gw_req *req)
 {
 	struct gw *gw = c->gw;
+	struct gw_publisher *p = gw->publisher;
 	struct json_tokener *tok = NULL;
 	struct json_object *body = NULL;
 	struct pub_call *pc = NULL;
@@ -221,32 +355,34 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 		gw_conn_error(c, 400, "invalid_event", "body: an array must hold 1-1000 events", NULL);
 		goto out;
 	}
-	rc_buf_puts(&out, "{\"op\":\"publish\",\"events\":[");
 	for (size_t i = 0; i < n; i++)
 		if (!publish_check(c, array ? json_object_array_get_idx(body, i) : body, i, array, &out))
 			goto out;
-	rc_buf_puts(&out, "]}");
-	pc = calloc(1, sizeof(*pc));
-	if (out.err || pc == NULL)
-		goto out_nomem;
-	pc->gw = gw;
-	pc->array = array;
-	pc->close = !req->keep_alive || gw->stopping;
 	if (!gw_api_connected(gw->api)) {
 		publish_count(gw, 503);
 		gw_conn_error(c, 503, "broker_unavailable", "the broker is unreachable; nothing was published",
 			      "Retry-After: 1\r\n");
 		goto out;
 	}
+	pc = calloc(1, sizeof(*pc) + out.len + 1);
+	if (out.err || pc == NULL)
+		goto out_nomem;
+	pc->gw = gw;
+	pc->array = array;
+	pc->close = !req->keep_alive || gw->stopping;
+	pc->nevents = n;
+	pc->len = out.len;
+	memcpy(pc->events, out.data, out.len);
 	pc->slot = gw_conn_slot(c);
 	if (pc->slot == NULL)
 		goto out_nomem;
-	if (gw_api_call(gw->api, out.data, out.len, (int)gw->opt.publish_timeout_ms, publish_done, pc) != RC_OK) {
-		publish_error(pc, 503, "broker_unavailable", "the broker is unreachable; nothing was published");
-		pc = NULL;
-		goto out;
-	}
-	pc = NULL; /* publish_done owns it */
+	if (p->tail)
+		p->tail->next = pc;
+	else
+		p->head = pc;
+	p->tail = pc;
+	pc = NULL; /* the queue owns it */
+	publisher_send(gw);
 	goto out;
 
 out_nomem:

@@ -9,6 +9,13 @@
 struct gw_conn;
 struct gw_req;
 
+struct gw;
+
+/* Sets up / tears down the gateway's publish queue (fini answers what is queued with 503). */
+int gw_publisher_init(struct gw *gw);
+void gw_publisher_fini(struct gw *gw);
+
+/* Handles POST /api/v1/events on c. */
 void gw_publish(struct gw_conn *c, struct gw_req *req);
 
 #endif
