@@ -55,7 +55,9 @@ size_t rc_frame_put_event(uint8_t *buf, const struct rc_frame_event *ev)
 	put64(buf + 8, ev->rseq);
 	put16(buf + 16, ev->room_len);
 	put32(buf + 18, ev->json_len);
-	memcpy(buf + RC_FRAME_EVENT_HDR_SIZE, ev->room, ev->room_len);
+	/* a global event has room NULL: memcpy from NULL is undefined even for 0 bytes */
+	if (ev->room_len != 0)
+		memcpy(buf + RC_FRAME_EVENT_HDR_SIZE, ev->room, ev->room_len);
 	memcpy(buf + RC_FRAME_EVENT_HDR_SIZE + ev->room_len, ev->json, ev->json_len);
 	return rc_frame_event_size(ev->room_len, ev->json_len);
 }

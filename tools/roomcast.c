@@ -10,6 +10,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "options.h"
 
+#define CLI_EXIT_USAGE 2 /* bad options or arguments (SPEC); other failures exit 1 */
 #define NDJSON_BATCH 1000
 #define NDJSON_BATCH_BYTES (4 * 1024 * 1024)
 
@@ -33,6 +35,7 @@ struct cli {
 	int64_t count, timeout_ms;
 	enum rc_log_level log_level;
 	nng_socket req;
+	atomic_bool tail_connected;
 };
 
 static int cli_fail(const char *fmt, const char *a, const char *b)
@@ -53,8 +56,11 @@ static int cli_connect(struct cli *c)
 	nng_socket_set_ms(c->req, NNG_OPT_RECVTIMEO, (nng_duration)c->timeout_ms);
 	nng_socket_set_ms(c->req, NNG_OPT_SENDTIMEO, (nng_duration)c->timeout_ms);
 	nng_socket_set_size(c->req, NNG_OPT_RECVMAXSZ, 0);
-	if ((rv = nng_dial(c->req, c->broker_api, NULL, NNG_FLAG_NONBLOCK)) != 0)
-		return cli_fail("bad --broker-api '%s': %s", c->broker_api, nng_strerror(rv));
+	if ((rv = nng_dial(c->req, c->broker_api, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		/* a nonblocking dial fails only on the address itself: a bad option */
+		cli_fail("bad --broker-api '%s': %s", c->broker_api, nng_strerror(rv));
+		return CLI_EXIT_USAGE;
+	}
 	return 0;
 }
 
@@ -64,13 +70,21 @@ static struct json_object *cli_call(struct cli *c, const char *req, size_t len)
 	char *buf = NULL;
 	size_t blen = 0;
 	struct json_object *reply;
+	struct json_tokener *tok;
 	int rv;
 
 	if ((rv = nng_send(c->req, (void *)req, len, 0)) != 0 || (rv = nng_recv(c->req, &buf, &blen, NNG_FLAG_ALLOC)) != 0) {
 		cli_fail("broker api %s unreachable: %s", c->broker_api, nng_strerror(rv));
 		return NULL;
 	}
-	reply = json_tokener_parse(buf);
+	/* the reply is not NUL-terminated: parse exactly its bytes */
+	tok = json_tokener_new();
+	reply = tok ? json_tokener_parse_ex(tok, buf, (int)blen) : NULL;
+	if (reply != NULL && json_tokener_get_parse_end(tok) != blen) {
+		json_object_put(reply);
+		reply = NULL;
+	}
+	json_tokener_free(tok);
 	nng_free(buf, blen);
 	if (reply == NULL)
 		cli_fail("the broker sent a reply that is not JSON%s%s", "", "");
@@ -110,13 +124,16 @@ static int cli_publish_one(struct cli *c)
 	const char *s;
 	int rc = 1;
 
-	if (c->type == NULL)
-		return cli_fail("publish needs --type (or --ndjson)%s%s", "", "");
+	if (c->type == NULL) {
+		cli_fail("publish needs --type (or --ndjson)%s%s", "", "");
+		return CLI_EXIT_USAGE;
+	}
 	if (c->data != NULL) {
 		ev = json_tokener_parse(c->data);
 		if (ev == NULL || !json_object_is_type(ev, json_type_object)) {
 			json_object_put(ev);
-			return cli_fail("--data must be a JSON object, got '%s'%s", c->data, "");
+			cli_fail("--data must be a JSON object, got '%s'%s", c->data, "");
+			return CLI_EXIT_USAGE;
 		}
 	} else {
 		ev = json_object_new_object();
@@ -210,6 +227,17 @@ static int cli_stats(struct cli *c)
 	return rc;
 }
 
+/* nng pipe callback: says once on stderr that tail is connected to the bus. */
+static void cli_tail_connected(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct cli *c = arg;
+
+	(void)p;
+	(void)ev;
+	if (!atomic_exchange(&c->tail_connected, true))
+		fprintf(stderr, "roomcast: tailing %s\n", c->broker_bus);
+}
+
 static int cli_tail(struct cli *c)
 {
 	nng_socket sub;
@@ -225,12 +253,13 @@ static int cli_tail(struct cli *c)
 	nng_socket_set_size(sub, NNG_OPT_RECVMAXSZ, 0);
 	if (c->timeout_ms > 0 && c->count > 0)
 		nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, (nng_duration)c->timeout_ms);
+	/* tell a script that the subscription is in place: once connected, not at the dial */
+	nng_pipe_notify(sub, NNG_PIPE_EV_ADD_POST, cli_tail_connected, c);
 	if ((rv = nng_dial(sub, c->broker_bus, NULL, NNG_FLAG_NONBLOCK)) != 0) {
 		nng_close(sub);
-		return cli_fail("bad --broker-bus '%s': %s", c->broker_bus, nng_strerror(rv));
+		cli_fail("bad --broker-bus '%s': %s", c->broker_bus, nng_strerror(rv));
+		return CLI_EXIT_USAGE;
 	}
-	/* tell a script that the subscription is in place */
-	fprintf(stderr, "roomcast: tailing %s\n", c->broker_bus);
 	rc_buf_init(&out);
 	while (c->count == 0 || printed < c->count) {
 		struct rc_frame_reader r;
@@ -263,8 +292,11 @@ static int cli_tail(struct cli *c)
 			printed++;
 		}
 		nng_msg_free(msg);
-		fwrite(out.data, 1, out.len, stdout);
-		fflush(stdout);
+		/* a tick, or a frame of other rooms, printed nothing: out.data may still be NULL */
+		if (out.len > 0) {
+			fwrite(out.data, 1, out.len, stdout);
+			fflush(stdout);
+		}
 	}
 	rc_buf_fini(&out);
 	nng_close(sub);
@@ -324,8 +356,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "roomcast: unknown command '%s': publish, tail or stats\n", cmd);
 		return 2;
 	}
-	if (cli_connect(&c) != 0)
-		return 1;
+	if ((rc = cli_connect(&c)) != 0)
+		return rc;
 	if (strcmp(cmd, "stats") == 0)
 		rc = cli_stats(&c);
 	else

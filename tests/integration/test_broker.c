@@ -1,0 +1,870 @@
+/*
+ * test_broker.c - the broker api end to end: a real roomcast-broker on fresh
+ * 127.0.0.1 ports, driven over nng REQ sockets (SPEC: "Publish over nng").
+ *
+ *   - publish with a raw REQ socket and with nngcat;
+ *   - 8 concurrent publishers x 10,000 events: gseq 1..80000 without holes and
+ *     every room's rseq without holes, checked by replay (authoritative) and
+ *     against what the bus delivered to a subscriber;
+ *   - replay after an id, for rooms and the firehose, paged, in json and frame
+ *     format, and its errors (history_unavailable, epoch_mismatch, invalid_id);
+ *   - 1,000 random byte strings and 1,000 mutated requests each get a reply,
+ *     and the broker keeps serving.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <pthread.h>
+
+#include "broker_fixture.h"
+#include "buf.h"
+#include "error.h"
+#include "frame.h"
+#include "id.h"
+#include "proc.h"
+
+#define LOAD_PUBLISHERS 8
+#define LOAD_EVENTS 10000 /* per publisher */
+#define LOAD_BATCH 100
+#define LOAD_BATCHES (LOAD_EVENTS / LOAD_BATCH)
+#define LOAD_TOTAL (LOAD_PUBLISHERS * LOAD_EVENTS)
+#define LOAD_ROOMS 5 /* plus the global events, index LOAD_ROOMS */
+
+static const char *const known_codes[] = {
+	"bad_request", "invalid_field",	 "invalid_event",	"too_large",	 "unknown_op",
+	"invalid_id",  "epoch_mismatch", "history_unavailable", "shutting_down", NULL,
+};
+
+static struct broker_fixture *start_broker(void **state, const char *const *args)
+{
+	struct broker_fixture *b = calloc(1, sizeof(*b));
+
+	assert_non_null(b);
+	b->proc.stdin_fd = -1;
+	*state = b;
+	if (broker_fixture_start(b, args, NULL) != 0)
+		fail_msg("the broker did not start");
+	return b;
+}
+
+static int setup(void **state)
+{
+	start_broker(state, NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct broker_fixture *b = *state;
+
+	if (b != NULL) {
+		/* a clean stop is part of every test: the broker must exit 0 */
+		int st = broker_fixture_stop(b, BROKER_STOP_TIMEOUT_MS);
+		broker_fixture_kill(b);
+		proc_kill_all(); /* anything else a failed test left behind */
+		free(b);
+		*state = NULL;
+		if (st != 0) {
+			print_error("broker exit status %d\n", st);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static struct json_object *call_ok(nng_socket s, const char *req)
+{
+	struct json_object *r = api_call(s, req);
+
+	if (!api_reply_ok(r))
+		fail_msg("request %.200s failed: %s", req, r ? json_object_to_json_string(r) : "(no reply)");
+	return r;
+}
+
+static void assert_code(nng_socket s, const char *req, const char *code)
+{
+	struct json_object *r = api_call(s, req);
+	const char *c = api_reply_code(r);
+
+	if (r == NULL || api_reply_ok(r) || c == NULL || strcmp(c, code) != 0)
+		fail_msg("request %.200s: want error %s, got %s", req, code,
+			 r ? json_object_to_json_string(r) : "(no reply)");
+	json_object_put(r);
+}
+
+static uint64_t id_gseq(struct broker_fixture *b, struct json_object *id)
+{
+	uint64_t g = broker_fixture_gseq(b, json_object_get_string(id));
+
+	if (g == UINT64_MAX)
+		fail_msg("not an id of epoch %s: %s", b->epoch, json_object_get_string(id));
+	return g;
+}
+
+/* Publishes the events (a JSON array text); returns the first gseq; checks the ids are consecutive. */
+static uint64_t publish(struct broker_fixture *b, nng_socket s, const char *events, size_t n)
+{
+	struct rc_buf req;
+	struct json_object *r, *ids;
+	uint64_t first;
+
+	rc_buf_init(&req);
+	rc_buf_printf(&req, "{\"op\":\"publish\",\"events\":%s}", events);
+	r = call_ok(s, req.data);
+	rc_buf_fini(&req);
+	ids = json_get(r, "ids");
+	assert_non_null(ids);
+	assert_int_equal(json_object_array_length(ids), n);
+	first = id_gseq(b, json_object_array_get_idx(ids, 0));
+	for (size_t i = 1; i < n; i++)
+		assert_int_equal(id_gseq(b, json_object_array_get_idx(ids, i)), first + i);
+	json_object_put(r);
+	return first;
+}
+
+static uint64_t broker_gseq(nng_socket s)
+{
+	struct json_object *r = call_ok(s, "{\"op\":\"stats\"}");
+	uint64_t g = (uint64_t)json_object_get_int64(json_get(r, "gseq"));
+
+	json_object_put(r);
+	return g;
+}
+
+/* ---- 2. publish over a raw REQ socket and with nngcat ---- */
+
+static void test_publish_raw_req(void **state)
+{
+	struct broker_fixture *b = *state;
+	nng_socket s;
+	struct json_object *r, *ev;
+	char want[128];
+	size_t len;
+	char *raw;
+
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	raw = api_call_raw(
+		s,
+		"{\"op\":\"publish\",\"events\":[{\"type\":\"message.created\",\"room_id\":\"room-1\","
+		"\"message\":{\"text\":\"hi\"}}]}",
+		strlen("{\"op\":\"publish\",\"events\":[{\"type\":\"message.created\",\"room_id\":\"room-1\","
+		       "\"message\":{\"text\":\"hi\"}}]}"),
+		&len, NULL);
+	assert_non_null(raw);
+	snprintf(want, sizeof(want), "{\"ok\":true,\"ids\":[\"%s-1\"]}", b->epoch);
+	assert_string_equal(raw, want);
+	free(raw);
+	assert_int_equal(publish(b, s,
+				 "[{\"type\":\"a\",\"room_id\":\"room-1\"},{\"type\":\"user.created\"},"
+				 "{\"type\":\"c\",\"room_id\":\"room-2\"}]",
+				 3),
+			 2);
+	/* the payload comes back exactly as published */
+	r = call_ok(s, "{\"op\":\"replay\",\"rooms\":[\"room-1\"],\"global\":false}");
+	assert_int_equal(json_object_array_length(json_get(r, "events")), 2);
+	ev = json_object_array_get_idx(json_get(r, "events"), 0);
+	assert_string_equal(json_object_to_json_string_ext(json_get(ev, "event"), JSON_C_TO_STRING_PLAIN),
+			    "{\"type\":\"message.created\",\"room_id\":\"room-1\",\"message\":{\"text\":\"hi\"}}");
+	assert_int_equal(json_object_get_int64(json_get(ev, "rseq")), 1);
+	json_object_put(r);
+	assert_int_equal(broker_gseq(s), 4);
+	nng_close(s);
+}
+
+/* Runs nngcat --req against the api; returns its stdout (caller frees). */
+static char *run_nngcat(struct broker_fixture *b, const char *nngcat, const char *const *args, const char *stdin_data)
+{
+	const char *argv[16];
+	size_t n = 0;
+	struct proc p;
+	struct proc_spec spec = { .path = nngcat, .argv = argv, .stdin_data = stdin_data };
+	int st;
+
+	argv[n++] = "--req";
+	argv[n++] = "--connect";
+	argv[n++] = b->api_url;
+	argv[n++] = "--format";
+	argv[n++] = "ascii";
+	argv[n++] = "--recv-timeout";
+	argv[n++] = "10";
+	for (; *args != NULL; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	if (stdin_data != NULL)
+		spec.stdin_len = strlen(stdin_data);
+	assert_int_equal(proc_spawn(&p, &spec), 0);
+	st = proc_wait(&p, 15000);
+	proc_kill(&p);
+	if (st != 0) {
+		char *err = proc_stderr(&p);
+		fail_msg("nngcat exited with %d: %s", st, err);
+	}
+	return proc_stdout(&p);
+}
+
+static void test_publish_nngcat(void **state)
+{
+	static const char *const pub[] = {
+		"--data", "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"n\"},{\"type\":\"g\"}]}", NULL
+	};
+	static const char *const from_stdin[] = { "--file", "-", NULL };
+	struct broker_fixture *b = *state;
+	char *nngcat = proc_which("nngcat");
+	char want[128], *out;
+
+	if (nngcat == NULL) {
+		print_message("nngcat is not on PATH (Debian: nng-utils); skipped\n");
+		skip();
+	}
+	out = run_nngcat(b, nngcat, pub, NULL);
+	snprintf(want, sizeof(want), "\"ids\":[\"%s-1\",\"%s-2\"]", b->epoch, b->epoch);
+	if (strstr(out, "\"ok\":true") == NULL || strstr(out, want) == NULL)
+		fail_msg("nngcat publish printed: %s", out);
+	free(out);
+	/* a request file ending in a newline is fine too */
+	out = run_nngcat(b, nngcat, from_stdin, "{\"op\":\"stats\"}\n");
+	if (strstr(out, "\"ok\":true") == NULL || strstr(out, "\"gseq\":2") == NULL)
+		fail_msg("nngcat stats printed: %s", out);
+	free(out);
+	out = run_nngcat(b, nngcat, from_stdin, "{\"op\":\"publish\",\"events\":[{\"room_id\":\"n\"}]}");
+	if (strstr(out, "\"ok\":false") == NULL || strstr(out, "events[0].type missing") == NULL)
+		fail_msg("nngcat bad publish printed: %s", out);
+	free(out);
+	free(nngcat);
+}
+
+/* ---- 3. concurrent publishers ---- */
+
+struct publisher {
+	const struct broker_fixture *b;
+	int t;
+	uint64_t first[LOAD_BATCHES]; /* gseq of each batch's first event */
+	char err[512];		      /* set on failure (cmocka asserts are for the main thread) */
+};
+
+static int load_room(int t, int n)
+{
+	return n % 10 == 9 ? LOAD_ROOMS : (t * 7 + n) % LOAD_ROOMS;
+}
+
+static void *publisher_run(void *arg)
+{
+	struct publisher *p = arg;
+	struct rc_buf req;
+	nng_socket s;
+	int rv;
+
+	if ((rv = api_open(&s, p->b->api_url, API_TIMEOUT_MS)) != 0) {
+		snprintf(p->err, sizeof(p->err), "api_open: %s", nng_strerror(rv));
+		return NULL;
+	}
+	rc_buf_init(&req);
+	for (int k = 0; k < LOAD_BATCHES && p->err[0] == '\0'; k++) {
+		struct json_object *r, *ids;
+
+		req.len = 0;
+		rc_buf_puts(&req, "{\"op\":\"publish\",\"events\":[");
+		for (int i = 0; i < LOAD_BATCH; i++) {
+			int n = k * LOAD_BATCH + i, room = load_room(p->t, n);
+			rc_buf_printf(&req, "%s{\"type\":\"load\",", i ? "," : "");
+			if (room < LOAD_ROOMS)
+				rc_buf_printf(&req, "\"room_id\":\"room-%d\",", room);
+			rc_buf_printf(&req, "\"t\":%d,\"k\":%d,\"i\":%d}", p->t, k, i);
+		}
+		rc_buf_puts(&req, "]}");
+		r = api_call(s, req.data);
+		ids = json_get(r, "ids");
+		if (!api_reply_ok(r) || ids == NULL || json_object_array_length(ids) != LOAD_BATCH) {
+			snprintf(p->err, sizeof(p->err), "publisher %d batch %d: %.300s", p->t, k,
+				 r ? json_object_to_json_string(r) : "no reply");
+		} else {
+			for (int i = 0; i < LOAD_BATCH && p->err[0] == '\0'; i++) {
+				uint64_t g = broker_fixture_gseq(
+					p->b, json_object_get_string(json_object_array_get_idx(ids, i)));
+				if (i == 0)
+					p->first[k] = g;
+				/* a batch is atomic: consecutive ids; a publisher's batches go forward */
+				if (g != p->first[k] + (uint64_t)i || (k > 0 && i == 0 && g <= p->first[k - 1]))
+					snprintf(p->err, sizeof(p->err), "publisher %d batch %d: id %d is gseq %llu",
+						 p->t, k, i, (unsigned long long)g);
+			}
+		}
+		json_object_put(r);
+	}
+	rc_buf_fini(&req);
+	nng_close(s);
+	return NULL;
+}
+
+/* What is known of one event: from replay, and (maybe) from the bus. */
+struct load_event {
+	uint64_t rseq, bus_rseq;
+	int room, bus_room; /* 0..LOAD_ROOMS; -1 unknown */
+};
+
+struct bus_reader {
+	const struct broker_fixture *b;
+	nng_socket sub;
+	struct load_event *evs; /* indexed by gseq */
+	atomic_bool stop, ready, failed;
+	_Atomic uint64_t last_gseq;
+	uint64_t received, frames, ticks; /* read after the join */
+	char err[256];			  /* read after the join, or once failed is set */
+};
+
+static int room_index(const char *room, size_t len)
+{
+	if (len == 0)
+		return LOAD_ROOMS;
+	if (len == 6 && memcmp(room, "room-", 5) == 0 && room[5] >= '0' && room[5] < '0' + LOAD_ROOMS)
+		return room[5] - '0';
+	return -1;
+}
+
+static void *bus_reader_run(void *arg)
+{
+	struct bus_reader *r = arg;
+
+	while (!atomic_load(&r->stop) && !atomic_load(&r->failed)) {
+		struct rc_frame_reader fr;
+		struct rc_frame_event ev;
+		nng_msg *msg;
+		int rv = nng_recvmsg(r->sub, &msg, 0);
+
+		if (rv == NNG_ETIMEDOUT)
+			continue;
+		if (rv != 0) {
+			snprintf(r->err, sizeof(r->err), "bus recv: %s", nng_strerror(rv));
+			atomic_store(&r->failed, true);
+			break;
+		}
+		if ((rv = rc_frame_reader_init(&fr, nng_msg_body(msg), nng_msg_len(msg))) != RC_OK) {
+			snprintf(r->err, sizeof(r->err), "bus frame rejected: %s", rc_strerror(rv));
+		} else if (fr.hdr.epoch != r->b->epoch_value) {
+			snprintf(r->err, sizeof(r->err), "bus frame of epoch %llx", (unsigned long long)fr.hdr.epoch);
+		} else if (fr.hdr.flags & RC_FRAME_TICK) {
+			r->ticks++;
+		} else {
+			r->frames++;
+			while (rc_frame_reader_next(&fr, &ev)) {
+				/* frames may be lost (SUB drops when full), never reordered or repeated */
+				if (ev.gseq <= r->last_gseq || ev.gseq > LOAD_TOTAL) {
+					snprintf(r->err, sizeof(r->err), "bus gseq %llu after %llu",
+						 (unsigned long long)ev.gseq, (unsigned long long)r->last_gseq);
+					break;
+				}
+				r->last_gseq = ev.gseq;
+				r->evs[ev.gseq].bus_rseq = ev.rseq;
+				r->evs[ev.gseq].bus_room = room_index(ev.room, ev.room_len);
+				r->received++;
+			}
+		}
+		if (r->err[0] != '\0')
+			atomic_store(&r->failed, true);
+		atomic_store(&r->ready, true);
+		nng_msg_free(msg);
+	}
+	return NULL;
+}
+
+/* Replays everything (firehose, pages of 10000) into evs; checks gseq, rseq and each event's publisher. */
+static void verify_by_replay(struct broker_fixture *b, nng_socket s, const struct publisher *pubs,
+			     struct load_event *evs)
+{
+	uint64_t next = 1, rseq[LOAD_ROOMS + 1] = { 0 };
+	char req[128];
+
+	for (int page = 0; next <= LOAD_TOTAL; page++) {
+		struct json_object *r, *events;
+		bool more;
+
+		assert_true(page < 2 * LOAD_TOTAL / 10000);
+		snprintf(req, sizeof(req), "{\"op\":\"replay\",\"after\":\"%s-%llu\",\"limit\":10000}", b->epoch,
+			 (unsigned long long)(next - 1));
+		r = call_ok(s, req);
+		events = json_get(r, "events");
+		more = json_object_get_boolean(json_get(r, "more"));
+		assert_true(json_object_array_length(events) > 0);
+		for (size_t i = 0; i < json_object_array_length(events); i++) {
+			struct json_object *e = json_object_array_get_idx(events, i), *ev = json_get(e, "event");
+			struct json_object *room = json_get(ev, "room_id");
+			uint64_t g = id_gseq(b, json_get(e, "id")),
+				 rs = (uint64_t)json_object_get_int64(json_get(e, "rseq"));
+			int t = json_object_get_int(json_get(ev, "t")), k = json_object_get_int(json_get(ev, "k"));
+			int n = json_object_get_int(json_get(ev, "i")), ri;
+
+			if (g != next)
+				fail_msg("replay: gseq %llu where %llu was due", (unsigned long long)g,
+					 (unsigned long long)next);
+			assert_true(t >= 0 && t < LOAD_PUBLISHERS && k >= 0 && k < LOAD_BATCHES && n >= 0 &&
+				    n < LOAD_BATCH);
+			/* the event sits where its publisher was told it would */
+			assert_int_equal(g, pubs[t].first[k] + (uint64_t)n);
+			ri = room_index(room ? json_object_get_string(room) : "",
+					room ? (size_t)json_object_get_string_len(room) : 0);
+			assert_int_equal(ri, load_room(t, k * LOAD_BATCH + n));
+			if (rs != rseq[ri] + 1)
+				fail_msg("replay: room %d rseq %llu after %llu at gseq %llu", ri,
+					 (unsigned long long)rs, (unsigned long long)rseq[ri], (unsigned long long)g);
+			rseq[ri] = rs;
+			evs[g].rseq = rs;
+			evs[g].room = ri;
+			next++;
+		}
+		assert_int_equal(more, next <= LOAD_TOTAL);
+		json_object_put(r);
+	}
+	/* every event was counted once in its room */
+	uint64_t sum = 0;
+	for (int i = 0; i <= LOAD_ROOMS; i++)
+		sum += rseq[i];
+	assert_int_equal(sum, LOAD_TOTAL);
+	assert_int_equal(rseq[LOAD_ROOMS], LOAD_TOTAL / 10);
+
+	/* a room's own index agrees with the firehose */
+	struct json_object *r =
+		call_ok(s, "{\"op\":\"replay\",\"rooms\":[\"room-2\"],\"global\":false,\"limit\":10000}");
+	struct json_object *events = json_get(r, "events");
+	uint64_t want = 0;
+	for (uint64_t g = 1; g <= LOAD_TOTAL && want < 10000; g++) {
+		if (evs[g].room != 2)
+			continue;
+		struct json_object *e = json_object_array_get_idx(events, (size_t)want);
+		assert_non_null(e);
+		assert_int_equal(id_gseq(b, json_get(e, "id")), g);
+		assert_int_equal(json_object_get_int64(json_get(e, "rseq")), ++want);
+	}
+	assert_int_equal(json_object_array_length(events), want);
+	json_object_put(r);
+}
+
+static void test_concurrent_publishers(void **state)
+{
+	struct broker_fixture *b;
+	struct publisher *pubs = calloc(LOAD_PUBLISHERS, sizeof(*pubs));
+	struct bus_reader *br = calloc(1, sizeof(*br));
+	pthread_t threads[LOAD_PUBLISHERS], reader;
+	nng_socket s;
+	int64_t deadline;
+	static const char *const args[] = { "--bus-tick-ms", "20", "--history-events", "100000", NULL };
+
+	assert_non_null(pubs);
+	assert_non_null(br);
+	b = start_broker(state, args);
+	br->b = b;
+	br->evs = calloc(LOAD_TOTAL + 1, sizeof(*br->evs));
+	assert_non_null(br->evs);
+
+	/* a subscriber on the bus, ready once the first idle tick arrived */
+	assert_int_equal(nng_sub0_open(&br->sub), 0);
+	assert_int_equal(nng_socket_set(br->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0), 0);
+	nng_socket_set_int(br->sub, NNG_OPT_RECVBUF, 8192);
+	nng_socket_set_size(br->sub, NNG_OPT_RECVMAXSZ, 0);
+	nng_socket_set_ms(br->sub, NNG_OPT_RECVTIMEO, 100);
+	assert_int_equal(nng_dial(br->sub, b->bus_url, NULL, NNG_FLAG_NONBLOCK), 0);
+	assert_int_equal(pthread_create(&reader, NULL, bus_reader_run, br), 0);
+	deadline = proc_now_ms() + 10000;
+	while (!atomic_load(&br->ready) && proc_now_ms() < deadline && !atomic_load(&br->failed))
+		proc_poll_pause(5);
+	if (!atomic_load(&br->ready)) {
+		atomic_store(&br->stop, true);
+		pthread_join(reader, NULL);
+		fail_msg("no tick from the bus within 10 s: %s", br->err);
+	}
+
+	int64_t t0 = proc_now_ms();
+	for (int t = 0; t < LOAD_PUBLISHERS; t++) {
+		pubs[t].b = b;
+		pubs[t].t = t;
+		assert_int_equal(pthread_create(&threads[t], NULL, publisher_run, &pubs[t]), 0);
+	}
+	for (int t = 0; t < LOAD_PUBLISHERS; t++)
+		pthread_join(threads[t], NULL);
+	int64_t t1 = proc_now_ms();
+	for (int t = 0; t < LOAD_PUBLISHERS; t++)
+		if (pubs[t].err[0] != '\0') {
+			atomic_store(&br->stop, true);
+			pthread_join(reader, NULL);
+			fail_msg("%s", pubs[t].err);
+		}
+
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	assert_int_equal(broker_gseq(s), LOAD_TOTAL);
+	verify_by_replay(b, s, pubs, br->evs);
+
+	/* the broker sent every event on the bus (what reached us may be less) */
+	deadline = proc_now_ms() + 10000;
+	for (;;) {
+		struct json_object *r = call_ok(s, "{\"op\":\"stats\"}");
+		struct json_object *bus = json_get(r, "bus");
+		int64_t sent = json_object_get_int64(json_get(bus, "events"));
+
+		assert_int_equal(json_object_get_int64(json_get(bus, "send_errors")), 0);
+		assert_int_equal(json_object_get_int64(json_get(json_get(r, "history"), "events")), LOAD_TOTAL);
+		json_object_put(r);
+		if (sent == LOAD_TOTAL)
+			break;
+		assert_true(sent < LOAD_TOTAL);
+		if (proc_now_ms() > deadline)
+			fail_msg("the bus sent %lld of %d events", (long long)sent, LOAD_TOTAL);
+		proc_poll_pause(10);
+	}
+	deadline = proc_now_ms() + 3000;
+	while (atomic_load(&br->last_gseq) < LOAD_TOTAL && proc_now_ms() < deadline && !atomic_load(&br->failed))
+		proc_poll_pause(10);
+	atomic_store(&br->stop, true);
+	pthread_join(reader, NULL);
+	nng_close(br->sub);
+	if (br->err[0] != '\0')
+		fail_msg("%s", br->err);
+	/* what the bus delivered agrees with the history */
+	assert_true(br->received > 0);
+	for (uint64_t g = 1; g <= LOAD_TOTAL; g++) {
+		if (br->evs[g].bus_rseq == 0)
+			continue;
+		assert_int_equal(br->evs[g].bus_rseq, br->evs[g].rseq);
+		assert_int_equal(br->evs[g].bus_room, br->evs[g].room);
+	}
+	print_message("%d events in %lld ms; the bus delivered %llu of them in %llu frames\n", LOAD_TOTAL,
+		      (long long)(t1 - t0), (unsigned long long)br->received, (unsigned long long)br->frames);
+	nng_close(s);
+	free(br->evs);
+	free(br);
+	free(pubs);
+}
+
+/* ---- 4. replay ---- */
+
+/* Room of event n (1-based) in the replay tests: "a", "b", or global (NULL). */
+static const char *replay_room(uint64_t n)
+{
+	return n % 3 == 0 ? NULL : n % 3 == 1 ? "a" : "b";
+}
+
+static bool replay_match(uint64_t n, bool want_a, bool want_b, bool global)
+{
+	const char *r = replay_room(n);
+
+	return r == NULL ? global : r[0] == 'a' ? want_a : want_b;
+}
+
+/* Publishes events n = from..to with replay_room(n). */
+static void replay_publish(struct broker_fixture *b, nng_socket s, uint64_t from, uint64_t to)
+{
+	struct rc_buf ev;
+
+	rc_buf_init(&ev);
+	rc_buf_puts(&ev, "[");
+	for (uint64_t n = from; n <= to; n++) {
+		const char *room = replay_room(n);
+		rc_buf_printf(&ev, "%s{\"type\":\"r\",\"n\":%llu", n > from ? "," : "", (unsigned long long)n);
+		if (room != NULL)
+			rc_buf_printf(&ev, ",\"room_id\":\"%s\"", room);
+		rc_buf_puts(&ev, "}");
+	}
+	rc_buf_puts(&ev, "]");
+	assert_int_equal(publish(b, s, ev.data, (size_t)(to - from + 1)), from);
+	rc_buf_fini(&ev);
+}
+
+/*
+ * Replays with the given selection (rooms_json: a JSON array text or NULL for
+ * the firehose) after gseq `after`, following `more` in pages of `limit`, and
+ * checks exactly the matching events in from..to come back, in order.
+ */
+static void replay_check(struct broker_fixture *b, nng_socket s, const char *rooms_json, bool global, uint64_t after,
+			 int limit, uint64_t to, bool want_a, bool want_b)
+{
+	uint64_t next = after + 1, pages = 0;
+	bool more = true;
+	char req[256];
+
+	while (more) {
+		struct json_object *r, *events;
+
+		assert_true(pages++ < 200);
+		snprintf(req, sizeof(req), "{\"op\":\"replay\",%s%s%s\"global\":%s,\"after\":\"%s-%llu\",\"limit\":%d}",
+			 rooms_json ? "\"rooms\":" : "", rooms_json ? rooms_json : "", rooms_json ? "," : "",
+			 global ? "true" : "false", b->epoch, (unsigned long long)after, limit);
+		r = call_ok(s, req);
+		events = json_get(r, "events");
+		more = json_object_get_boolean(json_get(r, "more"));
+		assert_true(json_object_array_length(events) <= (size_t)limit);
+		if (more)
+			assert_int_equal(json_object_array_length(events), limit);
+		for (size_t i = 0; i < json_object_array_length(events); i++) {
+			struct json_object *e = json_object_array_get_idx(events, i);
+			uint64_t g = id_gseq(b, json_get(e, "id"));
+
+			while (next <= to && !(rooms_json == NULL || replay_match(next, want_a, want_b, global)))
+				next++;
+			if (g != next)
+				fail_msg("%s: got gseq %llu, want %llu", req, (unsigned long long)g,
+					 (unsigned long long)next);
+			assert_int_equal(json_object_get_int64(json_get(json_get(e, "event"), "n")), g);
+			after = g;
+			next++;
+		}
+		json_object_put(r);
+	}
+	/* nothing matching was left out at the end */
+	while (next <= to && !(rooms_json == NULL || replay_match(next, want_a, want_b, global)))
+		next++;
+	assert_true(next > to);
+}
+
+/* The same with format "frame", following RC_FRAME_MORE. */
+static void replay_check_frames(struct broker_fixture *b, nng_socket s, uint64_t after, int limit, uint64_t to)
+{
+	uint64_t next = after + 1;
+	bool more = true;
+	char req[256];
+
+	for (int pages = 0; more; pages++) {
+		struct rc_frame_reader fr;
+		struct rc_frame_event ev;
+		size_t len;
+		char *raw;
+
+		assert_true(pages < 200);
+		snprintf(req, sizeof(req),
+			 "{\"op\":\"replay\",\"format\":\"frame\",\"rooms\":[\"b\"],\"after\":\"%s-%llu\","
+			 "\"limit\":%d}",
+			 b->epoch, (unsigned long long)after, limit);
+		raw = api_call_raw(s, req, strlen(req), &len, NULL);
+		assert_non_null(raw);
+		assert_int_equal(rc_frame_reader_init(&fr, raw, len), RC_OK);
+		assert_int_equal(fr.hdr.epoch, b->epoch_value);
+		assert_true(fr.hdr.flags & RC_FRAME_REPLAY);
+		more = (fr.hdr.flags & RC_FRAME_MORE) != 0;
+		while (rc_frame_reader_next(&fr, &ev)) {
+			while (next <= to && !replay_match(next, false, true, true))
+				next++;
+			assert_int_equal(ev.gseq, next);
+			assert_int_equal(ev.room_len, replay_room(next) ? 1 : 0);
+			after = ev.gseq;
+			next++;
+		}
+		free(raw);
+	}
+	while (next <= to && !replay_match(next, false, true, true))
+		next++;
+	assert_true(next > to);
+}
+
+static void test_replay(void **state)
+{
+	static const char *const args[] = { "--history-events", "100", NULL };
+	struct broker_fixture *b = start_broker(state, args);
+	nng_socket s;
+	char req[256];
+
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	replay_publish(b, s, 1, 60);
+	replay_check(b, s, "[\"a\"]", true, 10, 1000, 60, true, false);
+	replay_check(b, s, "[\"a\"]", false, 10, 1000, 60, true, false);
+	replay_check(b, s, "[\"a\",\"b\"]", false, 0, 1000, 60, true, true);
+	replay_check(b, s, "[\"b\",\"a\",\"b\"]", true, 33, 1000, 60, true, true);
+	replay_check(b, s, NULL, true, 0, 1000, 60, true, true);
+	replay_check(b, s, NULL, true, 59, 1000, 60, true, true);
+	replay_check(b, s, NULL, true, 60, 1000, 60, true, true);
+	/* paging */
+	replay_check(b, s, "[\"b\"]", true, 0, 7, 60, false, true);
+	replay_check(b, s, "[\"a\"]", false, 5, 1, 60, true, false);
+	replay_check(b, s, NULL, true, 0, 9, 60, true, true);
+	replay_check(b, s, "[]", true, 0, 4, 60, false, false);
+	replay_check_frames(b, s, 0, 6, 60);
+
+	/* 120 events in a history of 100: 21..120 retained */
+	replay_publish(b, s, 61, 120);
+	replay_check(b, s, NULL, true, 20, 33, 120, true, true);
+	replay_check(b, s, "[\"a\"]", true, 20, 1000, 120, true, false);
+	replay_check(b, s, NULL, true, 120, 10, 120, true, true);
+	static const uint64_t gone[] = { 0, 1, 19 };
+	for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+		snprintf(req, sizeof(req), "{\"op\":\"replay\",\"after\":\"%s-%llu\"}", b->epoch,
+			 (unsigned long long)gone[i]);
+		assert_code(s, req, "history_unavailable");
+		snprintf(req, sizeof(req), "{\"op\":\"replay\",\"rooms\":[\"a\"],\"after\":\"%s-%llu\"}", b->epoch,
+			 (unsigned long long)gone[i]);
+		assert_code(s, req, "history_unavailable");
+	}
+	snprintf(req, sizeof(req), "{\"op\":\"replay\",\"after\":\"%s-121\"}", b->epoch);
+	assert_code(s, req, "history_unavailable");
+	/* no after: everything retained */
+	struct json_object *r = call_ok(s, "{\"op\":\"replay\"}");
+	assert_int_equal(json_object_array_length(json_get(r, "events")), 100);
+	assert_int_equal(id_gseq(b, json_get(json_object_array_get_idx(json_get(r, "events"), 0), "id")), 21);
+	json_object_put(r);
+	/* another epoch */
+	snprintf(req, sizeof(req), "{\"op\":\"replay\",\"after\":\"%llx-50\"}",
+		 (unsigned long long)(b->epoch_value + 1));
+	assert_code(s, req, "epoch_mismatch");
+	/* not ids */
+	static const char *const bad[] = { "\"nope\"", "\"\"",	   "\"-5\"",   "5",	  "null",
+					   "\"E-\"",   "\"E-01\"", "\"E-5x\"", "\"E-+5\"" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char val[64];
+		const char *e = strstr(bad[i], "E-");
+
+		if (e != NULL)
+			snprintf(val, sizeof(val), "\"%s%s", b->epoch, e + 1);
+		else
+			snprintf(val, sizeof(val), "%s", bad[i]);
+		snprintf(req, sizeof(req), "{\"op\":\"replay\",\"after\":%s}", val);
+		if (strcmp(bad[i], "null") == 0) {
+			/* null is "absent": all retained */
+			json_object_put(call_ok(s, req));
+			continue;
+		}
+		assert_code(s, req, "invalid_id");
+	}
+	nng_close(s);
+}
+
+/* ---- 5. garbage on the api ---- */
+
+static uint64_t rng_next(uint64_t *x)
+{
+	/* xorshift64*: fixed seed, same bytes on every run */
+	*x ^= *x >> 12;
+	*x ^= *x << 25;
+	*x ^= *x >> 27;
+	return *x * 0x2545f4914f6cdd1dull;
+}
+
+static bool known_code(const char *c)
+{
+	for (size_t i = 0; c != NULL && known_codes[i] != NULL; i++)
+		if (strcmp(c, known_codes[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Sends req[0..len); checks the reply is one JSON object with a boolean ok (and a known code when false). */
+static bool fuzz_call(nng_socket s, const uint8_t *req, size_t len, size_t iter)
+{
+	struct json_tokener *tok;
+	struct json_object *r, *ok;
+	size_t rlen;
+	int err = 0;
+	char *raw = api_call_raw(s, req, len, &rlen, &err);
+	bool is_ok;
+
+	if (raw == NULL)
+		fail_msg("request %zu (%zu bytes): no reply: %s", iter, len, nng_strerror(err));
+	if (rlen >= 4 && memcmp(raw, "RCF1", 4) == 0) {
+		/* a replay that asked for "format":"frame" */
+		struct rc_frame_reader fr;
+		if (rc_frame_reader_init(&fr, raw, rlen) != RC_OK || !(fr.hdr.flags & RC_FRAME_REPLAY))
+			fail_msg("request %zu: a corrupt frame reply", iter);
+		free(raw);
+		return true;
+	}
+	tok = json_tokener_new();
+	r = json_tokener_parse_ex(tok, raw, (int)rlen);
+	ok = json_get(r, "ok");
+	if (r == NULL || json_tokener_get_parse_end(tok) != rlen || ok == NULL ||
+	    !json_object_is_type(ok, json_type_boolean))
+		fail_msg("request %zu: the reply is not an api reply: %.300s", iter, raw);
+	is_ok = json_object_get_boolean(ok);
+	if (!is_ok && !known_code(api_reply_code(r)))
+		fail_msg("request %zu: error without a known code: %.300s", iter, raw);
+	if (!is_ok && json_object_get_string_len(json_get(json_get(r, "error"), "message")) == 0)
+		fail_msg("request %zu: error without a message: %.300s", iter, raw);
+	json_object_put(r);
+	json_tokener_free(tok);
+	free(raw);
+	return is_ok;
+}
+
+static void test_garbage(void **state)
+{
+	static const char *const seeds[] = {
+		"{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"r\",\"x\":[1,{\"y\":null}]},{\"type\":"
+		"\"g\"}]}",
+		"{\"op\":\"replay\",\"rooms\":[\"r\",\"s\"],\"global\":false,\"after\":\"abc-1\",\"limit\":5,"
+		"\"format\":\"frame\"}",
+		"{\"op\":\"replay\",\"format\":\"json\"}",
+		"{\"op\":\"stats\"}",
+		"{\"op\":\"ping\"}",
+	};
+	static const uint8_t specials[] = { '{', '}', '[', ']', '"', ',', ':', '\\', '0', ' ', 0x00, 0xff };
+	struct broker_fixture *b = *state;
+	uint8_t *buf = malloc(8192);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	size_t oks = 0;
+	nng_socket s;
+
+	assert_non_null(buf);
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	for (size_t i = 0; i < 1000; i++) {
+		size_t len = (size_t)(rng_next(&x) % 4097);
+		for (size_t j = 0; j < len; j++)
+			buf[j] = (uint8_t)rng_next(&x);
+		if (fuzz_call(s, buf, len, i))
+			fail_msg("random request %zu (%zu bytes) was accepted", i, len);
+	}
+	/* valid requests with a few bytes changed, inserted, removed or cut */
+	for (size_t i = 0; i < 1000; i++) {
+		const char *seed = seeds[rng_next(&x) % (sizeof(seeds) / sizeof(seeds[0]))];
+		size_t len = strlen(seed), edits = 1 + rng_next(&x) % 4;
+
+		memcpy(buf, seed, len);
+		for (size_t e = 0; e < edits && len > 0; e++) {
+			size_t at = (size_t)(rng_next(&x) % len);
+			switch (rng_next(&x) % 5) {
+			case 0: buf[at] = (uint8_t)rng_next(&x); break;
+			case 1: buf[at] = specials[rng_next(&x) % sizeof(specials)]; break;
+			case 2:
+				memmove(buf + at + 1, buf + at, len - at);
+				buf[at] = (uint8_t)rng_next(&x);
+				len++;
+				break;
+			case 3:
+				memmove(buf + at, buf + at + 1, len - at - 1);
+				len--;
+				break;
+			default: len = at; break;
+			}
+		}
+		oks += fuzz_call(s, buf, len, 1000 + i);
+	}
+	print_message("%zu of 1000 mutated requests were still valid\n", oks);
+	/* still serving */
+	publish(b, s, "[{\"type\":\"after.fuzz\",\"room_id\":\"r\"}]", 1);
+	struct json_object *r = call_ok(s, "{\"op\":\"stats\"}");
+	assert_true(json_object_get_int64(json_get(r, "errors")) >= 1000);
+	assert_true(json_object_get_int64(json_get(r, "requests")) >= 2001);
+	json_object_put(r);
+	nng_close(s);
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_publish_raw_req, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_nngcat, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_publishers, NULL, teardown),
+		cmocka_unit_test_setup_teardown(test_replay, NULL, teardown),
+		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
+	};
+
+	if (proc_init() != 0) {
+		fprintf(stderr, "cannot create a temporary directory\n");
+		return 1;
+	}
+	return cmocka_run_group_tests_name("integration_broker", tests, NULL, NULL);
+}

@@ -1,0 +1,788 @@
+/*
+ * test_ops.c - the broker api operations (broker/ops.c), called directly with
+ * a real history and a real bus listening on a fresh inproc:// address.
+ *
+ * Every error reply must carry a code and a message that names the field at
+ * fault; a publish is all or none; replies are checked as JSON (or as a bus
+ * frame for format "frame"). Requests are copied into buffers of their exact
+ * size, without a NUL, so the ASan build catches any read past the request.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <pthread.h>
+
+#include "broker.h"
+#include "buf.h"
+#include "error.h"
+#include "frame.h"
+#include "history.h"
+#include "id.h"
+#include "ops.h"
+
+#define EPOCH 0xabc123u
+#define EPOCH_STR "abc123"
+
+struct fixture {
+	struct broker br;
+	struct bus *bus;
+	char url[64];
+};
+
+static int fixture_setup(void **state, size_t max_events)
+{
+	static int seq;
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct bus_config bc = { .epoch = EPOCH, .max_frame_bytes = 1 << 20, .tick_ms = 1000, .sendbuf = 1024 };
+
+	if (f == NULL)
+		return -1;
+	snprintf(f->url, sizeof(f->url), "inproc://test-ops-%d-%d", (int)getpid(), seq++);
+	bc.url = f->url;
+	if (bus_start(&bc, &f->bus) != RC_OK) {
+		free(f);
+		return -1;
+	}
+	f->br.hist = history_new(EPOCH, max_events, 64 << 20);
+	if (f->br.hist == NULL) {
+		bus_stop(f->bus);
+		free(f);
+		return -1;
+	}
+	history_set_sink(f->br.hist, bus_sink, f->bus);
+	f->br.bus = f->bus;
+	f->br.max_event_bytes = 64 * 1024;
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return fixture_setup(state, 100000);
+}
+
+static int setup_small(void **state)
+{
+	return fixture_setup(state, 8);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	bus_stop(f->bus);
+	history_free(f->br.hist);
+	free(f);
+	return 0;
+}
+
+/* Runs ops_handle on req[0..len) (copied to an exact-size buffer); returns the raw reply, malloc'ed. */
+static char *call_raw(struct fixture *f, const void *req, size_t len, size_t *reply_len)
+{
+	char *copy = malloc(len ? len : 1);
+	struct rc_buf reply;
+	char *out;
+
+	assert_non_null(copy);
+	memcpy(copy, req, len);
+	rc_buf_init(&reply);
+	ops_handle(&f->br, copy, len, &reply);
+	free(copy);
+	assert_int_equal(reply.err, 0);
+	out = rc_buf_take(&reply, reply_len);
+	assert_non_null(out);
+	return out;
+}
+
+/* Runs a request; returns the reply parsed as a JSON object (caller puts it). */
+static struct json_object *call_bytes(struct fixture *f, const void *req, size_t len)
+{
+	size_t rlen;
+	char *raw = call_raw(f, req, len, &rlen);
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *obj = json_tokener_parse_ex(tok, raw, (int)rlen);
+
+	if (obj == NULL || json_tokener_get_parse_end(tok) != rlen || !json_object_is_type(obj, json_type_object))
+		fail_msg("reply is not one JSON object: %s", raw);
+	json_tokener_free(tok);
+	free(raw);
+	return obj;
+}
+
+static struct json_object *call(struct fixture *f, const char *req)
+{
+	return call_bytes(f, req, strlen(req));
+}
+
+static struct json_object *jget(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v))
+		return NULL;
+	return v;
+}
+
+static void assert_ok(struct json_object *reply)
+{
+	struct json_object *ok = jget(reply, "ok");
+
+	if (ok == NULL || !json_object_is_type(ok, json_type_boolean) || !json_object_get_boolean(ok))
+		fail_msg("reply not ok: %s", json_object_to_json_string(reply));
+}
+
+/* Checks reply is {"ok":false,"error":{"code":code,"message":"...needle..."}} and puts it. */
+static void assert_error(struct json_object *reply, const char *code, const char *needle)
+{
+	struct json_object *ok = jget(reply, "ok"), *err = jget(reply, "error");
+	const char *c = json_object_get_string(jget(err, "code"));
+	const char *m = json_object_get_string(jget(err, "message"));
+
+	if (ok == NULL || !json_object_is_type(ok, json_type_boolean) || json_object_get_boolean(ok))
+		fail_msg("reply is not an error: %s", json_object_to_json_string(reply));
+	if (c == NULL || strcmp(c, code) != 0)
+		fail_msg("want code %s: %s", code, json_object_to_json_string(reply));
+	if (m == NULL || *m == '\0' || strstr(m, needle) == NULL)
+		fail_msg("want a message naming '%s': %s", needle, json_object_to_json_string(reply));
+	json_object_put(reply);
+}
+
+static uint64_t parse_gseq(const char *id)
+{
+	struct rc_id v;
+
+	assert_non_null(id);
+	assert_int_equal(rc_id_parse(id, strlen(id), &v), RC_OK);
+	assert_int_equal(v.epoch, EPOCH);
+	return v.gseq;
+}
+
+/* The broker's last gseq, asked with ping. */
+static uint64_t last_gseq(struct fixture *f)
+{
+	struct json_object *r = call(f, "{\"op\":\"ping\"}");
+	uint64_t g;
+
+	assert_ok(r);
+	g = parse_gseq(json_object_get_string(jget(r, "last_id")));
+	json_object_put(r);
+	return g;
+}
+
+/* Publishes events_json (a JSON array); returns the first gseq and checks the ids are consecutive. */
+static uint64_t publish(struct fixture *f, const char *events_json, size_t n)
+{
+	struct rc_buf b;
+	struct json_object *r, *ids;
+	uint64_t first;
+
+	rc_buf_init(&b);
+	rc_buf_printf(&b, "{\"op\":\"publish\",\"events\":%s}", events_json);
+	r = call(f, b.data);
+	rc_buf_fini(&b);
+	assert_ok(r);
+	ids = jget(r, "ids");
+	assert_non_null(ids);
+	assert_int_equal(json_object_array_length(ids), n);
+	first = parse_gseq(json_object_get_string(json_object_array_get_idx(ids, 0)));
+	for (size_t i = 1; i < n; i++)
+		assert_int_equal(parse_gseq(json_object_get_string(json_object_array_get_idx(ids, i))), first + i);
+	json_object_put(r);
+	return first;
+}
+
+static void test_ping_stats(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r, *h;
+
+	r = call(f, "{\"op\":\"ping\"}");
+	assert_ok(r);
+	assert_string_equal(json_object_get_string(jget(r, "epoch")), EPOCH_STR);
+	assert_string_equal(json_object_get_string(jget(r, "last_id")), EPOCH_STR "-0");
+	json_object_put(r);
+
+	publish(f, "[{\"type\":\"a\",\"room_id\":\"r1\"},{\"type\":\"b\"}]", 2);
+	assert_error(call(f, "{\"op\":\"nope\"}"), "unknown_op", "op");
+	r = call(f, "{\"op\":\"replay\"}");
+	assert_ok(r);
+	json_object_put(r);
+
+	r = call(f, "{\"op\":\"stats\"}");
+	assert_ok(r);
+	assert_string_equal(json_object_get_string(jget(r, "epoch")), EPOCH_STR);
+	assert_string_equal(json_object_get_string(jget(r, "last_id")), EPOCH_STR "-2");
+	assert_int_equal(json_object_get_int64(jget(r, "gseq")), 2);
+	assert_int_equal(json_object_get_int64(jget(r, "rooms")), 1);
+	h = jget(r, "history");
+	assert_int_equal(json_object_get_int64(jget(h, "events")), 2);
+	assert_int_equal(json_object_get_int64(jget(h, "first_gseq")), 1);
+	assert_true(json_object_get_int64(jget(h, "bytes")) > 0);
+	/* ping, publish, nope, replay and this stats */
+	assert_int_equal(json_object_get_int64(jget(r, "requests")), 5);
+	assert_int_equal(json_object_get_int64(jget(r, "errors")), 1);
+	assert_int_equal(json_object_get_int64(jget(r, "publishes")), 1);
+	assert_int_equal(json_object_get_int64(jget(r, "events_published")), 2);
+	assert_int_equal(json_object_get_int64(jget(r, "replays")), 1);
+	assert_non_null(jget(jget(r, "bus"), "frames"));
+	json_object_put(r);
+}
+
+static void test_publish_ok(void **state)
+{
+	static const char ev[] = "{\"type\":\"message.created\",\"room_id\":\"room-1\","
+				 "\"message\":{\"text\":\"a/b \\\"q\\\" \\u00e9\",\"n\":[1,2.5,true,null]}}";
+	struct fixture *f = *state;
+	struct json_object *r, *events, *e0;
+	size_t rlen;
+	char *raw;
+
+	assert_int_equal(publish(f, "[{\"type\":\"t\"}]", 1), 1);
+	assert_int_equal(publish(f, "[{\"type\":\"t\",\"room_id\":\"a\"},{\"type\":\"t\"},{\"type\":\"t\"}]", 3), 2);
+	/* whitespace around the request is fine */
+	r = call(f, " \n{ \"op\" : \"publish\", \"events\" : [ { \"type\" : \"t\" } ] }\r\n ");
+	assert_ok(r);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(jget(r, "ids"), 0)), EPOCH_STR "-5");
+	json_object_put(r);
+	/* the payload is kept as published, compact on one line */
+	char req[512];
+	snprintf(req, sizeof(req), "{\"op\":\"publish\",\"events\":[  %s  ]}", ev);
+	r = call(f, req);
+	assert_ok(r);
+	json_object_put(r);
+	raw = call_raw(f, "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-5\"}",
+		       strlen("{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-5\"}"), &rlen);
+	if (strstr(raw, "\"event\":{\"type\":\"message.created\",\"room_id\":\"room-1\","
+			"\"message\":{\"text\":\"a/b \\\"q\\\" \xc3\xa9\",\"n\":[1,2.5,true,null]}}") == NULL)
+		fail_msg("payload changed: %s", raw);
+	free(raw);
+	r = call(f, "{\"op\":\"replay\",\"rooms\":[\"room-1\"],\"global\":false}");
+	assert_ok(r);
+	events = jget(r, "events");
+	assert_int_equal(json_object_array_length(events), 1);
+	e0 = json_object_array_get_idx(events, 0);
+	assert_string_equal(json_object_get_string(jget(e0, "id")), EPOCH_STR "-6");
+	assert_int_equal(json_object_get_int64(jget(e0, "rseq")), 1);
+	struct json_object *want = json_tokener_parse(ev);
+	assert_true(json_object_equal(jget(e0, "event"), want));
+	json_object_put(want);
+	json_object_put(r);
+	assert_int_equal(last_gseq(f), 6);
+}
+
+/* Appends n events {"type":"t","i":k} to b, comma-separated, in brackets. */
+static void events_array(struct rc_buf *b, size_t n)
+{
+	rc_buf_puts(b, "[");
+	for (size_t i = 0; i < n; i++)
+		rc_buf_printf(b, "%s{\"type\":\"t\",\"room_id\":\"r\",\"i\":%zu}", i ? "," : "", i);
+	rc_buf_puts(b, "]");
+}
+
+static void test_publish_errors(void **state)
+{
+	static const struct {
+		const char *req, *code, *field;
+	} cases[] = {
+		{ "{\"op\":\"publish\"}", "invalid_field", "events missing" },
+		{ "{\"op\":\"publish\",\"events\":null}", "invalid_field", "events" },
+		{ "{\"op\":\"publish\",\"events\":{\"type\":\"t\"}}", "invalid_field", "events must be an array" },
+		{ "{\"op\":\"publish\",\"events\":[]}", "invalid_field", "events must hold 1-1000" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\"},{\"room_id\":\"r\"}]}", "invalid_event",
+		  "events[1].type missing" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a b\"}]}", "invalid_event", "events[0].type" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"\"}]}", "invalid_event", "events[0].type" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":7}]}", "invalid_event",
+		  "events[0].type must be a string" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"t\"},{\"type\":\"t\"},{\"type\":\"t\",\"room_id\":\"bad "
+		  "room\"}]}",
+		  "invalid_event", "events[2].room_id" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"\"}]}", "invalid_event",
+		  "events[0].room_id" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"r\\u0000x\"}]}", "invalid_event",
+		  "events[0].room_id" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":5}]}", "invalid_event",
+		  "events[0].room_id must be a string" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"t\"},[1]]}", "invalid_event", "events[1]" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"t\"},\"x\"]}", "invalid_event", "events[1]" },
+	};
+	struct fixture *f = *state;
+	struct rc_buf b;
+	char type65[70];
+
+	publish(f, "[{\"type\":\"t\"}]", 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_error(call(f, cases[i].req), cases[i].code, cases[i].field);
+		/* all or none: nothing of a rejected batch was published */
+		assert_int_equal(last_gseq(f), 1);
+	}
+	/* type of 65 bytes */
+	memset(type65, 'x', 65);
+	type65[65] = '\0';
+	rc_buf_init(&b);
+	rc_buf_printf(&b, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\"},{\"type\":\"%s\"}]}", type65);
+	assert_error(call(f, b.data), "invalid_event", "events[1].type");
+	rc_buf_fini(&b);
+	/* a room of 129 bytes */
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"");
+	for (int i = 0; i < 129; i++)
+		rc_buf_puts(&b, "r");
+	rc_buf_puts(&b, "\"}]}");
+	assert_error(call(f, b.data), "invalid_event", "events[0].room_id");
+	rc_buf_fini(&b);
+	/* too many events */
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"publish\",\"events\":");
+	events_array(&b, 1001);
+	rc_buf_puts(&b, "}");
+	assert_error(call(f, b.data), "invalid_field", "events must hold 1-1000 events, not 1001");
+	rc_buf_fini(&b);
+	/* the last of 1000 is bad: none of them */
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"publish\",\"events\":");
+	events_array(&b, 999);
+	b.len--;
+	rc_buf_puts(&b, ",{\"type\":\"t\",\"room_id\":\"no spaces\"}]}");
+	assert_error(call(f, b.data), "invalid_event", "events[999].room_id");
+	rc_buf_fini(&b);
+	/* an event over --max-event-bytes */
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\"},{\"type\":\"big\",\"data\":\"");
+	for (int i = 0; i < 64 * 1024; i++)
+		rc_buf_puts(&b, "x");
+	rc_buf_puts(&b, "\"}]}");
+	assert_error(call(f, b.data), "too_large", "events[1]");
+	rc_buf_fini(&b);
+	assert_int_equal(last_gseq(f), 1);
+	/* exactly 1000 is fine */
+	rc_buf_init(&b);
+	events_array(&b, 1000);
+	assert_int_equal(publish(f, b.data, 1000), 2);
+	rc_buf_fini(&b);
+	assert_int_equal(last_gseq(f), 1001);
+}
+
+static void test_replay_errors(void **state)
+{
+	static const struct {
+		const char *req, *code, *field;
+	} cases[] = {
+		{ "{\"op\":\"replay\",\"after\":\"zzz\"}", "invalid_id", "after" },
+		{ "{\"op\":\"replay\",\"after\":\"\"}", "invalid_id", "after" },
+		{ "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-01\"}", "invalid_id", "after" },
+		{ "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-1 \"}", "invalid_id", "after" },
+		{ "{\"op\":\"replay\",\"after\":\"ABC123-1\"}", "invalid_id", "after" },
+		{ "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-99999999999999999999999\"}", "invalid_id", "after" },
+		{ "{\"op\":\"replay\",\"after\":3}", "invalid_id", "after" },
+		{ "{\"op\":\"replay\",\"after\":\"abc124-1\"}", "epoch_mismatch", "after" },
+		{ "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-4\"}", "history_unavailable", "after" },
+		{ "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-18446744073709551615\"}", "history_unavailable",
+		  "after" },
+		{ "{\"op\":\"replay\",\"rooms\":\"a\"}", "invalid_field", "rooms" },
+		{ "{\"op\":\"replay\",\"rooms\":[\"a\",\"b c\"]}", "invalid_field", "rooms[1]" },
+		{ "{\"op\":\"replay\",\"rooms\":[\"a\",7]}", "invalid_field", "rooms[1]" },
+		{ "{\"op\":\"replay\",\"rooms\":[\"\"]}", "invalid_field", "rooms[0]" },
+		{ "{\"op\":\"replay\",\"global\":\"yes\"}", "invalid_field", "global" },
+		{ "{\"op\":\"replay\",\"global\":1}", "invalid_field", "global" },
+		{ "{\"op\":\"replay\",\"limit\":0}", "invalid_field", "limit" },
+		{ "{\"op\":\"replay\",\"limit\":10001}", "invalid_field", "limit" },
+		{ "{\"op\":\"replay\",\"limit\":-1}", "invalid_field", "limit" },
+		{ "{\"op\":\"replay\",\"limit\":1.5}", "invalid_field", "limit" },
+		{ "{\"op\":\"replay\",\"limit\":\"5\"}", "invalid_field", "limit" },
+		{ "{\"op\":\"replay\",\"limit\":99999999999999999999}", "invalid_field", "limit" },
+		{ "{\"op\":\"replay\",\"max_bytes\":-1}", "invalid_field", "max_bytes" },
+		{ "{\"op\":\"replay\",\"max_bytes\":\"1k\"}", "invalid_field", "max_bytes" },
+		{ "{\"op\":\"replay\",\"format\":\"xml\"}", "invalid_field", "format" },
+		{ "{\"op\":\"replay\",\"format\":1}", "invalid_field", "format" },
+	};
+	struct fixture *f = *state;
+	struct rc_buf b;
+
+	for (int i = 0; i < 3; i++)
+		publish(f, "[{\"type\":\"t\",\"room_id\":\"a\"}]", 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_error(call(f, cases[i].req), cases[i].code, cases[i].field);
+	/* more rooms than allowed */
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"replay\",\"rooms\":[");
+	for (int i = 0; i <= BROKER_MAX_REPLAY_ROOMS; i++)
+		rc_buf_printf(&b, "%s\"r%d\"", i ? "," : "", i);
+	rc_buf_puts(&b, "]}");
+	assert_error(call(f, b.data), "invalid_field", "rooms");
+	rc_buf_fini(&b);
+}
+
+static void test_replay_evicted(void **state)
+{
+	struct fixture *f = *state; /* history of 8 events */
+	struct json_object *r;
+
+	for (int i = 0; i < 12; i++)
+		publish(f, "[{\"type\":\"t\",\"room_id\":\"a\"}]", 1);
+	/* retained: 5..12 */
+	assert_error(call(f, "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-0\"}"), "history_unavailable", "after");
+	assert_error(call(f, "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-3\"}"), "history_unavailable", "after");
+	assert_error(call(f, "{\"op\":\"replay\",\"rooms\":[\"a\"],\"after\":\"" EPOCH_STR "-3\"}"),
+		     "history_unavailable", "after");
+	r = call(f, "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-4\"}");
+	assert_ok(r);
+	assert_int_equal(json_object_array_length(jget(r, "events")), 8);
+	json_object_put(r);
+	/* no after: everything retained */
+	r = call(f, "{\"op\":\"replay\",\"rooms\":[\"a\"]}");
+	assert_ok(r);
+	assert_int_equal(json_object_array_length(jget(r, "events")), 8);
+	assert_string_equal(json_object_get_string(jget(json_object_array_get_idx(jget(r, "events"), 0), "id")),
+			    EPOCH_STR "-5");
+	json_object_put(r);
+}
+
+static void test_request_errors(void **state)
+{
+	static const struct {
+		const char *req;
+		size_t len; /* 0: strlen */
+		const char *code, *field;
+	} cases[] = {
+		{ "{\"op\":\"nope\"}", 0, "unknown_op", "op 'nope'" },
+		{ "{\"op\":\"\"}", 0, "unknown_op", "op" },
+		{ "{}", 0, "invalid_field", "op missing" },
+		{ "{\"op\":1}", 0, "invalid_field", "op" },
+		{ "{\"op\":null}", 0, "invalid_field", "op" },
+		{ "", 0, "bad_request", "request" },
+		{ "   ", 0, "bad_request", "request" },
+		{ "garbage", 0, "bad_request", "request" },
+		{ "\xff\xfe\x01\x02", 0, "bad_request", "request" },
+		{ "{\"op\":\"ping\"", 0, "bad_request", "end of input" },
+		{ "{\"op\":\"ping\"} x", 0, "bad_request", "request is not one JSON object" },
+		{ "{\"op\":\"ping\"}{\"op\":\"ping\"}", 0, "bad_request", "request is not one JSON object" },
+		{ "{\"op\":\"ping\"}\0", 14, "bad_request", "trailing bytes" },
+		{ "\0{\"op\":\"ping\"}", 14, "bad_request", "request" },
+		{ "{\"op\":\"pi\0ng\"}", 14, "bad_request", "request" },
+		{ "{\"op\":\"ping\",}", 0, "bad_request", "request" },
+		{ "{'op':'ping'}", 0, "bad_request", "request" },
+		{ "[{\"op\":\"ping\"}]", 0, "bad_request", "JSON object" },
+		{ "\"ping\"", 0, "bad_request", "JSON object" },
+		{ "42", 0, "bad_request", "JSON object" },
+		{ "null", 0, "bad_request", "request" },
+	};
+	struct fixture *f = *state;
+	struct rc_buf b;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].req);
+		assert_error(call_bytes(f, cases[i].req, len), cases[i].code, cases[i].field);
+	}
+	/* nesting deeper than the parser allows */
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"x\":");
+	for (int i = 0; i < 100; i++)
+		rc_buf_puts(&b, "[");
+	for (int i = 0; i < 100; i++)
+		rc_buf_puts(&b, "]");
+	rc_buf_puts(&b, "}]}");
+	assert_error(call(f, b.data), "bad_request", "request");
+	rc_buf_fini(&b);
+	/* an absurd op name is cut in the message */
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"");
+	for (int i = 0; i < 5000; i++)
+		rc_buf_puts(&b, "o");
+	rc_buf_puts(&b, "\"}");
+	assert_error(call(f, b.data), "unknown_op", "op 'ooo");
+	rc_buf_fini(&b);
+	assert_int_equal(last_gseq(f), 0);
+}
+
+static void test_shutting_down(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r;
+
+	publish(f, "[{\"type\":\"t\"}]", 1);
+	atomic_store(&f->br.stopping, true);
+	assert_error(call(f, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\"}]}"), "shutting_down", "published");
+	/* reads still work while stopping */
+	r = call(f, "{\"op\":\"replay\"}");
+	assert_ok(r);
+	assert_int_equal(json_object_array_length(jget(r, "events")), 1);
+	json_object_put(r);
+	assert_int_equal(last_gseq(f), 1);
+}
+
+static void test_replay_json(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r, *events;
+	struct rc_buf b;
+
+	/* 1 a, 2 b, 3 global, 4 a, 5 c, 6 a */
+	publish(f, "[{\"type\":\"t\",\"room_id\":\"a\"},{\"type\":\"t\",\"room_id\":\"b\"},{\"type\":\"g\"}]", 3);
+	publish(f,
+		"[{\"type\":\"t\",\"room_id\":\"a\"},{\"type\":\"t\",\"room_id\":\"c\"},{\"type\":\"t\",\"room_id\":"
+		"\"a\"}]",
+		3);
+	static const struct {
+		const char *req;
+		uint64_t gseqs[6], rseqs[6];
+		size_t n;
+		bool more;
+	} cases[] = {
+		{ "{\"op\":\"replay\"}", { 1, 2, 3, 4, 5, 6 }, { 1, 1, 1, 2, 1, 3 }, 6, false },
+		{ "{\"op\":\"replay\",\"rooms\":null}", { 1, 2, 3, 4, 5, 6 }, { 1, 1, 1, 2, 1, 3 }, 6, false },
+		{ "{\"op\":\"replay\",\"global\":false}", { 1, 2, 3, 4, 5, 6 }, { 1, 1, 1, 2, 1, 3 }, 6, false },
+		{ "{\"op\":\"replay\",\"rooms\":[\"a\"]}", { 1, 3, 4, 6 }, { 1, 1, 2, 3 }, 4, false },
+		{ "{\"op\":\"replay\",\"rooms\":[\"a\"],\"global\":false}", { 1, 4, 6 }, { 1, 2, 3 }, 3, false },
+		{ "{\"op\":\"replay\",\"rooms\":[\"c\",\"a\",\"c\"],\"global\":true,\"after\":\"" EPOCH_STR "-1\"}",
+		  { 3, 4, 5, 6 },
+		  { 1, 2, 1, 3 },
+		  4,
+		  false },
+		{ "{\"op\":\"replay\",\"rooms\":[],\"after\":\"" EPOCH_STR "-0\"}", { 3 }, { 1 }, 1, false },
+		{ "{\"op\":\"replay\",\"rooms\":[\"zz\"],\"global\":false}", { 0 }, { 0 }, 0, false },
+		{ "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-2\",\"limit\":2}", { 3, 4 }, { 1, 2 }, 2, true },
+		{ "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-4\",\"limit\":2}", { 5, 6 }, { 1, 3 }, 2, false },
+		{ "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-6\",\"format\":\"json\"}", { 0 }, { 0 }, 0, false },
+		{ "{\"op\":\"replay\",\"rooms\":[\"b\",\"a\"],\"global\":false,\"limit\":3}",
+		  { 1, 2, 4 },
+		  { 1, 1, 2 },
+		  3,
+		  true },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		r = call(f, cases[i].req);
+		assert_ok(r);
+		assert_string_equal(json_object_get_string(jget(r, "epoch")), EPOCH_STR);
+		assert_string_equal(json_object_get_string(jget(r, "last_id")), EPOCH_STR "-6");
+		if (json_object_get_boolean(jget(r, "more")) != cases[i].more)
+			fail_msg("case %zu: more wrong: %s", i, json_object_to_json_string(r));
+		events = jget(r, "events");
+		if (json_object_array_length(events) != cases[i].n)
+			fail_msg("case %zu: %s", i, json_object_to_json_string(r));
+		for (size_t j = 0; j < cases[i].n; j++) {
+			struct json_object *e = json_object_array_get_idx(events, j);
+			assert_int_equal(parse_gseq(json_object_get_string(jget(e, "id"))), cases[i].gseqs[j]);
+			assert_int_equal(json_object_get_int64(jget(e, "rseq")), cases[i].rseqs[j]);
+			assert_non_null(jget(jget(e, "event"), "type"));
+		}
+		json_object_put(r);
+	}
+	/* the default limit is 1000 */
+	rc_buf_init(&b);
+	events_array(&b, 1000);
+	publish(f, b.data, 1000);
+	rc_buf_fini(&b);
+	r = call(f, "{\"op\":\"replay\"}");
+	assert_ok(r);
+	assert_int_equal(json_object_array_length(jget(r, "events")), 1000);
+	assert_true(json_object_get_boolean(jget(r, "more")));
+	json_object_put(r);
+	r = call(f, "{\"op\":\"replay\",\"limit\":10000}");
+	assert_int_equal(json_object_array_length(jget(r, "events")), 1006);
+	assert_false(json_object_get_boolean(jget(r, "more")));
+	json_object_put(r);
+}
+
+/* Calls a frame replay and checks the frame decodes; returns the reader's events via out. */
+static size_t replay_frame(struct fixture *f, const char *req, uint8_t want_flags, struct rc_frame_event *out,
+			   size_t cap, char **raw)
+{
+	struct rc_frame_reader rd;
+	size_t len, n = 0;
+
+	*raw = call_raw(f, req, strlen(req), &len);
+	assert_int_equal(rc_frame_reader_init(&rd, *raw, len), RC_OK);
+	assert_int_equal(rd.hdr.epoch, EPOCH);
+	assert_int_equal(rd.hdr.flags, want_flags);
+	while (n < cap && rc_frame_reader_next(&rd, &out[n]))
+		n++;
+	assert_int_equal(n, rd.hdr.count);
+	return n;
+}
+
+static void test_replay_frame(void **state)
+{
+	struct fixture *f = *state;
+	struct rc_frame_event evs[8];
+	char *raw;
+	size_t n;
+
+	publish(f,
+		"[{\"type\":\"t\",\"room_id\":\"a\"},{\"type\":\"g\"},{\"type\":\"t\",\"room_id\":\"b\"},"
+		"{\"type\":\"t\",\"room_id\":\"a\"}]",
+		4);
+	n = replay_frame(f, "{\"op\":\"replay\",\"format\":\"frame\"}", RC_FRAME_REPLAY, evs, 8, &raw);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(evs[i].gseq, i + 1);
+	assert_int_equal(evs[1].room_len, 0);
+	assert_int_equal(evs[3].rseq, 2);
+	assert_int_equal(evs[3].room_len, 1);
+	assert_memory_equal(evs[3].room, "a", 1);
+	assert_int_equal(evs[3].json_len, strlen("{\"type\":\"t\",\"room_id\":\"a\"}"));
+	assert_memory_equal(evs[3].json, "{\"type\":\"t\",\"room_id\":\"a\"}", evs[3].json_len);
+	free(raw);
+
+	n = replay_frame(f, "{\"op\":\"replay\",\"format\":\"frame\",\"rooms\":[\"a\"],\"limit\":2}",
+			 RC_FRAME_REPLAY | RC_FRAME_MORE, evs, 8, &raw);
+	assert_int_equal(n, 2);
+	assert_int_equal(evs[0].gseq, 1);
+	assert_int_equal(evs[1].gseq, 2);
+	free(raw);
+	n = replay_frame(f, "{\"op\":\"replay\",\"format\":\"frame\",\"rooms\":[\"a\"],\"after\":\"" EPOCH_STR "-2\"}",
+			 RC_FRAME_REPLAY, evs, 8, &raw);
+	assert_int_equal(n, 1);
+	assert_int_equal(evs[0].gseq, 4);
+	free(raw);
+	/* an empty frame still says where the broker is */
+	struct rc_frame_reader rd;
+	size_t len;
+	raw = call_raw(f, "{\"op\":\"replay\",\"format\":\"frame\",\"after\":\"" EPOCH_STR "-4\"}",
+		       strlen("{\"op\":\"replay\",\"format\":\"frame\",\"after\":\"" EPOCH_STR "-4\"}"), &len);
+	assert_int_equal(len, RC_FRAME_HDR_SIZE);
+	assert_int_equal(rc_frame_reader_init(&rd, raw, len), RC_OK);
+	assert_int_equal(rd.hdr.last_gseq, 4);
+	assert_int_equal(rd.hdr.count, 0);
+	free(raw);
+	/* errors stay JSON */
+	assert_error(call(f, "{\"op\":\"replay\",\"format\":\"frame\",\"after\":\"x\"}"), "invalid_id", "after");
+}
+
+/* Published events reach the bus, in order. */
+static void test_bus_delivery(void **state)
+{
+	struct fixture *f = *state;
+	nng_socket sub;
+	nng_msg *msg;
+	uint64_t next = 0, probe;
+	int rv;
+
+	assert_int_equal(nng_sub0_open(&sub), 0);
+	assert_int_equal(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0), 0);
+	assert_int_equal(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 100), 0);
+	assert_int_equal(nng_dial(sub, f->url, NULL, 0), 0);
+	/*
+	 * The pipe may not be attached on the PUB side yet, so a frame can be
+	 * lost: publish a probe, and another one only when nothing arrives.
+	 */
+	probe = publish(f, "[{\"type\":\"probe\"}]", 1);
+	for (int tries = 0; next != probe + 1; tries++) {
+		struct rc_frame_reader rd;
+		struct rc_frame_event ev;
+
+		assert_true(tries < 100);
+		rv = nng_recvmsg(sub, &msg, 0);
+		if (rv == NNG_ETIMEDOUT) {
+			probe = publish(f, "[{\"type\":\"probe\"}]", 1);
+			continue;
+		}
+		assert_int_equal(rv, 0);
+		assert_int_equal(rc_frame_reader_init(&rd, nng_msg_body(msg), nng_msg_len(msg)), RC_OK);
+		while (rc_frame_reader_next(&rd, &ev))
+			next = ev.gseq + 1;
+		nng_msg_free(msg);
+	}
+	struct rc_buf b;
+	rc_buf_init(&b);
+	events_array(&b, 500);
+	publish(f, b.data, 500);
+	rc_buf_fini(&b);
+	assert_int_equal(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000), 0);
+	while (next <= probe + 500) {
+		struct rc_frame_reader rd;
+		struct rc_frame_event ev;
+
+		assert_int_equal(nng_recvmsg(sub, &msg, 0), 0);
+		assert_int_equal(rc_frame_reader_init(&rd, nng_msg_body(msg), nng_msg_len(msg)), RC_OK);
+		assert_int_equal(rd.hdr.epoch, EPOCH);
+		if (rd.hdr.flags & RC_FRAME_TICK) {
+			nng_msg_free(msg);
+			continue;
+		}
+		assert_int_equal(rd.hdr.flags, 0);
+		while (rc_frame_reader_next(&rd, &ev)) {
+			assert_int_equal(ev.gseq, next);
+			assert_int_equal(ev.rseq, next - probe);
+			assert_int_equal(ev.room_len, 1);
+			next++;
+		}
+		nng_msg_free(msg);
+	}
+	nng_close(sub);
+}
+
+struct race {
+	struct fixture *f;
+	atomic_bool done;
+};
+
+static void *race_publisher(void *arg)
+{
+	struct race *r = arg;
+	static const char req[] =
+		"{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"a\"},{\"type\":\"t\"}]}";
+
+	while (!atomic_load(&r->done)) {
+		struct rc_buf reply;
+		rc_buf_init(&reply);
+		ops_handle(&r->f->br, req, sizeof(req) - 1, &reply);
+		rc_buf_fini(&reply);
+	}
+	return NULL;
+}
+
+/* A replay without `after` means "all retained", even while publishes evict. */
+static void test_replay_all_while_evicting(void **state)
+{
+	struct fixture *f = *state; /* history of 8 events */
+	struct race r = { .f = f };
+	pthread_t t;
+	int failures = 0;
+
+	assert_int_equal(pthread_create(&t, NULL, race_publisher, &r), 0);
+	for (int i = 0; i < 3000; i++) {
+		static const char *const reqs[] = { "{\"op\":\"replay\"}", "{\"op\":\"replay\",\"rooms\":[\"a\"]}" };
+		size_t len;
+		char *raw = call_raw(f, reqs[i % 2], strlen(reqs[i % 2]), &len);
+		if (strstr(raw, "\"ok\":true") == NULL) {
+			if (failures++ == 0)
+				print_error("replay failed: %s\n", raw);
+		}
+		free(raw);
+	}
+	atomic_store(&r.done, true);
+	pthread_join(t, NULL);
+	assert_int_equal(failures, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_ping_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_ok, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_evicted, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_request_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutting_down, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bus_delivery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_all_while_evicting, setup_small, teardown),
+	};
+
+	return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
+}
