@@ -1,0 +1,183 @@
+"""
+Publishing over HTTP: POST /api/v1/events answers and errors (400, 401, 413,
+415, 503), all-or-none arrays.
+"""
+
+import json
+
+import harness
+from harness import GatewayTest, post_json, publish, request, scaled
+
+
+class PublishErrorTest(GatewayTest):
+    def setUp(self):
+        super().setUp()
+        self.cluster.start_broker()
+        self.gw = self.cluster.start_gateway("--max-body-bytes", "4096", "--max-event-bytes", "1024")
+
+    def post(self, obj=None, raw=None, **kw):
+        return post_json(self.gw.port, obj, raw=raw, **kw)
+
+    def assert_nothing_published(self, stream):
+        """Only the marker published now reaches the stream."""
+        marker = publish(self.gw.port, {"type": "marker"})
+        self.assertEqual([e.id for e in stream.events_until(marker)], [marker])
+
+    def test_invalid_json_is_400(self):
+        c = self.sse(self.gw, "/api/v1/events")
+        for raw in [b'{"type":', b'{"type":"t"} trailing', b"", b"not json", b'{"type":"t",}', b"[1,2",
+                    b'{"type":"t"}{"type":"u"}', b'{"type":"t","x":NaN}', b"\xff\xfe"]:
+            with self.subTest(raw=raw):
+                self.assertJSONError(self.post(raw=raw), 400)
+        self.assert_nothing_published(c)
+
+    def test_not_an_event_is_400(self):
+        for raw in [b"42", b'"type"', b"null", b"[]", b"[1]", b'[{"type":"t"},"x"]']:
+            with self.subTest(raw=raw):
+                self.assertJSONError(self.post(raw=raw), 400)
+
+    def test_missing_or_bad_type_is_400_naming_type(self):
+        cases = [{"room_id": "a"}, {"type": ""}, {"type": "has space"}, {"type": 7}, {"type": None},
+                 {"type": "x" * 65}, {"type": "caf\u00e9"}, {"Type": "t"}]
+        for ev in cases:
+            with self.subTest(ev=ev):
+                self.assertJSONError(self.post(ev), 400, message_has="type")
+        self.assertEqual(self.post({"type": "x" * 64}).status, 201)
+        self.assertEqual(self.post({"type": "Az09._-"}).status, 201)
+
+    def test_bad_room_id_is_400_naming_room_id(self):
+        for ev in [{"type": "t", "room_id": "bad room"}, {"type": "t", "room_id": ""},
+                   {"type": "t", "room_id": 5}, {"type": "t", "room_id": "r" * 129},
+                   {"type": "t", "room_id": None}, {"type": "t", "room_id": "a,b"}]:
+            with self.subTest(ev=ev):
+                self.assertJSONError(self.post(ev), 400, message_has="room_id")
+
+    def test_array_is_all_or_none(self):
+        c = self.sse(self.gw, "/api/v1/events")
+        r = self.post([{"type": "ok", "room_id": "a"}, {"type": "ok"}, {"type": "t", "room_id": "bad room"}])
+        err = self.assertJSONError(r, 400, message_has="room_id")
+        self.assertIn("[2]", err["message"], "the message names the failing element")
+        r = self.post([{"type": "ok"}, {"room_id": "a"}])
+        err = self.assertJSONError(r, 400, message_has="type")
+        self.assertIn("[1]", err["message"])
+        self.assert_nothing_published(c)
+
+    def test_array_limit_1000(self):
+        c = self.sse(self.gw, "/api/v1/events")
+        gw = self.cluster.start_gateway()  # default --max-body-bytes: room for 1001 small events
+        self.assertJSONError(post_json(gw.port, [{"type": "t"}] * 1001), 400)
+        self.assert_nothing_published(c)
+        r = post_json(gw.port, [{"type": "t"}] * 1000)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(len(r.json()["ids"]), 1000)
+
+    def test_body_over_max_body_bytes_is_413(self):
+        c = self.sse(self.gw, "/api/v1/events")
+        big = {"type": "t", "pad": "x" * 5000}
+        self.assertJSONError(self.post(big), 413)
+        # the limit holds without a Content-Length too (chunked); the gateway may answer and close
+        # before the whole body is sent, so the client stops sending and reads the answer
+        body = json.dumps(big).encode()
+        raw = harness.RawHTTP(self.gw.port)
+        try:
+            raw.send(b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+            try:
+                for i in range(0, len(body), 1000):
+                    part = body[i:i + 1000]
+                    raw.send(b"%x\r\n%s\r\n" % (len(part), part))
+                raw.send(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            resp = raw.read_response()
+        finally:
+            raw.close()
+        self.assertJSONError(resp, 413)
+        self.assert_nothing_published(c)
+
+    def test_large_body_is_413_and_the_answer_is_readable(self):
+        # a client that sends a whole 2 MB body still reads the 413 (no reset eats the answer)
+        body = b'{"type":"t","pad":"' + b"x" * (2 * 1024 * 1024) + b'"}'
+        raw = harness.RawHTTP(self.gw.port)
+        try:
+            raw.send(b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+            try:
+                raw.send(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            resp = raw.read_response()
+        finally:
+            raw.close()
+        self.assertJSONError(resp, 413)
+        self.assertEqual(resp.headers.get("connection", "").lower(), "close")
+
+    def test_event_over_max_event_bytes_is_413(self):
+        # fits --max-body-bytes (4096), not --max-event-bytes (1024)
+        self.assertJSONError(self.post({"type": "t", "pad": "x" * 2000}), 413)
+        self.assertEqual(self.post({"type": "t", "pad": "x" * 900}).status, 201)
+
+    def test_non_json_content_type_is_415(self):
+        for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                   "application/jsonx"]:
+            with self.subTest(ct=ct):
+                self.assertJSONError(self.post({"type": "t"}, content_type=ct), 415)
+        for ct in ["application/json; charset=utf-8", "Application/JSON"]:
+            with self.subTest(ct=ct):
+                self.assertEqual(self.post({"type": "t"}, content_type=ct).status, 201)
+
+    def test_publish_token(self):
+        gw = self.cluster.start_gateway("--publish-token", "s3cret")
+        c = self.sse(gw, "/api/v1/events")
+        for headers in [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Bearer s3cre"},
+                        {"Authorization": "Bearer s3cretX"}, {"Authorization": "s3cret"},
+                        {"Authorization": "Basic czNjcmV0"}]:
+            with self.subTest(headers=headers):
+                r = post_json(gw.port, {"type": "t"}, headers=headers)
+                self.assertJSONError(r, 401)
+                self.assertTrue(r.headers.get("www-authenticate", "").startswith("Bearer"), r)
+        r = post_json(gw.port, {"type": "t"}, headers={"Authorization": "Bearer s3cret"})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(c.events(1)[0].id, r.json()["id"])
+        # subscribing needs no token
+        self.sse(gw, "/api/v1/events?room_id=a")
+        m = harness.get_metrics(gw.port)
+        self.assertEqual(m['roomcast_publish_requests_total{status="4xx"}'], 6)
+        self.assertEqual(m['roomcast_publish_requests_total{status="2xx"}'], 1)
+        self.assertEqual(m['roomcast_http_responses_total{status="401"}'], 6)
+
+
+class NoBrokerTest(GatewayTest):
+    def test_publish_is_503_when_the_broker_is_not_running(self):
+        bus = "tcp://127.0.0.1:%d" % harness.free_port()
+        api = "tcp://127.0.0.1:%d" % harness.free_port()
+        gw = self.cluster.start_gateway(bus=bus, api=api, ready=False)
+        r = request(gw.port, "GET", "/readyz")
+        self.assertEqual(r.status, 503, r)
+        self.assertFalse(r.json()["ready"])
+        r = post_json(gw.port, {"type": "t", "room_id": "a"})
+        self.assertJSONError(r, 503)
+        r = post_json(gw.port, [{"type": "t"}, {"type": "u"}])
+        self.assertJSONError(r, 503)
+        # validation still comes first
+        self.assertJSONError(post_json(gw.port, {"room_id": "a"}), 400)
+        # a stream can open and waits for the broker
+        c = self.sse(gw, "/api/v1/events?room_id=a")
+        # once the broker starts on those addresses the gateway connects by itself
+        self.cluster.start_broker(bus=bus, api=api)
+        harness.wait_http(gw, "/readyz")
+        eid = publish(gw.port, {"type": "t", "room_id": "a"})
+        self.assertEqual(c.events(1)[0].id, eid)
+
+    def test_publish_is_503_after_the_broker_stops(self):
+        self.cluster.start_broker()
+        gw = self.cluster.start_gateway()
+        publish(gw.port, {"type": "t"})
+        self.assertEqual(self.cluster.broker.proc.stop(), 0)
+        harness.wait_until(lambda: request(gw.port, "GET", "/readyz").status == 503, scaled(10),
+                           "/readyz to turn 503")
+        self.assertJSONError(post_json(gw.port, {"type": "t"}), 503)
+
+
+if __name__ == "__main__":
+    harness.main()
