@@ -175,36 +175,41 @@ out_free:
 	return RC_EIO;
 }
 
-void bus_enqueue(struct bus *b, struct hevent *ev)
+void bus_enqueue(struct bus *b, struct hevent *const *evs, size_t n)
 {
 	bool wake;
 
 	pthread_mutex_lock(&b->mtx);
-	if (b->qlen == b->qcap) {
-		size_t ncap = b->qcap ? b->qcap * 2 : 256;
-		struct hevent **q = realloc(b->q, ncap * sizeof(*q));
+	if (b->qlen + n > b->qcap) {
+		size_t ncap = b->qcap ? b->qcap : 256;
+		struct hevent **q;
+		while (ncap < b->qlen + n)
+			ncap *= 2;
+		q = realloc(b->q, ncap * sizeof(*q));
 		if (q == NULL) {
-			/* the event stays in the history; gateways repair the gap by replay */
+			/* the events stay in the history; gateways repair the gap by replay */
 			pthread_mutex_unlock(&b->mtx);
-			rc_log_error("bus queue allocation failed; event left to gap repair", "gseq=%llu",
-				     (unsigned long long)ev->gseq);
-			hevent_unref(ev);
+			rc_log_error("bus queue allocation failed; events left to gap repair", "first_gseq=%llu n=%zu",
+				     (unsigned long long)evs[0]->gseq, n);
+			for (size_t i = 0; i < n; i++)
+				hevent_unref(evs[i]);
 			return;
 		}
 		b->q = q;
 		b->qcap = ncap;
 	}
-	b->q[b->qlen++] = ev;
-	wake = b->qlen == 1;
+	wake = b->qlen == 0;
+	memcpy(b->q + b->qlen, evs, n * sizeof(*evs));
+	b->qlen += n;
 	pthread_mutex_unlock(&b->mtx);
 	/* one wake-up when the queue goes from empty to non-empty */
 	if (wake)
 		pthread_cond_signal(&b->cv);
 }
 
-void bus_sink(void *arg, struct hevent *ev)
+void bus_sink(void *arg, struct hevent *const *evs, size_t n)
 {
-	bus_enqueue(arg, ev);
+	bus_enqueue(arg, evs, n);
 }
 
 void bus_stats(struct bus *b, struct bus_stats *st)

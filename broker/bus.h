@@ -33,11 +33,11 @@ struct bus_stats {
 /* Listens and starts the sender thread. *out is set on success; returns 0, RC_EIO or RC_ENOMEM. */
 int bus_start(const struct bus_config *cfg, struct bus **out);
 
-/* Queues ev (takes the reference). Any thread; never blocks on the network. */
-void bus_enqueue(struct bus *b, struct hevent *ev);
+/* Queues evs[0..n) in order (takes their references). Any thread; never blocks on the network. */
+void bus_enqueue(struct bus *b, struct hevent *const *evs, size_t n);
 
 /* A history_sink_fn that calls bus_enqueue. */
-void bus_sink(void *arg, struct hevent *ev);
+void bus_sink(void *arg, struct hevent *const *evs, size_t n);
 
 void bus_stats(struct bus *b, struct bus_stats *st);
 

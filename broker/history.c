@@ -32,13 +32,22 @@ void hevent_ref(struct hevent *ev)
 
 void hevent_unref(struct hevent *ev)
 {
-	if (ev != NULL && atomic_fetch_sub_explicit(&ev->ref, 1, memory_order_acq_rel) == 1)
-		free(ev);
+	if (ev != NULL && atomic_fetch_sub_explicit(&ev->ref, 1, memory_order_acq_rel) == 1 &&
+	    atomic_fetch_sub_explicit(&ev->slab->live, 1, memory_order_acq_rel) == 1)
+		free(ev->slab);
 }
+
+static size_t hevent_size(size_t json_len)
+{
+	/* keeps the next event of the slab aligned */
+	return (sizeof(struct hevent) + json_len + 1 + 7) & ~(size_t)7;
+}
+
+static size_t hevent_size(size_t json_len);
 
 static size_t hevent_cost(const struct hevent *ev)
 {
-	return sizeof(*ev) + ev->json_len + 1 + sizeof(uint64_t);
+	return hevent_size(ev->json_len) + sizeof(uint64_t);
 }
 
 static int hroom_reserve(struct hroom *r, size_t extra)
@@ -191,15 +200,26 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 {
 	struct hevent **evs = calloc(n ? n : 1, sizeof(*evs));
 	struct hroom **rooms = calloc(n ? n : 1, sizeof(*rooms));
+	struct hslab *slab = NULL;
+	size_t size = (sizeof(struct hslab) + 7) & ~(size_t)7;
+	char *p;
 	int rv = RC_ENOMEM;
 
 	if (evs == NULL || rooms == NULL)
 		goto out_free;
+	for (size_t i = 0; i < n; i++)
+		size += hevent_size(in[i].json_len);
+	/* one allocation for the whole publish */
+	slab = malloc(size);
+	if (slab == NULL)
+		goto out_free;
+	atomic_init(&slab->live, (unsigned)n);
+	p = (char *)slab + ((sizeof(struct hslab) + 7) & ~(size_t)7);
 	for (size_t i = 0; i < n; i++) {
-		evs[i] = malloc(sizeof(struct hevent) + in[i].json_len + 1);
-		if (evs[i] == NULL)
-			goto out_free;
+		evs[i] = (struct hevent *)p;
+		p += hevent_size(in[i].json_len);
 		atomic_init(&evs[i]->ref, 1);
+		evs[i]->slab = slab;
 		evs[i]->json_len = (uint32_t)in[i].json_len;
 		memcpy(evs[i]->json, in[i].json, in[i].json_len);
 		evs[i]->json[in[i].json_len] = '\0';
@@ -231,19 +251,18 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 		/* the eviction loop may have shrunk r since the reserve; it never grew */
 		r->gs[(r->head + r->len) & (r->cap - 1)] = ev->gseq;
 		r->len++;
-		if (h->sink != NULL) {
+		if (h->sink != NULL)
 			hevent_ref(ev);
-			h->sink(h->sink_arg, ev);
-		}
 	}
+	/* still under the lock: the sink sees publishes in gseq order */
+	if (h->sink != NULL && n > 0)
+		h->sink(h->sink_arg, evs, n);
 	pthread_rwlock_unlock(&h->lock);
 	rv = RC_OK;
-	n = 0; /* the history owns the events now */
+	slab = NULL; /* the history owns the events now */
 
 out_free:
-	if (evs != NULL)
-		for (size_t i = 0; i < n; i++)
-			free(evs[i]);
+	free(slab);
 	free(evs);
 	free(rooms);
 	return rv;

@@ -23,9 +23,18 @@
 
 struct hroom;
 
-/* One stored event. Immutable after publish; freed when the last ref goes. */
+/*
+ * The events of one publish share one allocation (a slab); it is freed when
+ * the last of its events loses its last reference.
+ */
+struct hslab {
+	atomic_uint live; /* events of the slab still referenced */
+};
+
+/* One stored event. Immutable after publish; released when the last ref goes. */
 struct hevent {
 	atomic_uint ref;
+	struct hslab *slab;
 	uint64_t gseq, rseq;
 	const char *room; /* NULL for a global event; lives as long as the history */
 	uint16_t room_len;
@@ -44,8 +53,8 @@ struct hinput {
 	size_t json_len;
 };
 
-/* Receives each published event (a new reference it must release) in order. */
-typedef void (*history_sink_fn)(void *arg, struct hevent *ev);
+/* Receives the events of one publish, in gseq order, each with a new reference it must release. */
+typedef void (*history_sink_fn)(void *arg, struct hevent *const *evs, size_t n);
 
 struct history;
 

@@ -26,14 +26,16 @@ struct seen {
 	size_t n;
 };
 
-static void seen_sink(void *arg, struct hevent *ev)
+static void seen_sink(void *arg, struct hevent *const *evs, size_t n)
 {
 	struct seen *s = arg;
 
-	if (s->n < sizeof(s->evs) / sizeof(s->evs[0]))
-		s->evs[s->n++] = ev; /* keeps the sink's reference */
-	else
-		hevent_unref(ev);
+	for (size_t i = 0; i < n; i++) {
+		if (s->n < sizeof(s->evs) / sizeof(s->evs[0]))
+			s->evs[s->n++] = evs[i]; /* keeps the sink's reference */
+		else
+			hevent_unref(evs[i]);
+	}
 }
 
 static void seen_fini(struct seen *s)
