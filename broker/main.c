@@ -83,22 +83,10 @@ int main(int argc, char **argv)
 	int sig = 0, rc = 1;
 	char epoch[RC_ID_MAX];
 
-	if (rc_opts_parse(table, argc, argv, &res) != RC_OK) {
-		fprintf(stderr, "roomcast-broker: %s (see --help)\n", res.err);
-		rc_opts_result_fini(&res);
-		return 2;
-	}
-	if (res.help) {
-		rc_opts_usage(stdout, "usage: roomcast-broker [options]", table);
-		rc_opts_result_fini(&res);
-		return 0;
-	}
-	if (res.npos > 0) {
-		fprintf(stderr, "roomcast-broker: unexpected argument '%s' (see --help)\n", res.pos[0]);
-		rc_opts_result_fini(&res);
-		return 2;
-	}
+	if ((rc = rc_opts_main("roomcast-broker", "usage: roomcast-broker [options]", table, argc, argv, 0, &res)) != -1)
+		return rc;
 	rc_opts_result_fini(&res);
+	rc = 1;
 	rc_log_set_level(o.log_level);
 
 	/* signals are taken by sigwait in this thread; every other thread inherits the mask */

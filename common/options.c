@@ -194,6 +194,26 @@ void rc_opts_result_fini(struct rc_opts_result *res)
 	res->npos = 0;
 }
 
+int rc_opts_main(const char *prog, const char *usage_line, const struct rc_opt *table, int argc, char **argv,
+		 int max_pos, struct rc_opts_result *res)
+{
+	int rc = -1;
+
+	if (rc_opts_parse(table, argc, argv, res) != RC_OK) {
+		fprintf(stderr, "%s: %s (see --help)\n", prog, res->err);
+		rc = 2;
+	} else if (res->help) {
+		rc_opts_usage(stdout, usage_line, table);
+		rc = 0;
+	} else if (res->npos > max_pos) {
+		fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", prog, res->pos[max_pos]);
+		rc = 2;
+	}
+	if (rc != -1)
+		rc_opts_result_fini(res);
+	return rc;
+}
+
 void rc_opts_usage(FILE *out, const char *usage_line, const struct rc_opt *table)
 {
 	char ename[128], flag[64], def[64];

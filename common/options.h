@@ -49,6 +49,16 @@ int rc_opts_parse(const struct rc_opt *table, int argc, char **argv, struct rc_o
 /* Frees what rc_opts_parse allocated in res. */
 void rc_opts_result_fini(struct rc_opts_result *res);
 
+/*
+ * The usual start of a main(): rc_opts_parse, then --help prints usage_line
+ * and the options on stdout (returns 0), and a bad option or more than
+ * max_pos positional arguments prints "prog: <reason> (see --help)" on
+ * stderr (returns 2). Returns -1 when the program should go on; then res
+ * holds the positionals and the caller calls rc_opts_result_fini.
+ */
+int rc_opts_main(const char *prog, const char *usage_line, const struct rc_opt *table, int argc, char **argv,
+		 int max_pos, struct rc_opts_result *res);
+
 /* Prints one line per option with its variable, help and current value. */
 void rc_opts_usage(FILE *out, const char *usage_line, const struct rc_opt *table);
 

@@ -139,17 +139,10 @@ int main(int argc, char **argv)
 	struct worker *ws;
 	double t0, elapsed, *all;
 	size_t nall = 0;
+	int rc;
 
-	if (rc_opts_parse(table, argc, argv, &res) != 0 || res.npos > 0) {
-		fprintf(stderr, "roomcast-bench-api: %s (see --help)\n", res.npos ? "unexpected argument" : res.err);
-		rc_opts_result_fini(&res);
-		return 2;
-	}
-	if (res.help) {
-		rc_opts_usage(stdout, "usage: roomcast-bench-api [options]", table);
-		rc_opts_result_fini(&res);
-		return 0;
-	}
+	if ((rc = rc_opts_main("roomcast-bench-api", "usage: roomcast-bench-api [options]", table, argc, argv, 0, &res)) != -1)
+		return rc;
 	rc_opts_result_fini(&res);
 	ws = calloc((size_t)b.conns, sizeof(*ws));
 	if (ws == NULL)

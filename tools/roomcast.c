@@ -332,22 +332,14 @@ int main(int argc, char **argv)
 	const char *cmd;
 	int rc;
 
-	if (rc_opts_parse(table, argc, argv, &res) != RC_OK) {
-		fprintf(stderr, "roomcast: %s (see --help)\n", res.err);
+	if ((rc = rc_opts_main("roomcast", usage, table, argc, argv, 1, &res)) != -1)
+		return rc;
+	if (res.npos == 0) {
+		rc_opts_usage(stderr, usage, table);
 		rc_opts_result_fini(&res);
 		return 2;
-	}
-	if (res.help || res.npos == 0) {
-		rc_opts_usage(res.help ? stdout : stderr, usage, table);
-		rc_opts_result_fini(&res);
-		return res.help ? 0 : 2;
 	}
 	cmd = res.pos[0];
-	if (res.npos > 1) {
-		fprintf(stderr, "roomcast: unexpected argument '%s' (see --help)\n", res.pos[1]);
-		rc_opts_result_fini(&res);
-		return 2;
-	}
 	rc_opts_result_fini(&res);
 	rc_log_set_level(c.log_level);
 	if (strcmp(cmd, "tail") == 0)
