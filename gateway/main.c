@@ -204,23 +204,10 @@ int main(int argc, char **argv)
 	struct rc_opts_result res;
 	struct sockaddr_storage addr;
 	struct gw_bus_config bc;
-	int rv;
+	int rv, rc;
 
-	if (rc_opts_parse(table, argc, argv, &res) != RC_OK) {
-		fprintf(stderr, "roomcast-gateway: %s (see --help)\n", res.err);
-		rc_opts_result_fini(&res);
-		return 2;
-	}
-	if (res.help) {
-		rc_opts_usage(stdout, "usage: roomcast-gateway [options]", table);
-		rc_opts_result_fini(&res);
-		return 0;
-	}
-	if (res.npos > 0) {
-		fprintf(stderr, "roomcast-gateway: unexpected argument '%s' (see --help)\n", res.pos[0]);
-		rc_opts_result_fini(&res);
-		return 2;
-	}
+	if ((rc = rc_opts_main("roomcast-gateway", "usage: roomcast-gateway [options]", table, argc, argv, 0, &res)) != -1)
+		return rc;
 	rc_opts_result_fini(&res);
 	if (parse_listen(o->listen, &addr) != RC_OK) {
 		fprintf(stderr, "roomcast-gateway: --listen: expected host:port, got '%s' (see --help)\n", o->listen);
