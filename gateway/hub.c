@@ -149,6 +149,15 @@ static struct gw_chunk *slab_get(struct gw_chunk **slot, size_t bytes)
 	return *slot;
 }
 
+void gw_hub_bus_known(struct gw_hub *hub)
+{
+	struct gw_list *lists[2] = { &hub->room_streams, &hub->firehose }, *pos, *tmp;
+
+	for (int i = 0; i < 2; i++)
+		gw_list_each_safe(pos, tmp, lists[i])
+			gw_stream_bus_known(gw_container_of(pos, struct gw_stream, hub_node));
+}
+
 void gw_hub_reset_all(struct gw_hub *hub, const char *reason, uint64_t epoch, uint64_t gseq)
 {
 	struct gw_list *lists[2] = { &hub->room_streams, &hub->firehose }, *pos, *tmp;

@@ -96,6 +96,9 @@ void gw_hub_remove(struct gw_hub *hub, struct gw_stream *s);
  */
 size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r);
 
+/* The first bus frame set the epoch and last gseq: resumes waiting for it start. */
+void gw_hub_bus_known(struct gw_hub *hub);
+
 /* Sends stream.reset (reason, id epoch-gseq) to every stream. */
 void gw_hub_reset_all(struct gw_hub *hub, const char *reason, uint64_t epoch, uint64_t gseq);
 

@@ -251,6 +251,8 @@ void gw_repair_frame(void *arg, struct rc_frame_reader *r)
 		/* the first frame: streams start from here */
 		hub->epoch = r->hdr.epoch;
 		hub->last_gseq = r->hdr.count ? frame_first_gseq(r) - 1 : r->hdr.last_gseq;
+		/* resumes that waited for this start now: they replay up to at least here */
+		gw_hub_bus_known(hub);
 	} else if (r->hdr.epoch != hub->epoch) {
 		char e[RC_ID_MAX];
 		rc_epoch_format(e, r->hdr.epoch);

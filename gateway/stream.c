@@ -60,13 +60,16 @@ static void stream_go_live(struct gw_stream *s)
 {
 	struct gw_held *held = s->held;
 	size_t n = s->nheld;
+	bool open = true;
 
 	s->catchup = false;
 	s->held = NULL;
 	s->nheld = s->capheld = s->held_bytes = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (held[i].gseq > s->last_gseq && s->conn != NULL && !s->conn->closing) {
-			if (stream_queue(s, held[i].chunk, held[i].off, held[i].len)) {
+		/* once stream_queue closed the connection, s is freed: only release the rest */
+		if (open && held[i].gseq > s->last_gseq) {
+			open = stream_queue(s, held[i].chunk, held[i].off, held[i].len);
+			if (open) {
 				s->last_gseq = held[i].gseq;
 				s->gw->m.events_delivered++;
 			}
@@ -256,6 +259,37 @@ static void stream_resume(struct gw_stream *s, const char *id, size_t len)
 	stream_fetch(s);
 }
 
+/*
+ * Until its first bus frame the gateway knows neither the epoch nor the last
+ * id: a reset could not say where the stream goes on, and the hub would start
+ * at that frame, skipping whatever was published between the replay and the
+ * bus subscription. The resume waits for the frame (holding nothing: the hub
+ * delivers nothing before it).
+ */
+static void stream_wait_bus(struct gw_stream *s, const char *id, size_t len)
+{
+	s->wait_id = malloc(len + 1);
+	if (s->wait_id == NULL) {
+		gw_conn_close(s->conn);
+		return;
+	}
+	memcpy(s->wait_id, id, len);
+	s->wait_id[len] = '\0';
+	s->wait_id_len = len;
+	s->catchup = true;
+}
+
+void gw_stream_bus_known(struct gw_stream *s)
+{
+	char *id = s->wait_id;
+
+	if (id == NULL)
+		return;
+	s->wait_id = NULL;
+	stream_resume(s, id, s->wait_id_len); /* may close and free s */
+	free(id);
+}
+
 int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out)
 {
 	struct gw_stream *s = calloc(1, sizeof(*s) + req->nrooms * sizeof(struct gw_member));
@@ -297,10 +331,13 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 		return RC_OK; /* closed already; the connection freed the stream */
 	}
 	gw_chunk_unref(ch);
-	if (req->last_event_id != NULL)
-		stream_resume(s, req->last_event_id, req->last_event_id_len);
 	if (gw->opt.heartbeat_ms > 0)
 		gw_timer_arm(gw, s->last_write + (uint64_t)gw->opt.heartbeat_ms);
+	/* last: a reset that cannot be queued closes the connection, which frees s */
+	if (req->last_event_id != NULL && gw->hub.epoch == 0)
+		stream_wait_bus(s, req->last_event_id, req->last_event_id_len);
+	else if (req->last_event_id != NULL)
+		stream_resume(s, req->last_event_id, req->last_event_id_len);
 	return RC_OK;
 }
 
@@ -313,20 +350,22 @@ void gw_stream_free(struct gw_stream *s)
 	if (s->replay != NULL)
 		s->replay->s = NULL;
 	stream_drop_held(s);
+	free(s->wait_id);
 	gw->m.streams_open--;
 	if (s->firehose)
 		gw->m.firehose_open--;
 	free(s);
 }
 
-static void stream_hold(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len, uint64_t gseq)
+/* Holds a live event during catch-up; false when the stream was closed (and freed). */
+static bool stream_hold(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len, uint64_t gseq)
 {
 	if (s->nheld == s->capheld) {
 		size_t cap = s->capheld ? s->capheld * 2 : 64;
 		struct gw_held *h = realloc(s->held, cap * sizeof(*h));
 		if (h == NULL) {
 			gw_conn_close(s->conn);
-			return;
+			return false;
 		}
 		s->held = h;
 		s->capheld = cap;
@@ -338,7 +377,9 @@ static void stream_hold(struct gw_stream *s, struct gw_chunk *chunk, uint32_t of
 		/* the resume takes too long: the client reconnects and resumes again */
 		s->gw->m.slow_closes++;
 		gw_conn_close(s->conn);
+		return false;
 	}
+	return true;
 }
 
 void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run)
@@ -350,10 +391,11 @@ void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run)
 	if (last->gseq <= s->last_gseq || s->conn->closing)
 		return;
 	if (s->catchup) {
-		for (size_t i = 0; i < run->n && !s->conn->closing; i++)
-			if (run->ev[i].gseq > s->last_gseq)
-				stream_hold(s, run->chunk, run->fire ? run->ev[i].fire_off : run->ev[i].off,
-					    run->ev[i].len, run->ev[i].gseq);
+		for (size_t i = 0; i < run->n; i++)
+			if (run->ev[i].gseq > s->last_gseq &&
+			    !stream_hold(s, run->chunk, run->fire ? run->ev[i].fire_off : run->ev[i].off, run->ev[i].len,
+					 run->ev[i].gseq))
+				return; /* closed: s is gone */
 		return;
 	}
 	while (run->ev[k].gseq <= s->last_gseq)

@@ -41,6 +41,8 @@ struct gw_stream {
 	bool fetch_on_drain;     /* ask for the next replay page once the queue drains */
 	uint16_t nrooms;
 	uint64_t resume_epoch;
+	char *wait_id;           /* the Last-Event-ID of a resume waiting for the first bus frame */
+	size_t wait_id_len;
 	struct gw_replay_call *replay; /* the replay request in flight */
 	struct gw_held *held;
 	size_t nheld, capheld, held_bytes;
@@ -74,6 +76,12 @@ void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run);
  * or gap_unrecoverable.
  */
 void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, uint64_t gseq);
+
+/*
+ * The gateway learnt the epoch and last id from its first bus frame: a stream
+ * that asked to resume before that starts its resume (or reset) now.
+ */
+void gw_stream_bus_known(struct gw_stream *s);
 
 /* The connection wrote everything queued (conn.c calls this). */
 void gw_stream_drained(struct gw_stream *s);

@@ -4,6 +4,7 @@ malformed requests (400 or close, still serving), SIGTERM with 50 open
 streams (exit 0 within 5 s, streams see EOF).
 """
 
+import json
 import os
 import random
 import signal
@@ -98,12 +99,14 @@ class LoadTest(GatewayTest):
         self.assertEqual(m["roomcast_streams_open"], 0, m)
         self.assertEqual(m["roomcast_connections_open"], 1, m)  # the /metrics request itself
         self.assertGreaterEqual(m["roomcast_connections_accepted_total"], 1020)
-        # still serving
+        # still serving. (The POSTs of dropped connections may still be on their way to the broker:
+        # they are global events, so the new stream may see some of them first.)
         c = SSEClient(port, "/api/v1/events?room_id=a")
         self._clients.append(c)
         c.open()
         eid = publish(port, {"type": "t", "room_id": "a"})
-        self.assertEqual(c.events(1)[0].id, eid)
+        got = c.events_until(eid)
+        self.assertEqual({json.loads(e.data)["type"] for e in got[:-1]} - {"drop"}, set(), got)
         print("1000 connections in %.2fs" % elapsed)
 
     def malformed_requests(self):
@@ -221,11 +224,8 @@ class LoadTest(GatewayTest):
 
         t0 = time.monotonic()
         self.gw.proc.signal(signal.SIGTERM)
-        rc = self.gw.proc.wait(5.0)
-        elapsed = time.monotonic() - t0
-        self.assertIsNotNone(rc, "the gateway did not exit within 5 s of SIGTERM")
-        self.assertEqual(rc, 0, "exit code after SIGTERM (a sanitizer report makes it non-zero)")
-        print("exited in %.2fs" % elapsed)
+        self.assertExitsOnSignal(self.gw.proc, 5.0)
+        print("exited in %.2fs" % (time.monotonic() - t0))
         for i, c in enumerate(streams):
             self.assertTrue(c.wait_eof(scaled(2)), "stream %d sees the end" % i)
             self.assertFalse(c.reset, "stream %d was reset rather than closed" % i)
@@ -242,7 +242,7 @@ class LoadTest(GatewayTest):
         self._clients.append(c)
         c.open()
         self.gw.proc.signal(signal.SIGINT)
-        self.assertEqual(self.gw.proc.wait(5.0), 0)
+        self.assertExitsOnSignal(self.gw.proc, 5.0)
         self.assertTrue(c.wait_eof(scaled(2)))
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 
 import harness
-from harness import GatewayTest, SSEClient, SSEEvent, gseq, publish, scaled
+from harness import GatewayTest, SSEEvent, publish, scaled
 
 BATCHES = 100
 PER_BATCH = 100

@@ -5,10 +5,9 @@ filtering, the firehose, the alias path, and two gateways on one broker.
 
 import json
 import threading
-import time
 
 import harness
-from harness import GatewayTest, gseq, parse_id, publish, post_json, scaled, SSEEvent
+from harness import GatewayTest, gseq, parse_id, publish, post_json, scaled
 
 PREAMBLE = b": connected\nretry: 3000\n\n"
 

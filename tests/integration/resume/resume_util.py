@@ -1,0 +1,489 @@
+"""
+resume_util.py - support for the "nothing lost" (resume and repair) tests.
+
+Builds on ../gateway/harness.py (processes, readiness, SSE client, HTTP
+helpers, log dump, reaping), which is imported as is and not modified. What
+this module adds is what high-volume tests need and the harness does not
+have:
+
+- FastStream: an SSE subscriber that parses whole messages with bytes.split
+  (no per-line Python work), keeps constant memory when given a callback, and
+  is driven by a selector together with many others (pump);
+- ResumingSubscriber: a FastStream that reconnects with Last-Event-ID (the id
+  of the last message it received completely) when the gateway closes it;
+- a keep-alive JSON POST client for publisher threads;
+- helpers to publish through the CLI (`roomcast publish --ndjson`) and to read
+  one metric.
+
+Only the Python standard library; all traffic goes to 127.0.0.1.
+"""
+
+import http.client
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
+
+import harness  # noqa: E402  (after the sys.path insert)
+from harness import HOST, scaled  # noqa: E402,F401
+
+PREAMBLE = b": connected\nretry: 3000\n\n"
+
+
+def metric(port, name):
+    """One value of the gateway's /metrics (0 when absent)."""
+    return harness.get_metrics(port).get(name, 0.0)
+
+
+def gseq_of(event_id):
+    """b'6f1c2a9e-1042' or '6f1c2a9e-1042' -> 1042."""
+    if isinstance(event_id, bytes):
+        event_id = event_id.decode("ascii")
+    return harness.gseq(event_id)
+
+
+def epoch_of(event_id):
+    if isinstance(event_id, bytes):
+        event_id = event_id.decode("ascii")
+    return harness.parse_id(event_id)[0]
+
+
+# ---------------------------------------------------------------------------
+# publishing
+# ---------------------------------------------------------------------------
+
+def cli_publish_file(cluster, path, out_path, timeout):
+    """
+    Starts `roomcast publish --ndjson < path > out_path` against the cluster's
+    broker (batches of 1000 events per api request). Returns the Popen; the
+    caller waits for it (and kills it on failure).
+    """
+    argv = [harness.CLI_BIN, "publish", "--ndjson", "--broker-bus", cluster.broker.bus,
+            "--broker-api", cluster.broker.api]
+    fin = open(path, "rb")
+    fout = open(out_path, "wb")
+    ferr = open(out_path + ".err", "wb")
+    try:
+        p = subprocess.Popen(argv, stdin=fin, stdout=fout, stderr=ferr, env=harness._child_env(), close_fds=True)
+    finally:
+        fin.close()
+        fout.close()
+        ferr.close()
+    p.deadline = time.monotonic() + timeout
+    return p
+
+
+def cli_publish(cluster, events, timeout=None):
+    """Publishes a list of event dicts with the CLI (ndjson); returns the ids."""
+    text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+    r = cluster.cli("publish", "--ndjson", stdin=text, timeout=timeout or scaled(30))
+    if r.returncode != 0:
+        raise AssertionError("roomcast publish --ndjson exited %d: %s" % (r.returncode, r.stderr))
+    ids = r.stdout.split()
+    if len(ids) != len(events):
+        raise AssertionError("roomcast publish printed %d ids for %d events" % (len(ids), len(events)))
+    return ids
+
+
+class KeepAlivePoster:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON to a gateway."""
+
+    def __init__(self, port, timeout=None):
+        self.port = port
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=timeout or scaled(20))
+        self.requests = 0
+        self.sock_ids = set()  # local ports used: 1 means one connection all along
+
+    def post(self, obj):
+        body = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+        self.conn.request("POST", "/api/v1/events", body=body, headers={"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        data = r.read()
+        self.requests += 1
+        if self.conn.sock is not None:
+            self.sock_ids.add(self.conn.sock.getsockname()[1])
+        if r.status != 201:
+            raise AssertionError("POST to 127.0.0.1:%d: %d %r" % (self.port, r.status, data[:300]))
+        if r.getheader("Connection", "").lower() == "close":
+            raise AssertionError("the gateway closed a keep-alive publish connection")
+        return json.loads(data)
+
+    def close(self):
+        self.conn.close()
+
+
+# ---------------------------------------------------------------------------
+# SSE subscribers
+# ---------------------------------------------------------------------------
+
+class FastStream:
+    """
+    One SSE GET over a raw socket, parsed per message (blocks separated by a
+    blank line). on_event(id_bytes, data_bytes) is called for every event in
+    arrival order; without it events go to self.events as (id, data) bytes.
+    Comments go to self.comments (b'ping'), the first block (the preamble) is
+    checked and kept in self.preamble.
+    """
+
+    def __init__(self, port, path, headers=None, on_event=None, rcvbuf=None, name=None):
+        self.port = port
+        self.path = path
+        self.name = name or path
+        self.on_event = on_event
+        self.events = []
+        self.comments = []
+        self.status = None
+        self.head = b""
+        self.preamble = None
+        self.first_block_after_preamble = None  # raw bytes of the first message
+        self.eof = False
+        self.count = 0
+        self.last_id = None  # the id of the last complete event
+        self.bytes = 0
+        self.t_open = time.monotonic()
+        self.t_first = None
+        self.t_last = None
+        self._buf = b""
+        self._head_done = False
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(scaled(10))
+        self.sock.connect((HOST, port))
+        lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1", "Accept: text/event-stream"]
+        for k, v in (headers or {}).items():
+            lines.append("%s: %s" % (k, v))
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.sock.setblocking(False)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def socket(self):
+        return self.sock
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def read_some(self, max_reads=8):
+        """Reads what is available now (non-blocking); returns False once at EOF."""
+        for _ in range(max_reads):
+            try:
+                data = self.sock.recv(1 << 20)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if not data:
+                self.eof = True
+                return False
+            self._feed(data)
+        return True
+
+    def _feed(self, data):
+        now = time.monotonic()
+        self.bytes += len(data)
+        if not self._head_done:
+            self._buf += data
+            i = self._buf.find(b"\r\n\r\n")
+            if i < 0:
+                return
+            self.head = self._buf[:i + 4]
+            self.status = int(self.head.split(b" ", 2)[1])
+            data = self._buf[i + 4:]
+            self._buf = b""
+            self._head_done = True
+            if self.status != 200:
+                raise AssertionError("GET %s: %d %r" % (self.path, self.status, data[:300]))
+        buf = self._buf + data
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop()
+        on_event = self.on_event
+        for b in blocks:
+            if self.preamble is None:
+                self.preamble = b + b"\n\n"
+                if self.preamble != PREAMBLE:
+                    raise AssertionError("GET %s: unexpected preamble %r" % (self.path, self.preamble))
+                continue
+            if b.startswith(b"id: "):
+                i = b.find(b"\ndata: ")
+                if i > 0 and b.find(b"\n", i + 7) < 0:
+                    eid, data = b[4:i], b[i + 7:]
+                else:
+                    eid, data = self._slow_parse(b)
+            elif b.startswith(b":"):
+                self.comments.append(b[1:].strip())
+                continue
+            else:
+                eid, data = self._slow_parse(b)
+                if data is None:
+                    continue
+            if self.first_block_after_preamble is None:
+                self.first_block_after_preamble = b + b"\n\n"
+            if self.t_first is None:
+                self.t_first = now
+            self.t_last = now
+            self.count += 1
+            if eid is not None:
+                self.last_id = eid
+            if on_event is None:
+                self.events.append((eid, data))
+            else:
+                on_event(eid, data)
+
+    def _slow_parse(self, block):
+        eid, data = None, None
+        for line in block.split(b"\n"):
+            if line.startswith(b":"):
+                self.comments.append(line[1:].strip())
+                continue
+            field, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            if field == b"id":
+                eid = value
+            elif field == b"data":
+                data = value if data is None else data + b"\n" + value
+        return eid, data
+
+    def wait_open(self, timeout=None):
+        """Waits for the head and the preamble."""
+        deadline = time.monotonic() + (timeout or scaled(10))
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        try:
+            while self.preamble is None and not self.eof:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("GET %s: no preamble within the deadline" % self.path)
+                if sel.select(left):
+                    self.read_some()
+        finally:
+            sel.close()
+        if self.preamble is None:
+            raise AssertionError("GET %s: closed before the preamble" % self.path)
+        return self
+
+
+def pump(streams, done, timeout, what, idle=None, status=None):
+    """
+    Reads every stream (FastStream or ResumingSubscriber) as data arrives until
+    done() is true; AssertionError after timeout seconds. idle(): called about
+    every 50 ms (e.g. to reconnect closed subscribers). status(): a string
+    added to the timeout message.
+    """
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    registered = {}
+
+    def sync():
+        # keyed by fd and socket object: a reconnect may get the fd number of the closed socket back
+        live = {s.fileno(): (s, s.socket()) for s in streams if s.fileno() >= 0 and not s.eof}
+        for fd in list(registered):
+            if fd not in live or registered[fd][1] is not live[fd][1]:
+                try:
+                    sel.unregister(fd)
+                except (KeyError, ValueError, OSError):
+                    pass
+                del registered[fd]
+        for fd, (s, sock) in live.items():
+            if fd not in registered:
+                sel.register(fd, selectors.EVENT_READ, s)
+                registered[fd] = (s, sock)
+
+    try:
+        sync()
+        while not done():
+            now = time.monotonic()
+            if now >= deadline:
+                raise AssertionError("timed out after %.1fs waiting for %s%s" % (
+                    timeout, what, "" if status is None else " (%s)" % status()))
+            changed = False
+            for key, _ in sel.select(min(0.05, deadline - now)):
+                if not key.data.read_some():
+                    changed = True
+            if idle is not None and idle():
+                changed = True
+            if changed:
+                sync()
+    finally:
+        sel.close()
+
+
+class ResumingSubscriber:
+    """
+    A subscriber that, when the gateway closes its stream, reconnects (to the
+    next port in ports, round robin) with Last-Event-ID set to the id of the
+    last event it received completely. on_event sees every event of every
+    connection, in arrival order.
+    """
+
+    def __init__(self, ports, path, on_event, rcvbuf=None, name=None, max_reconnects=200):
+        self.ports = list(ports)
+        self.path = path
+        self.on_event = on_event
+        self.rcvbuf = rcvbuf
+        self.name = name or path
+        self.max_reconnects = max_reconnects
+        self.reconnects = 0
+        self.last_id = None
+        self.count = 0
+        self.paused = False
+        self.t_first = None
+        self.t_last = None
+        self._i = 0
+        self.cur = self._connect(None)
+
+    def _connect(self, last_id):
+        headers = {"Last-Event-ID": last_id.decode("ascii")} if last_id is not None else None
+        port = self.ports[self._i % len(self.ports)]
+        self._i += 1
+        return FastStream(port, self.path, headers=headers, on_event=self._event, rcvbuf=self.rcvbuf,
+                          name=self.name)
+
+    def _event(self, eid, data):
+        now = time.monotonic()
+        if self.t_first is None:
+            self.t_first = now
+        self.t_last = now
+        self.count += 1
+        if eid is not None:
+            self.last_id = eid
+        self.on_event(eid, data)
+
+    @property
+    def eof(self):
+        return self.paused or self.cur.eof
+
+    def fileno(self):
+        return -1 if self.paused else self.cur.fileno()
+
+    def socket(self):
+        return self.cur.sock
+
+    def read_some(self):
+        return self.cur.read_some()
+
+    def reconnect_if_closed(self):
+        """Reconnects a closed stream; returns True if it did."""
+        if self.paused or not self.cur.eof:
+            return False
+        if self.reconnects >= self.max_reconnects:
+            raise AssertionError("%s: more than %d reconnects" % (self.name, self.max_reconnects))
+        self.cur.close()
+        self.reconnects += 1
+        self.cur = self._connect(self.last_id)
+        return True
+
+    def close(self):
+        self.cur.close()
+
+
+# ---------------------------------------------------------------------------
+# a TCP proxy that can hold connections (to delay a gateway's bus subscription)
+# ---------------------------------------------------------------------------
+
+class HoldingProxy:
+    """
+    Listens on 127.0.0.1:<port> and forwards each connection to
+    127.0.0.1:<upstream_port>, but only once release() was called: until then
+    accepted connections wait (the nng handshake does not complete, so the
+    gateway's bus pipe is not up). Threads are daemons and stop on close().
+    """
+
+    def __init__(self, upstream_port):
+        import threading
+        self.upstream_port = upstream_port
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((HOST, 0))
+        self.lsock.listen(16)
+        self.lsock.settimeout(0.1)
+        self.port = self.lsock.getsockname()[1]
+        self.released = threading.Event()
+        self.closed = threading.Event()
+        self.socks = []
+        self.accepted = 0
+        self.threads = [threading.Thread(target=self._accept_loop, daemon=True)]
+        self.threads[0].start()
+
+    def url(self):
+        return "tcp://%s:%d" % (HOST, self.port)
+
+    def release(self):
+        self.released.set()
+
+    def _accept_loop(self):
+        import threading
+        while not self.closed.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            self.socks.append(c)
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, c):
+        import threading
+        while not self.released.wait(0.05):
+            if self.closed.is_set():
+                return
+        try:
+            u = socket.create_connection((HOST, self.upstream_port), timeout=5)
+        except OSError:
+            c.close()
+            return
+        self.socks.append(u)
+
+        def copy(src, dst):
+            src.settimeout(0.2)
+            while not self.closed.is_set():
+                try:
+                    data = src.recv(65536)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    break
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=copy, args=(u, c), daemon=True)
+        t.start()
+        copy(c, u)
+        t.join(2)
+
+    def close(self):
+        self.closed.set()
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        for t in self.threads:
+            t.join(2)
