@@ -191,11 +191,19 @@ void gw_api_stop(struct gw_api *a)
 	for (size_t i = 0; i < a->nall; i++)
 		nng_aio_stop(a->all[i]->aio);
 	gw_inbox_drain(&a->inbox);
+	gw_inbox_close(&a->inbox, NULL);
+}
+
+void gw_api_free(struct gw_api *a)
+{
+	if (a == NULL)
+		return;
 	nng_close(a->sock);
 	for (size_t i = 0; i < a->nall; i++) {
 		nng_aio_free(a->all[i]->aio);
 		free(a->all[i]);
 	}
 	free(a->all);
-	gw_inbox_close(&a->inbox, api_closed);
+	pthread_mutex_destroy(&a->inbox.mtx);
+	free(a);
 }

@@ -30,7 +30,13 @@ bool gw_api_connected(struct gw_api *a);
 /* Sends req[0..len); cb runs exactly once, later, on the loop thread. Returns 0 or an error (cb not called). */
 int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg);
 
-/* Fails the calls in flight (their callbacks run now), closes and frees a. NULL ok. */
+/* Loop thread: fails the calls in flight (their callbacks run now) and closes the loop's handle. NULL ok. */
 void gw_api_stop(struct gw_api *a);
+
+/*
+ * After the loop has ended, any thread: closes the socket and frees a. NULL ok.
+ * nng 1.5.2's nng_close can block for ever (main.c calls this with a deadline).
+ */
+void gw_api_free(struct gw_api *a);
 
 #endif

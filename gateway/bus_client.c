@@ -147,9 +147,18 @@ void gw_bus_stop(struct gw_bus *b)
 	if (b == NULL)
 		return;
 	nng_aio_stop(b->aio);
-	nng_close(b->sock);
-	nng_aio_free(b->aio);
 	b->inbox.fn = bus_discard;
 	gw_inbox_drain(&b->inbox);
-	gw_inbox_close(&b->inbox, bus_closed);
+	gw_inbox_close(&b->inbox, NULL);
+}
+
+void gw_bus_free(struct gw_bus *b)
+{
+	if (b == NULL)
+		return;
+	nng_close(b->sock);
+	nng_aio_free(b->aio);
+	gw_inbox_drain(&b->inbox); /* what arrived between stop and close */
+	pthread_mutex_destroy(&b->inbox.mtx);
+	free(b);
 }

@@ -35,7 +35,13 @@ int gw_bus_start(uv_loop_t *loop, const struct gw_bus_config *cfg, struct gw_bus
 bool gw_bus_connected(struct gw_bus *b);
 /* Frames dropped because the loop was behind. Any thread. */
 uint64_t gw_bus_dropped(struct gw_bus *b);
-/* Stops receiving, closes the socket and frees b (after the loop turn). NULL ok. */
+/* Loop thread: stops receiving and closes the loop's handle. The socket stays open. NULL ok. */
 void gw_bus_stop(struct gw_bus *b);
+
+/*
+ * After the loop has ended, any thread: closes the socket and frees b. NULL ok.
+ * nng 1.5.2's nng_close can block for ever (main.c calls this with a deadline).
+ */
+void gw_bus_free(struct gw_bus *b);
 
 #endif

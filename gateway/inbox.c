@@ -11,6 +11,7 @@ int gw_inbox_init(uv_loop_t *loop, struct gw_inbox *ib, size_t max, gw_inbox_fn 
 
 	ib->head = ib->tail = NULL;
 	ib->count = 0;
+	ib->closed = false;
 	ib->max = max;
 	ib->fn = fn;
 	ib->arg = arg;
@@ -35,7 +36,7 @@ bool gw_inbox_push(struct gw_inbox *ib, struct gw_inbox_item *item)
 	else
 		ib->head = item;
 	ib->tail = item;
-	wake = ib->count++ == 0;
+	wake = ib->count++ == 0 && !ib->closed;
 	pthread_mutex_unlock(&ib->mtx);
 	if (wake)
 		uv_async_send(&ib->async);
@@ -59,6 +60,8 @@ void gw_inbox_drain(struct gw_inbox *ib)
 
 void gw_inbox_close(struct gw_inbox *ib, uv_close_cb closed_cb)
 {
-	pthread_mutex_destroy(&ib->mtx);
+	pthread_mutex_lock(&ib->mtx);
+	ib->closed = true;
+	pthread_mutex_unlock(&ib->mtx);
 	uv_close((uv_handle_t *)&ib->async, closed_cb);
 }

@@ -26,6 +26,7 @@ struct gw_inbox {
 	pthread_mutex_t mtx; /* guards head, tail, count */
 	struct gw_inbox_item *head, *tail;
 	size_t count, max; /* max 0: unbounded */
+	bool closed;       /* the async handle is closed: pushes queue without a wake-up */
 	gw_inbox_fn fn;
 	void *arg;
 };
@@ -39,7 +40,11 @@ bool gw_inbox_push(struct gw_inbox *ib, struct gw_inbox_item *item);
 /* Loop thread: handles what is queued now (also done by the async callback). */
 void gw_inbox_drain(struct gw_inbox *ib);
 
-/* Loop thread: closes the async handle (drain first); closed_cb runs when it is closed. */
+/*
+ * Loop thread: closes the async handle (drain first); closed_cb (may be NULL)
+ * runs when it is closed. Pushes after this are still taken and stay queued
+ * until the owner drains them; the owner destroys mtx when it frees ib.
+ */
 void gw_inbox_close(struct gw_inbox *ib, uv_close_cb closed_cb);
 
 #endif

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <pthread.h>
+#include <time.h>
 
 #include "api_client.h"
 #include "bus_client.h"
@@ -85,9 +87,7 @@ void gw_stop(struct gw *gw)
 	gw_repair_free(gw->bus_arg);
 	gw->bus_arg = NULL;
 	gw_bus_stop(gw->bus);
-	gw->bus = NULL;
 	gw_api_stop(gw->api);
-	gw->api = NULL;
 	gw_publisher_fini(gw);
 	uv_timer_stop(&gw->timer);
 	uv_close((uv_handle_t *)&gw->timer, NULL);
@@ -96,6 +96,64 @@ void gw_stop(struct gw *gw)
 	uv_close((uv_handle_t *)&gw->sigint, NULL);
 	uv_timer_start(&gw->stop_timer, gw_stop_timeout_cb, (uint64_t)gw->opt.shutdown_ms, 0);
 	uv_unref((uv_handle_t *)&gw->stop_timer);
+}
+
+struct nng_closer {
+	struct gw *gw;
+	pthread_mutex_t mtx;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void *nng_closer_main(void *arg)
+{
+	struct nng_closer *c = arg;
+
+	gw_bus_free(c->gw->bus);
+	gw_api_free(c->gw->api);
+	pthread_mutex_lock(&c->mtx);
+	c->done = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mtx);
+	return NULL;
+}
+
+/*
+ * Closes the nng sockets on a thread of their own and waits at most ms.
+ * nng 1.5.2 (Debian bookworm) can block for ever in nng_close when a pipe is
+ * never removed from its socket (fixed upstream after 1.5.2); the gateway must
+ * still exit in time, so a close that hangs is abandoned with the process.
+ * Returns true when the sockets were closed.
+ */
+static bool gw_close_nng(struct gw *gw, int64_t ms)
+{
+	static struct nng_closer c; /* the thread may outlive this call */
+	struct timespec deadline;
+	pthread_t th;
+	bool done;
+
+	c.gw = gw;
+	pthread_mutex_init(&c.mtx, NULL);
+	pthread_cond_init(&c.cv, NULL);
+	if (pthread_create(&th, NULL, nng_closer_main, &c) != 0)
+		return false;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c.mtx);
+	while (!c.done && pthread_cond_timedwait(&c.cv, &c.mtx, &deadline) == 0)
+		;
+	done = c.done;
+	pthread_mutex_unlock(&c.mtx);
+	if (done)
+		pthread_join(th, NULL);
+	else
+		pthread_detach(th);
+	return done;
 }
 
 static void gw_signal_cb(uv_signal_t *h, int signum)
@@ -166,7 +224,7 @@ int main(int argc, char **argv)
 		.publish_timeout_ms = 5000,
 		.bus_recvbuf = 1024,
 		.repair_max_bytes = 64 * 1024 * 1024,
-		.shutdown_ms = 4000,
+		.shutdown_ms = 3000,
 		.log_level = RC_LOG_INFO,
 	};
 	const struct rc_opt table[] = {
@@ -273,6 +331,8 @@ int main(int argc, char **argv)
 
 	uv_close((uv_handle_t *)&gw.stop_timer, NULL);
 	uv_run(gw.loop, UV_RUN_NOWAIT);
+	if (!gw_close_nng(&gw, 1000))
+		rc_log_warn("an nng socket did not close in time (nng 1.5.2); exiting anyway", NULL);
 	gw_hub_fini(&gw.hub);
 	gw_chunk_unref(gw.ping);
 	free(gw.readbuf);
