@@ -5,6 +5,8 @@
  * run the api workers (api.c). See docs/ARCHITECTURE.md.
  */
 #include <inttypes.h>
+#include <stdint.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,6 +42,26 @@ static uint64_t new_epoch(void)
 			e = (uint32_t)time(NULL) ^ (uint32_t)getpid();
 	}
 	return e;
+}
+
+#define STOP_DEADLINE_MS 4500
+
+static void *stop_watchdog_main(void *arg)
+{
+	struct timespec ts = { .tv_sec = (intptr_t)arg / 1000, .tv_nsec = (long)((intptr_t)arg % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+	rc_log_warn("stop did not finish in time (nng_close hang); exiting", NULL);
+	_exit(0);
+	return NULL;
+}
+
+static void stop_watchdog(int ms)
+{
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, stop_watchdog_main, (void *)(intptr_t)ms) == 0)
+		pthread_detach(th);
 }
 
 int main(int argc, char **argv)
@@ -128,6 +150,12 @@ int main(int argc, char **argv)
 	rc_log_info("stopping", "signal=%d", sig);
 	atomic_store(&br.stopping, true);
 	rc = 0;
+	/*
+	 * nng 1.5.2 can block for ever in nng_close (fixed upstream later): if the
+	 * stop below hangs, this watchdog ends the process in time, with exit 0
+	 * since the events were already flushed or never accepted.
+	 */
+	stop_watchdog(STOP_DEADLINE_MS);
 out:
 	/* no new publishes: stop the api, then flush and close the bus */
 	api_stop(api);
