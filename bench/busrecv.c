@@ -203,9 +203,6 @@ int main(int argc, char **argv)
 	       ",\"received_per_s\":%.0f,\"dropped_pct\":%.1f,\"process_cpu_s\":%.2f}\n",
 	       mode, c.bytes, el, (uint64_t)atomic_load(&c.sent), c.received, (double)c.received / el,
 	       c.last_seq ? 100.0 * (1.0 - (double)c.received / (double)c.last_seq) : 0.0, cpu);
-	if (c.aio)
-		nng_aio_stop(c.aio);
-	nng_close(c.sub);
-	nng_close(c.pub);
+	/* no nng_close: nng 1.5.2 can hang in it with data in flight (docs/ARCHITECTURE.md, Stop) */
 	return 0;
 }
