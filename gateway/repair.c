@@ -101,25 +101,31 @@ static bool repair_hold(struct gw_repair *rp, const struct rc_frame_reader *r)
 static void repair_fetch(struct gw_repair *rp);
 static void repair_release(struct gw_repair *rp);
 
-/* The gap cannot be filled: reset every stream and continue after it. */
-static void repair_give_up(struct gw_repair *rp, const char *why)
+/* Every stream gets stream.reset (gap_unrecoverable) and goes on after `resume`. */
+static void repair_reset_all(struct gw_repair *rp, uint64_t resume, const char *why)
 {
-	struct gw *gw = rp->gw;
-	struct gw_hub *hub = &gw->hub;
-	uint64_t resume = rp->target;
+	struct gw_hub *hub = &rp->gw->hub;
 	char id[RC_ID_MAX];
 
-	if (rp->held != NULL) {
-		struct rc_frame_reader r;
-		if (rc_frame_reader_init(&r, rp->held->data, rp->held->len) == RC_OK)
-			resume = frame_first_gseq(&r) - 1;
-	}
 	if (resume < hub->last_gseq)
 		resume = hub->last_gseq;
 	rc_id_format(id, hub->epoch, resume);
 	rc_log_warn("bus gap could not be repaired; streams reset", "why=\"%s\" resume_after=%s", why, id);
 	hub->last_gseq = resume;
 	gw_hub_reset_all(hub, "gap_unrecoverable", hub->epoch, resume);
+}
+
+/* The gap cannot be filled: reset every stream, then deliver what was held after the gap. */
+static void repair_give_up(struct gw_repair *rp, const char *why)
+{
+	uint64_t resume = rp->target;
+
+	if (rp->held != NULL) {
+		struct rc_frame_reader r;
+		if (rc_frame_reader_init(&r, rp->held->data, rp->held->len) == RC_OK)
+			resume = frame_first_gseq(&r) - 1;
+	}
+	repair_reset_all(rp, resume, why);
 	rp->repairing = false;
 	repair_release(rp);
 }
@@ -127,20 +133,12 @@ static void repair_give_up(struct gw_repair *rp, const char *why)
 /* Drops the repair and what it held; streams are reset and go on after `resume`. */
 static void repair_abandon(struct gw_repair *rp, uint64_t resume, const char *why)
 {
-	struct gw_hub *hub = &rp->gw->hub;
-	char id[RC_ID_MAX];
-
 	if (rp->call != NULL)
 		rp->call->rp = NULL;
 	rp->call = NULL;
 	rp->repairing = false;
 	repair_drop_held(rp);
-	if (resume < hub->last_gseq)
-		resume = hub->last_gseq;
-	rc_id_format(id, hub->epoch, resume);
-	rc_log_warn("bus gap could not be repaired; streams reset", "why=\"%s\" resume_after=%s", why, id);
-	hub->last_gseq = resume;
-	gw_hub_reset_all(hub, "gap_unrecoverable", hub->epoch, resume);
+	repair_reset_all(rp, resume, why);
 }
 
 /* Delivers the held frames in order; a new gap among them starts another repair. */
