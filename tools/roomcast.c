@@ -11,6 +11,7 @@
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <stdatomic.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +39,17 @@ struct cli {
 	atomic_bool tail_connected;
 };
 
-static int cli_fail(const char *fmt, const char *a, const char *b)
+/* Prints "roomcast: <message>" on stderr; returns 1 (the exit code of a failed command). */
+static int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int cli_fail(const char *fmt, ...)
 {
+	va_list ap;
+
 	fprintf(stderr, "roomcast: ");
-	fprintf(stderr, fmt, a, b);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fputc('\n', stderr);
 	return 1;
 }
@@ -52,7 +60,7 @@ static int cli_connect(struct cli *c)
 	int rv;
 
 	if ((rv = nng_req0_open(&c->req)) != 0)
-		return cli_fail("cannot open a socket: %s%s", nng_strerror(rv), "");
+		return cli_fail("cannot open a socket: %s", nng_strerror(rv));
 	nng_socket_set_ms(c->req, NNG_OPT_RECVTIMEO, (nng_duration)c->timeout_ms);
 	nng_socket_set_ms(c->req, NNG_OPT_SENDTIMEO, (nng_duration)c->timeout_ms);
 	nng_socket_set_size(c->req, NNG_OPT_RECVMAXSZ, 0);
@@ -87,7 +95,7 @@ static struct json_object *cli_call(struct cli *c, const char *req, size_t len)
 	json_tokener_free(tok);
 	nng_free(buf, blen);
 	if (reply == NULL)
-		cli_fail("the broker sent a reply that is not JSON%s%s", "", "");
+		cli_fail("the broker sent a reply that is not JSON");
 	return reply;
 }
 
@@ -125,14 +133,14 @@ static int cli_publish_one(struct cli *c)
 	int rc = 1;
 
 	if (c->type == NULL) {
-		cli_fail("publish needs --type (or --ndjson)%s%s", "", "");
+		cli_fail("publish needs --type (or --ndjson)");
 		return CLI_EXIT_USAGE;
 	}
 	if (c->data != NULL) {
 		ev = json_tokener_parse(c->data);
 		if (ev == NULL || !json_object_is_type(ev, json_type_object)) {
 			json_object_put(ev);
-			cli_fail("--data must be a JSON object, got '%s'%s", c->data, "");
+			cli_fail("--data must be a JSON object, got '%s'", c->data);
 			return CLI_EXIT_USAGE;
 		}
 	} else {
@@ -166,7 +174,7 @@ static int cli_publish_batch(struct cli *c, struct rc_buf *b, size_t n, long fir
 		return 0;
 	rc_buf_puts(b, "]}");
 	if (b->err)
-		return cli_fail("out of memory%s%s", "", "");
+		return cli_fail("out of memory");
 	reply = cli_call(c, b->data, b->len);
 	snprintf(ctx, sizeof(ctx), "batch from line %ld: ", first_line);
 	if (reply != NULL && cli_reply_ok(reply, ctx))
@@ -247,7 +255,7 @@ static int cli_tail(struct cli *c)
 	int rv;
 
 	if ((rv = nng_sub0_open(&sub)) != 0)
-		return cli_fail("cannot open a socket: %s%s", nng_strerror(rv), "");
+		return cli_fail("cannot open a socket: %s", nng_strerror(rv));
 	nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
 	nng_socket_set_int(sub, NNG_OPT_RECVBUF, 8192);
 	nng_socket_set_size(sub, NNG_OPT_RECVMAXSZ, 0);
