@@ -121,6 +121,22 @@ class KeepAlivePoster:
 # SSE subscribers
 # ---------------------------------------------------------------------------
 
+class StreamTest(harness.GatewayTest):
+    """
+    A GatewayTest that closes the streams it opened (self._fast: FastStream or
+    ResumingSubscriber objects) after each test, before the processes stop.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self._fast = []
+
+    def tearDown(self):
+        for s in self._fast:
+            s.close()
+        super().tearDown()
+
+
 class FastStream:
     """
     One SSE GET over a raw socket, parsed per message (blocks separated by a

@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from resume_util import FastStream, cli_publish_file, epoch_of, gseq_of, harness, pump, scaled
+from resume_util import StreamTest, FastStream, cli_publish_file, epoch_of, gseq_of, harness, pump, scaled
 
 N_EVENTS = int(os.environ.get("ROOMCAST_BURST_EVENTS", "100000"))
 N_SUBSCRIBERS = 20
@@ -62,7 +62,7 @@ class Checker:
         self.n += 1
 
 
-class BurstTest(harness.GatewayTest):
+class BurstTest(StreamTest):
     def test_burst_with_dropped_bus_frames_is_repaired(self):
         c = self.cluster
         c.start_broker("--bus-sendbuf", "1", "--bus-frame-bytes", "4096", "--history-events", str(2 * N_EVENTS))
@@ -141,12 +141,6 @@ class BurstTest(harness.GatewayTest):
         self.assertEqual(resets, 0, "no stream.reset: every gap was repaired")
         self.assertGreater(gaps, 0, "the bus settings must make nng drop frames (repair not exercised)")
         self.assertGreater(repaired, 0, "gaps must be repaired by replay")
-
-    def tearDown(self):
-        for s in getattr(self, "_fast", []):
-            s.close()
-        super().tearDown()
-
 
 if __name__ == "__main__":
     harness.main()

@@ -12,13 +12,13 @@ import os
 import statistics
 import sys
 
-from resume_util import FastStream, cli_publish, harness, pump, scaled
+from resume_util import StreamTest, FastStream, cli_publish, harness, pump, scaled
 
 N = 10000
 ROOM = "room-catchup"
 
 
-class CatchupTest(harness.GatewayTest):
+class CatchupTest(StreamTest):
     def resume_once(self, gw, after_id, want_ids):
         expect = iter(want_ids)
         state = {"n": 0, "error": None}
@@ -77,15 +77,6 @@ class CatchupTest(harness.GatewayTest):
         if path:
             with open(path, "a") as f:
                 f.write(line + "\n")
-
-    def setUp(self):
-        super().setUp()
-        self._fast = []
-
-    def tearDown(self):
-        for s in self._fast:
-            s.close()
-        super().tearDown()
 
     def test_resume_10000_default_buffer(self):
         self.report("--max-client-buffer 1 MiB", self.run_case())

@@ -12,13 +12,13 @@ time the gateway asks for the missing range it has been evicted.
 import json
 import os
 
-from resume_util import FastStream, cli_publish_file, gseq_of, harness, pump, scaled
+from resume_util import StreamTest, FastStream, cli_publish_file, gseq_of, harness, pump, scaled
 
 N_EVENTS = 20000
 ROOM = "gap"
 
 
-class GapUnrecoverableTest(harness.GatewayTest):
+class GapUnrecoverableTest(StreamTest):
     def test_evicted_gap_gives_reset_then_live(self):
         c = self.cluster
         c.start_broker("--bus-sendbuf", "1", "--bus-frame-bytes", "4096", "--history-events", "20")
@@ -68,12 +68,6 @@ class GapUnrecoverableTest(harness.GatewayTest):
         m = harness.get_metrics(gw.port)
         self.assertGreater(m.get('roomcast_stream_resets_total{reason="gap_unrecoverable"}', 0), 0)
         self.assertGreater(m.get("roomcast_gaps_detected_total", 0), 0)
-
-    def tearDown(self):
-        for s in getattr(self, "_fast", []):
-            s.close()
-        super().tearDown()
-
 
 if __name__ == "__main__":
     harness.main()

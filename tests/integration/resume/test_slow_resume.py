@@ -13,7 +13,7 @@ import json
 import threading
 import time
 
-from resume_util import ResumingSubscriber, harness, metric, pump, scaled
+from resume_util import StreamTest, ResumingSubscriber, harness, metric, pump, scaled
 
 ROOM = "room-slow"
 BATCH = 100
@@ -55,7 +55,7 @@ class Publisher(threading.Thread):
             self.error = e
 
 
-class SlowClientTest(harness.GatewayTest):
+class SlowClientTest(StreamTest):
     def test_slow_client_is_closed_and_resumes_with_everything(self):
         c = self.cluster
         c.start_broker()
@@ -65,7 +65,7 @@ class SlowClientTest(harness.GatewayTest):
         slow_got, fast_got = Collector(), Collector()
         slow = ResumingSubscriber([gw.port], path, slow_got, rcvbuf=4096, name="slow")
         fast = ResumingSubscriber([gw.port], path, fast_got, name="fast")
-        self._subs = [slow, fast]
+        self._fast = [slow, fast]
         slow.cur.wait_open()
         fast.cur.wait_open()
         slow.paused = True  # stops reading: its socket fills, then the gateway's queue
@@ -134,12 +134,6 @@ class SlowClientTest(harness.GatewayTest):
         self.assertEqual(sum(v for k, v in m.items() if k.startswith("roomcast_stream_resets_total")), 0)
         print("\nslow client: %d events, slow reconnects %d, fast reconnects %d, slow closes %d"
               % (len(want), slow.reconnects, fast.reconnects, m["roomcast_slow_client_closes_total"]))
-
-    def tearDown(self):
-        for s in getattr(self, "_subs", []):
-            s.close()
-        super().tearDown()
-
 
 if __name__ == "__main__":
     harness.main()

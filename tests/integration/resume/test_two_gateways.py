@@ -11,7 +11,7 @@ checked separately (the firehose also carries another room's events).
 import json
 import threading
 
-from resume_util import FastStream, KeepAlivePoster, gseq_of, harness, pump, scaled
+from resume_util import StreamTest, FastStream, KeepAlivePoster, gseq_of, harness, pump, scaled
 
 ROOM = "room-two"
 PUBLISHERS = 8
@@ -19,7 +19,7 @@ REQUESTS = 300   # per publisher
 BATCH = 10       # events per request
 
 
-class TwoGatewaysTest(harness.GatewayTest):
+class TwoGatewaysTest(StreamTest):
     def test_concurrent_posts_on_two_gateways_one_sequence(self):
         c = self.cluster
         c.start_broker()
@@ -109,12 +109,6 @@ class TwoGatewaysTest(harness.GatewayTest):
         for gw in gws:
             m = harness.get_metrics(gw.port)
             self.assertEqual(sum(v for k, v in m.items() if k.startswith("roomcast_stream_resets_total")), 0)
-
-    def tearDown(self):
-        for s in getattr(self, "_fast", []):
-            s.close()
-        super().tearDown()
-
 
 if __name__ == "__main__":
     harness.main()
