@@ -14,6 +14,9 @@
 #include "frame.h"
 #include "log.h"
 
+struct bus_slot;
+struct bus_group;
+
 struct bus {
 	struct bus_config cfg;
 	nng_socket sock;
@@ -24,60 +27,164 @@ struct bus {
 	struct hevent **q;
 	size_t qlen, qcap;
 	bool stopping;
+	bool tick_now; /* a subscriber connected: tell it where the sequence is */
 
 	/* owned by the sender thread */
 	uint64_t last_sent;
+	struct bus_slot *slots; /* scratch of a flush */
+	struct bus_group *groups;
+	size_t slots_cap;
 
 	/* written by the sender thread, read by anyone */
 	_Atomic uint64_t frames, events, bytes, ticks, send_errors;
 };
 
-static int bus_send(struct bus *b, uint8_t flags, struct hevent **evs, size_t n, size_t size)
-{
-	struct rc_frame_hdr hdr = { .epoch = b->cfg.epoch, .count = (uint32_t)n, .flags = flags };
-	nng_msg *msg;
-	uint8_t *p;
-	int rv;
+/* An event of a flush, for grouping the flush by room. */
+struct bus_slot {
+	const char *room; /* interned by the history: one pointer per room */
+	uint32_t i;
+};
 
-	if (nng_msg_alloc(&msg, size) != 0)
-		return RC_ENOMEM;
-	p = nng_msg_body(msg);
-	hdr.last_gseq = n ? evs[n - 1]->gseq : b->last_sent;
-	rc_frame_put_header(p, &hdr);
-	p += RC_FRAME_HDR_SIZE;
-	for (size_t i = 0; i < n; i++) {
-		struct rc_frame_event fe = {
-			.gseq = evs[i]->gseq,
-			.rseq = evs[i]->rseq,
-			.room = evs[i]->room,
-			.room_len = evs[i]->room_len,
-			.json = evs[i]->json,
-			.json_len = evs[i]->json_len,
-		};
-		p += rc_frame_put_event(p, &fe);
-	}
-	/* pub0 never blocks: a subscriber whose queue is full loses the frame */
-	rv = nng_sendmsg(b->sock, msg, 0);
-	if (rv != 0) {
+/* A room's events in a flush: slots[first..first+n). */
+struct bus_group {
+	size_t first, n;
+};
+
+static int bus_slot_cmp(const void *a, const void *b)
+{
+	const struct bus_slot *x = a, *y = b;
+	uintptr_t rx = (uintptr_t)x->room, ry = (uintptr_t)y->room;
+
+	if (rx != ry)
+		return rx < ry ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int bus_send_msg(struct bus *b, nng_msg *msg, size_t events)
+{
+	size_t len = nng_msg_len(msg);
+
+	/* pub0 never blocks: a subscriber whose queue is full loses the message */
+	if (nng_sendmsg(b->sock, msg, 0) != 0) {
 		nng_msg_free(msg);
 		b->send_errors++;
 		return RC_EIO;
 	}
 	b->frames++;
-	b->events += n;
-	b->bytes += size;
-	if (n == 0)
-		b->ticks++;
+	b->events += events;
+	b->bytes += len;
 	return RC_OK;
 }
 
-/* Sends evs[0..n) as frames of at most max_frame_bytes, then drops the refs. */
+/* One room's events of a flush (slots of one group), under the room's topic. */
+static void bus_send_room(struct bus *b, struct hevent **evs, const struct bus_slot *slots, size_t n, uint64_t last)
+{
+	struct rc_frame_hdr hdr = { .epoch = b->cfg.epoch, .last_gseq = last, .count = (uint32_t)n };
+	const struct hevent *ev0 = evs[slots[0].i];
+	char topic[RC_BUS_TOPIC_MAX];
+	size_t tlen = rc_bus_topic(topic, ev0->room, ev0->room_len), size = tlen + RC_FRAME_HDR_SIZE;
+	nng_msg *msg;
+	uint8_t *p;
+
+	for (size_t k = 0; k < n; k++)
+		size += rc_frame_event_size(evs[slots[k].i]->room_len, evs[slots[k].i]->json_len);
+	if (nng_msg_alloc(&msg, size) != 0) {
+		b->send_errors++;
+		return; /* the gateways see the count missing in the index and replay */
+	}
+	p = nng_msg_body(msg);
+	memcpy(p, topic, tlen);
+	p += tlen;
+	rc_frame_put_header(p, &hdr);
+	p += RC_FRAME_HDR_SIZE;
+	for (size_t k = 0; k < n; k++) {
+		const struct hevent *ev = evs[slots[k].i];
+		struct rc_frame_event fe = {
+			.gseq = ev->gseq,
+			.rseq = ev->rseq,
+			.room = ev->room,
+			.room_len = ev->room_len,
+			.json = ev->json,
+			.json_len = ev->json_len,
+		};
+		p += rc_frame_put_event(p, &fe);
+	}
+	bus_send_msg(b, msg, n);
+}
+
+/* The index closing a flush first..last (ngroups 0: an idle tick). */
+static void bus_send_index(struct bus *b, uint8_t flags, uint64_t first, uint64_t last, struct hevent **evs,
+			   const struct bus_slot *slots, const struct bus_group *groups, size_t ngroups)
+{
+	struct rc_frame_hdr hdr = {
+		.epoch = b->cfg.epoch,
+		.last_gseq = last,
+		.count = (uint32_t)ngroups,
+		.flags = RC_FRAME_INDEX | flags,
+	};
+	size_t size = RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE;
+	nng_msg *msg;
+	uint8_t *p;
+
+	for (size_t g = 0; g < ngroups; g++)
+		size += rc_index_entry_size(evs[slots[groups[g].first].i]->room_len);
+	if (nng_msg_alloc(&msg, size) != 0) {
+		b->send_errors++;
+		return; /* the next index shows the gap */
+	}
+	p = nng_msg_body(msg);
+	memcpy(p, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN);
+	p += RC_BUS_TOPIC_INDEX_LEN;
+	rc_index_put_header(p, &hdr, first);
+	p += RC_INDEX_HDR_SIZE;
+	for (size_t g = 0; g < ngroups; g++) {
+		const struct hevent *ev = evs[slots[groups[g].first].i];
+		struct rc_index_entry e = { .room = ev->room, .room_len = ev->room_len, .events = (uint32_t)groups[g].n };
+		p += rc_index_put_entry(p, &e);
+	}
+	if (bus_send_msg(b, msg, 0) == RC_OK && ngroups == 0)
+		b->ticks++;
+}
+
+/* Sends evs[0..n) as one flush: a frame per room, then the index. */
+static void bus_send_flush(struct bus *b, struct hevent **evs, size_t n)
+{
+	size_t ngroups = 0;
+
+	if (n > b->slots_cap) {
+		struct bus_slot *s = realloc(b->slots, n * sizeof(*s));
+		struct bus_group *g = realloc(b->groups, n * sizeof(*g));
+		if (s != NULL)
+			b->slots = s;
+		if (g != NULL)
+			b->groups = g;
+		if (s == NULL || g == NULL) {
+			rc_log_error("bus flush allocation failed; events left to gap repair", "first_gseq=%llu n=%zu",
+				     (unsigned long long)evs[0]->gseq, n);
+			return;
+		}
+		b->slots_cap = n;
+	}
+	for (size_t i = 0; i < n; i++)
+		b->slots[i] = (struct bus_slot){ .room = evs[i]->room, .i = (uint32_t)i };
+	qsort(b->slots, n, sizeof(*b->slots), bus_slot_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || b->slots[i].room != b->slots[i - 1].room)
+			b->groups[ngroups++] = (struct bus_group){ .first = i };
+		b->groups[ngroups - 1].n++;
+	}
+	for (size_t g = 0; g < ngroups; g++)
+		bus_send_room(b, evs, b->slots + b->groups[g].first, b->groups[g].n, evs[n - 1]->gseq);
+	bus_send_index(b, 0, evs[0]->gseq, evs[n - 1]->gseq, evs, b->slots, b->groups, ngroups);
+}
+
+/* Sends evs[0..n) as flushes of at most max_frame_bytes of events, then drops the refs. */
 static void bus_flush(struct bus *b, struct hevent **evs, size_t n)
 {
 	size_t start = 0;
 
 	while (start < n) {
-		size_t size = RC_FRAME_HDR_SIZE, end = start;
+		size_t size = 0, end = start;
 		while (end < n) {
 			size_t es = rc_frame_event_size(evs[end]->room_len, evs[end]->json_len);
 			if (end > start && size + es > b->cfg.max_frame_bytes)
@@ -85,7 +192,7 @@ static void bus_flush(struct bus *b, struct hevent **evs, size_t n)
 			size += es;
 			end++;
 		}
-		bus_send(b, 0, evs + start, end - start, size);
+		bus_send_flush(b, evs + start, end - start);
 		b->last_sent = evs[end - 1]->gseq;
 		start = end;
 	}
@@ -107,6 +214,13 @@ static void *bus_thread(void *arg)
 		while (b->qlen == 0 && !b->stopping) {
 			struct timespec ts;
 			int rv;
+			if (b->tick_now) {
+				b->tick_now = false;
+				pthread_mutex_unlock(&b->mtx);
+				bus_send_index(b, RC_FRAME_TICK, b->last_sent + 1, b->last_sent, NULL, NULL, NULL, 0);
+				pthread_mutex_lock(&b->mtx);
+				continue;
+			}
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_sec += b->cfg.tick_ms / 1000;
 			ts.tv_nsec += (long)(b->cfg.tick_ms % 1000) * 1000000L;
@@ -117,7 +231,7 @@ static void *bus_thread(void *arg)
 			rv = pthread_cond_timedwait(&b->cv, &b->mtx, &ts);
 			if (rv == ETIMEDOUT && b->qlen == 0 && !b->stopping) {
 				pthread_mutex_unlock(&b->mtx);
-				bus_send(b, RC_FRAME_TICK, NULL, 0, RC_FRAME_HDR_SIZE);
+				bus_send_index(b, RC_FRAME_TICK, b->last_sent + 1, b->last_sent, NULL, NULL, NULL, 0);
 				pthread_mutex_lock(&b->mtx);
 			}
 		}
@@ -138,7 +252,22 @@ static void *bus_thread(void *arg)
 	}
 	pthread_mutex_unlock(&b->mtx);
 	free(batch);
+	free(b->slots);
+	free(b->groups);
 	return NULL;
+}
+
+/* nng thread: a gateway connected. A tick now tells it the epoch and the last gseq at once. */
+static void bus_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct bus *b = arg;
+
+	(void)p;
+	(void)ev;
+	pthread_mutex_lock(&b->mtx);
+	b->tick_now = true;
+	pthread_mutex_unlock(&b->mtx);
+	pthread_cond_signal(&b->cv);
 }
 
 int bus_start(const struct bus_config *cfg, struct bus **out)
@@ -157,6 +286,7 @@ int bus_start(const struct bus_config *cfg, struct bus **out)
 	}
 	if (cfg->sendbuf > 0)
 		nng_socket_set_int(b->sock, NNG_OPT_SENDBUF, cfg->sendbuf);
+	nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_POST, bus_pipe_cb, b);
 	if ((rv = nng_listen(b->sock, cfg->url, NULL, 0)) != 0) {
 		rc_log_error("cannot listen on the bus address", "url=%s err=\"%s\"", cfg->url, nng_strerror(rv));
 		goto out_close;

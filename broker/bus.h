@@ -4,9 +4,12 @@
  *
  * Publishing threads hand events to bus_enqueue() (in gseq order, under the
  * history lock); the sender thread takes everything queued at once and sends
- * it as as few frames as it can (each at most max_frame_bytes), so the frame
- * rate stays low when events arrive fast. When nothing was sent for tick_ms it
- * sends a tick frame with the last gseq, so gateways notice a lost last frame.
+ * it as flushes of at most max_frame_bytes of events, so the message rate
+ * stays low when events arrive fast. A flush is one message per room under
+ * the room's topic (gateways subscribe only to the rooms they serve), then an
+ * index listing each room's event count (frame.h). When nothing was sent for
+ * tick_ms it sends an empty index (a tick) with the last gseq, so gateways
+ * notice a lost last flush.
  */
 #ifndef RC_BUS_H
 #define RC_BUS_H

@@ -1,9 +1,13 @@
 #include "frame.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "error.h"
 #include "event.h"
+
+_Static_assert(RC_BUS_TOPIC_MAX == 2 + RC_ROOM_MAX, "a topic holds the longest room id");
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -47,6 +51,59 @@ void rc_frame_put_header(uint8_t *buf, const struct rc_frame_hdr *hdr)
 	put64(buf + 8, hdr->epoch);
 	put64(buf + 16, hdr->last_gseq);
 	put32(buf + 24, hdr->count);
+}
+
+void rc_index_put_header(uint8_t *buf, const struct rc_frame_hdr *hdr, uint64_t first_gseq)
+{
+	rc_frame_put_header(buf, hdr);
+	put64(buf + RC_FRAME_HDR_SIZE, first_gseq);
+}
+
+size_t rc_index_put_entry(uint8_t *buf, const struct rc_index_entry *e)
+{
+	put32(buf, e->events);
+	put16(buf + 4, e->room_len);
+	if (e->room_len != 0)
+		memcpy(buf + RC_INDEX_ENTRY_HDR_SIZE, e->room, e->room_len);
+	return rc_index_entry_size(e->room_len);
+}
+
+size_t rc_bus_topic(char *buf, const char *room, size_t room_len)
+{
+	if (room_len == 0) {
+		memcpy(buf, "g", 2);
+		return 2;
+	}
+	buf[0] = 'r';
+	memcpy(buf + 1, room, room_len);
+	buf[1 + room_len] = '\0';
+	return room_len + 2;
+}
+
+int rc_bus_msg_parse(struct rc_bus_msg *m, const void *buf, size_t len)
+{
+	const char *p = buf;
+	const char *nul = len > 0 ? memchr(p, '\0', len < RC_BUS_TOPIC_MAX ? len : RC_BUS_TOPIC_MAX) : NULL;
+	size_t tlen;
+
+	memset(m, 0, sizeof(*m));
+	if (nul == NULL)
+		return RC_EPROTO;
+	tlen = (size_t)(nul - p);
+	m->body = (const uint8_t *)nul + 1;
+	m->body_len = len - tlen - 1;
+	if (tlen == 1 && p[0] == 'i') {
+		m->index = true;
+		return RC_OK;
+	}
+	if (tlen == 1 && p[0] == 'g')
+		return RC_OK;
+	if (tlen >= 2 && p[0] == 'r' && rc_room_valid(p + 1, tlen - 1)) {
+		m->room = p + 1;
+		m->room_len = (uint16_t)(tlen - 1);
+		return RC_OK;
+	}
+	return RC_EPROTO;
 }
 
 size_t rc_frame_put_event(uint8_t *buf, const struct rc_frame_event *ev)
@@ -123,4 +180,98 @@ int rc_frame_reader_next(struct rc_frame_reader *r, struct rc_frame_event *ev)
 	r->p += frame_get_event(r->p, ev);
 	r->left--;
 	return 1;
+}
+
+int rc_index_reader_init(struct rc_index_reader *r, const void *buf, size_t len)
+{
+	const uint8_t *p = buf, *end = p + len;
+
+	memset(r, 0, sizeof(*r));
+	if (len < RC_INDEX_HDR_SIZE)
+		return len >= 4 && memcmp(p, "RCF1", 4) != 0 ? RC_EPROTO : RC_ETRUNC;
+	if (memcmp(p, "RCF1", 4) != 0 || p[4] != RC_FRAME_VERSION || !(p[5] & RC_FRAME_INDEX))
+		return RC_EPROTO;
+	r->hdr.flags = p[5];
+	r->hdr.epoch = get64(p + 8);
+	r->hdr.last_gseq = get64(p + 16);
+	r->hdr.count = get32(p + 24);
+	r->first_gseq = get64(p + RC_FRAME_HDR_SIZE);
+	p += RC_INDEX_HDR_SIZE;
+	r->p = p;
+	r->end = end;
+	if (r->hdr.epoch == 0 || r->first_gseq == 0 || r->first_gseq > r->hdr.last_gseq + 1)
+		return RC_EPROTO;
+	if ((r->hdr.flags & RC_FRAME_TICK) && (r->hdr.count != 0 || r->first_gseq != r->hdr.last_gseq + 1))
+		return RC_EPROTO;
+	for (uint32_t i = 0; i < r->hdr.count; i++) {
+		uint16_t room_len;
+		if ((size_t)(end - p) < RC_INDEX_ENTRY_HDR_SIZE)
+			return RC_ETRUNC;
+		room_len = get16(p + 4);
+		if ((size_t)(end - p) < rc_index_entry_size(room_len))
+			return RC_ETRUNC;
+		if (get32(p) == 0 || (room_len != 0 && !rc_room_valid((const char *)p + RC_INDEX_ENTRY_HDR_SIZE, room_len)))
+			return RC_EPROTO;
+		p += rc_index_entry_size(room_len);
+	}
+	if (p != end)
+		return RC_EPROTO;
+	r->left = r->hdr.count;
+	return RC_OK;
+}
+
+int rc_index_reader_next(struct rc_index_reader *r, struct rc_index_entry *e)
+{
+	if (r->left == 0)
+		return 0;
+	e->events = get32(r->p);
+	e->room_len = get16(r->p + 4);
+	e->room = (const char *)r->p + RC_INDEX_ENTRY_HDR_SIZE;
+	r->p += rc_index_entry_size(e->room_len);
+	r->left--;
+	return 1;
+}
+
+static int merge_cmp(const void *a, const void *b)
+{
+	const struct rc_frame_event *x = a, *y = b;
+	return x->gseq < y->gseq ? -1 : x->gseq > y->gseq;
+}
+
+int rc_frame_merge(struct rc_buf *out, struct rc_frame_hdr hdr, struct rc_frame_reader *fr, size_t n)
+{
+	struct rc_frame_event *evs;
+	size_t count = 0, bytes = RC_FRAME_HDR_SIZE, k = 0;
+	uint8_t *p;
+
+	for (size_t i = 0; i < n; i++)
+		count += fr[i].left;
+	evs = malloc((count ? count : 1) * sizeof(*evs));
+	if (evs == NULL)
+		return RC_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		while (rc_frame_reader_next(&fr[i], &evs[k])) {
+			bytes += rc_frame_event_size(evs[k].room_len, evs[k].json_len);
+			k++;
+		}
+	/* each frame is sorted: a flush of one or two rooms is nearly sorted already */
+	qsort(evs, count, sizeof(*evs), merge_cmp);
+	for (size_t i = 1; i < count; i++)
+		if (evs[i].gseq == evs[i - 1].gseq) {
+			free(evs);
+			return RC_EPROTO;
+		}
+	if (rc_buf_reserve(out, bytes) != RC_OK) {
+		free(evs);
+		return RC_ENOMEM;
+	}
+	p = (uint8_t *)out->data + out->len;
+	hdr.count = (uint32_t)count;
+	rc_frame_put_header(p, &hdr);
+	p += RC_FRAME_HDR_SIZE;
+	for (size_t i = 0; i < count; i++)
+		p += rc_frame_put_event(p, &evs[i]);
+	out->len += bytes;
+	free(evs);
+	return RC_OK;
 }

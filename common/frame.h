@@ -9,13 +9,32 @@
  *           | u32 count                                           (28 bytes)
  *   event   u64 gseq | u64 rseq | u16 room_len | u32 json_len | room | json
  *
- * A frame with count 0 and RC_FRAME_TICK is the broker's idle tick: it tells
- * the gateways the epoch and the last gseq, so a dropped last frame is noticed.
+ * On the bus every message starts with a topic, so that a SUB socket can
+ * subscribe to the rooms it needs (nng matches topics as prefixes):
+ *
+ *   "r" room NUL  frame   the events of one room in one flush
+ *   "g" NUL       frame   the global events of one flush
+ *   "i" NUL       index   the end of a flush
+ *
+ * A flush is a run of consecutive gseqs (first..last) the broker sent
+ * together: one frame per room that has events in it, then its index. Every
+ * frame of a flush has last_gseq = the flush's last. The index lists how many
+ * events each room (room_len 0: global) had, so a subscriber knows when it
+ * has all the frames it wants and can merge them back into gseq order:
+ *
+ *   index   header (flags RC_FRAME_INDEX, count = entries, last_gseq)
+ *           | u64 first_gseq | entries: u32 events | u16 room_len | room
+ *
+ * An index with no entries and RC_FRAME_TICK is the broker's idle tick
+ * (first_gseq = last_gseq + 1): it tells subscribers the epoch and the last
+ * gseq, so a dropped last flush is noticed.
+ * Replies to replay (format "frame") are a bare frame, without a topic.
  * Pure functions; any thread.
  */
 #ifndef RC_FRAME_H
 #define RC_FRAME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +44,10 @@
 #define RC_FRAME_TICK 0x01   /* idle tick: no events, last_gseq is the broker's */
 #define RC_FRAME_REPLAY 0x02 /* a replay reply, not live traffic */
 #define RC_FRAME_MORE 0x04   /* replay cut by its limit: ask again after the last event */
+#define RC_FRAME_INDEX 0x08  /* an index: the end of a flush */
+#define RC_INDEX_HDR_SIZE (RC_FRAME_HDR_SIZE + 8)
+#define RC_INDEX_ENTRY_HDR_SIZE 6
+#define RC_BUS_TOPIC_MAX (2 + 128) /* "r" + RC_ROOM_MAX + NUL */
 
 struct rc_frame_hdr {
 	uint64_t epoch;
@@ -54,6 +77,42 @@ void rc_frame_put_header(uint8_t *buf, const struct rc_frame_hdr *hdr);
 /* Writes one event at buf; returns the bytes written (rc_frame_event_size). */
 size_t rc_frame_put_event(uint8_t *buf, const struct rc_frame_event *ev);
 
+/* Writes the header of a data frame or an index (RC_FRAME_INDEX: also first_gseq). */
+void rc_index_put_header(uint8_t *buf, const struct rc_frame_hdr *hdr, uint64_t first_gseq);
+
+/* One entry of an index: a room (room_len 0: global) and its events in the flush. */
+struct rc_index_entry {
+	const char *room;
+	uint16_t room_len;
+	uint32_t events;
+};
+
+static inline size_t rc_index_entry_size(size_t room_len)
+{
+	return RC_INDEX_ENTRY_HDR_SIZE + room_len;
+}
+
+size_t rc_index_put_entry(uint8_t *buf, const struct rc_index_entry *e);
+
+/* Writes the topic for a room's events (room_len 0: global) into buf; returns its length with the NUL. */
+size_t rc_bus_topic(char *buf, const char *room, size_t room_len);
+
+/* The topic of the index, with its NUL. */
+#define RC_BUS_TOPIC_INDEX "i"
+#define RC_BUS_TOPIC_INDEX_LEN 2
+
+/* A bus message split at its topic. */
+struct rc_bus_msg {
+	bool index;       /* an index (else a frame of events) */
+	const char *room; /* a frame's room from its topic (room_len 0: global) */
+	uint16_t room_len;
+	const uint8_t *body; /* the frame or index after the topic */
+	size_t body_len;
+};
+
+/* Splits a bus message. Returns 0 or RC_EPROTO (no valid topic). */
+int rc_bus_msg_parse(struct rc_bus_msg *m, const void *buf, size_t len);
+
 /* Iterates over the events of a received frame. Borrows the frame bytes. */
 struct rc_frame_reader {
 	struct rc_frame_hdr hdr;
@@ -72,5 +131,31 @@ int rc_frame_reader_init(struct rc_frame_reader *r, const void *buf, size_t len)
 
 /* Returns 1 and fills ev with the next event, or 0 at the end. */
 int rc_frame_reader_next(struct rc_frame_reader *r, struct rc_frame_event *ev);
+
+/* Iterates over the entries of a received index. */
+struct rc_index_reader {
+	struct rc_frame_hdr hdr;
+	uint64_t first_gseq;
+	const uint8_t *p, *end;
+	uint32_t left;
+};
+
+/*
+ * Checks a whole index: magic, version, RC_FRAME_INDEX, entries exactly fill
+ * len, valid room ids, first_gseq <= last_gseq + 1, and a tick has no entries.
+ * Returns 0, RC_ETRUNC or RC_EPROTO.
+ */
+int rc_index_reader_init(struct rc_index_reader *r, const void *buf, size_t len);
+int rc_index_reader_next(struct rc_index_reader *r, struct rc_index_entry *e);
+
+struct rc_buf;
+
+/*
+ * Merges the events of the checked frames fr[0..n) (gseq strictly increasing
+ * within each, no gseq in two frames) into one frame appended to out, in gseq
+ * order, with header hdr (its count is set here). The readers are consumed.
+ * Returns 0, RC_ENOMEM, or RC_EPROTO if two frames share a gseq.
+ */
+int rc_frame_merge(struct rc_buf *out, struct rc_frame_hdr hdr, struct rc_frame_reader *fr, size_t n);
 
 #endif

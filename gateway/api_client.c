@@ -157,12 +157,13 @@ static struct gw_api_call *api_call_get(struct gw_api *a)
 	return c;
 }
 
-int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg)
+static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg,
+		    bool wait)
 {
 	struct gw_api_call *c;
 	nng_msg *msg;
 
-	if (a->stopping || !gw_api_connected(a))
+	if (a->stopping || (!wait && !gw_api_connected(a)))
 		return RC_EIO;
 	c = api_call_get(a);
 	if (c == NULL)
@@ -180,6 +181,16 @@ int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, g
 	nng_aio_set_msg(c->aio, msg);
 	nng_ctx_send(c->ctx, c->aio);
 	return RC_OK;
+}
+
+int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg)
+{
+	return api_call(a, req, len, timeout_ms, cb, arg, false);
+}
+
+int gw_api_call_wait(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg)
+{
+	return api_call(a, req, len, timeout_ms, cb, arg, true);
 }
 
 void gw_api_stop(struct gw_api *a)

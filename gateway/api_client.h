@@ -27,8 +27,11 @@ int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out);
 /* True while a connection to the broker api is up. Any thread. */
 bool gw_api_connected(struct gw_api *a);
 
-/* Sends req[0..len); cb runs exactly once, later, on the loop thread. Returns 0 or an error (cb not called). */
+/* Sends req[0..len); cb runs exactly once, later, on the loop thread. Returns 0 or an error (cb not
+ * called): RC_EIO at once while the broker api is unreachable. */
 int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg);
+/* The same, but while the broker is unreachable the request waits (up to timeout_ms) for it. */
+int gw_api_call_wait(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg);
 
 /* Loop thread: fails the calls in flight (their callbacks run now) and closes the loop's handle. NULL ok. */
 void gw_api_stop(struct gw_api *a);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "error.h"
+#include "frame.h"
 #include "inbox.h"
 #include "list.h"
 #include "log.h"
@@ -67,18 +68,32 @@ static void bus_frame(struct gw_inbox *ib, struct gw_inbox_item *item)
 {
 	struct gw_bus *b = ib->arg;
 	struct bus_item *it = (struct bus_item *)item;
-	struct rc_frame_reader r;
-	int rv = rc_frame_reader_init(&r, nng_msg_body(it->msg), nng_msg_len(it->msg));
+	nng_msg *msg = it->msg;
 
-	if (rv == RC_OK) {
-		b->cfg.fn(b->cfg.arg, &r);
-	} else {
-		(*b->cfg.bad_frames)++;
-		rc_log_warn("dropped a corrupt bus frame", "err=\"%s\" bytes=%zu", rc_strerror(rv),
-			    nng_msg_len(it->msg));
-	}
-	nng_msg_free(it->msg);
 	free(it);
+	b->cfg.fn(b->cfg.arg, msg);
+}
+
+static void bus_topic(struct gw_bus *b, const char *topic, size_t len, bool on)
+{
+	int rv = nng_socket_set(b->sock, on ? NNG_OPT_SUB_SUBSCRIBE : NNG_OPT_SUB_UNSUBSCRIBE, topic, len);
+
+	if (rv != 0 && !(rv == NNG_ENOENT && !on))
+		rc_log_error("bus subscription failed", "topic_len=%zu on=%d err=\"%s\"", len, on, nng_strerror(rv));
+}
+
+void gw_bus_room(struct gw_bus *b, const char *room, size_t len, bool on)
+{
+	char topic[RC_BUS_TOPIC_MAX];
+
+	if (b != NULL && len > 0 && len <= RC_BUS_TOPIC_MAX - 2)
+		bus_topic(b, topic, rc_bus_topic(topic, room, len), on);
+}
+
+void gw_bus_all(struct gw_bus *b, bool on)
+{
+	if (b != NULL)
+		bus_topic(b, "", 0, on);
 }
 
 static void bus_closed(uv_handle_t *h)
@@ -98,8 +113,9 @@ int gw_bus_start(uv_loop_t *loop, const struct gw_bus_config *cfg, struct gw_bus
 		free(b);
 		return RC_EIO;
 	}
-	/* every event: streams need gseq order across rooms (docs/ARCHITECTURE.md) */
-	nng_socket_set(b->sock, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+	/* the index and global events always; rooms as streams come (gw_bus_room) */
+	bus_topic(b, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN, true);
+	bus_topic(b, "g", 2, true);
 	nng_socket_set_int(b->sock, NNG_OPT_RECVBUF, cfg->recvbuf);
 	nng_socket_set_size(b->sock, NNG_OPT_RECVMAXSZ, 0);
 	nng_socket_set_ms(b->sock, NNG_OPT_RECONNMINT, 100);

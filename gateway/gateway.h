@@ -20,13 +20,14 @@ struct gw_api;
 struct gw_publisher;
 struct gw_bus;
 struct gw_repair;
+struct gw_assembler;
 
 struct gw_options {
 	const char *listen, *broker_bus, *broker_api;
 	const char *publish_token, *cors_origin, *static_dir;
 	int64_t heartbeat_ms, max_client_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
 	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms;
-	int64_t bus_recvbuf, repair_max_bytes, shutdown_ms;
+	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms;
 	bool no_firehose;
 	enum rc_log_level log_level;
 };
@@ -37,7 +38,8 @@ struct gw {
 	struct gw_metrics m;
 	struct gw_hub hub;
 	struct gw_bus *bus;
-	struct gw_repair *bus_arg; /* keeps the bus sequence whole */
+	struct gw_assembler *assembler; /* puts flushes back together */
+	struct gw_repair *repair;       /* keeps the bus sequence whole */
 	struct gw_api *api;
 	struct gw_publisher *publisher;
 

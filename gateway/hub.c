@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+#include "bus_client.h"
 #include "error.h"
 #include "gateway.h"
 #include "id.h"
@@ -32,6 +34,59 @@ void gw_hub_fini(struct gw_hub *hub)
 	hub->scratch = NULL;
 }
 
+struct hub_sub {
+	struct gw_bus *bus;
+	bool on;
+};
+
+static void hub_sub_room(struct rc_strmap_entry *e, void *arg)
+{
+	struct hub_sub *hs = arg;
+	gw_bus_room(hs->bus, e->key, e->key_len, hs->on);
+}
+
+/* Switches between room-by-room subscriptions and everything as the rooms and the firehose change. */
+static void hub_bus_mode(struct gw_hub *hub)
+{
+	struct gw *gw = hub->gw;
+	size_t max = (size_t)gw->opt.bus_max_rooms;
+	bool all = hub->nfirehose > 0 || hub->rooms.count > max;
+
+	if (all && !hub->bus_all) {
+		struct hub_sub hs = { gw->bus, false };
+		gw_bus_all(gw->bus, true);
+		hub->bus_all = true;
+		rc_strmap_each(&hub->rooms, hub_sub_room, &hs);
+	} else if (hub->bus_all && hub->nfirehose == 0 && hub->rooms.count <= max / 2) {
+		/* back to rooms once well under the limit: no flapping at the edge */
+		struct hub_sub hs = { gw->bus, true };
+		rc_strmap_each(&hub->rooms, hub_sub_room, &hs);
+		gw_bus_all(gw->bus, false);
+		hub->bus_all = false;
+	}
+	gw->m.bus_subscribed_all = hub->bus_all;
+	gw->m.bus_rooms_subscribed = hub->bus_all ? 0 : hub->rooms.count;
+}
+
+bool gw_hub_wants(const struct gw_hub *hub, const char *room, size_t room_len)
+{
+	return room_len == 0 || hub->nfirehose > 0 || rc_strmap_get(&hub->rooms, room, room_len) != NULL;
+}
+
+static void hub_room_name(struct rc_strmap_entry *e, void *arg)
+{
+	struct rc_buf *b = arg;
+
+	if (b->len > 0 && b->data[b->len - 1] != '[')
+		rc_buf_puts(b, ",");
+	rc_buf_json_str(b, e->key, e->key_len);
+}
+
+void gw_hub_room_names(const struct gw_hub *hub, struct rc_buf *b)
+{
+	rc_strmap_each(&hub->rooms, hub_room_name, b);
+}
+
 static void hub_room_unref(struct gw_hub *hub, struct gw_room *r)
 {
 	if (--r->nmembers > 0)
@@ -46,8 +101,11 @@ static void hub_room_unref(struct gw_hub *hub, struct gw_room *r)
 		return;
 	}
 	/* the last stream of the room here left: forget the room */
+	if (!hub->bus_all)
+		gw_bus_room(hub->gw->bus, r->name, r->name_len, false);
 	rc_strmap_del(&hub->rooms, r->name, r->name_len);
 	free(r);
+	hub_bus_mode(hub);
 }
 
 int gw_hub_add(struct gw_hub *hub, struct gw_stream *s, const char *const *rooms, const size_t *lens)
@@ -71,6 +129,11 @@ int gw_hub_add(struct gw_hub *hub, struct gw_stream *s, const char *const *rooms
 			r->name = e->key;
 			r->name_len = e->key_len;
 			e->value = r;
+			/* the first stream of the room here: its events start coming */
+			hub->sub_gen++;
+			if (!hub->bus_all)
+				gw_bus_room(hub->gw->bus, r->name, r->name_len, true);
+			hub_bus_mode(hub);
 		}
 		r = e->value;
 		m->room = r;
@@ -91,7 +154,10 @@ fail:
 	}
 	if (s->firehose) {
 		gw_list_insert_tail(&hub->firehose, &s->hub_node);
-		hub->nfirehose++;
+		if (hub->nfirehose++ == 0) {
+			hub->sub_gen++;
+			hub_bus_mode(hub);
+		}
 	} else {
 		gw_list_insert_tail(&hub->room_streams, &s->hub_node);
 	}
@@ -110,8 +176,8 @@ void gw_hub_remove(struct gw_hub *hub, struct gw_stream *s)
 	}
 	if (gw_list_linked(&s->hub_node)) {
 		gw_list_remove(&s->hub_node);
-		if (s->firehose)
-			hub->nfirehose--;
+		if (s->firehose && --hub->nfirehose == 0)
+			hub_bus_mode(hub);
 	}
 }
 

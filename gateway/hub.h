@@ -1,7 +1,12 @@
 /*
  * hub.h - which streams want which events, and the fan-out of bus frames.
  *
- * The gateway receives every event of the bus in gseq order. For each frame
+ * The hub decides what the gateway subscribes to on the bus: a room's topic
+ * from its first stream here to its last, or everything while a firehose
+ * stream is open or more than --bus-max-rooms rooms are (nng matches topics
+ * one by one; beyond that, the hash lookup here is cheaper).
+ *
+ * The assembler hands it each flush's wanted events in gseq order. For each frame
  * the hub frames every event once as SSE text into one chunk per room (and one
  * for firehose streams), then hands each stream a reference to the byte
  * ranges it wants: runs of consecutive events of one room become one range,
@@ -78,6 +83,8 @@ struct gw_hub {
 	size_t scratch_cap;
 	bool delivering;        /* rooms emptied now are freed after the delivery */
 	struct gw_room *dead;   /* those rooms */
+	bool bus_all;           /* subscribed to every room, not room by room */
+	uint64_t sub_gen;       /* counts rooms (or the firehose) becoming wanted */
 };
 
 void gw_hub_init(struct gw_hub *hub, struct gw *gw);
@@ -95,6 +102,20 @@ void gw_hub_remove(struct gw_hub *hub, struct gw_stream *s);
  * Returns how many events were new.
  */
 size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r);
+
+/* Whether this gateway wants a room's events (room_len 0: global events). */
+bool gw_hub_wants(const struct gw_hub *hub, const char *room, size_t room_len);
+
+/* Every wanted event up to gseq has been delivered. */
+static inline void gw_hub_advance(struct gw_hub *hub, uint64_t gseq)
+{
+	if (gseq > hub->last_gseq)
+		hub->last_gseq = gseq;
+}
+
+struct rc_buf;
+/* Appends the rooms with streams here as JSON strings separated by commas. */
+void gw_hub_room_names(const struct gw_hub *hub, struct rc_buf *b);
 
 /* The first bus frame set the epoch and last gseq: resumes waiting for it start. */
 void gw_hub_bus_known(struct gw_hub *hub);

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "api_client.h"
+#include "assembler.h"
 #include "bus_client.h"
 #include "conn.h"
 #include "error.h"
@@ -84,9 +85,11 @@ void gw_stop(struct gw *gw)
 	uv_close((uv_handle_t *)&gw->listener, NULL);
 	gw_list_each_safe(pos, tmp, &gw->conns)
 		gw_conn_close(gw_container_of(pos, struct gw_conn, node));
-	gw_repair_free(gw->bus_arg);
-	gw->bus_arg = NULL;
 	gw_bus_stop(gw->bus);
+	gw_assembler_free(gw->assembler);
+	gw->assembler = NULL;
+	gw_repair_free(gw->repair);
+	gw->repair = NULL;
 	gw_api_stop(gw->api);
 	gw_publisher_fini(gw);
 	uv_timer_stop(&gw->timer);
@@ -223,6 +226,7 @@ int main(int argc, char **argv)
 		.idle_timeout_ms = 60000,
 		.publish_timeout_ms = 5000,
 		.bus_recvbuf = 1024,
+		.bus_max_rooms = 512,
 		.repair_max_bytes = 64 * 1024 * 1024,
 		.shutdown_ms = 3000,
 		.log_level = RC_LOG_INFO,
@@ -252,7 +256,9 @@ int main(int argc, char **argv)
 		{ "publish-token", RC_OPT_STR, &o->publish_token, 0, 0, "POST needs 'Authorization: Bearer TOKEN'" },
 		{ "cors-origin", RC_OPT_STR, &o->cors_origin, 0, 0, "Access-Control-Allow-Origin value (e.g. *)" },
 		{ "static-dir", RC_OPT_STR, &o->static_dir, 0, 0, "serve files from this directory (the demo page)" },
-		{ "bus-recvbuf", RC_OPT_INT, &o->bus_recvbuf, 1, 65536, "bus frames queued in nng before it drops" },
+		{ "bus-recvbuf", RC_OPT_INT, &o->bus_recvbuf, 1, 65536, "bus messages queued in nng before it drops" },
+		{ "bus-max-rooms", RC_OPT_INT, &o->bus_max_rooms, 0, 1000000,
+		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here" },
 		{ "repair-max-bytes", RC_OPT_SIZE, &o->repair_max_bytes, 1024, INT64_MAX,
 		  "bus bytes held while a gap is repaired" },
 		{ "shutdown-ms", RC_OPT_INT, &o->shutdown_ms, 1, 60000, "longest graceful stop" },
@@ -308,16 +314,16 @@ int main(int argc, char **argv)
 	}
 	if (gw_api_start(gw.loop, o->broker_api, &gw.api) != RC_OK || gw_publisher_init(&gw) != RC_OK)
 		return 1;
-	gw.bus_arg = gw_repair_new(&gw, (size_t)o->repair_max_bytes);
+	gw.repair = gw_repair_new(&gw, (size_t)o->repair_max_bytes);
+	gw.assembler = gw.repair ? gw_assembler_new(&gw, gw.repair) : NULL;
 	bc = (struct gw_bus_config){
 		.url = o->broker_bus,
 		.recvbuf = (int)o->bus_recvbuf,
 		.inbox_max = (size_t)o->bus_recvbuf,
-		.fn = gw_repair_frame,
-		.arg = gw.bus_arg,
-		.bad_frames = &gw.m.bus_bad_frames,
+		.fn = gw_assembler_msg,
+		.arg = gw.assembler,
 	};
-	if (gw.bus_arg == NULL || gw_bus_start(gw.loop, &bc, &gw.bus) != RC_OK)
+	if (gw.assembler == NULL || gw_bus_start(gw.loop, &bc, &gw.bus) != RC_OK)
 		return 1;
 	uv_signal_init(gw.loop, &gw.sigterm);
 	uv_signal_init(gw.loop, &gw.sigint);

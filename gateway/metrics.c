@@ -23,13 +23,19 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 	       m->heartbeats);
 	metric(out, "roomcast_slow_client_closes_total", "counter",
 	       "Streams closed because their unsent output passed --max-client-buffer.", m->slow_closes);
-	metric(out, "roomcast_bus_frames_received_total", "counter", "Bus frames received from the broker.",
-	       m->bus_frames);
-	metric(out, "roomcast_bus_events_received_total", "counter", "Events received from the broker.",
-	       m->bus_events);
-	metric(out, "roomcast_bus_bad_frames_total", "counter", "Bus frames rejected as corrupt.", m->bus_bad_frames);
+	metric(out, "roomcast_bus_frames_received_total", "counter",
+	       "Bus frames of events received from the broker (one per room per flush).", m->bus_frames);
+	metric(out, "roomcast_bus_events_received_total", "counter",
+	       "Events received from the broker (only the subscribed rooms and global events).", m->bus_events);
+	metric(out, "roomcast_bus_bad_frames_total", "counter", "Bus messages rejected as corrupt.",
+	       m->bus_bad_frames);
 	metric(out, "roomcast_bus_ticks_received_total", "counter", "Idle ticks received from the broker.",
 	       m->bus_ticks);
+	metric(out, "roomcast_bus_rooms_subscribed", "gauge", "Rooms subscribed one by one on the bus.",
+	       m->bus_rooms_subscribed);
+	metric(out, "roomcast_bus_subscribed_all", "gauge",
+	       "1 while the gateway takes every room's events (a firehose stream, or over --bus-max-rooms).",
+	       m->bus_subscribed_all);
 	metric(out, "roomcast_gaps_detected_total", "counter", "Jumps in the bus sequence (dropped frames).",
 	       m->gaps_detected);
 	metric(out, "roomcast_events_repaired_total", "counter", "Events fetched by replay to fill bus gaps.",

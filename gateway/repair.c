@@ -12,17 +12,25 @@
 #include "log.h"
 
 #define REPAIR_PAGE_EVENTS 10000
+/* the broker's limit on rooms in one replay (BROKER_MAX_REPLAY_ROOMS) */
+#define GW_REPLAY_MAX_ROOMS 1024
 
-/* A frame that arrived while a gap was being repaired. */
+/* Refetches when streams keep joining new rooms during a repair, before giving up. */
+#define REPAIR_MAX_REFETCH 16
+
+/* A flush that arrived while a gap was being repaired. */
 struct held_frame {
 	struct held_frame *next;
 	size_t len;
+	uint64_t first, last; /* the flush's gseqs */
+	bool complete;        /* every wanted frame of it arrived */
 	uint8_t data[];
 };
 
 /* A replay in flight; outlives the repair state if the gateway stops. */
 struct repair_call {
 	struct gw_repair *rp; /* NULL when abandoned */
+	uint64_t sub_gen;     /* the hub's rooms when it was asked */
 };
 
 struct gw_repair {
@@ -33,6 +41,7 @@ struct gw_repair {
 	size_t held_bytes;
 	uint64_t target; /* the gap is repaired once last_gseq reaches this */
 	struct repair_call *call;
+	unsigned refetches;
 };
 
 struct gw_repair *gw_repair_new(struct gw *gw, size_t max_held_bytes)
@@ -67,15 +76,7 @@ void gw_repair_free(struct gw_repair *rp)
 	free(rp);
 }
 
-static uint64_t frame_first_gseq(const struct rc_frame_reader *r)
-{
-	struct rc_frame_reader copy = *r;
-	struct rc_frame_event ev;
-
-	return rc_frame_reader_next(&copy, &ev) ? ev.gseq : r->hdr.last_gseq + 1;
-}
-
-static bool repair_hold(struct gw_repair *rp, const struct rc_frame_reader *r)
+static bool repair_hold(struct gw_repair *rp, const struct rc_frame_reader *r, uint64_t first, bool complete)
 {
 	size_t len = (size_t)(r->end - r->p) + RC_FRAME_HDR_SIZE;
 	struct held_frame *h;
@@ -88,6 +89,9 @@ static bool repair_hold(struct gw_repair *rp, const struct rc_frame_reader *r)
 	/* the reader sits right after the header: the whole frame starts before it */
 	memcpy(h->data, r->p - RC_FRAME_HDR_SIZE, len);
 	h->len = len;
+	h->first = first;
+	h->last = r->hdr.last_gseq;
+	h->complete = complete;
 	h->next = NULL;
 	if (rp->held_tail)
 		rp->held_tail->next = h;
@@ -120,11 +124,10 @@ static void repair_give_up(struct gw_repair *rp, const char *why)
 {
 	uint64_t resume = rp->target;
 
-	if (rp->held != NULL) {
-		struct rc_frame_reader r;
-		if (rc_frame_reader_init(&r, rp->held->data, rp->held->len) == RC_OK)
-			resume = frame_first_gseq(&r) - 1;
-	}
+	/* streams go on with the first held flush, or after it when it lacks events too */
+	if (rp->held != NULL)
+		resume = rp->held->complete ? rp->held->first - 1 : rp->held->last;
+
 	repair_reset_all(rp, resume, why);
 	rp->repairing = false;
 	repair_release(rp);
@@ -141,7 +144,30 @@ static void repair_abandon(struct gw_repair *rp, uint64_t resume, const char *wh
 	repair_reset_all(rp, resume, why);
 }
 
-/* Delivers the held frames in order; a new gap among them starts another repair. */
+/* Whether a flush leaves a hole after what was delivered; sets the repair's target. */
+static bool repair_needed(struct gw_repair *rp, uint64_t first, uint64_t last, bool complete)
+{
+	uint64_t pos = rp->gw->hub.last_gseq;
+
+	if (first > pos + 1) {
+		rp->target = first - 1;
+		return true;
+	}
+	if (!complete && last > pos) {
+		rp->target = last;
+		return true;
+	}
+	return false;
+}
+
+/* Delivers a complete flush: its wanted events, then everything up to its last gseq is known. */
+static void repair_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
+{
+	gw_hub_deliver(hub, r);
+	gw_hub_advance(hub, r->hdr.last_gseq);
+}
+
+/* Delivers the held flushes in order; a new hole among them starts another repair. */
 static void repair_release(struct gw_repair *rp)
 {
 	struct gw_hub *hub = &rp->gw->hub;
@@ -151,14 +177,15 @@ static void repair_release(struct gw_repair *rp)
 		struct rc_frame_reader r;
 
 		if (rc_frame_reader_init(&r, h->data, h->len) == RC_OK) {
-			if (r.hdr.count > 0 && frame_first_gseq(&r) > hub->last_gseq + 1) {
-				rp->target = frame_first_gseq(&r) - 1;
+			if (repair_needed(rp, h->first, r.hdr.last_gseq, h->complete)) {
 				rp->repairing = true;
 				rp->gw->m.gaps_detected++;
 				repair_fetch(rp);
 				return;
 			}
-			gw_hub_deliver(hub, &r);
+			/* an incomplete flush the replay already covered adds nothing */
+			if (h->complete)
+				repair_deliver(hub, &r);
 		}
 		rp->held = h->next;
 		rp->held_bytes -= h->len;
@@ -172,6 +199,7 @@ static void repair_done(void *arg, int err, const char *reply, size_t len)
 {
 	struct repair_call *call = arg;
 	struct gw_repair *rp = call->rp;
+	uint64_t sub_gen = call->sub_gen;
 	struct rc_frame_reader r;
 	struct gw_hub *hub;
 
@@ -192,10 +220,29 @@ static void repair_done(void *arg, int err, const char *reply, size_t len)
 		repair_give_up(rp, "epoch changed during the repair");
 		return;
 	}
-	rp->gw->m.events_repaired += gw_hub_deliver(hub, &r);
-	if (hub->last_gseq < rp->target && (r.hdr.flags & RC_FRAME_MORE)) {
+	if (sub_gen != hub->sub_gen) {
+		/*
+		 * A stream joined a room the replay did not ask for: it starts at
+		 * hub->last_gseq, so the position must not move past events of that
+		 * room. Ask again with the rooms wanted now.
+		 */
+		if (++rp->refetches > REPAIR_MAX_REFETCH) {
+			repair_give_up(rp, "rooms kept changing during the repair");
+			return;
+		}
 		repair_fetch(rp);
 		return;
+	}
+	rp->refetches = 0;
+	rp->gw->m.events_repaired += gw_hub_deliver(hub, &r);
+	if (r.hdr.flags & RC_FRAME_MORE) {
+		if (hub->last_gseq < rp->target) {
+			repair_fetch(rp);
+			return;
+		}
+	} else {
+		/* every wanted event up to the broker's last gseq at the time of the reply */
+		gw_hub_advance(hub, r.hdr.last_gseq);
 	}
 	if (hub->last_gseq < rp->target) {
 		repair_give_up(rp, "replay ended before the gap was filled");
@@ -205,23 +252,44 @@ static void repair_done(void *arg, int err, const char *reply, size_t len)
 	repair_release(rp);
 }
 
+/* Appends the replay request for what this gateway wants after hub->last_gseq. */
+static void repair_request(struct gw *gw, struct rc_buf *b)
+{
+	struct gw_hub *hub = &gw->hub;
+	char after[RC_ID_MAX];
+
+	rc_id_format(after, hub->epoch, hub->last_gseq);
+	rc_buf_printf(b, "{\"op\":\"replay\",\"after\":\"%s\",\"limit\":%d,\"format\":\"frame\"", after,
+		      REPAIR_PAGE_EVENTS);
+	/* the firehose, or more rooms than one replay takes: every event, the hub picks */
+	if (hub->nfirehose == 0 && hub->rooms.count <= GW_REPLAY_MAX_ROOMS) {
+		rc_buf_puts(b, ",\"rooms\":[");
+		gw_hub_room_names(hub, b);
+		rc_buf_puts(b, "]");
+	}
+	rc_buf_puts(b, "}");
+}
+
 static void repair_fetch(struct gw_repair *rp)
 {
 	struct gw *gw = rp->gw;
 	struct repair_call *call = malloc(sizeof(*call));
-	char after[RC_ID_MAX], req[160];
-	int n;
+	struct rc_buf req;
+	int rv;
 
 	if (call == NULL) {
 		repair_give_up(rp, "out of memory");
 		return;
 	}
-	rc_id_format(after, gw->hub.epoch, gw->hub.last_gseq);
-	n = snprintf(req, sizeof(req), "{\"op\":\"replay\",\"after\":\"%s\",\"limit\":%d,\"format\":\"frame\"}", after,
-		     REPAIR_PAGE_EVENTS);
+	rc_buf_init(&req);
+	repair_request(gw, &req);
 	call->rp = rp;
+	call->sub_gen = gw->hub.sub_gen;
 	gw->m.replays++;
-	if (gw_api_call(gw->api, req, (size_t)n, (int)gw->opt.publish_timeout_ms, repair_done, call) != RC_OK) {
+	rv = req.err ? RC_ENOMEM
+		     : gw_api_call_wait(gw->api, req.data, req.len, (int)gw->opt.publish_timeout_ms, repair_done, call);
+	rc_buf_fini(&req);
+	if (rv != RC_OK) {
 		free(call);
 		repair_give_up(rp, "broker api unreachable");
 		return;
@@ -229,26 +297,25 @@ static void repair_fetch(struct gw_repair *rp)
 	rp->call = call;
 }
 
-static void repair_start(struct gw_repair *rp, uint64_t target)
+static void repair_start(struct gw_repair *rp)
 {
 	rp->gw->m.gaps_detected++;
-	rp->target = target;
 	rp->repairing = true;
-	rc_log_debug("bus gap; repairing by replay", "after=%" PRIu64 " upto=%" PRIu64, rp->gw->hub.last_gseq, target);
+	rp->refetches = 0;
+	rc_log_debug("bus gap; repairing by replay", "after=%" PRIu64 " upto=%" PRIu64, rp->gw->hub.last_gseq,
+		     rp->target);
 	repair_fetch(rp);
 }
 
-void gw_repair_frame(void *arg, struct rc_frame_reader *r)
+void gw_repair_flush(struct gw_repair *rp, struct rc_frame_reader *r, uint64_t first, bool complete)
 {
-	struct gw_repair *rp = arg;
 	struct gw *gw = rp->gw;
 	struct gw_hub *hub = &gw->hub;
-	uint64_t first;
 
 	if (hub->epoch == 0) {
-		/* the first frame: streams start from here */
+		/* the first flush: streams start from here */
 		hub->epoch = r->hdr.epoch;
-		hub->last_gseq = r->hdr.count ? frame_first_gseq(r) - 1 : r->hdr.last_gseq;
+		hub->last_gseq = first - 1;
 		/* resumes that waited for this start now: they replay up to at least here */
 		gw_hub_bus_known(hub);
 	} else if (r->hdr.epoch != hub->epoch) {
@@ -264,28 +331,18 @@ void gw_repair_frame(void *arg, struct rc_frame_reader *r)
 		hub->last_gseq = 0;
 		gw_hub_reset_all(hub, "epoch_changed", hub->epoch, 0);
 	}
-	if (r->hdr.flags & RC_FRAME_TICK) {
-		gw->m.bus_ticks++;
-		if (!rp->repairing && r->hdr.last_gseq > hub->last_gseq)
-			repair_start(rp, r->hdr.last_gseq);
-		return;
-	}
-	gw->m.bus_frames++;
-	gw->m.bus_events += r->hdr.count;
-	if (r->hdr.count == 0)
-		return;
-	first = frame_first_gseq(r);
 	if (rp->repairing) {
-		if (!repair_hold(rp, r))
-			repair_abandon(rp, first - 1, "too many events held while repairing");
-		else
+		if (repair_hold(rp, r, first, complete))
 			return;
-	} else if (first > hub->last_gseq + 1) {
-		if (repair_hold(rp, r)) {
-			repair_start(rp, first - 1);
+		repair_abandon(rp, complete ? first - 1 : r->hdr.last_gseq, "too many events held while repairing");
+	} else if (repair_needed(rp, first, r->hdr.last_gseq, complete)) {
+		/* an incomplete flush is replayed whole; a complete one after a hole waits for it */
+		if (!complete || repair_hold(rp, r, first, complete)) {
+			repair_start(rp);
 			return;
 		}
-		repair_abandon(rp, first - 1, "cannot hold the frame");
+		repair_abandon(rp, first - 1, "cannot hold the flush");
 	}
-	gw_hub_deliver(hub, r);
+	if (complete)
+		repair_deliver(hub, r);
 }

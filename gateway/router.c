@@ -142,7 +142,8 @@ static void route_metrics(struct gw_conn *c)
 static void route_readyz(struct gw_conn *c)
 {
 	struct gw *gw = c->gw;
-	bool bus = gw_bus_connected(gw->bus), api = gw_api_connected(gw->api);
+	/* the bus counts once its first message told where the sequence is: streams start there */
+	bool bus = gw_bus_connected(gw->bus) && gw->hub.epoch != 0, api = gw_api_connected(gw->api);
 	char body[128];
 	int n = snprintf(body, sizeof(body), "{\"ready\":%s,\"broker_bus\":%s,\"broker_api\":%s}\n",
 			 bus && api ? "true" : "false", bus ? "true" : "false", api ? "true" : "false");

@@ -246,17 +246,61 @@ static void cli_tail_connected(nng_pipe p, nng_pipe_ev ev, void *arg)
 		fprintf(stderr, "roomcast: tailing %s\n", c->broker_bus);
 }
 
+/* Prints the events of one merged flush; returns how many. */
+static int64_t cli_tail_print(struct cli *c, struct rc_frame_reader *r, int64_t left, struct rc_buf *out)
+{
+	struct rc_frame_event ev;
+	int64_t printed = 0;
+	char id[RC_ID_MAX];
+
+	out->len = 0;
+	while ((c->count == 0 || printed < left) && rc_frame_reader_next(r, &ev)) {
+		rc_id_format(id, r->hdr.epoch, ev.gseq);
+		rc_buf_printf(out, "{\"id\":\"%s\",\"room_id\":", id);
+		if (ev.room_len)
+			rc_buf_json_str(out, ev.room, ev.room_len);
+		else
+			rc_buf_puts(out, "null");
+		rc_buf_printf(out, ",\"rseq\":%llu,\"event\":", (unsigned long long)ev.rseq);
+		rc_buf_append(out, ev.json, ev.json_len);
+		rc_buf_puts(out, "}\n");
+		printed++;
+	}
+	/* a flush of other rooms printed nothing: out->data may still be NULL */
+	if (out->len > 0) {
+		fwrite(out->data, 1, out->len, stdout);
+		fflush(stdout);
+	}
+	return printed;
+}
+
 static int cli_tail(struct cli *c)
 {
 	nng_socket sub;
 	int64_t printed = 0;
-	size_t room_len = c->room ? strlen(c->room) : 0;
-	struct rc_buf out;
+	nng_msg **pending = NULL;
+	struct rc_frame_reader *frames = NULL;
+	size_t npending = 0, cap = 0;
+	struct rc_buf out, merged;
 	int rv;
 
 	if ((rv = nng_sub0_open(&sub)) != 0)
 		return cli_fail("cannot open a socket: %s", nng_strerror(rv));
-	nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+	if (c->room != NULL) {
+		/* the room, global events, and the indexes that close each flush */
+		char topic[RC_BUS_TOPIC_MAX];
+		size_t len = strlen(c->room);
+		if (!rc_room_valid(c->room, len)) {
+			nng_close(sub);
+			cli_fail("bad --room '%s': 1-%d bytes of [A-Za-z0-9._:@-]", c->room, RC_ROOM_MAX);
+			return CLI_EXIT_USAGE;
+		}
+		nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, topic, rc_bus_topic(topic, c->room, len));
+		nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, topic, rc_bus_topic(topic, NULL, 0));
+		nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN);
+	} else {
+		nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0);
+	}
 	nng_socket_set_int(sub, NNG_OPT_RECVBUF, 8192);
 	nng_socket_set_size(sub, NNG_OPT_RECVMAXSZ, 0);
 	if (c->timeout_ms > 0 && c->count > 0)
@@ -269,43 +313,68 @@ static int cli_tail(struct cli *c)
 		return CLI_EXIT_USAGE;
 	}
 	rc_buf_init(&out);
+	rc_buf_init(&merged);
 	while (c->count == 0 || printed < c->count) {
 		struct rc_frame_reader r;
-		struct rc_frame_event ev;
+		struct rc_index_reader ir;
+		struct rc_bus_msg bm;
+		size_t n = 0;
 		nng_msg *msg;
-		char id[RC_ID_MAX];
 
 		if ((rv = nng_recvmsg(sub, &msg, 0)) != 0) {
 			cli_fail("bus %s: %s", c->broker_bus, nng_strerror(rv));
 			break;
 		}
-		if (rc_frame_reader_init(&r, nng_msg_body(msg), nng_msg_len(msg)) != RC_OK) {
-			fprintf(stderr, "roomcast: skipped a corrupt bus frame\n");
+		if (rc_bus_msg_parse(&bm, nng_msg_body(msg), nng_msg_len(msg)) != RC_OK ||
+		    (bm.index ? rc_index_reader_init(&ir, bm.body, bm.body_len)
+			      : rc_frame_reader_init(&r, bm.body, bm.body_len)) != RC_OK) {
+			fprintf(stderr, "roomcast: skipped a corrupt bus message\n");
 			nng_msg_free(msg);
 			continue;
 		}
-		out.len = 0;
-		while (rc_frame_reader_next(&r, &ev) && (c->count == 0 || printed < c->count)) {
-			if (c->room && ev.room_len && (ev.room_len != room_len || memcmp(ev.room, c->room, room_len)))
-				continue;
-			rc_id_format(id, r.hdr.epoch, ev.gseq);
-			rc_buf_printf(&out, "{\"id\":\"%s\",\"room_id\":", id);
-			if (ev.room_len)
-				rc_buf_json_str(&out, ev.room, ev.room_len);
-			else
-				rc_buf_puts(&out, "null");
-			rc_buf_printf(&out, ",\"rseq\":%llu,\"event\":", (unsigned long long)ev.rseq);
-			rc_buf_append(&out, ev.json, ev.json_len);
-			rc_buf_puts(&out, "}\n");
-			printed++;
+		if (!bm.index) {
+			/* a frame waits for its flush's index */
+			if (npending == cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				nng_msg **np = realloc(pending, ncap * sizeof(*np));
+				struct rc_frame_reader *nf = np ? realloc(frames, ncap * sizeof(*nf)) : NULL;
+				if (np != NULL)
+					pending = np;
+				if (nf == NULL) {
+					cli_fail("out of memory");
+					nng_msg_free(msg);
+					break;
+				}
+				frames = nf;
+				cap = ncap;
+			}
+			pending[npending++] = msg;
+			continue;
 		}
+		/* the index: this flush's frames in gseq order; older ones lost their index */
+		for (size_t i = 0; i < npending; i++) {
+			rc_bus_msg_parse(&bm, nng_msg_body(pending[i]), nng_msg_len(pending[i]));
+			rc_frame_reader_init(&frames[n], bm.body, bm.body_len);
+			if (frames[n].hdr.last_gseq == ir.hdr.last_gseq && frames[n].hdr.epoch == ir.hdr.epoch)
+				n++;
+		}
+		merged.len = 0;
+		if (n > 0 && rc_frame_merge(&merged, (struct rc_frame_hdr){ .epoch = ir.hdr.epoch,
+									       .last_gseq = ir.hdr.last_gseq },
+					    frames, n) == RC_OK) {
+			rc_frame_reader_init(&r, merged.data, merged.len);
+			printed += cli_tail_print(c, &r, c->count - printed, &out);
+		}
+		for (size_t i = 0; i < npending; i++)
+			nng_msg_free(pending[i]);
+		npending = 0;
 		nng_msg_free(msg);
-		/* a tick, or a frame of other rooms, printed nothing: out.data may still be NULL */
-		if (out.len > 0) {
-			fwrite(out.data, 1, out.len, stdout);
-			fflush(stdout);
-		}
 	}
+	for (size_t i = 0; i < npending; i++)
+		nng_msg_free(pending[i]);
+	free(pending);
+	free(frames);
+	rc_buf_fini(&merged);
 	rc_buf_fini(&out);
 	nng_close(sub);
 	return c->count > 0 && printed < c->count ? 1 : 0;

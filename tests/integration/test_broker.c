@@ -320,6 +320,7 @@ struct bus_reader {
 	atomic_bool stop, ready, failed;
 	_Atomic uint64_t last_gseq;
 	uint64_t received, frames, ticks; /* read after the join */
+	uint64_t flush_last;              /* the last gseq of the last flush's index */
 	char err[256];			  /* read after the join, or once failed is set */
 };
 
@@ -337,6 +338,7 @@ static void *bus_reader_run(void *arg)
 	struct bus_reader *r = arg;
 
 	while (!atomic_load(&r->stop) && !atomic_load(&r->failed)) {
+		struct rc_bus_msg bm;
 		struct rc_frame_reader fr;
 		struct rc_frame_event ev;
 		nng_msg *msg;
@@ -349,22 +351,44 @@ static void *bus_reader_run(void *arg)
 			atomic_store(&r->failed, true);
 			break;
 		}
-		if ((rv = rc_frame_reader_init(&fr, nng_msg_body(msg), nng_msg_len(msg))) != RC_OK) {
+		if ((rv = rc_bus_msg_parse(&bm, nng_msg_body(msg), nng_msg_len(msg))) != RC_OK) {
+			snprintf(r->err, sizeof(r->err), "bus topic rejected: %s", rc_strerror(rv));
+		} else if (bm.index) {
+			struct rc_index_reader ir;
+			if ((rv = rc_index_reader_init(&ir, bm.body, bm.body_len)) != RC_OK)
+				snprintf(r->err, sizeof(r->err), "bus index rejected: %s", rc_strerror(rv));
+			else if (ir.hdr.epoch != r->b->epoch_value)
+				snprintf(r->err, sizeof(r->err), "bus index of epoch %llx", (unsigned long long)ir.hdr.epoch);
+			else if (ir.first_gseq <= r->flush_last && !(ir.hdr.flags & RC_FRAME_TICK))
+				snprintf(r->err, sizeof(r->err), "flush %llu..%llu after %llu",
+					 (unsigned long long)ir.first_gseq, (unsigned long long)ir.hdr.last_gseq,
+					 (unsigned long long)r->flush_last);
+			else if (ir.hdr.flags & RC_FRAME_TICK)
+				r->ticks++;
+			else
+				r->flush_last = ir.hdr.last_gseq;
+		} else if ((rv = rc_frame_reader_init(&fr, bm.body, bm.body_len)) != RC_OK) {
 			snprintf(r->err, sizeof(r->err), "bus frame rejected: %s", rc_strerror(rv));
 		} else if (fr.hdr.epoch != r->b->epoch_value) {
 			snprintf(r->err, sizeof(r->err), "bus frame of epoch %llx", (unsigned long long)fr.hdr.epoch);
-		} else if (fr.hdr.flags & RC_FRAME_TICK) {
-			r->ticks++;
 		} else {
+			uint64_t prev = r->flush_last;
 			r->frames++;
 			while (rc_frame_reader_next(&fr, &ev)) {
-				/* frames may be lost (SUB drops when full), never reordered or repeated */
-				if (ev.gseq <= r->last_gseq || ev.gseq > LOAD_TOTAL) {
+				/* messages may be lost (SUB drops when full), never reordered or repeated */
+				if (ev.gseq <= prev || ev.gseq > LOAD_TOTAL || r->evs[ev.gseq].bus_rseq != 0) {
 					snprintf(r->err, sizeof(r->err), "bus gseq %llu after %llu",
-						 (unsigned long long)ev.gseq, (unsigned long long)r->last_gseq);
+						 (unsigned long long)ev.gseq, (unsigned long long)prev);
 					break;
 				}
-				r->last_gseq = ev.gseq;
+				if (ev.room_len != bm.room_len || memcmp(ev.room, bm.room, ev.room_len) != 0) {
+					snprintf(r->err, sizeof(r->err), "event %llu not in its frame's room",
+						 (unsigned long long)ev.gseq);
+					break;
+				}
+				prev = ev.gseq;
+				if (ev.gseq > r->last_gseq)
+					r->last_gseq = ev.gseq;
 				r->evs[ev.gseq].bus_rseq = ev.rseq;
 				r->evs[ev.gseq].bus_room = room_index(ev.room, ev.room_len);
 				r->received++;

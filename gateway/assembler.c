@@ -1,0 +1,174 @@
+#include "assembler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "error.h"
+#include "frame.h"
+#include "gateway.h"
+#include "log.h"
+#include "repair.h"
+
+/* Frames waiting for their index; beyond this the oldest go (their flush is repaired). */
+#define ASM_MAX_PENDING 4096
+
+struct pending {
+	nng_msg *msg;
+	struct rc_frame_reader r; /* checked; positioned before the first event */
+	const char *room;         /* from the topic; room_len 0: global */
+	uint16_t room_len;
+};
+
+struct gw_assembler {
+	struct gw *gw;
+	struct gw_repair *rp;
+	struct pending *pending; /* in arrival order */
+	size_t npending, cap;
+	struct rc_frame_reader *mine; /* scratch: the wanted frames of the flush (cap entries) */
+	struct rc_buf merged;
+};
+
+struct gw_assembler *gw_assembler_new(struct gw *gw, struct gw_repair *rp)
+{
+	struct gw_assembler *a = calloc(1, sizeof(*a));
+
+	if (a != NULL) {
+		a->gw = gw;
+		a->rp = rp;
+		rc_buf_init(&a->merged);
+	}
+	return a;
+}
+
+static void asm_drop(struct gw_assembler *a, size_t i)
+{
+	nng_msg_free(a->pending[i].msg);
+	memmove(a->pending + i, a->pending + i + 1, (a->npending - i - 1) * sizeof(*a->pending));
+	a->npending--;
+}
+
+void gw_assembler_free(struct gw_assembler *a)
+{
+	if (a == NULL)
+		return;
+	for (size_t i = 0; i < a->npending; i++)
+		nng_msg_free(a->pending[i].msg);
+	free(a->pending);
+	free(a->mine);
+	rc_buf_fini(&a->merged);
+	free(a);
+}
+
+static void asm_bad(struct gw_assembler *a, nng_msg *msg, int err, const char *what)
+{
+	a->gw->m.bus_bad_frames++;
+	rc_log_warn("dropped a corrupt bus message", "what=%s err=\"%s\" bytes=%zu", what, rc_strerror(err),
+		    nng_msg_len(msg));
+	nng_msg_free(msg);
+}
+
+static void asm_frame(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_msg *bm)
+{
+	struct pending p = { .msg = msg, .room = bm->room, .room_len = bm->room_len };
+	int rv = rc_frame_reader_init(&p.r, bm->body, bm->body_len);
+
+	if (rv != RC_OK || (p.r.hdr.flags & (RC_FRAME_TICK | RC_FRAME_INDEX))) {
+		asm_bad(a, msg, rv != RC_OK ? rv : RC_EPROTO, "frame");
+		return;
+	}
+	a->gw->m.bus_frames++;
+	a->gw->m.bus_events += p.r.hdr.count;
+	if (a->npending == ASM_MAX_PENDING)
+		asm_drop(a, 0); /* its index never came: the flush is repaired */
+	if (a->npending == a->cap) {
+		size_t ncap = a->cap ? a->cap * 2 : 16;
+		struct pending *np = realloc(a->pending, ncap * sizeof(*np));
+		struct rc_frame_reader *nm = np ? realloc(a->mine, ncap * sizeof(*nm)) : NULL;
+		if (np != NULL)
+			a->pending = np;
+		if (nm == NULL) {
+			nng_msg_free(msg); /* the index shows it missing */
+			return;
+		}
+		a->mine = nm;
+		a->cap = ncap;
+	}
+	a->pending[a->npending++] = p;
+}
+
+static void asm_index(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_msg *bm)
+{
+	struct gw_hub *hub = &a->gw->hub;
+	struct rc_index_reader ir;
+	struct rc_index_entry e;
+	struct rc_frame_reader r;
+	uint64_t expected = 0, received = 0;
+	size_t nmine = 0, keep = 0;
+	uint8_t empty[RC_FRAME_HDR_SIZE];
+	int rv = rc_index_reader_init(&ir, bm->body, bm->body_len);
+
+	if (rv != RC_OK) {
+		asm_bad(a, msg, rv, "index");
+		return;
+	}
+	if (ir.hdr.flags & RC_FRAME_TICK)
+		a->gw->m.bus_ticks++;
+	while (rc_index_reader_next(&ir, &e))
+		if (gw_hub_wants(hub, e.room, e.room_len))
+			expected += e.events;
+	/* this flush's frames have its last gseq; older ones lost their index */
+	for (size_t i = 0; i < a->npending; i++) {
+		struct pending *p = &a->pending[i];
+		if (p->r.hdr.epoch == ir.hdr.epoch && p->r.hdr.last_gseq == ir.hdr.last_gseq &&
+		    gw_hub_wants(hub, p->room, p->room_len)) {
+			received += p->r.hdr.count;
+			a->mine[nmine++] = p->r;
+		}
+	}
+	a->merged.len = 0;
+	if (nmine == 1) {
+		r = a->mine[0];
+	} else {
+		struct rc_frame_hdr hdr = { .epoch = ir.hdr.epoch, .last_gseq = ir.hdr.last_gseq };
+		const void *buf = empty;
+		size_t len = sizeof(empty);
+		if (nmine == 0) {
+			hdr.flags = ir.hdr.flags & RC_FRAME_TICK;
+			rc_frame_put_header(empty, &hdr);
+		} else if (rc_frame_merge(&a->merged, hdr, a->mine, nmine) == RC_OK) {
+			buf = a->merged.data;
+			len = a->merged.len;
+		} else {
+			/* deliver nothing of it: the repair replays the whole flush */
+			received = 0;
+			rc_frame_put_header(empty, &hdr);
+		}
+		rc_frame_reader_init(&r, buf, len);
+	}
+	gw_repair_flush(a->rp, &r, ir.first_gseq, received == expected);
+	/* frames of this flush and older are done; anything newer waits for its index */
+	for (size_t i = 0; i < a->npending; i++) {
+		struct pending *p = &a->pending[i];
+		if (p->r.hdr.epoch == ir.hdr.epoch && p->r.hdr.last_gseq > ir.hdr.last_gseq)
+			a->pending[keep++] = *p;
+		else
+			nng_msg_free(p->msg);
+	}
+	a->npending = keep;
+	nng_msg_free(msg);
+}
+
+void gw_assembler_msg(void *arg, nng_msg *msg)
+{
+	struct gw_assembler *a = arg;
+	struct rc_bus_msg bm;
+	int rv = rc_bus_msg_parse(&bm, nng_msg_body(msg), nng_msg_len(msg));
+
+	if (rv != RC_OK)
+		asm_bad(a, msg, rv, "topic");
+	else if (bm.index)
+		asm_index(a, msg, &bm);
+	else
+		asm_frame(a, msg, &bm);
+}
