@@ -1,19 +1,20 @@
 /*
- * hub.h - which streams want which events, and the fan-out of bus frames.
+ * hub.h - which streams want which events, and the fan-out of bus flushes.
  *
  * The hub decides what the gateway subscribes to on the bus: a room's topic
  * from its first stream here to its last, or everything while a firehose
  * stream is open or more than --bus-max-rooms rooms are (nng matches topics
  * one by one; beyond that, the hash lookup here is cheaper).
  *
- * The assembler hands it each flush's wanted events in gseq order. For each frame
- * the hub frames every event once as SSE text into one chunk per room (and one
+ * The assembler hands it each flush's wanted events in gseq order. For each
+ * flush the hub frames every event once as SSE text into one chunk per room (and one
  * for firehose streams), then hands each stream a reference to the byte
  * ranges it wants: runs of consecutive events of one room become one range,
  * and consecutive ranges of one chunk merge in the stream's queue. A stream's
  * events therefore stay in gseq order even when it follows several rooms.
  *
- * The hub also keeps the bus sequence: the current epoch and the last gseq.
+ * The hub also keeps the bus position: the current epoch and the last gseq up
+ * to which every wanted event was delivered.
  * Loop thread only.
  */
 #ifndef GW_HUB_H

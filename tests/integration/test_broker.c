@@ -381,7 +381,7 @@ static void *bus_reader_run(void *arg)
 						 (unsigned long long)ev.gseq, (unsigned long long)prev);
 					break;
 				}
-				if (ev.room_len != bm.room_len || memcmp(ev.room, bm.room, ev.room_len) != 0) {
+				if (ev.room_len != bm.room_len || (ev.room_len > 0 && memcmp(ev.room, bm.room, ev.room_len) != 0)) {
 					snprintf(r->err, sizeof(r->err), "event %llu not in its frame's room",
 						 (unsigned long long)ev.gseq);
 					break;

@@ -1,6 +1,7 @@
 /*
- * test_frame.c - the bus frame codec: round trips, the byte layout, and that
- * every truncated, corrupt or random frame is rejected without reading past
+ * test_frame.c - the bus frame codec: round trips, the byte layout, topics,
+ * the flush index, merging a flush's room frames, and that every truncated,
+ * corrupt or random frame or index is rejected without reading past
  * its buffer (buffers are malloc'ed to their exact size, so the ASan build
  * turns any overread into a failure).
  */
@@ -15,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "buf.h"
 #include "error.h"
 #include "event.h"
 #include "frame.h"
@@ -566,6 +568,245 @@ static void test_fuzz_mutations(void **state)
 	free(f.buf);
 }
 
+/* ---- bus topics, the index, and merging a flush ---- */
+
+/* A message of exactly len bytes: topic bytes then body. */
+static struct frame message(const char *topic, size_t tlen, const struct frame *body)
+{
+	struct frame m = { malloc(tlen + body->len + 1), tlen + body->len };
+
+	assert_non_null(m.buf);
+	memcpy(m.buf, topic, tlen);
+	if (body->len > 0)
+		memcpy(m.buf + tlen, body->buf, body->len);
+	return m;
+}
+
+static void test_bus_topics(void **state)
+{
+	char topic[RC_BUS_TOPIC_MAX];
+	char room[RC_ROOM_MAX + 1];
+	struct frame f = sample(), m;
+	struct rc_bus_msg bm;
+	size_t n;
+
+	(void)state;
+	/* a room's topic is "r" room NUL: "r" "ab" never prefixes "r" "abc" */
+	n = rc_bus_topic(topic, "room-1", 6);
+	assert_int_equal(n, 8);
+	assert_memory_equal(topic, "rroom-1\0", 8);
+	n = rc_bus_topic(topic, NULL, 0);
+	assert_int_equal(n, 2);
+	assert_memory_equal(topic, "g\0", 2);
+	/* the longest room id fits */
+	memset(room, 'x', RC_ROOM_MAX);
+	assert_int_equal(rc_bus_topic(topic, room, RC_ROOM_MAX), RC_BUS_TOPIC_MAX);
+
+	rc_bus_topic(topic, "room-1", 6);
+	m = message(topic, 8, &f);
+	assert_int_equal(rc_bus_msg_parse(&bm, m.buf, m.len), RC_OK);
+	assert_false(bm.index);
+	assert_int_equal(bm.room_len, 6);
+	assert_memory_equal(bm.room, "room-1", 6);
+	assert_ptr_equal(bm.body, m.buf + 8);
+	assert_int_equal(bm.body_len, f.len);
+	free(m.buf);
+
+	m = message("g", 2, &f);
+	assert_int_equal(rc_bus_msg_parse(&bm, m.buf, m.len), RC_OK);
+	assert_false(bm.index);
+	assert_int_equal(bm.room_len, 0);
+	free(m.buf);
+
+	m = message(RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN, &f);
+	assert_int_equal(rc_bus_msg_parse(&bm, m.buf, m.len), RC_OK);
+	assert_true(bm.index);
+	free(m.buf);
+
+	/* no NUL, an unknown kind, a bad room, an empty room, a topic longer than any room */
+	static const struct {
+		const char *t;
+		size_t len;
+	} bad[] = { { "rroom", 5 }, { "x\0", 2 }, { "rro om\0", 7 }, { "r\0", 2 }, { "", 0 }, { "gg\0", 3 } };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct frame e = { NULL, 0 };
+		m = message(bad[i].t, bad[i].len, &e);
+		assert_int_equal(rc_bus_msg_parse(&bm, m.buf, m.len), RC_EPROTO);
+		free(m.buf);
+	}
+	memset(topic, 'r', sizeof(topic));
+	assert_int_equal(rc_bus_msg_parse(&bm, topic, sizeof(topic)), RC_EPROTO);
+	free(f.buf);
+}
+
+/* An index of the given entries in a buffer of exact size. */
+static struct frame build_index(uint8_t flags, uint64_t first, uint64_t last, const struct rc_index_entry *es,
+				size_t n)
+{
+	struct rc_frame_hdr hdr = {
+		.epoch = 0x6f1c2a9e, .last_gseq = last, .count = (uint32_t)n, .flags = RC_FRAME_INDEX | flags
+	};
+	struct frame f = { NULL, RC_INDEX_HDR_SIZE };
+	size_t off = RC_INDEX_HDR_SIZE;
+
+	for (size_t i = 0; i < n; i++)
+		f.len += rc_index_entry_size(es[i].room_len);
+	f.buf = malloc(f.len);
+	assert_non_null(f.buf);
+	rc_index_put_header(f.buf, &hdr, first);
+	for (size_t i = 0; i < n; i++)
+		off += rc_index_put_entry(f.buf + off, &es[i]);
+	assert_int_equal(off, f.len);
+	return f;
+}
+
+static void test_index_round_trip(void **state)
+{
+	const struct rc_index_entry es[] = { { "room-1", 6, 2 }, { NULL, 0, 1 }, { "b", 1, 40 } };
+	struct frame f = build_index(0, 10, 52, es, 3);
+	struct rc_index_reader r;
+	struct rc_index_entry e;
+
+	(void)state;
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_OK);
+	assert_int_equal(r.hdr.epoch, 0x6f1c2a9e);
+	assert_int_equal(r.first_gseq, 10);
+	assert_int_equal(r.hdr.last_gseq, 52);
+	assert_int_equal(r.hdr.count, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(rc_index_reader_next(&r, &e), 1);
+		assert_int_equal(e.room_len, es[i].room_len);
+		assert_int_equal(e.events, es[i].events);
+		if (e.room_len)
+			assert_memory_equal(e.room, es[i].room, e.room_len);
+	}
+	assert_int_equal(rc_index_reader_next(&r, &e), 0);
+	/* a data frame is not an index, an index not a data frame */
+	assert_int_equal(rc_frame_reader_init(&(struct rc_frame_reader){ 0 }, f.buf, f.len) == RC_OK, 0);
+	free(f.buf);
+	f = sample();
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+
+	/* the idle tick: no entries, first = last + 1 */
+	f = build_index(RC_FRAME_TICK, 8, 7, NULL, 0);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_OK);
+	assert_true(r.hdr.flags & RC_FRAME_TICK);
+	assert_int_equal(rc_index_reader_next(&r, &e), 0);
+	free(f.buf);
+}
+
+static void test_index_rejects(void **state)
+{
+	const struct rc_index_entry one[] = { { "a", 1, 3 } };
+	const struct rc_index_entry zero[] = { { "a", 1, 0 } };
+	const struct rc_index_entry badroom[] = { { "a b", 3, 1 } };
+	struct rc_index_reader r;
+	struct frame f, c;
+
+	(void)state;
+	/* first after last + 1, first 0, a tick with entries or a gap, an entry of 0 events, a bad room */
+	f = build_index(0, 9, 7, one, 1);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	f = build_index(0, 0, 7, one, 1);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	f = build_index(RC_FRAME_TICK, 5, 7, one, 1);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	f = build_index(RC_FRAME_TICK, 5, 7, NULL, 0);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	f = build_index(0, 5, 7, zero, 1);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	f = build_index(0, 5, 7, badroom, 1);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	/* every cut and one extra byte */
+	f = build_index(0, 5, 7, one, 1);
+	for (size_t len = 0; len < f.len; len++) {
+		c = copy(&f, len);
+		int rv = rc_index_reader_init(&r, c.buf, c.len);
+		assert_true(rv == RC_ETRUNC || rv == RC_EPROTO);
+		free(c.buf);
+	}
+	c = copy(&f, f.len + 1);
+	assert_int_equal(rc_index_reader_init(&r, c.buf, c.len), RC_EPROTO);
+	free(c.buf);
+	/* random mutations never read outside the buffer */
+	for (int i = 0; i < FUZZ_ITERATIONS; i++) {
+		c = copy(&f, f.len);
+		c.buf[rng() % c.len] = (uint8_t)rng();
+		if (rc_index_reader_init(&r, c.buf, c.len) == RC_OK) {
+			struct rc_index_entry e;
+			while (rc_index_reader_next(&r, &e))
+				assert_true(e.room_len == 0 || rc_room_valid(e.room, e.room_len));
+		}
+		free(c.buf);
+	}
+	free(f.buf);
+}
+
+/* Frames of rooms a, b and global from one flush 20..27 merge back into gseq order. */
+static void test_merge(void **state)
+{
+	const struct rc_frame_event a[] = { event(20, 1, "a", "{\"n\":20}"), event(23, 2, "a", "{\"n\":23}"),
+					    event(27, 3, "a", "{\"n\":27}") };
+	const struct rc_frame_event b[] = { event(21, 7, "b", "{\"n\":21}"), event(22, 8, "b", "{\"n\":22}"),
+					    event(26, 9, "b", "{\"n\":26}") };
+	const struct rc_frame_event g[] = { event(24, 4, "", "{\"n\":24}"), event(25, 5, "", "{\"n\":25}") };
+	struct rc_frame_hdr hdr = { .epoch = 7, .last_gseq = 27 };
+	struct frame fa, fb, fg;
+	struct rc_frame_reader rs[3], out;
+	struct rc_frame_event ev;
+	struct rc_buf buf;
+	uint64_t want = 20;
+
+	(void)state;
+	hdr.count = 3;
+	fa = build(&hdr, a, 3);
+	fb = build(&hdr, b, 3);
+	hdr.count = 2;
+	fg = build(&hdr, g, 2);
+	assert_int_equal(rc_frame_reader_init(&rs[0], fb.buf, fb.len), RC_OK);
+	assert_int_equal(rc_frame_reader_init(&rs[1], fg.buf, fg.len), RC_OK);
+	assert_int_equal(rc_frame_reader_init(&rs[2], fa.buf, fa.len), RC_OK);
+	rc_buf_init(&buf);
+	assert_int_equal(rc_frame_merge(&buf, hdr, rs, 3), RC_OK);
+	assert_int_equal(rc_frame_reader_init(&out, buf.data, buf.len), RC_OK);
+	assert_int_equal(out.hdr.count, 8);
+	assert_int_equal(out.hdr.last_gseq, 27);
+	assert_int_equal(out.hdr.epoch, 7);
+	while (rc_frame_reader_next(&out, &ev)) {
+		char json[16];
+		assert_int_equal(ev.gseq, want);
+		snprintf(json, sizeof(json), "{\"n\":%llu}", (unsigned long long)want);
+		assert_int_equal(ev.json_len, strlen(json));
+		assert_memory_equal(ev.json, json, ev.json_len);
+		assert_int_equal(ev.room_len, want == 24 || want == 25 ? 0 : 1);
+		want++;
+	}
+	assert_int_equal(want, 28);
+
+	/* the same gseq in two frames is refused */
+	buf.len = 0;
+	assert_int_equal(rc_frame_reader_init(&rs[0], fa.buf, fa.len), RC_OK);
+	assert_int_equal(rc_frame_reader_init(&rs[1], fa.buf, fa.len), RC_OK);
+	assert_int_equal(rc_frame_merge(&buf, hdr, rs, 2), RC_EPROTO);
+	/* nothing to merge: an empty frame that still says where the flush ends */
+	buf.len = 0;
+	assert_int_equal(rc_frame_merge(&buf, hdr, rs, 0), RC_OK);
+	assert_int_equal(rc_frame_reader_init(&out, buf.data, buf.len), RC_OK);
+	assert_int_equal(out.hdr.count, 0);
+	assert_int_equal(out.hdr.last_gseq, 27);
+	rc_buf_fini(&buf);
+	free(fa.buf);
+	free(fb.buf);
+	free(fg.buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -583,6 +824,10 @@ int main(void)
 		cmocka_unit_test(test_trailing_garbage),
 		cmocka_unit_test(test_fuzz_random_bytes),
 		cmocka_unit_test(test_fuzz_mutations),
+		cmocka_unit_test(test_bus_topics),
+		cmocka_unit_test(test_index_round_trip),
+		cmocka_unit_test(test_index_rejects),
+		cmocka_unit_test(test_merge),
 	};
 
 	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
