@@ -1,5 +1,6 @@
 #include "conn.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -8,6 +9,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "router.h"
+#include "sender.h"
 #include "stream.h"
 
 #define CONN_MAX_SLOTS 64 /* pipelined responses waiting; more pauses reading */
@@ -288,10 +290,68 @@ int gw_conn_send(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32
 	return RC_OK;
 }
 
+/* A batched send finished (sender.c): the same steps as after uv_try_write. */
+static void conn_sent(void *arg, void *cookie, int res)
+{
+	struct gw_conn *c = cookie;
+
+	(void)arg;
+	if (c->closing)
+		return;
+	if (res == -EAGAIN) {
+		conn_flush(c); /* the socket is full: uv_write waits for it */
+		return;
+	}
+	if (res < 0) {
+		gw_conn_close(c);
+		return;
+	}
+	c->gw->m.bytes_delivered += (size_t)res;
+	gw_outq_consume(&c->out, (size_t)res);
+	if (c->out.count > 0)
+		conn_flush(c); /* a short send, or more than one batch entry's worth */
+	else
+		conn_write_idle(c);
+}
+
+/* Every connection with output: one sendmsg each, all in one io_uring_enter per batch. */
+static void conn_flush_batched(struct gw *gw)
+{
+	while (!gw_list_empty(&gw->flush_q) && gw->sender != NULL) {
+		struct gw_list *pos, *tmp;
+
+		gw_list_each_safe(pos, tmp, &gw->flush_q)
+		{
+			struct gw_conn *c = gw_container_of(pos, struct gw_conn, flush_node);
+			uv_buf_t bufs[GW_SENDER_MAX_BUFS];
+			uv_os_fd_t fd;
+			unsigned n;
+
+			if (c->writing || c->closing || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+			    (n = gw_outq_take(&c->out, bufs, GW_SENDER_MAX_BUFS)) == 0) {
+				gw_list_remove(&c->flush_node);
+				conn_flush(c);
+				continue;
+			}
+			c->out.busy = 0; /* consumed by conn_sent, not by a write callback */
+			if (!gw_sender_add(gw->sender, fd, bufs, n, c))
+				break; /* the batch is full: the rest in the next one */
+			gw_list_remove(&c->flush_node);
+		}
+		if (gw_sender_run(gw->sender, conn_sent, gw) != RC_OK) {
+			rc_log_error("io_uring sends failed; writing with write(2) from now on", NULL);
+			gw_sender_free(gw->sender);
+			gw->sender = NULL;
+		}
+	}
+}
+
 void gw_conn_flush_all(struct gw *gw)
 {
 	struct gw_list *pos, *tmp;
 
+	if (gw->sender != NULL)
+		conn_flush_batched(gw);
 	gw_list_each_safe(pos, tmp, &gw->flush_q)
 	{
 		struct gw_conn *c = gw_container_of(pos, struct gw_conn, flush_node);

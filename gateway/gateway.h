@@ -21,6 +21,7 @@ struct gw_publisher;
 struct gw_bus;
 struct gw_repair;
 struct gw_assembler;
+struct gw_sender;
 
 struct gw_options {
 	const char *listen, *broker_bus, *broker_api;
@@ -28,7 +29,7 @@ struct gw_options {
 	int64_t heartbeat_ms, max_client_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
 	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms;
 	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms;
-	bool no_firehose;
+	bool no_firehose, no_io_uring;
 	enum rc_log_level log_level;
 };
 
@@ -42,6 +43,7 @@ struct gw {
 	struct gw_repair *repair;       /* keeps the bus sequence whole */
 	struct gw_api *api;
 	struct gw_publisher *publisher;
+	struct gw_sender *sender; /* batched writes through io_uring; NULL: write(2) */
 
 	uv_tcp_t listener;
 	struct gw_list conns;    /* every open connection */

@@ -25,10 +25,12 @@
 #include "options.h"
 #include "publish.h"
 #include "repair.h"
+#include "sender.h"
 #include "sse.h"
 #include "stream.h"
 
 #define GW_READBUF_SIZE (64 * 1024)
+#define GW_SEND_BATCH 256 /* sends per io_uring_enter */
 
 static void gw_timer_cb(uv_timer_t *t)
 {
@@ -241,6 +243,8 @@ int main(int argc, char **argv)
 		  "unsent bytes a stream may queue before it is closed" },
 		{ "max-rooms-per-stream", RC_OPT_INT, &o->max_rooms_per_stream, 1, 1024, "room_id values per stream" },
 		{ "no-firehose", RC_OPT_BOOL, &o->no_firehose, 0, 0, "refuse streams without room_id (403)" },
+		{ "no-io-uring", RC_OPT_BOOL, &o->no_io_uring, 0, 0,
+		  "write with write(2) per connection instead of batches through io_uring" },
 		{ "max-event-bytes", RC_OPT_SIZE, &o->max_event_bytes, 64, 16 * 1024 * 1024,
 		  "largest serialized event accepted by POST" },
 		{ "max-body-bytes", RC_OPT_SIZE, &o->max_body_bytes, 64, 64 * 1024 * 1024, "largest request body (413)" },
@@ -305,6 +309,9 @@ int main(int argc, char **argv)
 	gw.flusher.data = &gw;
 	uv_check_start(&gw.flusher, gw_flusher_cb);
 
+	if (!o->no_io_uring && gw_sender_new(GW_SEND_BATCH, &gw.sender) != RC_OK)
+		rc_log_info("io_uring is not available; writing with write(2)", NULL);
+
 	uv_tcp_init(gw.loop, &gw.listener);
 	gw.listener.data = &gw;
 	if ((rv = uv_tcp_bind(&gw.listener, (struct sockaddr *)&addr, 0)) != 0 ||
@@ -331,8 +338,8 @@ int main(int argc, char **argv)
 	uv_signal_start(&gw.sigterm, gw_signal_cb, SIGTERM);
 	uv_signal_start(&gw.sigint, gw_signal_cb, SIGINT);
 
-	rc_log_info("gateway ready", "listen=%s broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64, o->listen,
-		    o->broker_bus, o->broker_api, o->heartbeat_ms);
+	rc_log_info("gateway ready", "listen=%s broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64 " io_uring=%s",
+		    o->listen, o->broker_bus, o->broker_api, o->heartbeat_ms, gw.sender ? "true" : "false");
 	uv_run(gw.loop, UV_RUN_DEFAULT);
 
 	uv_close((uv_handle_t *)&gw.stop_timer, NULL);
@@ -340,6 +347,7 @@ int main(int argc, char **argv)
 	if (!gw_close_nng(&gw, 1000))
 		rc_log_warn("an nng socket did not close in time (nng 1.5.2); exiting anyway", NULL);
 	gw_hub_fini(&gw.hub);
+	gw_sender_free(gw.sender);
 	gw_chunk_unref(gw.ping);
 	free(gw.readbuf);
 	rv = uv_loop_close(gw.loop);

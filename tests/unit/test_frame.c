@@ -698,32 +698,28 @@ static void test_index_round_trip(void **state)
 
 static void test_index_rejects(void **state)
 {
-	const struct rc_index_entry one[] = { { "a", 1, 3 } };
-	const struct rc_index_entry zero[] = { { "a", 1, 0 } };
-	const struct rc_index_entry badroom[] = { { "a b", 3, 1 } };
+	static const struct rc_index_entry one[] = { { "a", 1, 3 } };
+	static const struct rc_index_entry zero[] = { { "a", 1, 0 } };
+	static const struct rc_index_entry badroom[] = { { "a b", 3, 1 } };
 	struct rc_index_reader r;
 	struct frame f, c;
 
 	(void)state;
 	/* first after last + 1, first 0, a tick with entries or a gap, an entry of 0 events, a bad room */
-	f = build_index(0, 9, 7, one, 1);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	f = build_index(0, 0, 7, one, 1);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	f = build_index(RC_FRAME_TICK, 5, 7, one, 1);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	f = build_index(RC_FRAME_TICK, 5, 7, NULL, 0);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	f = build_index(0, 5, 7, zero, 1);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	f = build_index(0, 5, 7, badroom, 1);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
+	static const struct {
+		uint8_t flags;
+		uint64_t first, last;
+		const struct rc_index_entry *es;
+		size_t n;
+	} bad[] = {
+		{ 0, 9, 7, one, 1 },	 { 0, 0, 7, one, 1 },  { RC_FRAME_TICK, 5, 7, one, 1 },
+		{ RC_FRAME_TICK, 5, 7, NULL, 0 }, { 0, 5, 7, zero, 1 }, { 0, 5, 7, badroom, 1 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		f = build_index(bad[i].flags, bad[i].first, bad[i].last, bad[i].es, bad[i].n);
+		assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+		free(f.buf);
+	}
 	/* every cut and one extra byte */
 	f = build_index(0, 5, 7, one, 1);
 	for (size_t len = 0; len < f.len; len++) {
