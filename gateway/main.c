@@ -228,7 +228,7 @@ int main(int argc, char **argv)
 		.idle_timeout_ms = 60000,
 		.publish_timeout_ms = 5000,
 		.bus_recvbuf = 1024,
-		.bus_max_rooms = 1024,
+		.bus_max_rooms = 256,
 		.repair_max_bytes = 64 * 1024 * 1024,
 		.shutdown_ms = 3000,
 		.log_level = RC_LOG_INFO,
