@@ -1,0 +1,324 @@
+/*
+ * test_assembler.c - putting the broker's flushes back together
+ * (gateway/assembler.c): frames wait for their index; the wanted rooms'
+ * counts decide whether a flush is complete; several frames merge into gseq
+ * order; frames of a flush whose index was lost are dropped; ticks; corrupt
+ * messages are counted and dropped.
+ *
+ * The assembler is linked here on its own: the two functions it calls in the
+ * rest of the gateway, gw_hub_wants() and gw_repair_flush(), are defined by
+ * this test, which records what the assembler handed over. Messages are
+ * built the way the broker's bus.c builds them (common/frame.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "assembler.h"
+#include "error.h"
+#include "frame.h"
+#include "gateway.h"
+#include "repair.h"
+
+#define EPOCH 0x6f1c2a9eu
+
+/* ---- the test's side of the gateway ---- */
+
+static struct gw gw;
+
+/* Rooms this "gateway" wants ("*": every room); global events always. */
+static const char *wanted[8];
+
+bool gw_hub_wants(const struct gw_hub *hub, const char *room, size_t room_len)
+{
+	(void)hub;
+	if (room_len == 0)
+		return true;
+	for (int i = 0; i < 8 && wanted[i] != NULL; i++)
+		if (strcmp(wanted[i], "*") == 0 || (strlen(wanted[i]) == room_len && memcmp(wanted[i], room, room_len) == 0))
+			return true;
+	return false;
+}
+
+/* What the assembler handed to the repair stage. */
+struct handed {
+	uint64_t first, last;
+	bool complete, tick;
+	uint64_t gseq[32];
+	char room[32][8];
+	size_t n;
+};
+
+static struct handed handed[16];
+static size_t nhanded;
+
+void gw_repair_flush(struct gw_repair *rp, struct rc_frame_reader *r, uint64_t first, bool complete)
+{
+	struct handed *h = &handed[nhanded++];
+	struct rc_frame_event ev;
+
+	(void)rp;
+	assert_true(nhanded <= 16);
+	assert_int_equal(r->hdr.epoch, EPOCH);
+	h->first = first;
+	h->last = r->hdr.last_gseq;
+	h->complete = complete;
+	h->tick = (r->hdr.flags & RC_FRAME_TICK) != 0;
+	h->n = 0;
+	while (rc_frame_reader_next(r, &ev)) {
+		assert_true(h->n < 32);
+		h->gseq[h->n] = ev.gseq;
+		snprintf(h->room[h->n], sizeof(h->room[h->n]), "%.*s", (int)ev.room_len, ev.room);
+		h->n++;
+	}
+}
+
+/* ---- messages as the broker sends them ---- */
+
+static nng_msg *msg_of(const void *topic, size_t tlen, const uint8_t *body, size_t len)
+{
+	nng_msg *m;
+
+	assert_int_equal(nng_msg_alloc(&m, 0), 0);
+	assert_int_equal(nng_msg_append(m, topic, tlen), 0);
+	assert_int_equal(nng_msg_append(m, body, len), 0);
+	return m;
+}
+
+/* A frame of room (NULL: global) with events at gseqs[0..n), in flush ..last, under the room's topic. */
+static nng_msg *frame(const char *room, const uint64_t *gseqs, size_t n, uint64_t last, uint64_t epoch)
+{
+	uint8_t buf[4096];
+	char topic[RC_BUS_TOPIC_MAX];
+	size_t rlen = room ? strlen(room) : 0, off = RC_FRAME_HDR_SIZE;
+	struct rc_frame_hdr hdr = { .epoch = epoch, .last_gseq = last, .count = (uint32_t)n };
+
+	rc_frame_put_header(buf, &hdr);
+	for (size_t i = 0; i < n; i++) {
+		struct rc_frame_event ev = {
+			.gseq = gseqs[i], .rseq = i + 1, .room = room, .room_len = (uint16_t)rlen,
+			.json = "{\"type\":\"t\"}", .json_len = 12,
+		};
+		off += rc_frame_put_event(buf + off, &ev);
+	}
+	return msg_of(topic, rc_bus_topic(topic, room, rlen), buf, off);
+}
+
+/* An index of the flush first..last naming rooms[i] with counts[i] events ("" = global). */
+static nng_msg *index_msg(uint8_t flags, uint64_t first, uint64_t last, const char *const *rooms,
+			  const uint32_t *counts, size_t n)
+{
+	uint8_t buf[1024];
+	size_t off = RC_INDEX_HDR_SIZE;
+	struct rc_frame_hdr hdr = {
+		.epoch = EPOCH, .last_gseq = last, .count = (uint32_t)n, .flags = RC_FRAME_INDEX | flags
+	};
+
+	rc_index_put_header(buf, &hdr, first);
+	for (size_t i = 0; i < n; i++) {
+		struct rc_index_entry e = { .room = rooms[i], .room_len = (uint16_t)strlen(rooms[i]), .events = counts[i] };
+		off += rc_index_put_entry(buf + off, &e);
+	}
+	return msg_of(RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN, buf, off);
+}
+
+static int setup(void **state)
+{
+	memset(&gw, 0, sizeof(gw));
+	memset(handed, 0, sizeof(handed));
+	memset(wanted, 0, sizeof(wanted));
+	nhanded = 0;
+	*state = gw_assembler_new(&gw, NULL);
+	return *state == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	/* frames still waiting are freed here: ASan's leak check covers them */
+	gw_assembler_free(*state);
+	return 0;
+}
+
+/* ---- tests ---- */
+
+/* Rooms a and b wanted, c not: a's and b's events in gseq order, c's left out, complete. */
+static void test_merge_wanted_rooms(void **state)
+{
+	struct gw_assembler *a = *state;
+	static const uint64_t ga[] = { 10, 12 }, gb[] = { 11, 14 }, gc[] = { 13 }, gg[] = { 15 };
+	static const char *const rooms[] = { "a", "b", "c", "" };
+	static const uint32_t counts[] = { 2, 2, 1, 1 };
+
+	wanted[0] = "a";
+	wanted[1] = "b";
+	gw_assembler_msg(a, frame("a", ga, 2, 15, EPOCH));
+	gw_assembler_msg(a, frame("b", gb, 2, 15, EPOCH));
+	gw_assembler_msg(a, frame("c", gc, 1, 15, EPOCH));
+	gw_assembler_msg(a, frame(NULL, gg, 1, 15, EPOCH));
+	assert_int_equal(nhanded, 0); /* nothing before the index */
+	gw_assembler_msg(a, index_msg(0, 10, 15, rooms, counts, 4));
+	assert_int_equal(nhanded, 1);
+	assert_int_equal(handed[0].first, 10);
+	assert_int_equal(handed[0].last, 15);
+	assert_true(handed[0].complete);
+	assert_false(handed[0].tick);
+	assert_int_equal(handed[0].n, 5);
+	static const uint64_t want[] = { 10, 11, 12, 14, 15 };
+	static const char *const want_room[] = { "a", "b", "a", "b", "" };
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(handed[0].gseq[i], want[i]);
+		assert_string_equal(handed[0].room[i], want_room[i]);
+	}
+	assert_int_equal(gw.m.bus_frames, 4);
+	assert_int_equal(gw.m.bus_events, 6);
+	assert_int_equal(gw.m.bus_bad_frames, 0);
+}
+
+/* One frame: handed over as it is. */
+static void test_single_frame(void **state)
+{
+	struct gw_assembler *a = *state;
+	static const uint64_t g[] = { 3, 4, 5 };
+	static const char *const rooms[] = { "a" };
+	static const uint32_t counts[] = { 3 };
+
+	wanted[0] = "a";
+	gw_assembler_msg(a, frame("a", g, 3, 5, EPOCH));
+	gw_assembler_msg(a, index_msg(0, 3, 5, rooms, counts, 1));
+	assert_int_equal(nhanded, 1);
+	assert_true(handed[0].complete);
+	assert_int_equal(handed[0].n, 3);
+	assert_int_equal(handed[0].gseq[2], 5);
+}
+
+/* nng dropped b's frame: the flush is incomplete; an unwanted room missing does not count. */
+static void test_missing_frame_is_incomplete(void **state)
+{
+	struct gw_assembler *a = *state;
+	static const uint64_t ga[] = { 20 };
+	static const char *const rooms[] = { "a", "b", "zzz" };
+	static const uint32_t counts[] = { 1, 1, 5 };
+
+	wanted[0] = "a";
+	wanted[1] = "b";
+	gw_assembler_msg(a, frame("a", ga, 1, 26, EPOCH));
+	gw_assembler_msg(a, index_msg(0, 20, 26, rooms, counts, 3));
+	assert_int_equal(nhanded, 1);
+	assert_false(handed[0].complete);
+	assert_int_equal(handed[0].first, 20);
+	assert_int_equal(handed[0].last, 26);
+
+	/* the same without wanting b: complete */
+	wanted[1] = NULL;
+	gw_assembler_msg(a, frame("a", ga, 1, 26, EPOCH));
+	gw_assembler_msg(a, index_msg(0, 20, 26, rooms, counts, 3));
+	assert_int_equal(nhanded, 2);
+	assert_true(handed[1].complete);
+}
+
+/* Frames of flush 1 whose index never came are dropped when flush 2's index comes. */
+static void test_lost_index_drops_old_frames(void **state)
+{
+	struct gw_assembler *a = *state;
+	static const uint64_t g1[] = { 1, 2 }, g2[] = { 4 };
+	static const char *const rooms[] = { "a" };
+	static const uint32_t counts[] = { 1 };
+
+	wanted[0] = "*";
+	gw_assembler_msg(a, frame("a", g1, 2, 3, EPOCH));
+	gw_assembler_msg(a, frame("a", g2, 1, 5, EPOCH));
+	gw_assembler_msg(a, index_msg(0, 4, 5, rooms, counts, 1));
+	assert_int_equal(nhanded, 1);
+	assert_int_equal(handed[0].first, 4); /* the repair stage sees the hole before 4 */
+	assert_true(handed[0].complete);
+	assert_int_equal(handed[0].n, 1);
+	assert_int_equal(handed[0].gseq[0], 4);
+}
+
+/* A frame of the next flush that came before this flush's index waits for its own. */
+static void test_newer_frame_waits(void **state)
+{
+	struct gw_assembler *a = *state;
+	static const uint64_t g1[] = { 1 }, g2[] = { 2 };
+	static const char *const rooms[] = { "a" };
+	static const uint32_t counts[] = { 1 };
+
+	wanted[0] = "a";
+	gw_assembler_msg(a, frame("a", g1, 1, 1, EPOCH));
+	gw_assembler_msg(a, frame("a", g2, 1, 2, EPOCH)); /* cannot happen in order, but must not be lost */
+	gw_assembler_msg(a, index_msg(0, 1, 1, rooms, counts, 1));
+	gw_assembler_msg(a, index_msg(0, 2, 2, rooms, counts, 1));
+	assert_int_equal(nhanded, 2);
+	assert_int_equal(handed[0].gseq[0], 1);
+	assert_int_equal(handed[1].n, 1);
+	assert_int_equal(handed[1].gseq[0], 2);
+	assert_true(handed[1].complete);
+}
+
+/* An idle tick: an empty, complete flush after the last gseq; a frame of another epoch is dropped. */
+static void test_tick_and_epoch(void **state)
+{
+	struct gw_assembler *a = *state;
+	static const uint64_t g[] = { 8 };
+	static const char *const rooms[] = { "a" };
+	static const uint32_t counts[] = { 1 };
+
+	wanted[0] = "a";
+	gw_assembler_msg(a, index_msg(RC_FRAME_TICK, 8, 7, NULL, NULL, 0));
+	assert_int_equal(nhanded, 1);
+	assert_true(handed[0].tick);
+	assert_true(handed[0].complete);
+	assert_int_equal(handed[0].first, 8);
+	assert_int_equal(handed[0].last, 7);
+	assert_int_equal(handed[0].n, 0);
+	assert_int_equal(gw.m.bus_ticks, 1);
+
+	gw_assembler_msg(a, frame("a", g, 1, 8, EPOCH + 1));
+	gw_assembler_msg(a, index_msg(0, 8, 8, rooms, counts, 1));
+	assert_int_equal(nhanded, 2);
+	assert_false(handed[1].complete);
+	assert_int_equal(handed[1].n, 0);
+}
+
+/* Garbage never reaches the repair stage; it is counted. */
+static void test_corrupt_messages(void **state)
+{
+	struct gw_assembler *a = *state;
+	static const uint8_t junk[] = { 'R', 'C', 'F', '1', 1, 0, 0, 0, 1, 2, 3 };
+	static const uint64_t g[] = { 1 };
+	nng_msg *m;
+
+	wanted[0] = "*";
+	gw_assembler_msg(a, msg_of("x\0", 2, junk, sizeof(junk)));     /* unknown topic */
+	gw_assembler_msg(a, msg_of("ra\0", 3, junk, sizeof(junk)));    /* truncated frame */
+	gw_assembler_msg(a, msg_of("i\0", 2, junk, sizeof(junk)));     /* truncated index */
+	gw_assembler_msg(a, msg_of("rbad room\0", 10, junk, 0));       /* bad room in the topic */
+	m = frame("a", g, 1, 1, EPOCH);
+	nng_msg_chop(m, 1); /* one byte short */
+	gw_assembler_msg(a, m);
+	assert_int_equal(gw.m.bus_bad_frames, 5);
+	assert_int_equal(nhanded, 0);
+	assert_int_equal(gw.m.bus_frames, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_merge_wanted_rooms, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_single_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_frame_is_incomplete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_index_drops_old_frames, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_newer_frame_waits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tick_and_epoch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_messages, setup, teardown),
+	};
+
+	rc_log_set_level(RC_LOG_ERROR); /* the corrupt messages are logged as warnings */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
