@@ -307,6 +307,80 @@ static void test_corrupt_messages(void **state)
 	assert_int_equal(gw.m.bus_frames, 0);
 }
 
+/*
+ * Random flushes over 6 rooms, 2 of them wanted, with random messages lost
+ * (as nng drops them): every flush whose index arrives is handed over, in
+ * order; complete exactly when none of its wanted frames was lost, and then
+ * with exactly its wanted events; a flush whose index was lost is not handed
+ * over, so the next one starts after a hole the repair stage sees.
+ */
+static void test_random_losses(void **state)
+{
+	struct gw_assembler *a = *state;
+	static const char *const names[] = { "a", "b", "c", "d", "e", "" };
+	uint64_t next = 1, rng = 0x9e3779b97f4a7c15ull, prev_last = 0;
+	size_t checked = 0;
+
+	wanted[0] = "b";
+	wanted[1] = "e";
+	for (int f = 0; f < 2000; f++) {
+		uint64_t gseqs[6][8], first = next;
+		size_t counts[6] = { 0 }, nev = 1 + (size_t)(rng % 8), want_n = 0;
+		uint64_t want[32];
+		bool lost_wanted = false, index_lost;
+		const char *rooms[6];
+		uint32_t rc[6];
+		size_t nrooms = 0;
+
+		for (size_t i = 0; i < nev; i++) {
+			int r;
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			r = (int)((rng >> 33) % 6);
+			gseqs[r][counts[r]++] = next++;
+		}
+		for (int r = 0; r < 6; r++) {
+			bool lost;
+			if (counts[r] == 0)
+				continue;
+			rooms[nrooms] = names[r];
+			rc[nrooms++] = (uint32_t)counts[r];
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			lost = (rng >> 40) % 7 == 0;
+			if (gw_hub_wants(NULL, names[r], strlen(names[r])))
+				lost_wanted |= lost;
+			if (!lost)
+				gw_assembler_msg(a, frame(r == 5 ? NULL : names[r], gseqs[r], counts[r], next - 1, EPOCH));
+		}
+		for (uint64_t g = first; g < next; g++)
+			for (int r = 0; r < 6; r++)
+				for (size_t k = 0; k < counts[r]; k++)
+					if (gseqs[r][k] == g && gw_hub_wants(NULL, names[r], strlen(names[r])))
+						want[want_n++] = g;
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		index_lost = (rng >> 40) % 9 == 0;
+		nhanded = 0;
+		if (!index_lost)
+			gw_assembler_msg(a, index_msg(0, first, next - 1, rooms, rc, nrooms));
+		if (index_lost) {
+			assert_int_equal(nhanded, 0);
+			continue;
+		}
+		assert_int_equal(nhanded, 1);
+		assert_int_equal(handed[0].first, first);
+		assert_int_equal(handed[0].last, next - 1);
+		assert_true(handed[0].last > prev_last);
+		prev_last = handed[0].last;
+		assert_int_equal(handed[0].complete, !lost_wanted);
+		if (handed[0].complete) {
+			assert_int_equal(handed[0].n, want_n);
+			for (size_t i = 0; i < want_n; i++)
+				assert_int_equal(handed[0].gseq[i], want[i]);
+			checked++;
+		}
+	}
+	assert_true(checked > 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -317,6 +391,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_newer_frame_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tick_and_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_messages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random_losses, setup, teardown),
 	};
 
 	rc_log_set_level(RC_LOG_ERROR); /* the corrupt messages are logged as warnings */
