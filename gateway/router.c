@@ -48,12 +48,13 @@ static void route_stream(struct gw_conn *c, struct gw_req *req, const char *quer
 	}
 	gw_query_init(&q, query, qlen);
 	while ((rv = gw_query_next(&q, &key, &val)) == 1) {
-		if (strcmp(key.data, "last_event_id") == 0) {
+		/* by length too: a decoded %00 must not make "room_id%00x" a room_id */
+		if (key.len == strlen("last_event_id") && strcmp(key.data, "last_event_id") == 0) {
 			lei.len = 0;
 			rc_buf_append(&lei, val.data, val.len);
 			continue;
 		}
-		if (strcmp(key.data, "room_id") != 0)
+		if (key.len != strlen("room_id") || strcmp(key.data, "room_id") != 0)
 			continue; /* unknown parameters are ignored, as other SSE servers do */
 		for (const char *p = val.data, *end = val.data + val.len; p <= end;) {
 			const char *comma = memchr(p, ',', (size_t)(end - p));

@@ -96,6 +96,9 @@ class StreamTest(GatewayTest):
             "firehose": self.sse(gw, "/api/v1/events"),
             "firehose_alias": self.sse(gw, "/api/v1/im/events"),
             "c_dup": self.sse(gw, "/api/v1/events?room_id=c&room_id=c,c"),
+            # unknown parameters are ignored, a decoded NUL does not make one a room_id
+            "a_unknown": self.sse(gw, "/api/v1/events?room_id=a&room%5Fid=b&room_id%00x=b&x=1"),
+            "nul_is_not_room_id": self.sse(gw, "/api/v1/events?room_id%00x=b"),
         }
         # interleaved ids across rooms; one global event in the middle
         plan = [("a", 1), ("b", 1), ("c", 1), (None, 1), ("b", 2), ("a", 2), ("a", 3), ("c", 2), ("b", 3)]
@@ -114,6 +117,7 @@ class StreamTest(GatewayTest):
             "a": expected({"a"}), "b": expected({"b"}), "a_repeated_b": expected({"a", "b"}),
             "a_comma_b": expected({"a", "b"}), "a_alias": expected({"a"}), "firehose": expected(None),
             "firehose_alias": expected(None), "c_dup": expected({"c"}),
+            "a_unknown": expected({"a", "b"}), "nul_is_not_room_id": expected(None),
         }
         for name, c in streams.items():
             got = [e.id for e in c.events_until(marker)]
