@@ -44,6 +44,9 @@ void gw_inbox_drain(struct gw_inbox *ib);
  * Loop thread: closes the async handle (drain first); closed_cb (may be NULL)
  * runs when it is closed. Pushes after this are still taken and stay queued
  * until the owner drains them; the owner destroys mtx when it frees ib.
+ * A push that started before the close may still call uv_async_send on the
+ * closing handle: stop every pushing thread (nng_aio_stop) before freeing ib
+ * in closed_cb, as the bus and api clients do.
  */
 void gw_inbox_close(struct gw_inbox *ib, uv_close_cb closed_cb);
 
