@@ -49,15 +49,15 @@ static void hub_sub_room(struct rc_strmap_entry *e, void *arg)
 static void hub_bus_mode(struct gw_hub *hub)
 {
 	struct gw *gw = hub->gw;
-	size_t max = (size_t)gw->opt.bus_max_rooms;
-	bool all = hub->nfirehose > 0 || hub->rooms.count > max;
+	size_t max = (size_t)gw->opt.bus_max_rooms; /* 0: no limit */
+	bool all = hub->nfirehose > 0 || (max > 0 && hub->rooms.count > max);
 
 	if (all && !hub->bus_all) {
 		struct hub_sub hs = { gw->bus, false };
 		gw_bus_all(gw->bus, true);
 		hub->bus_all = true;
 		rc_strmap_each(&hub->rooms, hub_sub_room, &hs);
-	} else if (hub->bus_all && hub->nfirehose == 0 && hub->rooms.count <= max / 2) {
+	} else if (hub->bus_all && hub->nfirehose == 0 && (max == 0 || hub->rooms.count <= max / 2)) {
 		/* back to rooms once well under the limit: no flapping at the edge */
 		struct hub_sub hs = { gw->bus, true };
 		rc_strmap_each(&hub->rooms, hub_sub_room, &hs);

@@ -262,7 +262,7 @@ int main(int argc, char **argv)
 		{ "static-dir", RC_OPT_STR, &o->static_dir, 0, 0, "serve files from this directory (the demo page)" },
 		{ "bus-recvbuf", RC_OPT_INT, &o->bus_recvbuf, 1, 65536, "bus messages queued in nng before it drops" },
 		{ "bus-max-rooms", RC_OPT_INT, &o->bus_max_rooms, 0, 1000000,
-		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here" },
+		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here (0: no limit)" },
 		{ "repair-max-bytes", RC_OPT_SIZE, &o->repair_max_bytes, 1024, INT64_MAX,
 		  "bus bytes held while a gap is repaired" },
 		{ "shutdown-ms", RC_OPT_INT, &o->shutdown_ms, 1, 60000, "longest graceful stop" },

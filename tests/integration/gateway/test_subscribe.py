@@ -110,6 +110,15 @@ class SubscribeTest(GatewayTest):
         ids = publish(gw.port, [{"type": "t", "room_id": "r%d" % (i % 4), "i": i} for i in range(8)])
         self.assertEqual([e.id for e in streams[2].events(2)], ids[2::4])
 
+    def test_bus_max_rooms_zero_keeps_room_topics(self):
+        gw = self.cluster.start_gateway("--bus-max-rooms", "0")
+        streams = [self.sse(gw, "/api/v1/events?room_id=r%d" % i) for i in range(5)]
+        m = wait_metric(gw.port, "roomcast_bus_rooms_subscribed", lambda v: v == 5, "five room topics")
+        self.assertEqual(m["roomcast_bus_subscribed_all"], 0)
+        ids = publish(gw.port, [{"type": "t", "room_id": "r%d" % i} for i in range(5)])
+        for i, s in enumerate(streams):
+            self.assertEqual([e.id for e in s.events(1)], [ids[i]])
+
     def test_joining_a_room_while_it_flows_loses_nothing(self):
         """
         Streams that join rooms while events flow (the first stream of room x
