@@ -227,7 +227,7 @@ int main(int argc, char **argv)
 		.header_timeout_ms = 10000,
 		.idle_timeout_ms = 60000,
 		.publish_timeout_ms = 5000,
-		.bus_recvbuf = 1024,
+		.bus_recvbuf = 8192,
 		.bus_max_rooms = 256,
 		.repair_max_bytes = 64 * 1024 * 1024,
 		.shutdown_ms = 3000,
