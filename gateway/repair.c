@@ -149,15 +149,11 @@ static bool repair_needed(struct gw_repair *rp, uint64_t first, uint64_t last, b
 {
 	uint64_t pos = rp->gw->hub.last_gseq;
 
-	if (first > pos + 1) {
-		rp->target = first - 1;
-		return true;
-	}
-	if (!complete && last > pos) {
-		rp->target = last;
-		return true;
-	}
-	return false;
+	if (first <= pos + 1 && (complete || last <= pos))
+		return false;
+	/* a complete flush waits for the hole before it; an incomplete one is replayed too */
+	rp->target = complete ? first - 1 : last;
+	return true;
 }
 
 /* Delivers a complete flush: its wanted events, then everything up to its last gseq is known. */
