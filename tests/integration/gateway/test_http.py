@@ -206,6 +206,9 @@ class OpsTest(GatewayTest):
 
     def test_max_conns(self):
         gw = self.cluster.start_gateway("--max-conns", "5")
+        # the readiness checks' connections may not be seen closed yet: they would count
+        harness.wait_until(lambda: harness.get_metrics(gw.port)["roomcast_connections_open"] <= 1, scaled(5),
+                           "the readiness checks' connections closed")
         streams = [self.sse(gw, "/api/v1/events?room_id=a") for _ in range(5)]
         r = RawHTTP(gw.port)
         try:
