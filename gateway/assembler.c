@@ -68,13 +68,27 @@ static void asm_bad(struct gw_assembler *a, nng_msg *msg, int err, const char *w
 	nng_msg_free(msg);
 }
 
+/* Every event of the frame is in the topic's room: the counts are checked per room. */
+static bool asm_frame_in_room(const struct rc_frame_reader *r, const struct rc_bus_msg *bm)
+{
+	struct rc_frame_reader copy = *r;
+	struct rc_frame_event ev;
+
+	while (rc_frame_reader_next(&copy, &ev))
+		if (ev.room_len != bm->room_len || (ev.room_len != 0 && memcmp(ev.room, bm->room, ev.room_len) != 0))
+			return false;
+	return true;
+}
+
 static void asm_frame(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_msg *bm)
 {
 	struct pending p = { .msg = msg, .room = bm->room, .room_len = bm->room_len };
 	int rv = rc_frame_reader_init(&p.r, bm->body, bm->body_len);
 
-	if (rv != RC_OK || (p.r.hdr.flags & (RC_FRAME_TICK | RC_FRAME_INDEX))) {
-		asm_bad(a, msg, rv != RC_OK ? rv : RC_EPROTO, "frame");
+	if (rv == RC_OK && ((p.r.hdr.flags & (RC_FRAME_TICK | RC_FRAME_INDEX)) || !asm_frame_in_room(&p.r, bm)))
+		rv = RC_EPROTO;
+	if (rv != RC_OK) {
+		asm_bad(a, msg, rv, "frame");
 		return;
 	}
 	a->gw->m.bus_frames++;

@@ -302,7 +302,12 @@ static void test_corrupt_messages(void **state)
 	m = frame("a", g, 1, 1, EPOCH);
 	nng_msg_chop(m, 1); /* one byte short */
 	gw_assembler_msg(a, m);
-	assert_int_equal(gw.m.bus_bad_frames, 5);
+	/* room b's event under room a's topic */
+	m = frame("b", g, 1, 1, EPOCH);
+	assert_int_equal(nng_msg_trim(m, 3), 0);
+	assert_int_equal(nng_msg_insert(m, "ra\0", 3), 0);
+	gw_assembler_msg(a, m);
+	assert_int_equal(gw.m.bus_bad_frames, 6);
 	assert_int_equal(nhanded, 0);
 	assert_int_equal(gw.m.bus_frames, 0);
 }
