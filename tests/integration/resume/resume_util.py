@@ -334,6 +334,32 @@ def pump(streams, done, timeout, what, idle=None, status=None):
         sel.close()
 
 
+def publish_file_while_reading(cluster, path, streams, checkers, is_done, timeout, what, status=None):
+    """
+    Publishes the NDJSON file at path with the CLI while reading streams
+    (FastStream, each feeding its checker) until is_done(checker) holds for
+    every checker. A checker's .error, or a stream the gateway closed, fails
+    at once. Returns the CLI's exit code; the CLI is always reaped.
+    """
+    pub = cli_publish_file(cluster, path, os.path.join(cluster.dir, "burst.ids"), scaled(60))
+    try:
+        def done():
+            for k in checkers:
+                if k.error is not None:
+                    raise AssertionError("%s: %s" % (k.name, k.error))
+            for s in streams:
+                if s.eof:
+                    raise AssertionError("%s: the gateway closed the stream after %d events" % (s.name, s.count))
+            return all(is_done(k) for k in checkers)
+
+        pump(streams, done, timeout, what, status=status)
+        return pub.wait(timeout=max(1.0, pub.deadline - time.monotonic()))
+    finally:
+        if pub.poll() is None:
+            pub.kill()
+            pub.wait()
+
+
 class ResumingSubscriber:
     """
     A subscriber that, when the gateway closes its stream, reconnects (to the

@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from resume_util import StreamTest, FastStream, cli_publish_file, epoch_of, gseq_of, harness, pump, scaled
+from resume_util import StreamTest, FastStream, epoch_of, gseq_of, harness, publish_file_while_reading, scaled
 
 N_EVENTS = int(os.environ.get("ROOMCAST_BURST_EVENTS", "100000"))
 N_SUBSCRIBERS = 20
@@ -83,23 +83,8 @@ class BurstTest(StreamTest):
             s.wait_open()
 
         t0 = time.monotonic()
-        pub = cli_publish_file(c, path, os.path.join(c.dir, "burst.ids"), scaled(60))
-        try:
-            def done():
-                for k in checkers:
-                    if k.error is not None:
-                        raise AssertionError("%s: %s" % (k.name, k.error))
-                for s in subs:
-                    if s.eof:
-                        raise AssertionError("%s: the gateway closed the stream after %d events" % (s.name, s.count))
-                return all(k.n >= N_EVENTS for k in checkers)
-
-            pump(subs, done, scaled(45), "%d events on %d subscribers" % (N_EVENTS, N_SUBSCRIBERS))
-            rc = pub.wait(timeout=max(1.0, pub.deadline - time.monotonic()))
-        finally:
-            if pub.poll() is None:
-                pub.kill()
-                pub.wait()
+        rc = publish_file_while_reading(c, path, subs, checkers, lambda k: k.n >= N_EVENTS, scaled(45),
+                                        "%d events on %d subscribers" % (N_EVENTS, N_SUBSCRIBERS))
         with open(os.path.join(c.dir, "burst.ids.err"), "rb") as f:
             err = f.read()
         self.assertEqual(rc, 0, "roomcast publish --ndjson failed: %r" % err)

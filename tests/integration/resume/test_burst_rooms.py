@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from resume_util import StreamTest, FastStream, cli_publish_file, gseq_of, harness, pump, scaled
+from resume_util import StreamTest, FastStream, gseq_of, harness, publish_file_while_reading, scaled
 
 N_EVENTS = int(os.environ.get("ROOMCAST_BURST_ROOMS_EVENTS", "40000"))
 ROOMS = ["r0", "r1", "r2", "r3", "r4"]
@@ -100,24 +100,9 @@ class BurstRoomsTest(StreamTest):
             s.wait_open()
 
         t0 = time.monotonic()
-        pub = cli_publish_file(c, path, os.path.join(c.dir, "burst.ids"), scaled(60))
-        try:
-            def done():
-                for k in checkers:
-                    if k.error is not None:
-                        raise AssertionError("%s: %s" % (k.name, k.error))
-                for s in subs:
-                    if s.eof:
-                        raise AssertionError("%s: the gateway closed the stream after %d events" % (s.name, s.count))
-                return all(k.done() for k in checkers)
-
-            pump(subs, done, scaled(60), "%d events over %d rooms" % (N_EVENTS, len(ROOMS)),
-                 status=lambda: ", ".join("%s %d/%d" % (k.name, k.n, len(k.want)) for k in checkers))
-            rc = pub.wait(timeout=max(1.0, pub.deadline - time.monotonic()))
-        finally:
-            if pub.poll() is None:
-                pub.kill()
-                pub.wait()
+        rc = publish_file_while_reading(
+            c, path, subs, checkers, lambda k: k.done(), scaled(60), "%d events over %d rooms" % (N_EVENTS, len(ROOMS)),
+            status=lambda: ", ".join("%s %d/%d" % (k.name, k.n, len(k.want)) for k in checkers))
         self.assertEqual(rc, 0, "roomcast publish --ndjson failed")
 
         # nothing more arrives: no duplicate after the last one, no reset
