@@ -298,20 +298,16 @@ static void conn_sent(void *arg, void *cookie, int res)
 	(void)arg;
 	if (c->closing)
 		return;
-	if (res == -EAGAIN) {
-		conn_flush(c); /* the socket is full: uv_write waits for it */
-		return;
-	}
-	if (res < 0) {
+	if (res < 0 && res != -EAGAIN) {
 		gw_conn_close(c);
 		return;
 	}
-	c->gw->m.bytes_delivered += (size_t)res;
-	gw_outq_consume(&c->out, (size_t)res);
-	if (c->out.count > 0)
-		conn_flush(c); /* a short send, or more than one batch entry's worth */
-	else
-		conn_write_idle(c);
+	if (res > 0) {
+		c->gw->m.bytes_delivered += (size_t)res;
+		gw_outq_consume(&c->out, (size_t)res);
+	}
+	/* the rest (a full socket goes to uv_write), or idle when nothing is left */
+	conn_flush(c);
 }
 
 /* Every connection with output: one sendmsg each, all in one io_uring_enter per batch. */

@@ -73,18 +73,26 @@ bool gw_hub_wants(const struct gw_hub *hub, const char *room, size_t room_len)
 	return room_len == 0 || hub->nfirehose > 0 || rc_strmap_get(&hub->rooms, room, room_len) != NULL;
 }
 
+struct hub_names {
+	struct rc_buf *b;
+	bool first;
+};
+
 static void hub_room_name(struct rc_strmap_entry *e, void *arg)
 {
-	struct rc_buf *b = arg;
+	struct hub_names *hn = arg;
 
-	if (b->len > 0 && b->data[b->len - 1] != '[')
-		rc_buf_puts(b, ",");
-	rc_buf_json_str(b, e->key, e->key_len);
+	if (!hn->first)
+		rc_buf_puts(hn->b, ",");
+	hn->first = false;
+	rc_buf_json_str(hn->b, e->key, e->key_len);
 }
 
 void gw_hub_room_names(const struct gw_hub *hub, struct rc_buf *b)
 {
-	rc_strmap_each(&hub->rooms, hub_room_name, b);
+	struct hub_names hn = { b, true };
+
+	rc_strmap_each(&hub->rooms, hub_room_name, &hn);
 }
 
 static void hub_room_unref(struct gw_hub *hub, struct gw_room *r)

@@ -103,6 +103,7 @@ static bool repair_hold(struct gw_repair *rp, const struct rc_frame_reader *r, u
 }
 
 static void repair_fetch(struct gw_repair *rp);
+static void repair_start(struct gw_repair *rp);
 static void repair_release(struct gw_repair *rp);
 
 /* Every stream gets stream.reset (gap_unrecoverable) and goes on after `resume`. */
@@ -174,9 +175,7 @@ static void repair_release(struct gw_repair *rp)
 
 		if (rc_frame_reader_init(&r, h->data, h->len) == RC_OK) {
 			if (repair_needed(rp, h->first, r.hdr.last_gseq, h->complete)) {
-				rp->repairing = true;
-				rp->gw->m.gaps_detected++;
-				repair_fetch(rp);
+				repair_start(rp);
 				return;
 			}
 			/* an incomplete flush the replay already covered adds nothing */
