@@ -16,8 +16,6 @@
 #define CONN_MAX_BUFS 64  /* buffers per uv_write */
 #define GW_READBUF_SIZE (64 * 1024)
 
-static http_parser_settings parser_settings;
-
 static struct gw_conn *conn_of_parser(http_parser *p)
 {
 	return gw_container_of(p, struct gw_conn, parser);
@@ -195,6 +193,17 @@ static int on_message_complete(http_parser *p)
 	http_parser_pause(p, 1);
 	return 0;
 }
+
+/* read-only, so the loops of several workers share it */
+static const http_parser_settings parser_settings = {
+	.on_message_begin = on_message_begin,
+	.on_url = on_url,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
+	.on_headers_complete = on_headers_complete,
+	.on_body = on_body,
+	.on_message_complete = on_message_complete,
+};
 
 /* ---- writing ---- */
 
@@ -686,15 +695,6 @@ void gw_conn_accept(struct gw *gw)
 	}
 	gw_list_insert_tail(&gw->conns, &c->node);
 	gw->m.conns_accepted++;
-	if (parser_settings.on_message_complete == NULL) {
-		parser_settings.on_message_begin = on_message_begin;
-		parser_settings.on_url = on_url;
-		parser_settings.on_header_field = on_header_field;
-		parser_settings.on_header_value = on_header_value;
-		parser_settings.on_headers_complete = on_headers_complete;
-		parser_settings.on_body = on_body;
-		parser_settings.on_message_complete = on_message_complete;
-	}
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	uv_tcp_nodelay(&c->tcp, 1);
 	if (gw->m.conns_open > (uint64_t)gw->opt.max_conns) {

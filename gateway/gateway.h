@@ -3,6 +3,8 @@
  *
  * Everything here belongs to the loop thread. The only ways in from other
  * threads are the inboxes of the bus client and the publisher (uv_async_send).
+ * With --workers N there are N of these, one per loop thread, sharing only
+ * the options' strings and the metrics copies of workers.c.
  */
 #ifndef GW_GATEWAY_H
 #define GW_GATEWAY_H
@@ -22,13 +24,14 @@ struct gw_bus;
 struct gw_repair;
 struct gw_assembler;
 struct gw_sender;
+struct gw_workers;
 
 struct gw_options {
 	const char *listen, *broker_bus, *broker_api;
 	const char *publish_token, *cors_origin, *static_dir;
 	int64_t heartbeat_ms, max_client_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
 	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms;
-	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms;
+	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms, workers;
 	bool no_firehose, no_io_uring;
 	enum rc_log_level log_level;
 };
@@ -55,6 +58,9 @@ struct gw {
 	uint64_t timer_due;      /* when it fires, 0 when stopped */
 	uv_check_t flusher;      /* writes what the loop turn queued */
 	uv_signal_t sigterm, sigint;
+	struct gw_workers *workers; /* NULL with one loop */
+	unsigned worker;            /* this loop's index in workers */
+	uv_timer_t snapshot;        /* copies m to workers every GW_WORKERS_SNAPSHOT_MS */
 	uv_timer_t stop_timer;
 	bool stopping;
 	char *readbuf;           /* shared by every read: reads never overlap */

@@ -2,7 +2,8 @@
  * roomcast-gateway: streams the broker's events to HTTP clients as SSE.
  *
  * One libuv loop does all the HTTP work; nng's threads receive bus frames and
- * api replies and hand them to the loop through inboxes. See
+ * api replies and hand them to the loop through inboxes. --workers N runs N
+ * such loops, each a whole gateway on its own thread (workers.h). See
  * docs/ARCHITECTURE.md.
  */
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 #include <sys/resource.h>
 #include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api_client.h"
 #include "assembler.h"
@@ -28,6 +30,7 @@
 #include "sender.h"
 #include "sse.h"
 #include "stream.h"
+#include "workers.h"
 
 #define GW_READBUF_SIZE (64 * 1024)
 #define GW_SEND_BATCH 256 /* sends per io_uring_enter */
@@ -99,6 +102,7 @@ void gw_stop(struct gw *gw)
 	uv_close((uv_handle_t *)&gw->flusher, NULL);
 	uv_close((uv_handle_t *)&gw->sigterm, NULL);
 	uv_close((uv_handle_t *)&gw->sigint, NULL);
+	uv_close((uv_handle_t *)&gw->snapshot, NULL);
 	uv_timer_start(&gw->stop_timer, gw_stop_timeout_cb, (uint64_t)gw->opt.shutdown_ms, 0);
 	uv_unref((uv_handle_t *)&gw->stop_timer);
 }
@@ -127,20 +131,21 @@ static void *nng_closer_main(void *arg)
  * Closes the nng sockets on a thread of their own and waits at most ms.
  * nng 1.5.2 (Debian bookworm) can block for ever in nng_close when a pipe is
  * never removed from its socket (fixed upstream after 1.5.2); the gateway must
- * still exit in time, so a close that hangs is abandoned with the process.
- * Returns true when the sockets were closed.
+ * still exit in time, so a close that hangs is abandoned with the process
+ * (c and the gateway must then stay allocated). Returns true when the sockets
+ * were closed.
  */
-static bool gw_close_nng(struct gw *gw, int64_t ms)
+static bool gw_close_nng(struct gw *gw, struct nng_closer *c, int64_t ms)
 {
-	static struct nng_closer c; /* the thread may outlive this call */
 	struct timespec deadline;
 	pthread_t th;
 	bool done;
 
-	c.gw = gw;
-	pthread_mutex_init(&c.mtx, NULL);
-	pthread_cond_init(&c.cv, NULL);
-	if (pthread_create(&th, NULL, nng_closer_main, &c) != 0)
+	c->gw = gw;
+	c->done = false;
+	pthread_mutex_init(&c->mtx, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	if (pthread_create(&th, NULL, nng_closer_main, c) != 0)
 		return false;
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += ms / 1000;
@@ -149,11 +154,11 @@ static bool gw_close_nng(struct gw *gw, int64_t ms)
 		deadline.tv_sec++;
 		deadline.tv_nsec -= 1000000000L;
 	}
-	pthread_mutex_lock(&c.mtx);
-	while (!c.done && pthread_cond_timedwait(&c.cv, &c.mtx, &deadline) == 0)
+	pthread_mutex_lock(&c->mtx);
+	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mtx, &deadline) == 0)
 		;
-	done = c.done;
-	pthread_mutex_unlock(&c.mtx);
+	done = c->done;
+	pthread_mutex_unlock(&c->mtx);
 	if (done)
 		pthread_join(th, NULL);
 	else
@@ -165,7 +170,7 @@ static void gw_signal_cb(uv_signal_t *h, int signum)
 {
 	struct gw *gw = h->data;
 
-	rc_log_info("stopping", "signal=%d streams=%" PRIu64, signum, gw->m.streams_open);
+	rc_log_info("stopping", "signal=%d worker=%u streams=%" PRIu64, signum, gw->worker, gw->m.streams_open);
 	gw_stop(gw);
 }
 
@@ -209,10 +214,197 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* A loop of the gateway and what its thread needs around it. */
+struct gw_worker {
+	struct gw gw;
+	uv_loop_t loop;
+	struct nng_closer closer; /* may outlive the worker (gw_close_nng) */
+	int listen_fd;
+	pthread_t thread;
+	enum { WORKER_STARTING, WORKER_RUNNING, WORKER_FAILED } state;
+};
+
+/* main waits on it for each worker to be up (or not) before the next one */
+static pthread_mutex_t start_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cv = PTHREAD_COND_INITIALIZER;
+
+static void worker_started(struct gw_worker *w, bool ok)
+{
+	pthread_mutex_lock(&start_mtx);
+	w->state = ok ? WORKER_RUNNING : WORKER_FAILED;
+	pthread_cond_broadcast(&start_cv);
+	pthread_mutex_unlock(&start_mtx);
+}
+
+static void gw_snapshot_cb(uv_timer_t *t)
+{
+	struct gw *gw = t->data;
+
+	gw_workers_publish(gw->workers, gw->worker, &gw->m);
+}
+
+/* Sets up the loop and everything on it; false: the worker cannot run. */
+static bool gw_setup(struct gw_worker *w)
+{
+	struct gw *gw = &w->gw;
+	const struct gw_options *o = &gw->opt;
+	struct gw_bus_config bc;
+	int rv;
+
+	if (uv_loop_init(&w->loop) != 0)
+		return false;
+	gw->loop = &w->loop;
+	gw->m.workers = 1;
+	gw_list_init(&gw->conns);
+	gw_list_init(&gw->header_q);
+	gw_list_init(&gw->idle_q);
+	gw_list_init(&gw->hb_q);
+	gw_list_init(&gw->flush_q);
+	gw_hub_init(&gw->hub, gw);
+	gw->readbuf = malloc(GW_READBUF_SIZE);
+	gw->ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
+	if (gw->readbuf == NULL || gw->ping == NULL)
+		return false;
+	uv_timer_init(gw->loop, &gw->timer);
+	gw->timer.data = gw;
+	uv_timer_init(gw->loop, &gw->stop_timer);
+	uv_timer_init(gw->loop, &gw->snapshot);
+	gw->snapshot.data = gw;
+	uv_check_init(gw->loop, &gw->flusher);
+	gw->flusher.data = gw;
+	uv_check_start(&gw->flusher, gw_flusher_cb);
+
+	/* on this thread: the ring takes submissions from its creator only */
+	if (!o->no_io_uring && gw_sender_new(GW_SEND_BATCH, &gw->sender) != RC_OK && gw->worker == 0)
+		rc_log_info("io_uring is not available; writing with write(2)", NULL);
+
+	uv_tcp_init(gw->loop, &gw->listener);
+	gw->listener.data = gw;
+	if ((rv = uv_tcp_open(&gw->listener, w->listen_fd)) != 0 ||
+	    (rv = uv_listen((uv_stream_t *)&gw->listener, 4096, gw_accept_cb)) != 0) {
+		rc_log_error("cannot listen", "addr=%s worker=%u err=\"%s\"", o->listen, gw->worker, uv_strerror(rv));
+		return false;
+	}
+	if (gw_api_start(gw->loop, o->broker_api, &gw->api) != RC_OK || gw_publisher_init(gw) != RC_OK)
+		return false;
+	gw->repair = gw_repair_new(gw, (size_t)o->repair_max_bytes);
+	gw->assembler = gw->repair ? gw_assembler_new(gw, gw->repair) : NULL;
+	bc = (struct gw_bus_config){
+		.url = o->broker_bus,
+		.recvbuf = (int)o->bus_recvbuf,
+		.inbox_max = (size_t)o->bus_recvbuf,
+		.fn = gw_assembler_msg,
+		.arg = gw->assembler,
+	};
+	if (gw->assembler == NULL || gw_bus_start(gw->loop, &bc, &gw->bus) != RC_OK)
+		return false;
+	/* libuv hands a signal to the handles of every loop */
+	uv_signal_init(gw->loop, &gw->sigterm);
+	uv_signal_init(gw->loop, &gw->sigint);
+	gw->sigterm.data = gw->sigint.data = gw;
+	uv_signal_start(&gw->sigterm, gw_signal_cb, SIGTERM);
+	uv_signal_start(&gw->sigint, gw_signal_cb, SIGINT);
+	if (gw->workers != NULL)
+		uv_timer_start(&gw->snapshot, gw_snapshot_cb, GW_WORKERS_SNAPSHOT_MS, GW_WORKERS_SNAPSHOT_MS);
+	return true;
+}
+
+/* The worker's thread: set up, run until stopped, close what the loop held. */
+static void *gw_worker_main(void *arg)
+{
+	struct gw_worker *w = arg;
+	struct gw *gw = &w->gw;
+	int rv;
+
+	if (!gw_setup(w)) {
+		/* the process exits: what was set up is left to it */
+		worker_started(w, false);
+		return NULL;
+	}
+	rc_log_info("gateway ready", "listen=%s worker=%u broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64 " io_uring=%s",
+		    gw->opt.listen, gw->worker, gw->opt.broker_bus, gw->opt.broker_api, gw->opt.heartbeat_ms,
+		    gw->sender ? "true" : "false");
+	worker_started(w, true);
+	uv_run(gw->loop, UV_RUN_DEFAULT);
+
+	uv_close((uv_handle_t *)&gw->stop_timer, NULL);
+	uv_run(gw->loop, UV_RUN_NOWAIT);
+	if (!gw_close_nng(gw, &w->closer, 1000)) {
+		rc_log_warn("an nng socket did not close in time (nng 1.5.2); exiting anyway", "worker=%u", gw->worker);
+		return NULL; /* the closer thread still uses gw */
+	}
+	gw_hub_fini(&gw->hub);
+	gw_sender_free(gw->sender);
+	gw_chunk_unref(gw->ping);
+	free(gw->readbuf);
+	rv = uv_loop_close(gw->loop);
+	rc_log_info("gateway stopped", "worker=%u clean=%s", gw->worker, rv == 0 ? "true" : "false");
+	return NULL;
+}
+
+/*
+ * Starts the workers one after the other, each once the previous one is up,
+ * and waits for them all to stop. A worker that cannot start stops the others
+ * (SIGTERM: every running loop has its handler by then).
+ */
+static int gw_run_workers(const struct gw_options *o, const struct sockaddr *addr)
+{
+	/* reachable for the whole process: a closer thread may still use one */
+	static struct gw_worker *workers;
+	static struct gw_workers *shared;
+	unsigned n = (unsigned)o->workers, started = 0, running = 0;
+	int fds[64], err = 0;
+	bool failed = false;
+
+	if (gw_listen_sockets(addr, n, fds, &err) != RC_OK) {
+		rc_log_error("cannot listen", "addr=%s err=\"%s\"", o->listen, strerror(err));
+		return 1;
+	}
+	workers = calloc(n, sizeof(*workers));
+	if (workers == NULL || (n > 1 && gw_workers_new(n, &shared) != RC_OK)) {
+		rc_log_error("out of memory", NULL);
+		return 1;
+	}
+	for (unsigned i = 0; i < n && !failed; i++) {
+		struct gw_worker *w = &workers[i];
+		w->gw.opt = *o;
+		/* the connection limit is the process's: each loop takes its share */
+		w->gw.opt.max_conns = (o->max_conns + (int64_t)n - 1) / (int64_t)n;
+		w->gw.workers = shared;
+		w->gw.worker = i;
+		w->listen_fd = fds[i];
+		w->state = WORKER_STARTING;
+		if (pthread_create(&w->thread, NULL, gw_worker_main, w) != 0) {
+			rc_log_error("cannot start a worker thread", "worker=%u", i);
+			failed = true;
+			break;
+		}
+		started++;
+		pthread_mutex_lock(&start_mtx);
+		while (w->state == WORKER_STARTING)
+			pthread_cond_wait(&start_cv, &start_mtx);
+		failed = w->state == WORKER_FAILED;
+		running += !failed;
+		pthread_mutex_unlock(&start_mtx);
+	}
+	if (failed && running > 0)
+		kill(getpid(), SIGTERM);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(workers[i].thread, NULL);
+	if (failed)
+		return 1;
+	for (unsigned i = 0; i < n; i++)
+		if (!workers[i].closer.done)
+			return 0; /* a closer thread hangs in nng: leave everything to the exit */
+	gw_workers_free(shared);
+	free(workers);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	static struct gw gw; /* large (counters); lives for the whole process */
-	struct gw_options *o = &gw.opt;
+	static struct gw_options opt;
+	struct gw_options *o = &opt;
 	*o = (struct gw_options){
 		.listen = "127.0.0.1:8080",
 		.broker_bus = "tcp://127.0.0.1:7410",
@@ -231,6 +423,7 @@ int main(int argc, char **argv)
 		.bus_max_rooms = 256,
 		.repair_max_bytes = 64 * 1024 * 1024,
 		.shutdown_ms = 3000,
+		.workers = 1,
 		.log_level = RC_LOG_INFO,
 	};
 	const struct rc_opt table[] = {
@@ -265,14 +458,15 @@ int main(int argc, char **argv)
 		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here (0: no limit)" },
 		{ "repair-max-bytes", RC_OPT_SIZE, &o->repair_max_bytes, 1024, INT64_MAX,
 		  "bus bytes held while a gap is repaired" },
+		{ "workers", RC_OPT_INT, &o->workers, 1, 64,
+		  "event loops, each on a thread with its own listening socket (SO_REUSEPORT)" },
 		{ "shutdown-ms", RC_OPT_INT, &o->shutdown_ms, 1, 60000, "longest graceful stop" },
 		{ "log-level", RC_OPT_LOG, &o->log_level, 0, 0, "debug, info, warn or error" },
 		{ NULL, 0, NULL, 0, 0, NULL },
 	};
 	struct rc_opts_result res;
 	struct sockaddr_storage addr;
-	struct gw_bus_config bc;
-	int rv, rc;
+	int rc;
 
 	if ((rc = rc_opts_main("roomcast-gateway", "usage: roomcast-gateway [options]", table, argc, argv, 0, &res)) != -1)
 		return rc;
@@ -290,67 +484,5 @@ int main(int argc, char **argv)
 	rc_log_set_level(o->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
-
-	gw.loop = uv_default_loop();
-	gw_list_init(&gw.conns);
-	gw_list_init(&gw.header_q);
-	gw_list_init(&gw.idle_q);
-	gw_list_init(&gw.hb_q);
-	gw_list_init(&gw.flush_q);
-	gw_hub_init(&gw.hub, &gw);
-	gw.readbuf = malloc(GW_READBUF_SIZE);
-	gw.ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
-	if (gw.readbuf == NULL || gw.ping == NULL)
-		return 1;
-	uv_timer_init(gw.loop, &gw.timer);
-	gw.timer.data = &gw;
-	uv_timer_init(gw.loop, &gw.stop_timer);
-	uv_check_init(gw.loop, &gw.flusher);
-	gw.flusher.data = &gw;
-	uv_check_start(&gw.flusher, gw_flusher_cb);
-
-	if (!o->no_io_uring && gw_sender_new(GW_SEND_BATCH, &gw.sender) != RC_OK)
-		rc_log_info("io_uring is not available; writing with write(2)", NULL);
-
-	uv_tcp_init(gw.loop, &gw.listener);
-	gw.listener.data = &gw;
-	if ((rv = uv_tcp_bind(&gw.listener, (struct sockaddr *)&addr, 0)) != 0 ||
-	    (rv = uv_listen((uv_stream_t *)&gw.listener, 4096, gw_accept_cb)) != 0) {
-		rc_log_error("cannot listen", "addr=%s err=\"%s\"", o->listen, uv_strerror(rv));
-		return 1;
-	}
-	if (gw_api_start(gw.loop, o->broker_api, &gw.api) != RC_OK || gw_publisher_init(&gw) != RC_OK)
-		return 1;
-	gw.repair = gw_repair_new(&gw, (size_t)o->repair_max_bytes);
-	gw.assembler = gw.repair ? gw_assembler_new(&gw, gw.repair) : NULL;
-	bc = (struct gw_bus_config){
-		.url = o->broker_bus,
-		.recvbuf = (int)o->bus_recvbuf,
-		.inbox_max = (size_t)o->bus_recvbuf,
-		.fn = gw_assembler_msg,
-		.arg = gw.assembler,
-	};
-	if (gw.assembler == NULL || gw_bus_start(gw.loop, &bc, &gw.bus) != RC_OK)
-		return 1;
-	uv_signal_init(gw.loop, &gw.sigterm);
-	uv_signal_init(gw.loop, &gw.sigint);
-	gw.sigterm.data = gw.sigint.data = &gw;
-	uv_signal_start(&gw.sigterm, gw_signal_cb, SIGTERM);
-	uv_signal_start(&gw.sigint, gw_signal_cb, SIGINT);
-
-	rc_log_info("gateway ready", "listen=%s broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64 " io_uring=%s",
-		    o->listen, o->broker_bus, o->broker_api, o->heartbeat_ms, gw.sender ? "true" : "false");
-	uv_run(gw.loop, UV_RUN_DEFAULT);
-
-	uv_close((uv_handle_t *)&gw.stop_timer, NULL);
-	uv_run(gw.loop, UV_RUN_NOWAIT);
-	if (!gw_close_nng(&gw, 1000))
-		rc_log_warn("an nng socket did not close in time (nng 1.5.2); exiting anyway", NULL);
-	gw_hub_fini(&gw.hub);
-	gw_sender_free(gw.sender);
-	gw_chunk_unref(gw.ping);
-	free(gw.readbuf);
-	rv = uv_loop_close(gw.loop);
-	rc_log_info("gateway stopped", "clean=%s", rv == 0 ? "true" : "false");
-	return 0;
+	return gw_run_workers(o, (struct sockaddr *)&addr);
 }

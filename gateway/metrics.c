@@ -1,14 +1,32 @@
 #include "metrics.h"
 
 #include <inttypes.h>
+#include <string.h>
+
+_Static_assert(sizeof(struct gw_metrics) % sizeof(uint64_t) == 0, "struct gw_metrics holds only uint64_t");
 
 static void metric(struct rc_buf *out, const char *name, const char *type, const char *help, uint64_t v)
 {
 	rc_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
 }
 
+void gw_metrics_add(struct gw_metrics *dst, const struct gw_metrics *src)
+{
+	unsigned char *d = (unsigned char *)dst;
+	const unsigned char *s = (const unsigned char *)src;
+
+	for (size_t off = 0; off < sizeof(*dst); off += sizeof(uint64_t)) {
+		uint64_t a, b;
+		memcpy(&a, d + off, sizeof(a));
+		memcpy(&b, s + off, sizeof(b));
+		a += b;
+		memcpy(d + off, &a, sizeof(a));
+	}
+}
+
 void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 {
+	metric(out, "roomcast_gateway_workers", "gauge", "Event loops (--workers) serving this gateway.", m->workers);
 	metric(out, "roomcast_connections_open", "gauge", "Open HTTP connections.", m->conns_open);
 	metric(out, "roomcast_streams_open", "gauge", "Open SSE streams.", m->streams_open);
 	metric(out, "roomcast_firehose_streams_open", "gauge", "Open SSE streams without a room filter.",

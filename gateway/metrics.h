@@ -1,6 +1,6 @@
 /*
  * metrics.h - the gateway's counters and their Prometheus text rendering.
- * Loop thread only.
+ * Loop thread only; with --workers, workers.c adds the loops' copies up.
  */
 #ifndef GW_METRICS_H
 #define GW_METRICS_H
@@ -9,7 +9,9 @@
 
 #include "buf.h"
 
+/* Every member is a uint64_t or an array of them (gw_metrics_add relies on it). */
 struct gw_metrics {
+	uint64_t workers; /* gauge: 1 per loop, so the sum over workers is their number */
 	uint64_t conns_open, streams_open, firehose_open;
 	uint64_t conns_accepted, conns_rejected;
 	uint64_t events_delivered, bytes_delivered, heartbeats;
@@ -29,6 +31,9 @@ static inline void gw_metrics_http(struct gw_metrics *m, int status)
 	if (status >= 100 && status < 600)
 		m->http_by_status[status]++;
 }
+
+/* dst += src, member by member (gauges too: a worker's share adds up). */
+void gw_metrics_add(struct gw_metrics *dst, const struct gw_metrics *src);
 
 /* Appends the Prometheus text exposition of m to out. */
 void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out);

@@ -16,6 +16,7 @@
 #include "publish.h"
 #include "query.h"
 #include "stream.h"
+#include "workers.h"
 
 #define STATIC_MAX_BYTES (4 * 1024 * 1024)
 
@@ -132,10 +133,12 @@ static void route_preflight(struct gw_conn *c)
 
 static void route_metrics(struct gw_conn *c)
 {
+	struct gw_metrics total; /* with --workers, every loop's counters */
 	struct rc_buf b;
 
+	gw_workers_sum(c->gw->workers, c->gw->worker, &c->gw->m, &total);
 	rc_buf_init(&b);
-	gw_metrics_render(&c->gw->m, &b);
+	gw_metrics_render(&total, &b);
 	gw_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data ? b.data : "", b.len, false);
 	rc_buf_fini(&b);
 }

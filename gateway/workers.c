@@ -1,0 +1,108 @@
+#include "workers.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+
+struct gw_workers {
+	pthread_mutex_t mtx; /* guards snap */
+	unsigned n;
+	struct gw_metrics snap[]; /* a copy per worker, updated by its own loop */
+};
+
+int gw_workers_new(unsigned n, struct gw_workers **out)
+{
+	struct gw_workers *w;
+
+	if (n == 0)
+		return RC_EINVAL;
+	w = calloc(1, sizeof(*w) + n * sizeof(w->snap[0]));
+	if (w == NULL)
+		return RC_ENOMEM;
+	pthread_mutex_init(&w->mtx, NULL);
+	w->n = n;
+	*out = w;
+	return RC_OK;
+}
+
+void gw_workers_free(struct gw_workers *w)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_destroy(&w->mtx);
+	free(w);
+}
+
+unsigned gw_workers_count(const struct gw_workers *w)
+{
+	return w == NULL ? 1 : w->n;
+}
+
+void gw_workers_publish(struct gw_workers *w, unsigned i, const struct gw_metrics *m)
+{
+	if (w == NULL || i >= w->n)
+		return;
+	pthread_mutex_lock(&w->mtx);
+	w->snap[i] = *m;
+	pthread_mutex_unlock(&w->mtx);
+}
+
+void gw_workers_sum(struct gw_workers *w, unsigned self, const struct gw_metrics *own, struct gw_metrics *out)
+{
+	*out = *own;
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mtx);
+	for (unsigned i = 0; i < w->n; i++)
+		if (i != self)
+			gw_metrics_add(out, &w->snap[i]);
+	pthread_mutex_unlock(&w->mtx);
+}
+
+static int listen_socket(const struct sockaddr *addr, socklen_t len, bool reuseport, int *fd_out)
+{
+	int one = 1, fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+	    bind(fd, addr, len) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+int gw_listen_sockets(const struct sockaddr *addr, unsigned n, int *fds, int *errno_out)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	unsigned i;
+
+	memcpy(&ss, addr, len);
+	for (i = 0; i < n; i++) {
+		if (listen_socket((struct sockaddr *)&ss, len, n > 1, &fds[i]) != 0)
+			goto fail;
+		/* port 0: the others join the port the first one got */
+		if (i == 0 && getsockname(fds[0], (struct sockaddr *)&ss, &len) != 0) {
+			i++;
+			goto fail;
+		}
+	}
+	return RC_OK;
+fail:
+	*errno_out = errno;
+	while (i-- > 0)
+		close(fds[i]);
+	return RC_EIO;
+}
