@@ -21,6 +21,13 @@
  * 1000 events per publish). One request in flight at a time keeps the order
  * of POSTs, also of POSTs pipelined on one connection, and a burst of small
  * POSTs costs one broker round trip instead of one each.
+ *
+ * Under a steady stream of POSTs that each arrive alone (nothing in flight,
+ * nothing queued), that coalescing never happens, and every POST pays a
+ * broker round trip of its own. So a POST that finds the publisher idle
+ * waits up to --publish-linger-ms for others when the previous request went
+ * out no longer than that ago (publishes are flowing); after a quiet spell it
+ * goes at once. POSTs that queued behind a request in flight never wait more.
  */
 #define BATCH_MAX_BYTES (4 * 1024 * 1024)
 
@@ -41,6 +48,9 @@ struct pub_call {
 struct gw_publisher {
 	struct pub_call *head, *tail;
 	bool in_flight;
+	bool lingering;     /* the linger timer is armed */
+	uint64_t last_sent; /* loop time of the last broker request (ms) */
+	uv_timer_t linger;
 };
 
 /* A broker request carrying several POSTs. */
@@ -114,6 +124,7 @@ static void publish_ok(struct pub_call *pc, struct json_object *ids, size_t firs
 }
 
 static void publisher_send(struct gw *gw);
+static void publisher_kick(struct gw *gw);
 
 /* Puts calls back at the head of the queue, in order, to be sent one by one. */
 static void publisher_requeue_solo(struct gw_publisher *p, struct pub_batch *batch)
@@ -179,7 +190,7 @@ static void publish_done(void *arg, int err, const char *reply, size_t len)
 out:
 	json_object_put(obj);
 	free(batch);
-	publisher_send(gw);
+	publisher_send(gw); /* what queued meanwhile has waited a round trip already */
 }
 
 /* Sends the queued POSTs as one broker request, unless one is in flight. */
@@ -192,6 +203,10 @@ static void publisher_send(struct gw *gw)
 
 	if (p->in_flight || p->head == NULL)
 		return;
+	if (p->lingering) {
+		uv_timer_stop(&p->linger);
+		p->lingering = false;
+	}
 	for (struct pub_call *pc = p->head; pc != NULL; pc = pc->next) {
 		if (n > 0 && (pc->solo || p->head->solo || events + pc->nevents > PUBLISH_MAX_EVENTS ||
 			      bytes + pc->len > BATCH_MAX_BYTES))
@@ -231,15 +246,51 @@ static void publisher_send(struct gw *gw)
 		return;
 	}
 	p->in_flight = true;
+	p->last_sent = uv_now(gw->loop);
 	if (gw_api_call(gw->api, req.data, req.len, (int)gw->opt.publish_timeout_ms, publish_done, batch) != RC_OK)
 		publish_done(batch, RC_EIO, NULL, 0);
 	rc_buf_fini(&req);
 }
 
+static void publisher_linger_cb(uv_timer_t *t)
+{
+	struct gw *gw = t->data;
+
+	gw->publisher->lingering = false;
+	publisher_send(gw);
+}
+
+/* A POST was queued: send now, or linger for company (see the top of the file). */
+static void publisher_kick(struct gw *gw)
+{
+	struct gw_publisher *p = gw->publisher;
+	uint64_t linger = (uint64_t)gw->opt.publish_linger_ms;
+
+	if (p->in_flight || p->lingering)
+		return; /* it goes with the next request */
+	if (linger > 0 && p->last_sent != 0 && uv_now(gw->loop) - p->last_sent <= linger) {
+		p->lingering = true;
+		uv_timer_start(&p->linger, publisher_linger_cb, linger, 0);
+		return;
+	}
+	publisher_send(gw);
+}
+
 int gw_publisher_init(struct gw *gw)
 {
-	gw->publisher = calloc(1, sizeof(*gw->publisher));
-	return gw->publisher != NULL ? RC_OK : RC_ENOMEM;
+	struct gw_publisher *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return RC_ENOMEM;
+	uv_timer_init(gw->loop, &p->linger);
+	p->linger.data = gw;
+	gw->publisher = p;
+	return RC_OK;
+}
+
+static void publisher_closed(uv_handle_t *h)
+{
+	free(gw_container_of((uv_timer_t *)h, struct gw_publisher, linger));
 }
 
 void gw_publisher_fini(struct gw *gw)
@@ -253,7 +304,7 @@ void gw_publisher_fini(struct gw *gw)
 		p->head = pc->next;
 		publish_error(pc, 503, "broker_unavailable", "the gateway is stopping; nothing was published");
 	}
-	free(p);
+	uv_close((uv_handle_t *)&p->linger, publisher_closed);
 	gw->publisher = NULL;
 }
 
@@ -382,7 +433,7 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 		p->head = pc;
 	p->tail = pc;
 	pc = NULL; /* the queue owns it */
-	publisher_send(gw);
+	publisher_kick(gw);
 	goto out;
 
 out_nomem:

@@ -1,12 +1,14 @@
 """
 Publishing over HTTP: POST /api/v1/events answers and errors (400, 401, 413,
-415, 503), all-or-none arrays.
+415, 503), all-or-none arrays; --publish-linger-ms: while publishes flow, a
+POST that finds the publisher idle waits for others and they reach the broker
+in one request (counted by the broker's stats), with 0 it never waits.
 """
 
 import json
 
 import harness
-from harness import GatewayTest, post_json, publish, request, scaled
+from harness import GatewayTest, RawHTTP, http_request_bytes, parse_id, post_json, publish, request, scaled
 
 
 class PublishErrorTest(GatewayTest):
@@ -177,6 +179,49 @@ class NoBrokerTest(GatewayTest):
         harness.wait_until(lambda: request(gw.port, "GET", "/readyz").status == 503, scaled(10),
                            "/readyz to turn 503")
         self.assertJSONError(post_json(gw.port, {"type": "t"}), 503)
+
+
+
+class PublishLingerTest(GatewayTest):
+    def broker_publishes(self):
+        r = self.cluster.cli("stats")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = json.loads(r.stdout)
+        return st["publishes"], st["events_published"]
+
+    def two_posts_at_once(self, gw):
+        """POST b then c on two connections right away; returns their ids."""
+        conns = [RawHTTP(gw.port) for _ in range(2)]
+        for i, c in enumerate(conns):
+            self.addCleanup(c.close)
+            body = json.dumps({"type": "t", "room_id": "r", "i": i}).encode()
+            c.send(http_request_bytes("POST", "/api/v1/events", body, {"Content-Type": "application/json"}))
+        out = []
+        for c in conns:
+            r = c.read_response()
+            self.assertEqual(r.status, 201, r.body)
+            out.append(r.json()["id"])
+        return out
+
+    def run_case(self, linger_ms):
+        self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--publish-linger-ms", str(linger_ms))
+        s = self.sse(gw, "/api/v1/events?room_id=r")
+        # the first POST after start goes at once (no request went out before
+        # it); the next two come right after it, while publishes flow
+        first = publish(gw.port, {"type": "t", "room_id": "r", "first": True})
+        ids = self.two_posts_at_once(gw)
+        got = [e.id for e in s.events(3)]
+        self.assertEqual(got, sorted([first] + ids, key=lambda i: parse_id(i)[1]))
+        return self.broker_publishes()
+
+    def test_posts_arriving_while_publishes_flow_share_a_request(self):
+        # 1 s is far longer than the two POSTs take to arrive, also under ASan
+        self.assertEqual(self.run_case(1000), (2, 3))
+
+    def test_no_linger_sends_each_post_that_finds_the_publisher_idle(self):
+        # the second POST queues behind the first one's request: one request each
+        self.assertEqual(self.run_case(0), (3, 3))
 
 
 if __name__ == "__main__":
