@@ -124,7 +124,6 @@ static void publish_ok(struct pub_call *pc, struct json_object *ids, size_t firs
 }
 
 static void publisher_send(struct gw *gw);
-static void publisher_kick(struct gw *gw);
 
 /* Puts calls back at the head of the queue, in order, to be sent one by one. */
 static void publisher_requeue_solo(struct gw_publisher *p, struct pub_batch *batch)
