@@ -28,6 +28,8 @@
  * waits up to --publish-linger-ms for others when the previous request went
  * out no longer than that ago (publishes are flowing); after a quiet spell it
  * goes at once. POSTs that queued behind a request in flight never wait more.
+ * Off by default: a publisher that waits for each answer before its next POST
+ * would wait the linger every time (measured in docs/BENCHMARKS.md).
  */
 #define BATCH_MAX_BYTES (4 * 1024 * 1024)
 
