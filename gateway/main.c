@@ -353,7 +353,7 @@ static int gw_run_workers(const struct gw_options *o, const struct sockaddr *add
 	static struct gw_worker *workers;
 	static struct gw_workers *shared;
 	unsigned n = (unsigned)o->workers, started = 0, running = 0;
-	int fds[64], err = 0;
+	int fds[GW_WORKERS_MAX], err = 0;
 	bool failed = false;
 
 	if (gw_listen_sockets(addr, n, fds, &err) != RC_OK) {
@@ -461,7 +461,7 @@ int main(int argc, char **argv)
 		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here (0: no limit)" },
 		{ "repair-max-bytes", RC_OPT_SIZE, &o->repair_max_bytes, 1024, INT64_MAX,
 		  "bus bytes held while a gap is repaired" },
-		{ "workers", RC_OPT_INT, &o->workers, 1, 64,
+		{ "workers", RC_OPT_INT, &o->workers, 1, GW_WORKERS_MAX,
 		  "event loops, each on a thread with its own listening socket (SO_REUSEPORT)" },
 		{ "shutdown-ms", RC_OPT_INT, &o->shutdown_ms, 1, 60000, "longest graceful stop" },
 		{ "log-level", RC_OPT_LOG, &o->log_level, 0, 0, "debug, info, warn or error" },

@@ -39,11 +39,6 @@ void gw_workers_free(struct gw_workers *w)
 	free(w);
 }
 
-unsigned gw_workers_count(const struct gw_workers *w)
-{
-	return w == NULL ? 1 : w->n;
-}
-
 void gw_workers_publish(struct gw_workers *w, unsigned i, const struct gw_metrics *m)
 {
 	if (w == NULL || i >= w->n)

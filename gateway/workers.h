@@ -22,9 +22,11 @@ struct gw_workers;
 /* How often a worker copies its counters for the others (ms). */
 #define GW_WORKERS_SNAPSHOT_MS 200
 
+/* Most loops one process runs (--workers). */
+#define GW_WORKERS_MAX 64
+
 int gw_workers_new(unsigned n, struct gw_workers **out);
 void gw_workers_free(struct gw_workers *w);
-unsigned gw_workers_count(const struct gw_workers *w);
 
 /* Worker i's counters as of now (any thread). */
 void gw_workers_publish(struct gw_workers *w, unsigned i, const struct gw_metrics *m);

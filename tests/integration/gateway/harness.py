@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -366,6 +367,35 @@ def publish(port, events, headers=None):
         raise AssertionError("POST /api/v1/events: expected 201, got %r" % (r,))
     body = r.json()
     return body["ids"] if isinstance(events, list) else body["id"]
+
+
+def publish_concurrently(port, publishers, rounds, batch):
+    """
+    `publishers` threads POST at once, thread k the list batch(k, i) for each
+    i in range(rounds). Returns [(id, event)] of everything published, in id
+    (gseq) order; raises AssertionError if a POST failed or a thread hung.
+    """
+    published, lock, errors = [], threading.Lock(), []
+
+    def run(k):
+        try:
+            for i in range(rounds):
+                events = batch(k, i)
+                ids = publish(port, events)
+                with lock:
+                    published.extend(zip(ids, events))
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(publishers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(scaled(30))
+    if errors or any(t.is_alive() for t in threads):
+        raise AssertionError("concurrent publishers failed: %r" % (errors or "a thread hung",))
+    published.sort(key=lambda p: gseq(p[0]))
+    return published
 
 
 ID_RE = re.compile(r"^([0-9a-f]+)-([0-9]+)$")

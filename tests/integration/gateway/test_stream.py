@@ -4,7 +4,6 @@ filtering, the firehose, the alias path, and two gateways on one broker.
 """
 
 import json
-import threading
 
 import harness
 from harness import GatewayTest, gseq, parse_id, publish, post_json, scaled
@@ -132,32 +131,14 @@ class StreamTest(GatewayTest):
         fire = self.sse(gw, "/api/v1/events")
         per_room = {r: self.sse(gw, "/api/v1/events?room_id=" + r) for r in rooms}
         pair = self.sse(gw, "/api/v1/events?room_id=r0,r1")
-        published = []
-        lock = threading.Lock()
-        errors = []
+        def batch(k, i):
+            events = [{"type": "w", "room_id": rooms[(k + i) % len(rooms)], "k": k, "i": i}]
+            if i % 5 == 0:
+                events.append({"type": "w.global", "k": k, "i": i})
+            return events
 
-        def worker(k):
-            try:
-                for i in range(25):
-                    room = rooms[(k + i) % len(rooms)]
-                    batch = [{"type": "w", "room_id": room, "k": k, "i": i}]
-                    if i % 5 == 0:
-                        batch.append({"type": "w.global", "k": k, "i": i})
-                    ids = publish(gw.port, batch)
-                    with lock:
-                        published.extend(zip(ids, batch))
-            except Exception as e:  # reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(scaled(30))
-        self.assertFalse(errors, errors)
-        self.assertFalse(any(t.is_alive() for t in threads))
+        published = harness.publish_concurrently(gw.port, 4, 25, batch)
         marker = publish(gw.port, {"type": "marker"})
-        published.sort(key=lambda p: gseq(p[0]))
         all_ids = [p[0] for p in published]
         self.assertEqual(len(set(all_ids)), len(all_ids), "ids are unique")
 
