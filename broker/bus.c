@@ -97,18 +97,8 @@ static void bus_send_room(struct bus *b, struct hevent **evs, const struct bus_s
 	p += tlen;
 	rc_frame_put_header(p, &hdr);
 	p += RC_FRAME_HDR_SIZE;
-	for (size_t k = 0; k < n; k++) {
-		const struct hevent *ev = evs[slots[k].i];
-		struct rc_frame_event fe = {
-			.gseq = ev->gseq,
-			.rseq = ev->rseq,
-			.room = ev->room,
-			.room_len = ev->room_len,
-			.json = ev->json,
-			.json_len = ev->json_len,
-		};
-		p += rc_frame_put_event(p, &fe);
-	}
+	for (size_t k = 0; k < n; k++)
+		p += hevent_put_frame(p, evs[slots[k].i]);
 	bus_send_msg(b, msg, n);
 }
 
@@ -146,10 +136,42 @@ static void bus_send_index(struct bus *b, uint8_t flags, uint64_t first, uint64_
 		b->ticks++;
 }
 
-/* Sends evs[0..n) as one flush: a frame per room, then the index. */
-static void bus_send_flush(struct bus *b, struct hevent **evs, size_t n)
+/* Sends evs[0..n) (bytes of frame events) as one message to every gateway: the index, then the events. */
+static void bus_send_whole(struct bus *b, struct hevent **evs, size_t n, size_t bytes)
+{
+	uint64_t first = evs[0]->gseq, last = evs[n - 1]->gseq;
+	struct rc_frame_hdr ihdr = { .epoch = b->cfg.epoch,
+				     .last_gseq = last,
+				     .flags = RC_FRAME_INDEX | RC_FRAME_WHOLE };
+	struct rc_frame_hdr fhdr = { .epoch = b->cfg.epoch, .last_gseq = last, .count = (uint32_t)n };
+	nng_msg *msg;
+	uint8_t *p;
+
+	if (nng_msg_alloc(&msg, RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE + RC_FRAME_HDR_SIZE + bytes) != 0) {
+		b->send_errors++;
+		return; /* the next index shows the gap */
+	}
+	p = nng_msg_body(msg);
+	memcpy(p, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN);
+	p += RC_BUS_TOPIC_INDEX_LEN;
+	rc_index_put_header(p, &ihdr, first);
+	p += RC_INDEX_HDR_SIZE;
+	rc_frame_put_header(p, &fhdr);
+	p += RC_FRAME_HDR_SIZE;
+	for (size_t i = 0; i < n; i++)
+		p += hevent_put_frame(p, evs[i]);
+	bus_send_msg(b, msg, n);
+}
+
+/* Sends evs[0..n) (bytes of frame events) as one flush: whole if small, else a frame per room, then the index. */
+static void bus_send_flush(struct bus *b, struct hevent **evs, size_t n, size_t bytes)
 {
 	size_t ngroups = 0;
+
+	if (bytes <= b->cfg.whole_bytes) {
+		bus_send_whole(b, evs, n, bytes);
+		return;
+	}
 
 	if (n > b->slots_cap) {
 		struct bus_slot *s = realloc(b->slots, n * sizeof(*s));
@@ -192,7 +214,7 @@ static void bus_flush(struct bus *b, struct hevent **evs, size_t n)
 			size += es;
 			end++;
 		}
-		bus_send_flush(b, evs + start, end - start);
+		bus_send_flush(b, evs + start, end - start, size);
 		b->last_sent = evs[end - 1]->gseq;
 		start = end;
 	}

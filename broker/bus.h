@@ -25,6 +25,7 @@ struct bus_config {
 	const char *url;        /* nng listen address, e.g. tcp://127.0.0.1:7410 */
 	uint64_t epoch;
 	size_t max_frame_bytes; /* a larger single event still gets its own frame */
+	size_t whole_bytes;     /* a flush of at most this many event bytes is sent as one message */
 	int tick_ms;
 	int sendbuf;            /* nng PUB per-pipe queue length (messages) */
 };

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "frame.h"
 
 /* A room: its sequence and the gseqs of its retained events, oldest first. */
 struct hroom {
@@ -35,6 +36,13 @@ void hevent_unref(struct hevent *ev)
 	if (ev != NULL && atomic_fetch_sub_explicit(&ev->ref, 1, memory_order_acq_rel) == 1 &&
 	    atomic_fetch_sub_explicit(&ev->slab->live, 1, memory_order_acq_rel) == 1)
 		free(ev->slab);
+}
+
+size_t hevent_put_frame(uint8_t *buf, const struct hevent *ev)
+{
+	struct rc_frame_event fe = { ev->gseq, ev->rseq, ev->room, ev->room_len, ev->json, ev->json_len };
+
+	return rc_frame_put_event(buf, &fe);
 }
 
 static size_t hevent_size(size_t json_len)

@@ -45,6 +45,9 @@ struct hevent {
 void hevent_ref(struct hevent *ev);
 void hevent_unref(struct hevent *ev);
 
+/* Writes ev as a frame event at buf (rc_frame_event_size bytes); returns the bytes written. */
+size_t hevent_put_frame(uint8_t *buf, const struct hevent *ev);
+
 /* An event to publish: room may be NULL (global). Borrowed for the call. */
 struct hinput {
 	const char *room;

@@ -28,7 +28,7 @@
 struct broker_options {
 	const char *bus, *api;
 	int64_t history_events, history_bytes, max_event_bytes;
-	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_frame_bytes, bus_tick_ms;
+	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_frame_bytes, bus_whole_bytes, bus_tick_ms;
 	enum rc_log_level log_level;
 };
 
@@ -76,12 +76,14 @@ int main(int argc, char **argv)
 		.api_max_bytes = 8 * 1024 * 1024,
 		.bus_sendbuf = 8192,
 		.bus_frame_bytes = 1024 * 1024,
+		.bus_whole_bytes = 16 * 1024,
 		.bus_tick_ms = 1000,
 		.log_level = RC_LOG_INFO,
 	};
 	const struct rc_opt table[] = {
 		{ "bus", RC_OPT_STR, &o.bus, 0, 0, "nng address the event bus (PUB) listens on" },
-		{ "api", RC_OPT_STR, &o.api, 0, 0, "nng address the api (REP: publish, replay, stats, ping) listens on" },
+		{ "api", RC_OPT_STR, &o.api, 0, 0,
+		  "nng address the api (REP: publish, replay, stats, ping) listens on" },
 		{ "history-events", RC_OPT_INT, &o.history_events, 1, 100000000, "events kept in memory for replay" },
 		{ "history-bytes", RC_OPT_SIZE, &o.history_bytes, 4096, INT64_MAX, "bytes of events kept for replay" },
 		{ "max-event-bytes", RC_OPT_SIZE, &o.max_event_bytes, 64, 16 * 1024 * 1024,
@@ -93,6 +95,9 @@ int main(int argc, char **argv)
 		  "messages queued per gateway (a frame per room per flush) before the bus drops them for it" },
 		{ "bus-frame-bytes", RC_OPT_SIZE, &o.bus_frame_bytes, 1024, 64 * 1024 * 1024,
 		  "largest flush of events on the bus (events are batched up to this size)" },
+		{ "bus-whole-bytes", RC_OPT_SIZE, &o.bus_whole_bytes, 0, 64 * 1024 * 1024,
+		  "a flush of at most this many bytes of events goes to every gateway as one message (0: never); "
+		  "larger ones go room by room" },
 		{ "bus-tick-ms", RC_OPT_INT, &o.bus_tick_ms, 10, 60000, "idle tick interval on the bus" },
 		{ "log-level", RC_OPT_LOG, &o.log_level, 0, 0, "debug, info, warn or error" },
 		{ NULL, 0, NULL, 0, 0, NULL },
@@ -128,6 +133,7 @@ int main(int argc, char **argv)
 		.url = o.bus,
 		.epoch = history_epoch(br.hist),
 		.max_frame_bytes = (size_t)o.bus_frame_bytes,
+		.whole_bytes = (size_t)o.bus_whole_bytes,
 		.tick_ms = (int)o.bus_tick_ms,
 		.sendbuf = (int)o.bus_sendbuf,
 	};

@@ -129,11 +129,8 @@ static void replay_frame(struct broker *br, const struct history_result *res, st
 		return;
 	rc_frame_put_header((uint8_t *)reply->data, &hdr);
 	reply->len = RC_FRAME_HDR_SIZE;
-	for (size_t i = 0; i < res->count; i++) {
-		const struct hevent *ev = res->events[i];
-		struct rc_frame_event fe = { ev->gseq, ev->rseq, ev->room, ev->room_len, ev->json, ev->json_len };
-		reply->len += rc_frame_put_event((uint8_t *)reply->data + reply->len, &fe);
-	}
+	for (size_t i = 0; i < res->count; i++)
+		reply->len += hevent_put_frame((uint8_t *)reply->data + reply->len, res->events[i]);
 }
 
 static void op_replay(struct broker *br, struct json_object *req, struct rc_buf *reply)

@@ -182,6 +182,28 @@ int rc_frame_reader_next(struct rc_frame_reader *r, struct rc_frame_event *ev)
 	return 1;
 }
 
+/* The frame after a whole flush's index: every event first..last, nothing else. */
+static int index_whole_init(struct rc_index_reader *r, const uint8_t *p, size_t len)
+{
+	struct rc_frame_reader *fr = &r->whole, head;
+	struct rc_frame_event ev;
+	int rv;
+
+	if (r->hdr.count != 0 || (r->hdr.flags & RC_FRAME_TICK) || r->first_gseq > r->hdr.last_gseq)
+		return RC_EPROTO;
+	if ((rv = rc_frame_reader_init(fr, p, len)) != RC_OK)
+		return rv;
+	if (fr->hdr.flags != 0 || fr->hdr.epoch != r->hdr.epoch || fr->hdr.last_gseq != r->hdr.last_gseq ||
+	    fr->hdr.count != r->hdr.last_gseq - r->first_gseq + 1)
+		return RC_EPROTO;
+	/* count gseqs, strictly increasing, none above last: consecutive iff the first is first_gseq */
+	head = *fr;
+	if (!rc_frame_reader_next(&head, &ev) || ev.gseq != r->first_gseq)
+		return RC_EPROTO;
+	r->p = r->end = p;
+	return RC_OK;
+}
+
 int rc_index_reader_init(struct rc_index_reader *r, const void *buf, size_t len)
 {
 	const uint8_t *p = buf, *end = p + len;
@@ -203,6 +225,8 @@ int rc_index_reader_init(struct rc_index_reader *r, const void *buf, size_t len)
 		return RC_EPROTO;
 	if ((r->hdr.flags & RC_FRAME_TICK) && (r->hdr.count != 0 || r->first_gseq != r->hdr.last_gseq + 1))
 		return RC_EPROTO;
+	if (r->hdr.flags & RC_FRAME_WHOLE)
+		return index_whole_init(r, p, (size_t)(end - p));
 	for (uint32_t i = 0; i < r->hdr.count; i++) {
 		uint16_t room_len;
 		if ((size_t)(end - p) < RC_INDEX_ENTRY_HDR_SIZE)

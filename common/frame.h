@@ -28,6 +28,12 @@
  * An index with no entries and RC_FRAME_TICK is the broker's idle tick
  * (first_gseq = last_gseq + 1): it tells subscribers the epoch and the last
  * gseq, so a dropped last flush is noticed.
+ * A small flush travels whole in one message instead: an index with
+ * RC_FRAME_WHOLE and no entries, followed by one frame holding every event
+ * first..last in gseq order. Every subscriber receives it (topic "i"), each
+ * takes the events of its own rooms; one message per flush instead of one
+ * per room plus the index, because on the bus a message costs far more than
+ * its bytes.
  * Replies to replay (format "frame") are a bare frame, without a topic.
  * Pure functions; any thread.
  */
@@ -45,6 +51,7 @@
 #define RC_FRAME_REPLAY 0x02 /* a replay reply, not live traffic */
 #define RC_FRAME_MORE 0x04   /* replay cut by its limit: ask again after the last event */
 #define RC_FRAME_INDEX 0x08  /* an index: the end of a flush */
+#define RC_FRAME_WHOLE 0x10  /* an index followed by every event of its flush (one frame) */
 #define RC_INDEX_HDR_SIZE (RC_FRAME_HDR_SIZE + 8)
 #define RC_INDEX_ENTRY_HDR_SIZE 6
 #define RC_BUS_TOPIC_MAX (2 + 128) /* "r" + RC_ROOM_MAX + NUL */
@@ -138,11 +145,15 @@ struct rc_index_reader {
 	uint64_t first_gseq;
 	const uint8_t *p, *end;
 	uint32_t left;
+	struct rc_frame_reader whole; /* RC_FRAME_WHOLE: the flush's events, checked */
 };
 
 /*
  * Checks a whole index: magic, version, RC_FRAME_INDEX, entries exactly fill
  * len, valid room ids, first_gseq <= last_gseq + 1, and a tick has no entries.
+ * With RC_FRAME_WHOLE: no entries, not a tick, and what follows the header is
+ * a live frame of the same epoch and last_gseq holding exactly the events
+ * first_gseq..last_gseq (r->whole, positioned before the first).
  * Returns 0, RC_ETRUNC or RC_EPROTO.
  */
 int rc_index_reader_init(struct rc_index_reader *r, const void *buf, size_t len);

@@ -111,6 +111,22 @@ static void asm_frame(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_
 	a->pending[a->npending++] = p;
 }
 
+/* The flush of index hdr went to the repair stage: its frames and older are done, newer ones wait. */
+static void asm_done(struct gw_assembler *a, nng_msg *msg, const struct rc_frame_hdr *hdr)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < a->npending; i++) {
+		struct pending *p = &a->pending[i];
+		if (p->r.hdr.epoch == hdr->epoch && p->r.hdr.last_gseq > hdr->last_gseq)
+			a->pending[keep++] = *p;
+		else
+			nng_msg_free(p->msg);
+	}
+	a->npending = keep;
+	nng_msg_free(msg);
+}
+
 static void asm_index(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_msg *bm)
 {
 	struct gw_hub *hub = &a->gw->hub;
@@ -118,7 +134,7 @@ static void asm_index(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_
 	struct rc_index_entry e;
 	struct rc_frame_reader r;
 	uint64_t expected = 0, received = 0;
-	size_t nmine = 0, keep = 0;
+	size_t nmine = 0;
 	uint8_t empty[RC_FRAME_HDR_SIZE];
 	int rv = rc_index_reader_init(&ir, bm->body, bm->body_len);
 
@@ -128,6 +144,15 @@ static void asm_index(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_
 	}
 	if (ir.hdr.flags & RC_FRAME_TICK)
 		a->gw->m.bus_ticks++;
+	if (ir.hdr.flags & RC_FRAME_WHOLE) {
+		/* the whole flush in one message: complete by construction; the hub skips rooms it has not */
+		a->gw->m.bus_frames++;
+		a->gw->m.bus_events += ir.whole.hdr.count;
+		r = ir.whole;
+		gw_repair_flush(a->rp, &r, ir.first_gseq, true);
+		asm_done(a, msg, &ir.hdr);
+		return;
+	}
 	while (rc_index_reader_next(&ir, &e))
 		if (gw_hub_wants(hub, e.room, e.room_len))
 			expected += e.events;
@@ -161,16 +186,7 @@ static void asm_index(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_
 		rc_frame_reader_init(&r, buf, len);
 	}
 	gw_repair_flush(a->rp, &r, ir.first_gseq, received == expected);
-	/* frames of this flush and older are done; anything newer waits for its index */
-	for (size_t i = 0; i < a->npending; i++) {
-		struct pending *p = &a->pending[i];
-		if (p->r.hdr.epoch == ir.hdr.epoch && p->r.hdr.last_gseq > ir.hdr.last_gseq)
-			a->pending[keep++] = *p;
-		else
-			nng_msg_free(p->msg);
-	}
-	a->npending = keep;
-	nng_msg_free(msg);
+	asm_done(a, msg, &ir.hdr);
 }
 
 void gw_assembler_msg(void *arg, nng_msg *msg)

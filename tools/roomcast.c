@@ -255,6 +255,10 @@ static int64_t cli_tail_print(struct cli *c, struct rc_frame_reader *r, int64_t 
 
 	out->len = 0;
 	while ((c->count == 0 || printed < left) && rc_frame_reader_next(r, &ev)) {
+		/* a whole flush holds every room's events */
+		if (c->room != NULL && ev.room_len != 0 &&
+		    (ev.room_len != strlen(c->room) || memcmp(ev.room, c->room, ev.room_len) != 0))
+			continue;
 		rc_id_format(id, r->hdr.epoch, ev.gseq);
 		rc_buf_printf(out, "{\"id\":\"%s\",\"room_id\":", id);
 		if (ev.room_len)
@@ -351,19 +355,23 @@ static int cli_tail(struct cli *c)
 			pending[npending++] = msg;
 			continue;
 		}
-		/* the index: this flush's frames in gseq order; older ones lost their index */
-		for (size_t i = 0; i < npending; i++) {
-			rc_bus_msg_parse(&bm, nng_msg_body(pending[i]), nng_msg_len(pending[i]));
-			rc_frame_reader_init(&frames[n], bm.body, bm.body_len);
-			if (frames[n].hdr.last_gseq == ir.hdr.last_gseq && frames[n].hdr.epoch == ir.hdr.epoch)
-				n++;
-		}
-		merged.len = 0;
-		if (n > 0 && rc_frame_merge(&merged, (struct rc_frame_hdr){ .epoch = ir.hdr.epoch,
-									       .last_gseq = ir.hdr.last_gseq },
-					    frames, n) == RC_OK) {
-			rc_frame_reader_init(&r, merged.data, merged.len);
-			printed += cli_tail_print(c, &r, c->count - printed, &out);
+		if (ir.hdr.flags & RC_FRAME_WHOLE) {
+			/* a whole flush: its events follow its index */
+			printed += cli_tail_print(c, &ir.whole, c->count - printed, &out);
+		} else {
+			/* the index: this flush's frames in gseq order; older ones lost their index */
+			for (size_t i = 0; i < npending; i++) {
+				rc_bus_msg_parse(&bm, nng_msg_body(pending[i]), nng_msg_len(pending[i]));
+				rc_frame_reader_init(&frames[n], bm.body, bm.body_len);
+				if (frames[n].hdr.last_gseq == ir.hdr.last_gseq && frames[n].hdr.epoch == ir.hdr.epoch)
+					n++;
+			}
+			struct rc_frame_hdr hdr = { .epoch = ir.hdr.epoch, .last_gseq = ir.hdr.last_gseq };
+			merged.len = 0;
+			if (n > 0 && rc_frame_merge(&merged, hdr, frames, n) == RC_OK) {
+				rc_frame_reader_init(&r, merged.data, merged.len);
+				printed += cli_tail_print(c, &r, c->count - printed, &out);
+			}
 		}
 		for (size_t i = 0; i < npending; i++)
 			nng_msg_free(pending[i]);

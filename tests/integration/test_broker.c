@@ -5,7 +5,8 @@
  *   - publish with a raw REQ socket and with nngcat;
  *   - 8 concurrent publishers x 10,000 events: gseq 1..80000 without holes and
  *     every room's rseq without holes, checked by replay (authoritative) and
- *     against what the bus delivered to a subscriber;
+ *     against what the bus delivered to a subscriber, with small flushes sent
+ *     whole (the default) and with every flush room by room;
  *   - replay after an id, for rooms and the firehose, paged, in json and frame
  *     format, and its errors (history_unavailable, epoch_mismatch, invalid_id);
  *   - 1,000 random byte strings and 1,000 mutated requests each get a reply,
@@ -319,7 +320,7 @@ struct bus_reader {
 	struct load_event *evs; /* indexed by gseq */
 	atomic_bool stop, ready, failed;
 	_Atomic uint64_t last_gseq;
-	uint64_t received, frames, ticks; /* read after the join */
+	uint64_t received, frames, whole, ticks; /* read after the join */
 	uint64_t flush_last;              /* the last gseq of the last flush's index */
 	char err[256];			  /* read after the join, or once failed is set */
 };
@@ -333,6 +334,39 @@ static int room_index(const char *room, size_t len)
 	return -1;
 }
 
+/*
+ * The events of one bus frame (a room's, room_len 0: global; or a whole flush,
+ * whole: any room) after the last flush: never reordered or repeated (messages
+ * may be lost: SUB drops when full).
+ */
+static void bus_reader_events(struct bus_reader *r, struct rc_frame_reader *fr, bool whole, const char *room,
+			      uint16_t room_len)
+{
+	struct rc_frame_event ev;
+	uint64_t prev = r->flush_last;
+
+	r->frames++;
+	while (rc_frame_reader_next(fr, &ev)) {
+		if (ev.gseq <= prev || ev.gseq > LOAD_TOTAL || r->evs[ev.gseq].bus_rseq != 0) {
+			snprintf(r->err, sizeof(r->err), "bus gseq %llu after %llu", (unsigned long long)ev.gseq,
+				 (unsigned long long)prev);
+			return;
+		}
+		if (!whole &&
+		    (ev.room_len != room_len || (ev.room_len > 0 && memcmp(ev.room, room, ev.room_len) != 0))) {
+			snprintf(r->err, sizeof(r->err), "event %llu not in its frame's room",
+				 (unsigned long long)ev.gseq);
+			return;
+		}
+		prev = ev.gseq;
+		if (ev.gseq > r->last_gseq)
+			r->last_gseq = ev.gseq;
+		r->evs[ev.gseq].bus_rseq = ev.rseq;
+		r->evs[ev.gseq].bus_room = room_index(ev.room, ev.room_len);
+		r->received++;
+	}
+}
+
 static void *bus_reader_run(void *arg)
 {
 	struct bus_reader *r = arg;
@@ -340,7 +374,6 @@ static void *bus_reader_run(void *arg)
 	while (!atomic_load(&r->stop) && !atomic_load(&r->failed)) {
 		struct rc_bus_msg bm;
 		struct rc_frame_reader fr;
-		struct rc_frame_event ev;
 		nng_msg *msg;
 		int rv = nng_recvmsg(r->sub, &msg, 0);
 
@@ -365,34 +398,19 @@ static void *bus_reader_run(void *arg)
 					 (unsigned long long)r->flush_last);
 			else if (ir.hdr.flags & RC_FRAME_TICK)
 				r->ticks++;
-			else
+			else {
+				if (ir.hdr.flags & RC_FRAME_WHOLE) {
+					r->whole++;
+					bus_reader_events(r, &ir.whole, true, NULL, 0);
+				}
 				r->flush_last = ir.hdr.last_gseq;
+			}
 		} else if ((rv = rc_frame_reader_init(&fr, bm.body, bm.body_len)) != RC_OK) {
 			snprintf(r->err, sizeof(r->err), "bus frame rejected: %s", rc_strerror(rv));
 		} else if (fr.hdr.epoch != r->b->epoch_value) {
 			snprintf(r->err, sizeof(r->err), "bus frame of epoch %llx", (unsigned long long)fr.hdr.epoch);
 		} else {
-			uint64_t prev = r->flush_last;
-			r->frames++;
-			while (rc_frame_reader_next(&fr, &ev)) {
-				/* messages may be lost (SUB drops when full), never reordered or repeated */
-				if (ev.gseq <= prev || ev.gseq > LOAD_TOTAL || r->evs[ev.gseq].bus_rseq != 0) {
-					snprintf(r->err, sizeof(r->err), "bus gseq %llu after %llu",
-						 (unsigned long long)ev.gseq, (unsigned long long)prev);
-					break;
-				}
-				if (ev.room_len != bm.room_len || (ev.room_len > 0 && memcmp(ev.room, bm.room, ev.room_len) != 0)) {
-					snprintf(r->err, sizeof(r->err), "event %llu not in its frame's room",
-						 (unsigned long long)ev.gseq);
-					break;
-				}
-				prev = ev.gseq;
-				if (ev.gseq > r->last_gseq)
-					r->last_gseq = ev.gseq;
-				r->evs[ev.gseq].bus_rseq = ev.rseq;
-				r->evs[ev.gseq].bus_room = room_index(ev.room, ev.room_len);
-				r->received++;
-			}
+			bus_reader_events(r, &fr, false, bm.room, bm.room_len);
 		}
 		if (r->err[0] != '\0')
 			atomic_store(&r->failed, true);
@@ -473,7 +491,8 @@ static void verify_by_replay(struct broker_fixture *b, nng_socket s, const struc
 	json_object_put(r);
 }
 
-static void test_concurrent_publishers(void **state)
+/* whole_bytes: the broker's --bus-whole-bytes ("0": every flush room by room) */
+static void concurrent_publishers(void **state, const char *whole_bytes)
 {
 	struct broker_fixture *b;
 	struct publisher *pubs = calloc(LOAD_PUBLISHERS, sizeof(*pubs));
@@ -481,7 +500,9 @@ static void test_concurrent_publishers(void **state)
 	pthread_t threads[LOAD_PUBLISHERS], reader;
 	nng_socket s;
 	int64_t deadline;
-	static const char *const args[] = { "--bus-tick-ms", "20", "--history-events", "100000", NULL };
+	const char *const args[] = {
+		"--bus-tick-ms", "20", "--history-events", "100000", "--bus-whole-bytes", whole_bytes, NULL,
+	};
 
 	assert_non_null(pubs);
 	assert_non_null(br);
@@ -560,12 +581,28 @@ static void test_concurrent_publishers(void **state)
 		assert_int_equal(br->evs[g].bus_rseq, br->evs[g].rseq);
 		assert_int_equal(br->evs[g].bus_room, br->evs[g].room);
 	}
-	print_message("%d events in %lld ms; the bus delivered %llu of them in %llu frames\n", LOAD_TOTAL,
-		      (long long)(t1 - t0), (unsigned long long)br->received, (unsigned long long)br->frames);
+	/* small flushes went whole (one message each), unless that is off */
+	if (strcmp(whole_bytes, "0") == 0)
+		assert_int_equal(br->whole, 0);
+	else
+		assert_true(br->whole > 0);
+	print_message("%d events in %lld ms; the bus delivered %llu of them in %llu frames (%llu whole flushes)\n",
+		      LOAD_TOTAL, (long long)(t1 - t0), (unsigned long long)br->received,
+		      (unsigned long long)br->frames, (unsigned long long)br->whole);
 	nng_close(s);
 	free(br->evs);
 	free(br);
 	free(pubs);
+}
+
+static void test_concurrent_publishers(void **state)
+{
+	concurrent_publishers(state, "16384");
+}
+
+static void test_concurrent_publishers_room_frames(void **state)
+{
+	concurrent_publishers(state, "0");
 }
 
 /* ---- 4. replay ---- */
@@ -882,6 +919,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publish_raw_req, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_nngcat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_publishers, NULL, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_publishers_room_frames, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_replay, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
 	};

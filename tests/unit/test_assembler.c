@@ -2,8 +2,8 @@
  * test_assembler.c - putting the broker's flushes back together
  * (gateway/assembler.c): frames wait for their index; the wanted rooms'
  * counts decide whether a flush is complete; several frames merge into gseq
- * order; frames of a flush whose index was lost are dropped; ticks; corrupt
- * messages are counted and dropped.
+ * order; frames of a flush whose index was lost are dropped; a whole flush
+ * in one message; ticks; corrupt messages are counted and dropped.
  *
  * The assembler is linked here on its own: the two functions it calls in the
  * rest of the gateway, gw_hub_wants() and gw_repair_flush(), are defined by
@@ -124,6 +124,31 @@ static nng_msg *index_msg(uint8_t flags, uint64_t first, uint64_t last, const ch
 	for (size_t i = 0; i < n; i++) {
 		struct rc_index_entry e = { .room = rooms[i], .room_len = (uint16_t)strlen(rooms[i]), .events = counts[i] };
 		off += rc_index_put_entry(buf + off, &e);
+	}
+	return msg_of(RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN, buf, off);
+}
+
+/* A whole flush first..last (one event per gseq, rooms[i] for gseq first + i, "" = global). */
+static nng_msg *whole_msg(uint64_t first, uint64_t last, const char *const *rooms)
+{
+	uint8_t buf[4096];
+	size_t off = RC_INDEX_HDR_SIZE + RC_FRAME_HDR_SIZE;
+	struct rc_frame_hdr ihdr = { .epoch = EPOCH, .last_gseq = last, .flags = RC_FRAME_INDEX | RC_FRAME_WHOLE };
+	struct rc_frame_hdr fhdr = { .epoch = EPOCH, .last_gseq = last, .count = (uint32_t)(last - first + 1) };
+
+	rc_index_put_header(buf, &ihdr, first);
+	rc_frame_put_header(buf + RC_INDEX_HDR_SIZE, &fhdr);
+	for (uint64_t g = first; g <= last; g++) {
+		const char *room = rooms[g - first];
+		struct rc_frame_event ev = {
+			.gseq = g,
+			.rseq = g,
+			.room = room,
+			.room_len = (uint16_t)strlen(room),
+			.json = "{\"type\":\"t\"}",
+			.json_len = 12,
+		};
+		off += rc_frame_put_event(buf + off, &ev);
 	}
 	return msg_of(RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN, buf, off);
 }
@@ -259,6 +284,42 @@ static void test_newer_frame_waits(void **state)
 	assert_int_equal(handed[1].n, 1);
 	assert_int_equal(handed[1].gseq[0], 2);
 	assert_true(handed[1].complete);
+}
+
+/*
+ * A whole flush is complete as it comes, every room in it (the hub keeps the
+ * ones it serves); frames of older flushes whose index was lost go with it,
+ * and the room-by-room flush after it is assembled as usual.
+ */
+static void test_whole_flush(void **state)
+{
+	struct gw_assembler *a = *state;
+	static const char *const whole_rooms[] = { "a", "b", "", "c" };
+	static const uint64_t old[] = { 7 }, next[] = { 45 };
+	static const char *const rooms[] = { "a" };
+	static const uint32_t counts[] = { 1 };
+
+	wanted[0] = "a";
+	gw_assembler_msg(a, frame("a", old, 1, 8, EPOCH)); /* its index is lost */
+	gw_assembler_msg(a, whole_msg(40, 43, whole_rooms));
+	assert_int_equal(nhanded, 1);
+	assert_int_equal(handed[0].first, 40);
+	assert_int_equal(handed[0].last, 43);
+	assert_true(handed[0].complete);
+	assert_int_equal(handed[0].n, 4);
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(handed[0].gseq[i], 40 + i);
+		assert_string_equal(handed[0].room[i], whole_rooms[i]);
+	}
+	assert_int_equal(gw.m.bus_frames, 2);
+	assert_int_equal(gw.m.bus_events, 5);
+	gw_assembler_msg(a, frame("a", next, 1, 45, EPOCH));
+	gw_assembler_msg(a, index_msg(0, 44, 45, rooms, counts, 1));
+	assert_int_equal(nhanded, 2);
+	assert_true(handed[1].complete);
+	assert_int_equal(handed[1].n, 1);
+	assert_int_equal(handed[1].gseq[0], 45);
+	assert_int_equal(gw.m.bus_bad_frames, 0);
 }
 
 /* An idle tick: an empty, complete flush after the last gseq; a frame of another epoch is dropped. */
@@ -434,6 +495,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_frame_is_incomplete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_index_drops_old_frames, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_frame_waits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_whole_flush, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tick_and_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_losses, setup, teardown),

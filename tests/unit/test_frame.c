@@ -745,6 +745,121 @@ static void test_index_rejects(void **state)
 	free(f.buf);
 }
 
+/* A whole flush: an index (RC_FRAME_WHOLE, no entries) for first..last, then the frame of evs. */
+static struct frame build_whole(uint64_t epoch, uint64_t first, uint64_t last, const struct rc_frame_hdr *fhdr,
+				const struct rc_frame_event *evs, size_t n)
+{
+	struct rc_frame_hdr ihdr = { .epoch = epoch, .last_gseq = last, .flags = RC_FRAME_INDEX | RC_FRAME_WHOLE };
+	struct frame fr = build(fhdr, evs, n), f = { NULL, RC_INDEX_HDR_SIZE + fr.len };
+
+	f.buf = malloc(f.len);
+	assert_non_null(f.buf);
+	rc_index_put_header(f.buf, &ihdr, first);
+	memcpy(f.buf + RC_INDEX_HDR_SIZE, fr.buf, fr.len);
+	free(fr.buf);
+	return f;
+}
+
+static void test_index_whole(void **state)
+{
+	const struct rc_frame_event evs[] = {
+		event(30, 4, "a", "{\"n\":30}"),
+		event(31, 1, "", "{\"n\":31}"),
+		event(32, 9, "b", "{\"n\":32}"),
+	};
+	const struct rc_frame_hdr fhdr = { .epoch = 5, .last_gseq = 32, .count = 3 };
+	struct rc_index_reader r;
+	struct rc_index_entry e;
+	struct rc_frame_event ev;
+	struct frame f = build_whole(5, 30, 32, &fhdr, evs, 3), c;
+
+	(void)state;
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_OK);
+	assert_true(r.hdr.flags & RC_FRAME_WHOLE);
+	assert_int_equal(r.first_gseq, 30);
+	assert_int_equal(r.hdr.last_gseq, 32);
+	assert_int_equal(rc_index_reader_next(&r, &e), 0);
+	assert_int_equal(r.whole.hdr.count, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(rc_frame_reader_next(&r.whole, &ev), 1);
+		assert_int_equal(ev.gseq, evs[i].gseq);
+		assert_int_equal(ev.rseq, evs[i].rseq);
+		assert_int_equal(ev.room_len, evs[i].room_len);
+		assert_memory_equal(ev.json, evs[i].json, ev.json_len);
+	}
+	assert_int_equal(rc_frame_reader_next(&r.whole, &ev), 0);
+	/* every cut, and one byte too many */
+	for (size_t len = 0; len < f.len; len++) {
+		c = copy(&f, len);
+		int rv = rc_index_reader_init(&r, c.buf, c.len);
+		assert_true(rv == RC_ETRUNC || rv == RC_EPROTO);
+		free(c.buf);
+	}
+	c = copy(&f, f.len + 1);
+	assert_int_equal(rc_index_reader_init(&r, c.buf, c.len), RC_EPROTO);
+	free(c.buf);
+	free(f.buf);
+}
+
+static void test_index_whole_rejects(void **state)
+{
+	const struct rc_frame_event evs[] = { event(30, 4, "a", "{\"n\":30}"), event(31, 1, "", "{\"n\":31}") };
+	const struct rc_frame_event hole[] = { event(30, 4, "a", "{\"n\":30}"), event(32, 1, "", "{\"n\":32}") };
+	const struct rc_frame_event early[] = { event(29, 4, "a", "{\"n\":29}"), event(31, 1, "", "{\"n\":31}") };
+	const struct rc_frame_hdr ok = { .epoch = 5, .last_gseq = 31, .count = 2 };
+	const struct rc_frame_hdr other_epoch = { .epoch = 6, .last_gseq = 31, .count = 2 };
+	const struct rc_frame_hdr other_last = { .epoch = 5, .last_gseq = 33, .count = 2 };
+	const struct rc_frame_hdr replay = { .epoch = 5, .last_gseq = 31, .count = 2, .flags = RC_FRAME_REPLAY };
+	const struct rc_frame_hdr hole_hdr = { .epoch = 5, .last_gseq = 32, .count = 2 };
+	struct rc_index_reader r;
+	struct frame f;
+
+	(void)state;
+	/* the frame's epoch or last gseq is not the index's, or it is not a live frame */
+	f = build_whole(5, 30, 31, &other_epoch, evs, 2);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	f = build_whole(5, 30, 31, &other_last, evs, 2);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	f = build_whole(5, 30, 31, &replay, evs, 2);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	/* events missing from the flush: one short, a hole, or starting late */
+	f = build_whole(5, 29, 31, &ok, evs, 2);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	f = build_whole(5, 30, 32, &hole_hdr, hole, 2);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	f = build_whole(5, 30, 31, &ok, early, 2);
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	/* a tick is never whole; a whole index has no entries */
+	f = build_whole(5, 30, 31, &ok, evs, 2);
+	f.buf[5] |= RC_FRAME_TICK;
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	f.buf[5] &= (uint8_t)~RC_FRAME_TICK;
+	f.buf[24] = 1; /* count of entries */
+	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+	free(f.buf);
+	/* random mutations never read outside the buffer */
+	f = build_whole(5, 30, 31, &ok, evs, 2);
+	for (int i = 0; i < FUZZ_ITERATIONS; i++) {
+		struct frame c = copy(&f, f.len);
+		c.buf[rng() % c.len] = (uint8_t)rng();
+		if (rc_index_reader_init(&r, c.buf, c.len) == RC_OK && (r.hdr.flags & RC_FRAME_WHOLE)) {
+			struct rc_frame_event ev;
+			uint64_t g = r.first_gseq;
+			while (rc_frame_reader_next(&r.whole, &ev))
+				assert_int_equal(ev.gseq, g++);
+			assert_int_equal(g, r.hdr.last_gseq + 1);
+		}
+		free(c.buf);
+	}
+	free(f.buf);
+}
+
 /* Frames of rooms a, b and global from one flush 20..27 merge back into gseq order. */
 static void test_merge(void **state)
 {
@@ -823,6 +938,8 @@ int main(void)
 		cmocka_unit_test(test_bus_topics),
 		cmocka_unit_test(test_index_round_trip),
 		cmocka_unit_test(test_index_rejects),
+		cmocka_unit_test(test_index_whole),
+		cmocka_unit_test(test_index_whole_rejects),
 		cmocka_unit_test(test_merge),
 	};
 

@@ -1,6 +1,8 @@
 """
 Subscribing: the response head and preamble, event round trips, room
-filtering, the firehose, the alias path, and two gateways on one broker.
+filtering, the firehose, the alias path, and two gateways on one broker;
+each with small flushes sent whole (the default), with every flush room by
+room, and with both kinds mixed.
 """
 
 import json
@@ -16,9 +18,12 @@ def compact(obj):
 
 
 class StreamTest(GatewayTest):
+    # the broker's options: by default a small flush travels whole, in one bus message
+    broker_args = ()
+
     def setUp(self):
         super().setUp()
-        self.cluster.start_broker()
+        self.cluster.start_broker(*self.broker_args)
         self.gw = self.cluster.start_gateway()
 
     def test_preamble_bytes_and_headers(self):
@@ -197,6 +202,16 @@ class StreamTest(GatewayTest):
         [ev] = c.events(1)
         self.assertEqual(ev.id, after)
         self.assertEqual(gseq(after), gseq(before) + 1)
+
+
+class StreamRoomFramesTest(StreamTest):
+    """The same, with every flush sent room by room: a frame per room, then the index."""
+    broker_args = ("--bus-whole-bytes", "0")
+
+
+class StreamMixedFlushesTest(StreamTest):
+    """The same, with a flush of one small event whole and larger ones room by room."""
+    broker_args = ("--bus-whole-bytes", "200")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ Bus subscriptions: a gateway receives only the rooms that have streams on it
 (subscribed with the first stream, unsubscribed after the last), everything
 while a firehose stream is open or beyond --bus-max-rooms, and a stream that
 joins a room while that room's events flow still gets, in id order, every
-event after its start.
+event after its start. Room topics apply to flushes sent room by room, so
+these brokers send every flush that way (--bus-whole-bytes 0); with the
+default, a small flush reaches every gateway whole, in one message.
 """
 
 import threading
@@ -28,7 +30,7 @@ def wait_metric(port, name, pred, what, timeout=None):
 class SubscribeTest(GatewayTest):
     def setUp(self):
         super().setUp()
-        self.cluster.start_broker()
+        self.cluster.start_broker("--bus-whole-bytes", "0")
         self.gw = self.cluster.start_gateway()
 
     def events_received(self):
@@ -79,6 +81,23 @@ class SubscribeTest(GatewayTest):
         base = self.events_received()
         publish(port, [{"type": "t", "room_id": "room-a", "i": i} for i in range(20)])
         self.assertEqual(self.settle(base, 0), base + 1, "room-a is no longer received")
+
+    def test_small_flushes_reach_every_gateway_whole(self):
+        broker = self.cluster.start_broker()  # the default --bus-whole-bytes
+        gw = self.cluster.start_gateway(broker=broker)
+        a = self.sse(gw, "/api/v1/events?room_id=room-a")
+        wait_metric(gw.port, "roomcast_bus_rooms_subscribed", lambda v: v == 1, "room-a subscribed")
+        before = harness.get_metrics(gw.port)
+        # one POST, one flush of two rooms: one message with all six events
+        events = [{"type": "t", "room_id": "room-%s" % "ab"[i % 2], "i": i} for i in range(6)]
+        ids = publish(gw.port, events)
+        got = a.events(3)
+        self.assertEqual([e.id for e in got], ids[0::2])
+        m = wait_metric(gw.port, "roomcast_bus_events_received_total",
+                        lambda v: v >= before["roomcast_bus_events_received_total"] + 6, "the flush")
+        self.assertEqual(m["roomcast_bus_events_received_total"] - before["roomcast_bus_events_received_total"], 6)
+        self.assertEqual(m["roomcast_bus_frames_received_total"] - before["roomcast_bus_frames_received_total"], 1)
+        self.assertEqual(m["roomcast_gaps_detected_total"], before["roomcast_gaps_detected_total"])
 
     def test_firehose_takes_everything_while_open(self):
         port = self.gw.port
