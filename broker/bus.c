@@ -102,6 +102,28 @@ static void bus_send_room(struct bus *b, struct hevent **evs, const struct bus_s
 	bus_send_msg(b, msg, n);
 }
 
+/*
+ * A message under the index topic with the index header (hdr, first) and room
+ * for more bytes after it; *body points there. NULL (counted) if out of memory:
+ * the next index shows the gap.
+ */
+static nng_msg *bus_index_msg(struct bus *b, const struct rc_frame_hdr *hdr, uint64_t first, size_t more,
+			      uint8_t **body)
+{
+	nng_msg *msg;
+	uint8_t *p;
+
+	if (nng_msg_alloc(&msg, RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE + more) != 0) {
+		b->send_errors++;
+		return NULL;
+	}
+	p = nng_msg_body(msg);
+	memcpy(p, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN);
+	rc_index_put_header(p + RC_BUS_TOPIC_INDEX_LEN, hdr, first);
+	*body = p + RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE;
+	return msg;
+}
+
 /* The index closing a flush first..last (ngroups 0: an idle tick). */
 static void bus_send_index(struct bus *b, uint8_t flags, uint64_t first, uint64_t last, struct hevent **evs,
 			   const struct bus_slot *slots, const struct bus_group *groups, size_t ngroups)
@@ -112,21 +134,14 @@ static void bus_send_index(struct bus *b, uint8_t flags, uint64_t first, uint64_
 		.count = (uint32_t)ngroups,
 		.flags = RC_FRAME_INDEX | flags,
 	};
-	size_t size = RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE;
+	size_t size = 0;
 	nng_msg *msg;
 	uint8_t *p;
 
 	for (size_t g = 0; g < ngroups; g++)
 		size += rc_index_entry_size(evs[slots[groups[g].first].i]->room_len);
-	if (nng_msg_alloc(&msg, size) != 0) {
-		b->send_errors++;
-		return; /* the next index shows the gap */
-	}
-	p = nng_msg_body(msg);
-	memcpy(p, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN);
-	p += RC_BUS_TOPIC_INDEX_LEN;
-	rc_index_put_header(p, &hdr, first);
-	p += RC_INDEX_HDR_SIZE;
+	if ((msg = bus_index_msg(b, &hdr, first, size, &p)) == NULL)
+		return;
 	for (size_t g = 0; g < ngroups; g++) {
 		const struct hevent *ev = evs[slots[groups[g].first].i];
 		struct rc_index_entry e = { .room = ev->room, .room_len = ev->room_len, .events = (uint32_t)groups[g].n };
@@ -147,15 +162,8 @@ static void bus_send_whole(struct bus *b, struct hevent **evs, size_t n, size_t 
 	nng_msg *msg;
 	uint8_t *p;
 
-	if (nng_msg_alloc(&msg, RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE + RC_FRAME_HDR_SIZE + bytes) != 0) {
-		b->send_errors++;
-		return; /* the next index shows the gap */
-	}
-	p = nng_msg_body(msg);
-	memcpy(p, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN);
-	p += RC_BUS_TOPIC_INDEX_LEN;
-	rc_index_put_header(p, &ihdr, first);
-	p += RC_INDEX_HDR_SIZE;
+	if ((msg = bus_index_msg(b, &ihdr, first, RC_FRAME_HDR_SIZE + bytes, &p)) == NULL)
+		return;
 	rc_frame_put_header(p, &fhdr);
 	p += RC_FRAME_HDR_SIZE;
 	for (size_t i = 0; i < n; i++)

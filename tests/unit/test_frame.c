@@ -815,26 +815,23 @@ static void test_index_whole_rejects(void **state)
 	struct frame f;
 
 	(void)state;
-	/* the frame's epoch or last gseq is not the index's, or it is not a live frame */
-	f = build_whole(5, 30, 31, &other_epoch, evs, 2);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	f = build_whole(5, 30, 31, &other_last, evs, 2);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	f = build_whole(5, 30, 31, &replay, evs, 2);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	/* events missing from the flush: one short, a hole, or starting late */
-	f = build_whole(5, 29, 31, &ok, evs, 2);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	f = build_whole(5, 30, 32, &hole_hdr, hole, 2);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
-	f = build_whole(5, 30, 31, &ok, early, 2);
-	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
-	free(f.buf);
+	/*
+	 * the frame's epoch or last gseq is not the index's, or it is not a live
+	 * frame; events missing from the flush: one short, a hole, or starting late
+	 */
+	const struct {
+		uint64_t first, last;
+		const struct rc_frame_hdr *hdr;
+		const struct rc_frame_event *evs;
+	} bad[] = {
+		{ 30, 31, &other_epoch, evs }, { 30, 31, &other_last, evs }, { 30, 31, &replay, evs },
+		{ 29, 31, &ok, evs },	       { 30, 32, &hole_hdr, hole },  { 30, 31, &ok, early },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		f = build_whole(5, bad[i].first, bad[i].last, bad[i].hdr, bad[i].evs, 2);
+		assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+		free(f.buf);
+	}
 	/* a tick is never whole; a whole index has no entries */
 	f = build_whole(5, 30, 31, &ok, evs, 2);
 	f.buf[5] |= RC_FRAME_TICK;
