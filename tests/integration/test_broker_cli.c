@@ -4,7 +4,8 @@
  *
  *   - `roomcast publish` (flags, --ndjson from stdin, options before and after
  *     the subcommand, ROOMCAST_* variables, flags winning) and `roomcast tail`
- *     receiving those events from the bus; `roomcast stats`; the CLI's errors
+ *     receiving those events from the bus (small flushes whole, and with a
+ *     broker that sends every flush room by room); `roomcast stats`; the CLI's errors
  *     and exit codes (2 for bad options);
  *   - roomcast-broker: SIGTERM/SIGINT exit 0 promptly after flushing the bus,
  *     logs of `level=... msg=...` lines, exit 2 on bad options, --help listing
@@ -41,18 +42,27 @@
 #define CLI_TIMEOUT_MS 15000
 
 static const char *const broker_options[] = {
-	"bus",		 "api",		"history-events",  "history-bytes", "max-event-bytes", "api-workers",
-	"api-max-bytes", "bus-sendbuf", "bus-frame-bytes", "bus-tick-ms",   "log-level",       NULL,
+	"bus",
+	"api",
+	"history-events",
+	"history-bytes",
+	"max-event-bytes",
+	"api-workers",
+	"api-max-bytes",
+	"bus-sendbuf",
+	"bus-frame-bytes",
+	"bus-whole-bytes",
+	"bus-tick-ms",
+	"log-level",
+	NULL,
 };
 
 static const char *const cli_options[] = {
 	"broker-api", "broker-bus", "room", "type", "data", "ndjson", "count", "timeout-ms", "log-level", NULL,
 };
 
-static int setup(void **state)
+static int setup_args(void **state, const char *const *args)
 {
-	/* frequent idle ticks: tail must cope with frames that print nothing */
-	static const char *const args[] = { "--bus-tick-ms", "10", NULL };
 	struct broker_fixture *b = calloc(1, sizeof(*b));
 
 	assert_non_null(b);
@@ -61,6 +71,22 @@ static int setup(void **state)
 	if (broker_fixture_start(b, args, NULL) != 0)
 		fail_msg("the broker did not start");
 	return 0;
+}
+
+static int setup(void **state)
+{
+	/* frequent idle ticks: tail must cope with frames that print nothing */
+	static const char *const args[] = { "--bus-tick-ms", "10", NULL };
+
+	return setup_args(state, args);
+}
+
+/* The same broker sending every flush room by room (frames, then the index) instead of small ones whole. */
+static int setup_room_frames(void **state)
+{
+	static const char *const args[] = { "--bus-tick-ms", "10", "--bus-whole-bytes", "0", NULL };
+
+	return setup_args(state, args);
 }
 
 static int teardown(void **state)
@@ -297,6 +323,11 @@ static void test_cli_publish_tail(void **state)
 	assert_non_null(strstr(r.out, last));
 	run_fini(&r);
 	assert_int_equal(broker_gseq(b), 2505);
+}
+
+static void test_cli_publish_tail_room_frames(void **state)
+{
+	test_cli_publish_tail(state);
 }
 
 static void test_cli_errors(void **state)
@@ -634,6 +665,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_cli_publish_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cli_publish_tail_room_frames, setup_room_frames, teardown),
 		cmocka_unit_test_setup_teardown(test_cli_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_broker_sigterm, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_broker_sigint, NULL, teardown),
