@@ -660,6 +660,23 @@ static struct frame build_index(uint8_t flags, uint64_t first, uint64_t last, co
 	return f;
 }
 
+/* Every cut of an index f, and f with one byte too many, is rejected. */
+static void assert_index_cuts_rejected(const struct frame *f)
+{
+	struct rc_index_reader r;
+	struct frame c;
+
+	for (size_t len = 0; len < f->len; len++) {
+		c = copy(f, len);
+		int rv = rc_index_reader_init(&r, c.buf, c.len);
+		assert_true(rv == RC_ETRUNC || rv == RC_EPROTO);
+		free(c.buf);
+	}
+	c = copy(f, f->len + 1);
+	assert_int_equal(rc_index_reader_init(&r, c.buf, c.len), RC_EPROTO);
+	free(c.buf);
+}
+
 static void test_index_round_trip(void **state)
 {
 	const struct rc_index_entry es[] = { { "room-1", 6, 2 }, { NULL, 0, 1 }, { "b", 1, 40 } };
@@ -722,15 +739,7 @@ static void test_index_rejects(void **state)
 	}
 	/* every cut and one extra byte */
 	f = build_index(0, 5, 7, one, 1);
-	for (size_t len = 0; len < f.len; len++) {
-		c = copy(&f, len);
-		int rv = rc_index_reader_init(&r, c.buf, c.len);
-		assert_true(rv == RC_ETRUNC || rv == RC_EPROTO);
-		free(c.buf);
-	}
-	c = copy(&f, f.len + 1);
-	assert_int_equal(rc_index_reader_init(&r, c.buf, c.len), RC_EPROTO);
-	free(c.buf);
+	assert_index_cuts_rejected(&f);
 	/* random mutations never read outside the buffer */
 	for (int i = 0; i < FUZZ_ITERATIONS; i++) {
 		c = copy(&f, f.len);
@@ -771,7 +780,7 @@ static void test_index_whole(void **state)
 	struct rc_index_reader r;
 	struct rc_index_entry e;
 	struct rc_frame_event ev;
-	struct frame f = build_whole(5, 30, 32, &fhdr, evs, 3), c;
+	struct frame f = build_whole(5, 30, 32, &fhdr, evs, 3);
 
 	(void)state;
 	assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_OK);
@@ -788,16 +797,7 @@ static void test_index_whole(void **state)
 		assert_memory_equal(ev.json, evs[i].json, ev.json_len);
 	}
 	assert_int_equal(rc_frame_reader_next(&r.whole, &ev), 0);
-	/* every cut, and one byte too many */
-	for (size_t len = 0; len < f.len; len++) {
-		c = copy(&f, len);
-		int rv = rc_index_reader_init(&r, c.buf, c.len);
-		assert_true(rv == RC_ETRUNC || rv == RC_EPROTO);
-		free(c.buf);
-	}
-	c = copy(&f, f.len + 1);
-	assert_int_equal(rc_index_reader_init(&r, c.buf, c.len), RC_EPROTO);
-	free(c.buf);
+	assert_index_cuts_rejected(&f);
 	free(f.buf);
 }
 
