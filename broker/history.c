@@ -51,8 +51,6 @@ static size_t hevent_size(size_t json_len)
 	return (sizeof(struct hevent) + json_len + 1 + 7) & ~(size_t)7;
 }
 
-static size_t hevent_size(size_t json_len);
-
 static size_t hevent_cost(const struct hevent *ev)
 {
 	return hevent_size(ev->json_len) + sizeof(uint64_t);

@@ -219,6 +219,7 @@ struct gw_worker {
 	struct gw gw;
 	uv_loop_t loop;
 	struct nng_closer closer; /* may outlive the worker (gw_close_nng) */
+	bool closed;              /* its nng sockets closed in time (read after the join) */
 	int listen_fd;
 	pthread_t thread;
 	enum { WORKER_STARTING, WORKER_RUNNING, WORKER_FAILED } state;
@@ -329,7 +330,8 @@ static void *gw_worker_main(void *arg)
 
 	uv_close((uv_handle_t *)&gw->stop_timer, NULL);
 	uv_run(gw->loop, UV_RUN_NOWAIT);
-	if (!gw_close_nng(gw, &w->closer, 1000)) {
+	w->closed = gw_close_nng(gw, &w->closer, 1000);
+	if (!w->closed) {
 		rc_log_warn("an nng socket did not close in time (nng 1.5.2); exiting anyway", "worker=%u", gw->worker);
 		return NULL; /* the closer thread still uses gw */
 	}
@@ -394,7 +396,7 @@ static int gw_run_workers(const struct gw_options *o, const struct sockaddr *add
 	if (failed)
 		return 1;
 	for (unsigned i = 0; i < n; i++)
-		if (!workers[i].closer.done)
+		if (!workers[i].closed)
 			return 0; /* a closer thread hangs in nng: leave everything to the exit */
 	gw_workers_free(shared);
 	free(workers);

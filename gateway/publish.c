@@ -50,9 +50,8 @@ struct pub_call {
 struct gw_publisher {
 	struct pub_call *head, *tail;
 	bool in_flight;
-	bool lingering;     /* the linger timer is armed */
 	uint64_t last_sent; /* loop time of the last broker request (ms) */
-	uv_timer_t linger;
+	uv_timer_t linger;  /* active while a POST lingers */
 };
 
 /* A broker request carrying several POSTs. */
@@ -204,10 +203,7 @@ static void publisher_send(struct gw *gw)
 
 	if (p->in_flight || p->head == NULL)
 		return;
-	if (p->lingering) {
-		uv_timer_stop(&p->linger);
-		p->lingering = false;
-	}
+	uv_timer_stop(&p->linger);
 	for (struct pub_call *pc = p->head; pc != NULL; pc = pc->next) {
 		if (n > 0 && (pc->solo || p->head->solo || events + pc->nevents > PUBLISH_MAX_EVENTS ||
 			      bytes + pc->len > BATCH_MAX_BYTES))
@@ -255,10 +251,7 @@ static void publisher_send(struct gw *gw)
 
 static void publisher_linger_cb(uv_timer_t *t)
 {
-	struct gw *gw = t->data;
-
-	gw->publisher->lingering = false;
-	publisher_send(gw);
+	publisher_send(t->data);
 }
 
 /* A POST was queued: send now, or linger for company (see the top of the file). */
@@ -267,10 +260,9 @@ static void publisher_kick(struct gw *gw)
 	struct gw_publisher *p = gw->publisher;
 	uint64_t linger = (uint64_t)gw->opt.publish_linger_ms;
 
-	if (p->in_flight || p->lingering)
+	if (p->in_flight || uv_is_active((uv_handle_t *)&p->linger))
 		return; /* it goes with the next request */
 	if (linger > 0 && p->last_sent != 0 && uv_now(gw->loop) - p->last_sent <= linger) {
-		p->lingering = true;
 		uv_timer_start(&p->linger, publisher_linger_cb, linger, 0);
 		return;
 	}
