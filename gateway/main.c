@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <pthread.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "api_client.h"
@@ -30,6 +29,7 @@
 #include "sender.h"
 #include "sse.h"
 #include "stream.h"
+#include "timed_call.h"
 #include "workers.h"
 
 #define GW_READBUF_SIZE (64 * 1024)
@@ -107,63 +107,13 @@ void gw_stop(struct gw *gw)
 	uv_unref((uv_handle_t *)&gw->stop_timer);
 }
 
-struct nng_closer {
-	struct gw *gw;
-	pthread_mutex_t mtx;
-	pthread_cond_t cv;
-	bool done;
-};
-
-static void *nng_closer_main(void *arg)
+/* Closes the worker's nng sockets (through rc_timed_call: see timed_call.h). */
+static void gw_close_nng(void *arg)
 {
-	struct nng_closer *c = arg;
+	struct gw *gw = arg;
 
-	gw_bus_free(c->gw->bus);
-	gw_api_free(c->gw->api);
-	pthread_mutex_lock(&c->mtx);
-	c->done = true;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mtx);
-	return NULL;
-}
-
-/*
- * Closes the nng sockets on a thread of their own and waits at most ms.
- * nng 1.5.2 (Debian bookworm) can block for ever in nng_close when a pipe is
- * never removed from its socket (fixed upstream after 1.5.2); the gateway must
- * still exit in time, so a close that hangs is abandoned with the process
- * (c and the gateway must then stay allocated). Returns true when the sockets
- * were closed.
- */
-static bool gw_close_nng(struct gw *gw, struct nng_closer *c, int64_t ms)
-{
-	struct timespec deadline;
-	pthread_t th;
-	bool done;
-
-	c->gw = gw;
-	c->done = false;
-	pthread_mutex_init(&c->mtx, NULL);
-	pthread_cond_init(&c->cv, NULL);
-	if (pthread_create(&th, NULL, nng_closer_main, c) != 0)
-		return false;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += ms / 1000;
-	deadline.tv_nsec += (ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&c->mtx);
-	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mtx, &deadline) == 0)
-		;
-	done = c->done;
-	pthread_mutex_unlock(&c->mtx);
-	if (done)
-		pthread_join(th, NULL);
-	else
-		pthread_detach(th);
-	return done;
+	gw_bus_free(gw->bus);
+	gw_api_free(gw->api);
 }
 
 static void gw_signal_cb(uv_signal_t *h, int signum)
@@ -218,7 +168,6 @@ static void raise_fd_limit(void)
 struct gw_worker {
 	struct gw gw;
 	uv_loop_t loop;
-	struct nng_closer closer; /* may outlive the worker (gw_close_nng) */
 	bool closed;              /* its nng sockets closed in time (read after the join) */
 	int listen_fd;
 	pthread_t thread;
@@ -330,10 +279,10 @@ static void *gw_worker_main(void *arg)
 
 	uv_close((uv_handle_t *)&gw->stop_timer, NULL);
 	uv_run(gw->loop, UV_RUN_NOWAIT);
-	w->closed = gw_close_nng(gw, &w->closer, 1000);
+	w->closed = rc_timed_call(gw_close_nng, gw, 1000);
 	if (!w->closed) {
 		rc_log_warn("an nng socket did not close in time (nng 1.5.2); exiting anyway", "worker=%u", gw->worker);
-		return NULL; /* the closer thread still uses gw */
+		return NULL; /* the close still running uses gw */
 	}
 	gw_hub_fini(&gw->hub);
 	gw_sender_free(gw->sender);
@@ -351,7 +300,7 @@ static void *gw_worker_main(void *arg)
  */
 static int gw_run_workers(const struct gw_options *o, const struct sockaddr *addr)
 {
-	/* reachable for the whole process: a closer thread may still use one */
+	/* reachable for the whole process: a close that hangs may still use one */
 	static struct gw_worker *workers;
 	static struct gw_workers *shared;
 	unsigned n = (unsigned)o->workers, started = 0, running = 0;
@@ -397,7 +346,7 @@ static int gw_run_workers(const struct gw_options *o, const struct sockaddr *add
 		return 1;
 	for (unsigned i = 0; i < n; i++)
 		if (!workers[i].closed)
-			return 0; /* a closer thread hangs in nng: leave everything to the exit */
+			return 0; /* a close hangs in nng: leave everything to the exit */
 	gw_workers_free(shared);
 	free(workers);
 	return 0;

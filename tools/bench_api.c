@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "log.h"
 #include "options.h"
+#include "timed_call.h"
 
 struct bench {
 	const char *api;
@@ -101,7 +102,7 @@ static void *worker_main(void *arg)
 		}
 		w->lat[w->nlat++] = now_s() - t0;
 	}
-	nng_close(sock);
+	rc_nng_close_within(sock, 1000);
 	rc_buf_fini(&req);
 	return NULL;
 }

@@ -24,8 +24,11 @@
 #include "id.h"
 #include "log.h"
 #include "options.h"
+#include "timed_call.h"
 
 #define CLI_EXIT_USAGE 2 /* bad options or arguments (SPEC); other failures exit 1 */
+/* nng 1.5.2 can hang in nng_close (timed_call.h): the CLI exits regardless after this */
+#define CLI_CLOSE_MS 1000
 #define NDJSON_BATCH 1000
 #define NDJSON_BATCH_BYTES (4 * 1024 * 1024)
 
@@ -295,7 +298,7 @@ static int cli_tail(struct cli *c)
 		char topic[RC_BUS_TOPIC_MAX];
 		size_t len = strlen(c->room);
 		if (!rc_room_valid(c->room, len)) {
-			nng_close(sub);
+			rc_nng_close_within(sub, CLI_CLOSE_MS);
 			cli_fail("bad --room '%s': 1-%d bytes of [A-Za-z0-9._:@-]", c->room, RC_ROOM_MAX);
 			return CLI_EXIT_USAGE;
 		}
@@ -312,7 +315,7 @@ static int cli_tail(struct cli *c)
 	/* tell a script that the subscription is in place: once connected, not at the dial */
 	nng_pipe_notify(sub, NNG_PIPE_EV_ADD_POST, cli_tail_connected, c);
 	if ((rv = nng_dial(sub, c->broker_bus, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-		nng_close(sub);
+		rc_nng_close_within(sub, CLI_CLOSE_MS);
 		cli_fail("bad --broker-bus '%s': %s", c->broker_bus, nng_strerror(rv));
 		return CLI_EXIT_USAGE;
 	}
@@ -384,7 +387,7 @@ static int cli_tail(struct cli *c)
 	free(frames);
 	rc_buf_fini(&merged);
 	rc_buf_fini(&out);
-	nng_close(sub);
+	rc_nng_close_within(sub, CLI_CLOSE_MS);
 	return c->count > 0 && printed < c->count ? 1 : 0;
 }
 
@@ -439,6 +442,6 @@ int main(int argc, char **argv)
 		rc = cli_stats(&c);
 	else
 		rc = c.ndjson ? cli_publish_ndjson(&c) : cli_publish_one(&c);
-	nng_close(c.req);
+	rc_nng_close_within(c.req, CLI_CLOSE_MS);
 	return rc;
 }

@@ -27,7 +27,7 @@ int api_open(nng_socket *s, const char *url, int timeout_ms)
 	nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, 100);
 	nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, 0);
 	if ((rv = nng_dial(*s, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-		nng_close(*s);
+		rc_nng_close_within(*s, NNG_CLOSE_MS);
 		return rv;
 	}
 	return 0;
@@ -93,7 +93,7 @@ struct json_object *api_call_once(const char *url, const char *req)
 	if (api_open(&s, url, API_TIMEOUT_MS) != 0)
 		return NULL;
 	r = api_call(s, req);
-	nng_close(s);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
 	return r;
 }
 
@@ -159,7 +159,7 @@ static int broker_fixture_wait_ready(struct broker_fixture *b, int timeout_ms)
 		/* a refused dial is retried by nng; a timed-out recv already paused */
 		proc_poll_pause(10);
 	}
-	nng_close(s);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
 	return rv;
 }
 

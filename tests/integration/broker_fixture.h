@@ -23,12 +23,15 @@
 
 #include "id.h"
 #include "proc.h"
+#include "timed_call.h"
 
 struct json_object;
 
 #define BROKER_START_TIMEOUT_MS 15000
 #define BROKER_STOP_TIMEOUT_MS 5000
 #define API_TIMEOUT_MS 10000
+/* nng 1.5.2 can hang in nng_close (timed_call.h): a test closes with rc_nng_close_within */
+#define NNG_CLOSE_MS 2000
 
 struct broker_fixture {
 	struct proc proc;

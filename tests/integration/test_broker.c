@@ -180,7 +180,7 @@ static void test_publish_raw_req(void **state)
 	assert_int_equal(json_object_get_int64(json_get(ev, "rseq")), 1);
 	json_object_put(r);
 	assert_int_equal(broker_gseq(s), 4);
-	nng_close(s);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
 }
 
 /* Runs nngcat --req against the api; returns its stdout (caller frees). */
@@ -304,7 +304,7 @@ static void *publisher_run(void *arg)
 		json_object_put(r);
 	}
 	rc_buf_fini(&req);
-	nng_close(s);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
 	return NULL;
 }
 
@@ -570,7 +570,7 @@ static void concurrent_publishers(void **state, const char *whole_bytes)
 		proc_poll_pause(10);
 	atomic_store(&br->stop, true);
 	pthread_join(reader, NULL);
-	nng_close(br->sub);
+	rc_nng_close_within(br->sub, NNG_CLOSE_MS);
 	if (br->err[0] != '\0')
 		fail_msg("%s", br->err);
 	/* what the bus delivered agrees with the history */
@@ -589,7 +589,7 @@ static void concurrent_publishers(void **state, const char *whole_bytes)
 	print_message("%d events in %lld ms; the bus delivered %llu of them in %llu frames (%llu whole flushes)\n",
 		      LOAD_TOTAL, (long long)(t1 - t0), (unsigned long long)br->received,
 		      (unsigned long long)br->frames, (unsigned long long)br->whole);
-	nng_close(s);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
 	free(br->evs);
 	free(br);
 	free(pubs);
@@ -791,7 +791,7 @@ static void test_replay(void **state)
 		}
 		assert_code(s, req, "invalid_id");
 	}
-	nng_close(s);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
 }
 
 /* ---- 5. garbage on the api ---- */
@@ -909,7 +909,7 @@ static void test_garbage(void **state)
 	assert_true(json_object_get_int64(json_get(r, "errors")) >= 1000);
 	assert_true(json_object_get_int64(json_get(r, "requests")) >= 2001);
 	json_object_put(r);
-	nng_close(s);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
 	free(buf);
 }
 

@@ -514,7 +514,7 @@ static void stop_signal(void **state, int sig)
 			assert_int_equal(ev.gseq, ++received);
 		nng_msg_free(msg);
 	}
-	nng_close(sub);
+	rc_nng_close_within(sub, NNG_CLOSE_MS);
 	assert_int_equal(received, 200);
 
 	log = proc_stderr(&b->proc);
@@ -631,7 +631,7 @@ static void test_broker_env_options(void **state)
 	r = api_call(s, big);
 	assert_string_equal(api_reply_code(r), "too_large");
 	json_object_put(r);
-	nng_close(s);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
 }
 
 static void test_broker_address_in_use(void **state)
