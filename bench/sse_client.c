@@ -55,8 +55,13 @@ static void sse_client_end(struct rb_sse_client *c, enum rb_sse_end why)
 			st->open_at_end++;
 		break;
 	}
-	c->state = RB_SSE_CLOSING;
-	uv_close((uv_handle_t *)&c->tcp, sse_client_closed);
+	if (why == RB_SSE_END_COMPLETE) {
+		c->state = RB_SSE_DONE; /* closed by rb_sse_client_stop, at the end of the run */
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	} else {
+		c->state = RB_SSE_CLOSING;
+		uv_close((uv_handle_t *)&c->tcp, sse_client_closed);
+	}
 	c->sh->on_end(c->sh->owner, c, why, was_open);
 }
 
@@ -299,5 +304,10 @@ void rb_sse_client_check_timeout(struct rb_sse_client *c, uint64_t started_befor
 
 void rb_sse_client_stop(struct rb_sse_client *c)
 {
+	if (c->state == RB_SSE_DONE) {
+		c->state = RB_SSE_CLOSING;
+		uv_close((uv_handle_t *)&c->tcp, sse_client_closed);
+		return;
+	}
 	sse_client_end(c, RB_SSE_END_STOPPED);
 }

@@ -5,8 +5,12 @@
  * prebuilt GET request, parses the HTTP response head with http_parser and the
  * body as SSE, and checks every event's "ts"/"seq"/"room" into the shared
  * stats. It ends once, for one reason (enum rb_sse_end), and reports it to its
- * owner; the handle closes asynchronously after that. It never allocates
- * after the caller has handed it its memory.
+ * owner; the handle closes asynchronously after that, except after
+ * RB_SSE_END_COMPLETE: then it only stops reading, and closes when stopped.
+ * (Closing thousands of sockets in the loop pass that reads the last event
+ * would delay the reads of the streams behind them, and so inflate the
+ * latency measured for the last event.) It never allocates after the caller
+ * has handed it its memory.
  *
  * Threads: everything runs on the one loop thread of rb_sse_shared.loop.
  */
@@ -31,6 +35,7 @@ enum rb_sse_state {
 	RB_SSE_CONNECTING, /* TCP connect in progress */
 	RB_SSE_WAITING,    /* request sent, no response head yet */
 	RB_SSE_OPEN,       /* 200 received; streaming */
+	RB_SSE_DONE,       /* ended complete: reading stopped, socket open until rb_sse_client_stop */
 	RB_SSE_CLOSING,    /* ended; handle closing */
 	RB_SSE_CLOSED,     /* handle closed; memory may be reused */
 };
@@ -106,7 +111,7 @@ int rb_sse_client_start(struct rb_sse_client *c, struct rb_sse_shared *sh,
  */
 void rb_sse_client_check_timeout(struct rb_sse_client *c, uint64_t started_before_ns);
 
-/* Ends c with RB_SSE_END_STOPPED if it is active; no-op otherwise. */
+/* Ends c with RB_SSE_END_STOPPED if it is active, closes it if DONE; no-op otherwise. */
 void rb_sse_client_stop(struct rb_sse_client *c);
 
 /* True from start until the client ends. */
