@@ -113,7 +113,7 @@ static const char usage_text[] =
 	"  --source-ips K            bind sources to 127.0.0.1..127.0.0.K (4)\n"
 	"  --connect-rate C          new connections per second, all processes (5000)\n"
 	"  --connect-concurrency M   connects awaiting a response head, per process (256)\n"
-	"  --expect E                close a stream after E events; end when all did (0 = off)\n"
+	"  --expect E                stop reading a stream after E events; end when all did (0 = off)\n"
 	"  --hold                    idle-connection mode: report how many stay open\n"
 	"  --procs P                 subscriber processes (0 = as many as the fd limit needs)\n"
 	"  --line-bytes B            per-stream buffer for split SSE lines (4096)\n"
