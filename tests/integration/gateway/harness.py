@@ -10,10 +10,10 @@ incrementally, and small HTTP helpers.
 The binaries come from the environment (ctest sets them):
   ROOMCAST_BROKER_BIN, ROOMCAST_GATEWAY_BIN, ROOMCAST_CLI_BIN
 ROOMCAST_TEST_TIME_SCALE multiplies every deadline; it defaults to 3 when the
-gateway binary is built with AddressSanitizer, else 1. ROOMCAST_TEST_STRICT_STOP=1
-fails any test whose processes do not exit promptly on SIGTERM at teardown
-(by default only the dedicated SIGTERM tests check that). ROOMCAST_TEST_SHOW_LOGS=1
-prints the process logs of passing tests too.
+gateway binary is built with AddressSanitizer, else 1. A process that does
+not exit promptly on SIGTERM at teardown fails the test, with its stacks in
+the log (gdb, when installed). ROOMCAST_TEST_SHOW_LOGS=1 prints the process
+logs of passing tests too.
 
 Only the Python standard library; all traffic goes to 127.0.0.1.
 """
@@ -62,7 +62,6 @@ def _detect_sanitizer(path):
 
 
 SANITIZED = _detect_sanitizer(GATEWAY_BIN)
-STRICT_STOP = os.environ.get("ROOMCAST_TEST_STRICT_STOP", "") not in ("", "0")
 TIME_SCALE = float(os.environ.get("ROOMCAST_TEST_TIME_SCALE") or (3.0 if SANITIZED else 1.0))
 
 
@@ -168,18 +167,6 @@ class Proc:
             out = "gdb failed: %r" % (e,)
         with open(self.log_path, "a") as f:
             f.write("\n[harness] %s %s; stacks:\n%s\n" % (self.name, why, out))
-
-    def known_stop_hang(self):
-        """
-        True when the stacks recorded by dump_stacks show the open bug where
-        nng_close() in gw_bus_stop()/gw_api_stop() never returns (nng 1.5.2's
-        socket shutdown waits for a pipe that is never removed; cf.
-        nanomsg/nng#1498, fixed after 1.5.2). False when unknown (no gdb).
-        """
-        log = self.log()
-        i = log.find("[harness] %s " % self.name)
-        stacks = log[i:] if i >= 0 else ""
-        return re.search(r"in nng_close \(\).*\n#\d+ .* in gw_(bus|api)_stop ", stacks) is not None
 
     def kill(self):
         if self.popen.poll() is None:
@@ -755,19 +742,9 @@ class GatewayTest(unittest.TestCase):
             c.close()
         bad = []
         for p, rc in self.cluster.stop_all():
-            if rc is None and not STRICT_STOP:
-                # The prompt exit on SIGTERM is checked by the dedicated tests (test_load, test_restart;
-                # see assertExitsOnSignal); here a hang is reported with the stacks, without failing
-                # an unrelated test, when it is the known open bug (Proc.known_stop_hang) or cannot be
-                # told apart from it (no gdb). ROOMCAST_TEST_STRICT_STOP=1 fails on any hang.
-                known = p.known_stop_hang()
-                if known or shutil.which("gdb") is None:
-                    sys.stderr.write("\nWARNING: %s did not exit within the deadline after SIGTERM (killed)%s;"
-                                     " log and stacks:\n%s\n" % (
-                                         p.name, " - known bug: nng_close() hangs in gw_bus_stop/gw_api_stop"
-                                         if known else "", p.log()[-20000:]))
-                else:
-                    bad.append("%s did not exit within the deadline after SIGTERM" % p.name)
+            if rc is None:
+                # stop() recorded the stacks in the log, which a failure prints
+                bad.append("%s did not exit within the deadline after SIGTERM" % p.name)
             elif rc != 0:
                 bad.append("%s exited with %s on SIGTERM" % (p.name, rc))
         if bad:
@@ -796,22 +773,13 @@ class GatewayTest(unittest.TestCase):
     def assertExitsOnSignal(self, proc, timeout, code=0, waited=None):
         """
         proc (already signalled) exits with code within timeout (waited: the
-        seconds already waited, for the message). When it hangs with the known
-        open bug (Proc.known_stop_hang) the test is skipped with that reason,
-        its stacks printed, unless ROOMCAST_TEST_STRICT_STOP=1.
+        seconds already waited, for the message); a hang fails with its stacks.
         """
         rc = proc.wait_exit(timeout)
         if rc is None:
-            known = proc.known_stop_hang()
             proc.kill()
             waited = (waited or 0) + timeout
-            if known and not STRICT_STOP:
-                sys.stderr.write("\n%s log and stacks:\n%s\n" % (proc.name, proc.log()[-20000:]))
-                self.skipTest("KNOWN BUG: %s did not exit within %.1fs of the signal: nng_close() hangs in "
-                              "gw_bus_stop()/gw_api_stop() (nng 1.5.2 socket shutdown waits for a pipe that is "
-                              "never removed)" % (proc.name, waited))
-            self.fail("%s did not exit within %.1fs of the signal%s" % (
-                proc.name, waited, " (known nng_close hang)" if known else ""))
+            self.fail("%s did not exit within %.1fs of the signal" % (proc.name, waited))
         self.assertEqual(rc, code, "%s exit code (a sanitizer report makes it non-zero)" % proc.name)
         return rc
 
