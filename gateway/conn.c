@@ -293,8 +293,60 @@ int gw_conn_send(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32
 	rv = gw_outq_push(&c->out, chunk, off, len);
 	if (rv != RC_OK)
 		return rv;
-	if (!c->writing && !gw_list_linked(&c->flush_node)) {
+	if (c->delayed) {
+		/* what waited goes now, with this */
+		gw_list_remove(&c->flush_node);
+		c->delayed = false;
+	}
+	if (!c->writing && !gw_list_linked(&c->flush_node))
 		gw_list_insert_tail(&c->gw->flush_q, &c->flush_node);
+	return RC_OK;
+}
+
+static void conn_delay_cb(uv_timer_t *t)
+{
+	struct gw *gw = t->data;
+	struct gw_list *pos, *tmp;
+
+	gw_list_each_safe(pos, tmp, &gw->delay_q)
+	{
+		struct gw_conn *c = gw_container_of(pos, struct gw_conn, flush_node);
+		gw_list_remove(&c->flush_node);
+		c->delayed = false;
+		gw_list_insert_tail(&gw->flush_q, &c->flush_node);
+	}
+	/* now: the loop's check handle would wait for the next I/O */
+	gw_conn_flush_all(gw);
+}
+
+int gw_conn_send_later(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len)
+{
+	struct gw *gw = c->gw;
+	uint64_t delay = (uint64_t)gw->opt.write_delay_ms, now;
+	bool quiet;
+	int rv;
+
+	if (delay == 0)
+		return gw_conn_send(c, chunk, off, len);
+	now = uv_now(gw->loop);
+	quiet = now >= c->live_at + delay;
+	c->live_at = now;
+	/* the first event after a quiet spell goes at once; only a busy stream waits */
+	if (quiet && !c->delayed)
+		return gw_conn_send(c, chunk, off, len);
+	if (c->closing)
+		return RC_ECLOSED;
+	rv = gw_outq_push(&c->out, chunk, off, len);
+	if (rv != RC_OK)
+		return rv;
+	if (!c->writing && !gw_list_linked(&c->flush_node)) {
+		gw_list_insert_tail(&gw->delay_q, &c->flush_node);
+		c->delayed = true;
+		/* one timer for every held stream: the first one starts it */
+		if (!uv_is_active((uv_handle_t *)&gw->delay_timer)) {
+			gw->delay_timer.data = gw;
+			uv_timer_start(&gw->delay_timer, conn_delay_cb, delay, 0);
+		}
 	}
 	return RC_OK;
 }
@@ -647,6 +699,7 @@ void gw_conn_close(struct gw_conn *c)
 	gw_list_remove(&c->node);
 	gw_list_remove(&c->tq_node);
 	gw_list_remove(&c->flush_node);
+	c->delayed = false;
 	if (c->stream != NULL) {
 		gw_stream_free(c->stream);
 		c->stream = NULL;

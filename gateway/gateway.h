@@ -31,6 +31,7 @@ struct gw_options {
 	const char *publish_token, *cors_origin, *static_dir;
 	int64_t heartbeat_ms, max_client_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
 	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms, publish_linger_ms;
+	int64_t write_delay_ms;
 	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms, workers;
 	bool no_firehose, no_io_uring;
 	enum rc_log_level log_level;
@@ -54,6 +55,8 @@ struct gw {
 	struct gw_list idle_q;   /* keep-alive connections between requests, by deadline */
 	struct gw_list hb_q;     /* streams, least recently written first */
 	struct gw_list flush_q;  /* connections with output to write this loop turn */
+	struct gw_list delay_q;  /* streams whose live events wait for delay_timer (--write-delay-ms) */
+	uv_timer_t delay_timer;  /* writes delay_q */
 	uv_timer_t timer;        /* the one timer: timeouts and heartbeats */
 	uint64_t timer_due;      /* when it fires, 0 when stopped */
 	uv_check_t flusher;      /* writes what the loop turn queued */

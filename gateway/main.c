@@ -99,6 +99,7 @@ void gw_stop(struct gw *gw)
 	gw_publisher_fini(gw);
 	uv_timer_stop(&gw->timer);
 	uv_close((uv_handle_t *)&gw->timer, NULL);
+	uv_close((uv_handle_t *)&gw->delay_timer, NULL);
 	uv_close((uv_handle_t *)&gw->flusher, NULL);
 	uv_close((uv_handle_t *)&gw->sigterm, NULL);
 	uv_close((uv_handle_t *)&gw->sigint, NULL);
@@ -210,6 +211,7 @@ static bool gw_setup(struct gw_worker *w)
 	gw_list_init(&gw->idle_q);
 	gw_list_init(&gw->hb_q);
 	gw_list_init(&gw->flush_q);
+	gw_list_init(&gw->delay_q);
 	gw_hub_init(&gw->hub, gw);
 	gw->readbuf = malloc(GW_READBUF_SIZE);
 	gw->ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
@@ -218,6 +220,7 @@ static bool gw_setup(struct gw_worker *w)
 	uv_timer_init(gw->loop, &gw->timer);
 	gw->timer.data = gw;
 	uv_timer_init(gw->loop, &gw->stop_timer);
+	uv_timer_init(gw->loop, &gw->delay_timer);
 	uv_timer_init(gw->loop, &gw->snapshot);
 	gw->snapshot.data = gw;
 	uv_check_init(gw->loop, &gw->flusher);
@@ -404,6 +407,8 @@ int main(int argc, char **argv)
 		  "wait for the broker on POST and replay (503)" },
 		{ "publish-linger-ms", RC_OPT_INT, &o->publish_linger_ms, 0, 1000,
 		  "while POSTs flow, one that finds no broker request in flight waits this long for others (0: never; costs publishers that wait for each answer)" },
+		{ "write-delay-ms", RC_OPT_INT, &o->write_delay_ms, 0, 1000,
+		  "a stream's live events may wait this long, so that those that follow go in the same send (0: write at once; less CPU at high rates per room, more latency)" },
 		{ "publish-token", RC_OPT_STR, &o->publish_token, 0, 0, "POST needs 'Authorization: Bearer TOKEN'" },
 		{ "cors-origin", RC_OPT_STR, &o->cors_origin, 0, 0, "Access-Control-Allow-Origin value (e.g. *)" },
 		{ "static-dir", RC_OPT_STR, &o->static_dir, 0, 0, "serve files from this directory (the demo page)" },

@@ -26,12 +26,16 @@ static const char stream_head[] = "HTTP/1.1 200 OK\r\n"
 				  "Cache-Control: no-cache\r\n"
 				  "X-Accel-Buffering: no\r\n";
 
-/* Queues bytes; closes the stream when the client is too far behind. Returns false if closed. */
-static bool stream_queue(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len)
+/*
+ * Queues bytes (later: live events, which may wait --write-delay-ms for the
+ * next ones); closes the stream when the client is too far behind. Returns
+ * false if closed.
+ */
+static bool stream_queue_as(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len, bool later)
 {
 	struct gw *gw = s->gw;
 
-	if (gw_conn_send(s->conn, chunk, off, len) != RC_OK) {
+	if ((later ? gw_conn_send_later : gw_conn_send)(s->conn, chunk, off, len) != RC_OK) {
 		gw_conn_close(s->conn);
 		return false;
 	}
@@ -44,6 +48,11 @@ static bool stream_queue(struct gw_stream *s, struct gw_chunk *chunk, uint32_t o
 		return false;
 	}
 	return true;
+}
+
+static bool stream_queue(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len)
+{
+	return stream_queue_as(s, chunk, off, len, false);
 }
 
 static void stream_drop_held(struct gw_stream *s)
@@ -402,7 +411,7 @@ void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run)
 		k++;
 	off = run->fire ? run->ev[k].fire_off : run->ev[k].off;
 	end = (run->fire ? last->fire_off : last->off) + last->len;
-	if (stream_queue(s, run->chunk, off, end - off)) {
+	if (stream_queue_as(s, run->chunk, off, end - off, true)) {
 		s->last_gseq = last->gseq;
 		s->gw->m.events_delivered += run->n - k;
 	}

@@ -2,10 +2,12 @@
 Subscribing: the response head and preamble, event round trips, room
 filtering, the firehose, the alias path, and two gateways on one broker;
 each with small flushes sent whole (the default), with every flush room by
-room, and with both kinds mixed.
+room, with both kinds mixed, and with live events held to share a send
+(--write-delay-ms).
 """
 
 import json
+import time
 
 import harness
 from harness import GatewayTest, gseq, parse_id, publish, post_json, scaled
@@ -20,11 +22,12 @@ def compact(obj):
 class StreamTest(GatewayTest):
     # the broker's options: by default a small flush travels whole, in one bus message
     broker_args = ()
+    gateway_args = ()
 
     def setUp(self):
         super().setUp()
         self.cluster.start_broker(*self.broker_args)
-        self.gw = self.cluster.start_gateway()
+        self.gw = self.cluster.start_gateway(*self.gateway_args)
 
     def test_preamble_bytes_and_headers(self):
         c = self.sse(self.gw, "/api/v1/events?room_id=room-1", open=False)
@@ -213,6 +216,24 @@ class StreamMixedFlushesTest(StreamTest):
     """The same, with a flush of one small event whole and larger ones room by room."""
     broker_args = ("--bus-whole-bytes", "200")
 
+
+class StreamWriteDelayTest(StreamTest):
+    """The same, with a stream's live events held up to 50 ms to share a send."""
+    gateway_args = ("--write-delay-ms", "50")
+
+    def test_a_busy_stream_gets_the_events_within_the_delay_in_one_send(self):
+        # the longest delay: far longer than three POSTs take, also under ASan
+        gw = self.cluster.start_gateway("--write-delay-ms", "1000")
+        c = self.sse(gw, "/api/v1/events?room_id=r")
+        a = publish(gw.port, {"type": "a", "room_id": "r"})
+        b = publish(gw.port, {"type": "b", "room_id": "r"})
+        d = publish(gw.port, {"type": "d", "room_id": "r"})
+        ea, eb, ed = c.events(3, timeout=scaled(15))
+        self.assertEqual([ea.id, eb.id, ed.id], [a, b, d])
+        # a found the stream quiet and went at once; b came less than the
+        # delay after it, so it waited, and d went with it: one read for both
+        self.assertEqual(eb.t, ed.t)
+        self.assertLess(ea.t, eb.t)
 
 if __name__ == "__main__":
     harness.main()
