@@ -319,20 +319,14 @@ static void conn_delay_cb(uv_timer_t *t)
 	gw_conn_flush_all(gw);
 }
 
-int gw_conn_send_later(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len)
+int gw_conn_send_later(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len, uint64_t last)
 {
 	struct gw *gw = c->gw;
-	uint64_t delay = (uint64_t)gw->opt.write_delay_ms, now;
-	bool quiet;
+	uint64_t delay = (uint64_t)gw->opt.write_delay_ms;
 	int rv;
 
-	if (delay == 0)
-		return gw_conn_send(c, chunk, off, len);
-	now = uv_now(gw->loop);
-	quiet = now >= c->live_at + delay;
-	c->live_at = now;
-	/* the first event after a quiet spell goes at once; only a busy stream waits */
-	if (quiet && !c->delayed)
+	/* the first output after a quiet spell goes at once; only a busy stream waits */
+	if (delay == 0 || (!c->delayed && uv_now(gw->loop) >= last + delay))
 		return gw_conn_send(c, chunk, off, len);
 	if (c->closing)
 		return RC_ECLOSED;

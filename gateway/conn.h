@@ -69,8 +69,7 @@ struct gw_conn {
 	struct gw_slot *slots, *slots_tail;
 	uint32_t nslots;
 	bool writing, closing, close_after_write, reading;
-	bool delayed;      /* flush_node is on gw->delay_q, not gw->flush_q */
-	uint64_t live_at;  /* loop time of the last live output queued (--write-delay-ms) */
+	bool delayed; /* flush_node is on gw->delay_q, not gw->flush_q */
 };
 
 /* Accepts one connection from the listener. */
@@ -96,13 +95,13 @@ void gw_slot_fill(struct gw_slot *slot, struct gw_chunk *resp, bool close_after)
 int gw_conn_send(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len);
 
 /*
- * Queues live output. With --write-delay-ms N, when live output was queued
- * for c less than N ms before, this waits (at most N ms) so that what else
- * is queued for c meanwhile goes in the same send; otherwise (and with 0) it
- * goes in this loop turn. Output queued with gw_conn_send meanwhile takes
- * it all at once.
+ * Queues live output. With --write-delay-ms N, when output was last queued
+ * for c less than N ms before (last: its loop time), this waits (at most N
+ * ms) so that what else is queued for c meanwhile goes in the same send;
+ * otherwise (and with 0) it goes in this loop turn. Output queued with
+ * gw_conn_send meanwhile takes it all at once.
  */
-int gw_conn_send_later(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len);
+int gw_conn_send_later(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len, uint64_t last);
 
 /* Closes the connection (idempotent); memory is freed in the close callback. */
 void gw_conn_close(struct gw_conn *c);

@@ -408,7 +408,7 @@ int main(int argc, char **argv)
 		{ "publish-linger-ms", RC_OPT_INT, &o->publish_linger_ms, 0, 1000,
 		  "while POSTs flow, one that finds no broker request in flight waits this long for others (0: never; costs publishers that wait for each answer)" },
 		{ "write-delay-ms", RC_OPT_INT, &o->write_delay_ms, 0, 1000,
-		  "a stream's live events may wait this long, so that those that follow go in the same send (0: write at once; less CPU at high rates per room, more latency)" },
+		  "a live event less than this long after its stream's last output waits up to this long, so that those that follow go in the same send (0: at once; less CPU at high rates per room, more latency)" },
 		{ "publish-token", RC_OPT_STR, &o->publish_token, 0, 0, "POST needs 'Authorization: Bearer TOKEN'" },
 		{ "cors-origin", RC_OPT_STR, &o->cors_origin, 0, 0, "Access-Control-Allow-Origin value (e.g. *)" },
 		{ "static-dir", RC_OPT_STR, &o->static_dir, 0, 0, "serve files from this directory (the demo page)" },

@@ -34,8 +34,10 @@ static const char stream_head[] = "HTTP/1.1 200 OK\r\n"
 static bool stream_queue_as(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len, bool later)
 {
 	struct gw *gw = s->gw;
+	int rv = later ? gw_conn_send_later(s->conn, chunk, off, len, s->last_write)
+		       : gw_conn_send(s->conn, chunk, off, len);
 
-	if ((later ? gw_conn_send_later : gw_conn_send)(s->conn, chunk, off, len) != RC_OK) {
+	if (rv != RC_OK) {
 		gw_conn_close(s->conn);
 		return false;
 	}
