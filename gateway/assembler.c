@@ -148,8 +148,7 @@ static void asm_index(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_
 		/* the whole flush in one message: complete by construction; the hub skips rooms it has not */
 		a->gw->m.bus_frames++;
 		a->gw->m.bus_events += ir.whole.hdr.count;
-		r = ir.whole;
-		gw_repair_flush(a->rp, &r, ir.first_gseq, true);
+		gw_repair_flush(a->rp, &ir.whole, ir.first_gseq, true);
 		asm_done(a, msg, &ir.hdr);
 		return;
 	}

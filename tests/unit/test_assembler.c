@@ -79,6 +79,15 @@ void gw_repair_flush(struct gw_repair *rp, struct rc_frame_reader *r, uint64_t f
 	}
 }
 
+/* Checks that count flushes were handed, the last one complete or not, with n events; returns it. */
+static const struct handed *assert_handed(size_t count, bool complete, size_t n)
+{
+	assert_int_equal(nhanded, count);
+	assert_int_equal(handed[count - 1].complete, complete);
+	assert_int_equal(handed[count - 1].n, n);
+	return &handed[count - 1];
+}
+
 /* ---- messages as the broker sends them ---- */
 
 static nng_msg *msg_of(const void *topic, size_t tlen, const uint8_t *body, size_t len)
@@ -216,10 +225,7 @@ static void test_single_frame(void **state)
 	wanted[0] = "a";
 	gw_assembler_msg(a, frame("a", g, 3, 5, EPOCH));
 	gw_assembler_msg(a, index_msg(0, 3, 5, rooms, counts, 1));
-	assert_int_equal(nhanded, 1);
-	assert_true(handed[0].complete);
-	assert_int_equal(handed[0].n, 3);
-	assert_int_equal(handed[0].gseq[2], 5);
+	assert_int_equal(assert_handed(1, true, 3)->gseq[2], 5);
 }
 
 /* nng dropped b's frame: the flush is incomplete; an unwanted room missing does not count. */
@@ -298,27 +304,23 @@ static void test_whole_flush(void **state)
 	static const uint64_t old[] = { 7 }, next[] = { 45 };
 	static const char *const rooms[] = { "a" };
 	static const uint32_t counts[] = { 1 };
+	const struct handed *h;
 
 	wanted[0] = "a";
 	gw_assembler_msg(a, frame("a", old, 1, 8, EPOCH)); /* its index is lost */
 	gw_assembler_msg(a, whole_msg(40, 43, whole_rooms));
-	assert_int_equal(nhanded, 1);
-	assert_int_equal(handed[0].first, 40);
-	assert_int_equal(handed[0].last, 43);
-	assert_true(handed[0].complete);
-	assert_int_equal(handed[0].n, 4);
+	h = assert_handed(1, true, 4);
+	assert_int_equal(h->first, 40);
+	assert_int_equal(h->last, 43);
 	for (size_t i = 0; i < 4; i++) {
-		assert_int_equal(handed[0].gseq[i], 40 + i);
-		assert_string_equal(handed[0].room[i], whole_rooms[i]);
+		assert_int_equal(h->gseq[i], 40 + i);
+		assert_string_equal(h->room[i], whole_rooms[i]);
 	}
 	assert_int_equal(gw.m.bus_frames, 2);
 	assert_int_equal(gw.m.bus_events, 5);
 	gw_assembler_msg(a, frame("a", next, 1, 45, EPOCH));
 	gw_assembler_msg(a, index_msg(0, 44, 45, rooms, counts, 1));
-	assert_int_equal(nhanded, 2);
-	assert_true(handed[1].complete);
-	assert_int_equal(handed[1].n, 1);
-	assert_int_equal(handed[1].gseq[0], 45);
+	assert_int_equal(assert_handed(2, true, 1)->gseq[0], 45);
 	assert_int_equal(gw.m.bus_bad_frames, 0);
 }
 
@@ -342,9 +344,7 @@ static void test_tick_and_epoch(void **state)
 
 	gw_assembler_msg(a, frame("a", g, 1, 8, EPOCH + 1));
 	gw_assembler_msg(a, index_msg(0, 8, 8, rooms, counts, 1));
-	assert_int_equal(nhanded, 2);
-	assert_false(handed[1].complete);
-	assert_int_equal(handed[1].n, 0);
+	assert_handed(2, false, 0);
 }
 
 /* Garbage never reaches the repair stage; it is counted. */
