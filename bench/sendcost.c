@@ -3,14 +3,17 @@
  * one write(2) per socket (what a server does per connection) or as batches
  * of io_uring send operations (what the gateway's sender.c does).
  *
- *   roomcast-sendcost [--conns N] [--rounds R] [--bytes B] [--mode write|uring|uring-msg]
+ *   roomcast-sendcost [--conns N] [--rounds R] [--bytes B]
+ *                     [--mode write|uring|uring-msg|uring-fixed]
  *
  * Opens N connected pairs on 127.0.0.1; a child process reads every client
  * side with epoll (a stand-in for the browsers). Each round sends B bytes on
  * each of the N server sockets, then sleeps 20 ms (so every send finds an
  * idle socket, like a heartbeat or one event per stream). Prints one line:
- * the sending process's CPU (user + system, getrusage) per send. Loopback
- * only; everything is closed and the child reaped at the end.
+ * the sending process's CPU (user + system, getrusage) per send.
+ * uring-fixed registers the sockets with the ring first (registered files)
+ * and sends by index, which spares the kernel a descriptor lookup per send.
+ * Loopback only; everything is closed and the child reaped at the end.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -64,7 +67,9 @@ static void drain(const int *fds, int n)
 	_exit(0);
 }
 
-static int send_uring(struct io_uring *ring, const int *fds, int n, const char *data, size_t len, int msg)
+enum uring_mode { URING_SEND, URING_SENDMSG, URING_FIXED };
+
+static int send_uring(struct io_uring *ring, const int *fds, int n, const char *data, size_t len, enum uring_mode mode)
 {
 	static struct msghdr mh[BATCH];
 	static struct iovec iov[BATCH];
@@ -73,10 +78,13 @@ static int send_uring(struct io_uring *ring, const int *fds, int n, const char *
 		int batch = 0;
 		while (i < n && batch < BATCH) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-			if (msg) {
+			if (mode == URING_SENDMSG) {
 				iov[batch] = (struct iovec){ (void *)data, len };
 				mh[batch] = (struct msghdr){ .msg_iov = &iov[batch], .msg_iovlen = 1 };
 				io_uring_prep_sendmsg(sqe, fds[i], &mh[batch], MSG_DONTWAIT | MSG_NOSIGNAL);
+			} else if (mode == URING_FIXED) {
+				io_uring_prep_send(sqe, i, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+				sqe->flags |= IOSQE_FIXED_FILE;
 			} else {
 				io_uring_prep_send(sqe, fds[i], data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 			}
@@ -107,6 +115,7 @@ int main(int argc, char **argv)
 	int n = 5000, rounds = 20, one = 1;
 	size_t bytes = 8;
 	const char *mode = "write";
+	enum uring_mode umode;
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 	struct io_uring ring;
@@ -128,11 +137,15 @@ int main(int argc, char **argv)
 			break;
 	}
 	if (n < 1 || n > 9000 || rounds < 1 || bytes < 1 || bytes > 65536 ||
-	    (strcmp(mode, "write") && strcmp(mode, "uring") && strcmp(mode, "uring-msg"))) {
+	    (strcmp(mode, "write") && strcmp(mode, "uring") && strcmp(mode, "uring-msg") &&
+	     strcmp(mode, "uring-fixed"))) {
 		fprintf(stderr, "usage: roomcast-sendcost [--conns 1..9000] [--rounds R] [--bytes 1..65536] "
-				"[--mode write|uring|uring-msg]\n");
+				"[--mode write|uring|uring-msg|uring-fixed]\n");
 		return 2;
 	}
+	umode = strcmp(mode, "uring-msg") == 0	   ? URING_SENDMSG
+		: strcmp(mode, "uring-fixed") == 0 ? URING_FIXED
+						   : URING_SEND;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
@@ -176,6 +189,11 @@ int main(int argc, char **argv)
 		rv = 1;
 		goto out;
 	}
+	if (umode == URING_FIXED && io_uring_register_files(&ring, srv, (unsigned)n) != 0) {
+		fprintf(stderr, "roomcast-sendcost: cannot register the sockets with the ring\n");
+		rv = 1;
+		goto out_ring;
+	}
 	usleep(200000);
 	double c0 = cpu_seconds();
 	for (int r = 0; r < rounds && rv == 0; r++) {
@@ -186,7 +204,7 @@ int main(int argc, char **argv)
 					rv = 1;
 					break;
 				}
-		} else if (send_uring(&ring, srv, n, data, bytes, strcmp(mode, "uring-msg") == 0) != 0) {
+		} else if (send_uring(&ring, srv, n, data, bytes, umode) != 0) {
 			rv = 1;
 		}
 		usleep(20000);
@@ -195,6 +213,7 @@ int main(int argc, char **argv)
 	if (rv == 0)
 		printf("{\"mode\":\"%s\",\"conns\":%d,\"rounds\":%d,\"bytes\":%zu,\"cpu_s\":%.3f,\"us_per_send\":%.2f}\n",
 		       mode, n, rounds, bytes, c1 - c0, (c1 - c0) / ((double)n * rounds) * 1e6);
+out_ring:
 	if (strcmp(mode, "write") != 0)
 		io_uring_queue_exit(&ring);
 out:
