@@ -74,14 +74,24 @@ def scaled(seconds):
 # ports and processes
 # ---------------------------------------------------------------------------
 
+_ports_handed_out = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, close)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    """
+    A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, close),
+    and not one this process handed out before: the kernel can give the
+    port it just released to the next bind, and a broker told to use the
+    same port for --bus and --api cannot start.
+    """
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
+    raise RuntimeError("no free port that was not handed out already")
 
 
 _live_procs = []
