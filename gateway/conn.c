@@ -284,13 +284,16 @@ static void conn_write_cb(uv_write_t *wr, int status)
 		conn_write_idle(c);
 }
 
+/* Appends output to c's queue; nothing more. */
+static int conn_push(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len)
+{
+	return c->closing ? RC_ECLOSED : gw_outq_push(&c->out, chunk, off, len);
+}
+
 int gw_conn_send(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len)
 {
-	int rv;
+	int rv = conn_push(c, chunk, off, len);
 
-	if (c->closing)
-		return RC_ECLOSED;
-	rv = gw_outq_push(&c->out, chunk, off, len);
 	if (rv != RC_OK)
 		return rv;
 	if (c->delayed) {
@@ -328,9 +331,7 @@ int gw_conn_send_later(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, 
 	/* the first output after a quiet spell goes at once; only a busy stream waits */
 	if (delay == 0 || (!c->delayed && uv_now(gw->loop) >= last + delay))
 		return gw_conn_send(c, chunk, off, len);
-	if (c->closing)
-		return RC_ECLOSED;
-	rv = gw_outq_push(&c->out, chunk, off, len);
+	rv = conn_push(c, chunk, off, len);
 	if (rv != RC_OK)
 		return rv;
 	if (!c->writing && !gw_list_linked(&c->flush_node)) {
