@@ -14,7 +14,6 @@
 
 #define CONN_MAX_SLOTS 64 /* pipelined responses waiting; more pauses reading */
 #define CONN_MAX_BUFS 64  /* buffers per uv_write */
-#define GW_READBUF_SIZE (64 * 1024)
 
 static struct gw_conn *conn_of_parser(http_parser *p)
 {

@@ -26,6 +26,9 @@
 struct gw;
 struct gw_stream;
 
+/* Bytes of the read buffer the loop's connections share (gw->readbuf). */
+#define GW_READBUF_SIZE (64 * 1024)
+
 /* The request being handled. */
 struct gw_req {
 	enum http_method method;

@@ -59,7 +59,8 @@ struct gw {
 	uv_timer_t delay_timer;  /* writes delay_q */
 	uv_timer_t timer;        /* the one timer: timeouts and heartbeats */
 	uint64_t timer_due;      /* when it fires, 0 when stopped */
-	uv_check_t flusher;      /* writes what the loop turn queued */
+	uv_check_t flusher;      /* writes what the loop turn's I/O callbacks queued */
+	uv_prepare_t preflusher; /* writes what its timers queued, before the loop blocks */
 	uv_signal_t sigterm, sigint;
 	struct gw_workers *workers; /* NULL with one loop */
 	unsigned worker;            /* this loop's index in workers */

@@ -32,7 +32,6 @@
 #include "timed_call.h"
 #include "workers.h"
 
-#define GW_READBUF_SIZE (64 * 1024)
 #define GW_SEND_BATCH 256 /* sends per io_uring_enter */
 
 static void gw_timer_cb(uv_timer_t *t)
@@ -58,7 +57,20 @@ void gw_timer_arm(struct gw *gw, uint64_t due)
 	uv_timer_start(&gw->timer, gw_timer_cb, due > now ? due - now : 0, 0);
 }
 
+/*
+ * Output is queued during a loop turn and written once at its end. Two
+ * handles do it: the check handle after the I/O callbacks of the turn, and
+ * the prepare handle before the loop blocks, for what the timers (heartbeats,
+ * timeouts) and deferred callbacks queued at the turn's start: without it,
+ * their output would wait for the next wake-up, a whole heartbeat later on an
+ * idle gateway.
+ */
 static void gw_flusher_cb(uv_check_t *h)
+{
+	gw_conn_flush_all(h->data);
+}
+
+static void gw_preflush_cb(uv_prepare_t *h)
 {
 	gw_conn_flush_all(h->data);
 }
@@ -101,6 +113,7 @@ void gw_stop(struct gw *gw)
 	uv_close((uv_handle_t *)&gw->timer, NULL);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);
 	uv_close((uv_handle_t *)&gw->flusher, NULL);
+	uv_close((uv_handle_t *)&gw->preflusher, NULL);
 	uv_close((uv_handle_t *)&gw->sigterm, NULL);
 	uv_close((uv_handle_t *)&gw->sigint, NULL);
 	uv_close((uv_handle_t *)&gw->snapshot, NULL);
@@ -226,6 +239,9 @@ static bool gw_setup(struct gw_worker *w)
 	uv_check_init(gw->loop, &gw->flusher);
 	gw->flusher.data = gw;
 	uv_check_start(&gw->flusher, gw_flusher_cb);
+	uv_prepare_init(gw->loop, &gw->preflusher);
+	gw->preflusher.data = gw;
+	uv_prepare_start(&gw->preflusher, gw_preflush_cb);
 
 	/* on this thread: the ring takes submissions from its creator only */
 	if (!o->no_io_uring && gw_sender_new(GW_SEND_BATCH, &gw->sender) != RC_OK && gw->worker == 0)

@@ -529,6 +529,7 @@ class SSEClient:
         self.reset = False  # the connection ended with a reset rather than a FIN
         self.items = collections.deque()
         self.retry = None
+        self.retry_t = None  # arrival time of the preamble's 'retry:' line
         self.last_id = None
         self._pending = b""
         self._head_done = False
@@ -624,6 +625,7 @@ class SSEClient:
             self._ev_data = value if self._ev_data is None else self._ev_data + "\n" + value
         elif field == "retry":
             self.retry = int(value)
+            self.retry_t = now
 
     def read_head(self, timeout=None):
         """Waits for the response head; returns the status."""

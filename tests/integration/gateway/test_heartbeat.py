@@ -10,6 +10,12 @@ import harness
 from harness import GatewayTest, SSEComment, SSEEvent, publish, scaled
 
 HB_MS = 300
+# how far a ping may arrive from when it is due: 25 ms on an idle machine,
+# stretched for the sanitizer build (the loop is slower, the schedule is not)
+ON_TIME_MS = 25 * harness.TIME_SCALE
+# a ping is never due less than HB_MS after the previous output; the client
+# may see two arrivals closer than that by its own scheduling jitter only
+JITTER_MS = 15
 
 
 def pings(items):
@@ -38,6 +44,75 @@ class HeartbeatTest(GatewayTest):
         self.assertGreaterEqual(len(pings(f.collect(1.0))), 2)
         m = harness.get_metrics(gw.port)
         self.assertGreaterEqual(m["roomcast_heartbeats_sent_total"], 6)
+
+    def assertPingsOnTime(self, start, items, what):
+        """Each ping HB_MS after the previous output (start: the preamble), within ON_TIME_MS."""
+        prev = start
+        for item in items:
+            gap = (item.t - prev) * 1000.0
+            if isinstance(item, SSEComment) and item.text == "ping":
+                self.assertGreaterEqual(gap, HB_MS - JITTER_MS,
+                                        "%s: a ping %.0f ms after the previous output: %s" % (what, gap, self._rel(start, items)))
+                self.assertLessEqual(gap, HB_MS + ON_TIME_MS,
+                                     "%s: a ping %.0f ms after the previous output: %s" % (what, gap, self._rel(start, items)))
+            prev = item.t
+
+    @staticmethod
+    def _rel(start, items):
+        return ", ".join("%s@%.0f" % ("ping" if isinstance(i, SSEComment) else "event", (i.t - start) * 1000.0)
+                         for i in items)
+
+    def test_pings_on_time(self):
+        # several streams opened and closed one after the other: the first
+        # ping HB_MS after the preamble, each next one HB_MS after the last
+        gw = self.cluster.start_gateway("--heartbeat-ms", str(HB_MS))
+        for k in range(4):
+            c = self.sse(gw, "/api/v1/events?room_id=r%d" % k)
+            items = c.collect(1.35)
+            got = pings(items)
+            self.assertEqual(len(got), len(items), items)
+            self.assertGreaterEqual(len(got), 4, "stream %d: %s" % (k, self._rel(c.retry_t, items)))
+            self.assertPingsOnTime(c.retry_t, items, "stream %d" % k)
+            c.close()
+            # the gateway notices the client left without having to write to it
+            harness.wait_until(lambda: harness.get_metrics(gw.port)["roomcast_streams_open"] == 0,
+                               scaled(2), "the closed stream leaves the gateway")
+
+    def test_ping_after_last_event(self):
+        # after events stop, the next ping comes HB_MS after the last one
+        gw = self.cluster.start_gateway("--heartbeat-ms", str(HB_MS))
+        c = self.sse(gw, "/api/v1/events?room_id=chat")
+        errors = []
+
+        def publisher():
+            try:
+                for i in range(8):
+                    publish(gw.port, {"type": "tick", "room_id": "chat", "i": i})
+                    time.sleep(0.1)
+            except Exception as e:
+                errors.append(e)
+
+        t = threading.Thread(target=publisher)
+        t.start()
+        try:
+            items = c.collect(1.8)
+        finally:
+            t.join(scaled(10))
+        self.assertFalse(errors, errors)
+        events = [i for i in items if isinstance(i, SSEEvent)]
+        self.assertEqual(len(events), 8, self._rel(c.retry_t, items))
+        self.assertGreaterEqual(len(pings(items)), 2, self._rel(c.retry_t, items))
+        self.assertPingsOnTime(c.retry_t, items, "events then silence")
+
+    def test_closed_stream_leaves_without_a_write(self):
+        # no heartbeats and no events: only reading the socket notices EOF
+        gw = self.cluster.start_gateway("--heartbeat-ms", "0")
+        cs = [self.sse(gw, "/api/v1/events?room_id=q%d" % k) for k in range(3)]
+        self.assertEqual(harness.get_metrics(gw.port)["roomcast_streams_open"], 3)
+        for k, c in enumerate(cs):
+            c.close()
+            harness.wait_until(lambda: harness.get_metrics(gw.port)["roomcast_streams_open"] == 2 - k,
+                               scaled(2), "stream %d leaves the gateway once its client closed" % k)
 
     def test_no_ping_while_events_flow(self):
         gw = self.cluster.start_gateway("--heartbeat-ms", str(HB_MS))
