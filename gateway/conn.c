@@ -617,6 +617,9 @@ static void conn_process(struct gw_conn *c, const char *data, size_t len)
 		req = c->req;
 		c->req = NULL;
 		if (conn_must_wait(c, req)) {
+			/* received whole: the request deadline no longer applies, its turn comes with the answers before it */
+			gw_list_remove(&c->tq_node);
+			c->tq = NULL;
 			c->deferred = req;
 			free(c->stash);
 			c->stash = NULL;

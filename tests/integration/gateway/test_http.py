@@ -6,6 +6,7 @@ HTTP behaviour of the gateway outside publishing: subscribe errors (400, 403,
 
 import json
 import re
+import signal
 import time
 
 import harness
@@ -256,6 +257,28 @@ class TimeoutTest(GatewayTest):
         self.assertFalse(c.eof)
         eid = publish(gw.port, {"type": "t", "room_id": "a"})
         self.assertEqual(c.events(1)[0].id, eid)
+
+    def test_request_behind_a_slow_post_is_answered(self):
+        # a request pipelined behind a POST that waits for the broker longer
+        # than --header-timeout-ms was received whole: it waits for its turn
+        # and is answered, and so is the POST
+        broker = self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--header-timeout-ms", "300",
+                                        "--publish-timeout-ms", str(int(scaled(10) * 1000)))
+        c = RawHTTP(gw.port)
+        self.addCleanup(c.close)
+        broker.proc.signal(signal.SIGSTOP)
+        try:
+            c.send(http_request_bytes("POST", "/api/v1/events", b'{"type":"slow"}',
+                                      {"Content-Type": "application/json"})
+                   + http_request_bytes("GET", "/healthz"))
+            # past the header timeout while the POST waits
+            self.assertFalse(c.at_eof(0.9), "the connection was closed while its POST waited")
+        finally:
+            broker.proc.signal(signal.SIGCONT)
+        c.sock.settimeout(scaled(10))
+        r1, r2 = c.read_response(), c.read_response()
+        self.assertEqual((r1.status, r2.status), (201, 200), (r1, r2))
 
 
 class ConnectionTest(GatewayTest):
