@@ -54,17 +54,18 @@ static void req_free(struct gw_req *r)
 	free(r);
 }
 
-/* Puts c on a timeout queue (header_q or idle_q) with a deadline after ms. */
-static void conn_timeout(struct gw_conn *c, struct gw_list *q, int64_t ms)
+/* Puts c on a timeout queue (header_q or idle_q), off the other. */
+static void conn_timeout(struct gw_conn *c, struct gw_tq *q)
 {
-	gw_list_remove(&c->tq_node);
-	c->tq = NULL;
-	if (ms <= 0)
-		return;
-	c->tq = q;
-	c->deadline = uv_now(c->gw->loop) + (uint64_t)ms;
-	gw_list_insert_tail(q, &c->tq_node);
-	gw_timer_arm(c->gw, c->deadline);
+	gw_tq_push(q, &c->tq);
+	c->on_header_q = q == &c->gw->header_q;
+}
+
+/* Takes c off its timeout queue. */
+static void conn_untimed(struct gw_conn *c)
+{
+	gw_tq_remove(&c->tq);
+	c->on_header_q = false;
 }
 
 /* ---- parser callbacks: copy what the router needs, enforce the limits ---- */
@@ -78,8 +79,8 @@ static int on_message_begin(http_parser *p)
 	if (c->req == NULL)
 		return -1;
 	/* a request has begun: the request deadline applies (not the keep-alive one) */
-	if (c->tq != &c->gw->header_q)
-		conn_timeout(c, &c->gw->header_q, c->gw->opt.header_timeout_ms);
+	if (!c->on_header_q)
+		conn_timeout(c, &c->gw->header_q);
 	return 0;
 }
 
@@ -567,13 +568,12 @@ static void conn_read_stop(struct gw_conn *c)
 static void conn_after_response(struct gw_conn *c)
 {
 	if (c->stream == NULL && c->nslots == 0 && c->req == NULL && c->deferred == NULL && !c->closing)
-		conn_timeout(c, &c->gw->idle_q, c->gw->opt.idle_timeout_ms);
+		conn_timeout(c, &c->gw->idle_q);
 }
 
 static void conn_dispatch(struct gw_conn *c, struct gw_req *req)
 {
-	gw_list_remove(&c->tq_node);
-	c->tq = NULL;
+	conn_untimed(c);
 	c->req = req;
 	gw_route(c, req);
 	c->req = NULL;
@@ -618,8 +618,7 @@ static void conn_process(struct gw_conn *c, const char *data, size_t len)
 		c->req = NULL;
 		if (conn_must_wait(c, req)) {
 			/* received whole: the request deadline no longer applies, its turn comes with the answers before it */
-			gw_list_remove(&c->tq_node);
-			c->tq = NULL;
+			conn_untimed(c);
 			c->deferred = req;
 			free(c->stash);
 			c->stash = NULL;
@@ -694,7 +693,7 @@ void gw_conn_close(struct gw_conn *c)
 		return;
 	c->closing = true;
 	gw_list_remove(&c->node);
-	gw_list_remove(&c->tq_node);
+	conn_untimed(c);
 	gw_list_remove(&c->flush_node);
 	c->delayed = false;
 	if (c->stream != NULL) {
@@ -735,7 +734,7 @@ void gw_conn_accept(struct gw *gw)
 	c->gw = gw;
 	gw->m.conns_open++;
 	gw_list_init(&c->node);
-	gw_list_init(&c->tq_node);
+	gw_tq_entry_init(&c->tq);
 	gw_list_init(&c->flush_node);
 	gw_outq_init(&c->out);
 	if (uv_accept((uv_stream_t *)&gw->listener, (uv_stream_t *)&c->tcp) != 0) {
@@ -753,35 +752,36 @@ void gw_conn_accept(struct gw *gw)
 			      "Retry-After: 1\r\n");
 		return;
 	}
-	conn_timeout(c, &gw->header_q, gw->opt.header_timeout_ms);
+	conn_timeout(c, &gw->header_q);
 	conn_read_start(c);
 }
 
-static uint64_t expire_queue(struct gw_list *q, uint64_t now, bool is_request)
+/* A request was not received within --header-timeout-ms: 408 when it had begun, else close. */
+static void conn_header_expired(struct gw_tq *q, struct gw_tq_entry *e)
 {
-	struct gw_list *n;
+	struct gw_conn *c = gw_container_of(e, struct gw_conn, tq);
 
-	while ((n = gw_list_first(q)) != NULL) {
-		struct gw_conn *c = gw_container_of(n, struct gw_conn, tq_node);
-		if (c->deadline > now)
-			return c->deadline;
-		gw_list_remove(&c->tq_node);
-		c->tq = NULL;
-		if (is_request && c->req != NULL) {
-			req_free(c->req);
-			c->req = NULL;
-			gw_conn_error(c, 408, "request_timeout", "the request was not received in time", NULL);
-			conn_read_stop(c);
-		} else {
-			gw_conn_close(c);
-		}
+	(void)q;
+	c->on_header_q = false;
+	if (c->req != NULL) {
+		req_free(c->req);
+		c->req = NULL;
+		gw_conn_error(c, 408, "request_timeout", "the request was not received in time", NULL);
+		conn_read_stop(c);
+	} else {
+		gw_conn_close(c);
 	}
-	return 0;
 }
 
-uint64_t gw_conn_expire(struct gw *gw, uint64_t now)
+/* A keep-alive connection was idle for --idle-timeout-ms. */
+static void conn_idle_expired(struct gw_tq *q, struct gw_tq_entry *e)
 {
-	uint64_t a = expire_queue(&gw->header_q, now, true);
-	uint64_t b = expire_queue(&gw->idle_q, now, false);
-	return a == 0 ? b : b == 0 ? a : (a < b ? a : b);
+	(void)q;
+	gw_conn_close(gw_container_of(e, struct gw_conn, tq));
+}
+
+void gw_conn_timers_init(struct gw *gw)
+{
+	gw_tq_init(&gw->header_q, &gw->timer, (uint64_t)gw->opt.header_timeout_ms, conn_header_expired, gw);
+	gw_tq_init(&gw->idle_q, &gw->timer, (uint64_t)gw->opt.idle_timeout_ms, conn_idle_expired, gw);
 }

@@ -22,6 +22,7 @@
 #include "buf.h"
 #include "list.h"
 #include "outq.h"
+#include "timer.h"
 
 struct gw;
 struct gw_stream;
@@ -64,15 +65,14 @@ struct gw_conn {
 	struct gw_outq out;
 	uv_write_t wreq;
 	struct gw_list node;       /* gw->conns */
-	struct gw_list tq_node;    /* on *tq: gw->header_q or gw->idle_q */
-	struct gw_list *tq;
+	struct gw_tq_entry tq;     /* on gw->header_q or gw->idle_q */
 	struct gw_list flush_node; /* gw->flush_q */
-	uint64_t deadline;
 	struct gw_stream *stream;
 	struct gw_slot *slots, *slots_tail;
 	uint32_t nslots;
 	bool writing, closing, close_after_write, reading;
 	bool delayed; /* flush_node is on gw->delay_q, not gw->flush_q */
+	bool on_header_q; /* tq is on gw->header_q */
 };
 
 /* Accepts one connection from the listener. */
@@ -112,8 +112,12 @@ void gw_conn_close(struct gw_conn *c);
 /* Writes what gw->flush_q holds (the loop's check handle calls this). */
 void gw_conn_flush_all(struct gw *gw);
 
-/* Closes connections whose request or keep-alive deadline passed; returns the next deadline (0: none). */
-uint64_t gw_conn_expire(struct gw *gw, uint64_t now);
+/*
+ * Registers the connections' timeout queues with gw->timer: a request not
+ * received within --header-timeout-ms gets 408, a keep-alive connection idle
+ * for --idle-timeout-ms is closed.
+ */
+void gw_conn_timers_init(struct gw *gw);
 
 /* Text of a status code ("Not Found"). */
 const char *gw_status_text(int status);

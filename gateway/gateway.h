@@ -17,6 +17,7 @@
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
+#include "timer.h"
 
 struct gw_api;
 struct gw_publisher;
@@ -51,14 +52,13 @@ struct gw {
 
 	uv_tcp_t listener;
 	struct gw_list conns;    /* every open connection */
-	struct gw_list header_q; /* connections reading a request, by deadline */
-	struct gw_list idle_q;   /* keep-alive connections between requests, by deadline */
-	struct gw_list hb_q;     /* streams, least recently written first */
+	struct gw_timer timer;   /* the one timer: the queues below */
+	struct gw_tq header_q;   /* connections reading a request (conn.c) */
+	struct gw_tq idle_q;     /* keep-alive connections between requests (conn.c) */
+	struct gw_tq hb_q;       /* streams, least recently written first (stream.c) */
 	struct gw_list flush_q;  /* connections with output to write this loop turn */
 	struct gw_list delay_q;  /* streams whose live events wait for delay_timer (--write-delay-ms) */
 	uv_timer_t delay_timer;  /* writes delay_q */
-	uv_timer_t timer;        /* the one timer: timeouts and heartbeats */
-	uint64_t timer_due;      /* when it fires, 0 when stopped */
 	uv_check_t flusher;      /* writes what the loop turn's I/O callbacks queued */
 	uv_prepare_t preflusher; /* writes what its timers queued, before the loop blocks */
 	uv_signal_t sigterm, sigint;
@@ -70,9 +70,6 @@ struct gw {
 	char *readbuf;           /* shared by every read: reads never overlap */
 	struct gw_chunk *ping;   /* ": ping\n\n", shared by every stream */
 };
-
-/* Arms the gateway timer to fire no later than due (loop time, ms). */
-void gw_timer_arm(struct gw *gw, uint64_t due);
 
 /* Starts closing the gateway (SIGTERM): stops accepting, closes streams. */
 void gw_stop(struct gw *gw);

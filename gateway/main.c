@@ -34,29 +34,6 @@
 
 #define GW_SEND_BATCH 256 /* sends per io_uring_enter */
 
-static void gw_timer_cb(uv_timer_t *t)
-{
-	struct gw *gw = t->data;
-	uint64_t now = uv_now(gw->loop), a, b, next;
-
-	gw->timer_due = 0;
-	a = gw_conn_expire(gw, now);
-	b = gw_heartbeat_tick(gw, now);
-	next = a == 0 ? b : b == 0 ? a : (a < b ? a : b);
-	if (next != 0)
-		gw_timer_arm(gw, next);
-}
-
-void gw_timer_arm(struct gw *gw, uint64_t due)
-{
-	uint64_t now = uv_now(gw->loop);
-
-	if (gw->stopping || (gw->timer_due != 0 && gw->timer_due <= due))
-		return;
-	gw->timer_due = due;
-	uv_timer_start(&gw->timer, gw_timer_cb, due > now ? due - now : 0, 0);
-}
-
 /*
  * Output is queued during a loop turn and written once at its end. Two
  * handles do it: the check handle after the I/O callbacks of the turn, and
@@ -109,8 +86,7 @@ void gw_stop(struct gw *gw)
 	gw->repair = NULL;
 	gw_api_stop(gw->api);
 	gw_publisher_fini(gw);
-	uv_timer_stop(&gw->timer);
-	uv_close((uv_handle_t *)&gw->timer, NULL);
+	gw_timer_close(&gw->timer);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);
 	uv_close((uv_handle_t *)&gw->flusher, NULL);
 	uv_close((uv_handle_t *)&gw->preflusher, NULL);
@@ -220,9 +196,6 @@ static bool gw_setup(struct gw_worker *w)
 	gw->loop = &w->loop;
 	gw->m.workers = 1;
 	gw_list_init(&gw->conns);
-	gw_list_init(&gw->header_q);
-	gw_list_init(&gw->idle_q);
-	gw_list_init(&gw->hb_q);
 	gw_list_init(&gw->flush_q);
 	gw_list_init(&gw->delay_q);
 	gw_hub_init(&gw->hub, gw);
@@ -230,8 +203,9 @@ static bool gw_setup(struct gw_worker *w)
 	gw->ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
 	if (gw->readbuf == NULL || gw->ping == NULL)
 		return false;
-	uv_timer_init(gw->loop, &gw->timer);
-	gw->timer.data = gw;
+	gw_timer_init(&gw->timer, gw->loop);
+	gw_conn_timers_init(gw);
+	gw_stream_timers_init(gw);
 	uv_timer_init(gw->loop, &gw->stop_timer);
 	uv_timer_init(gw->loop, &gw->delay_timer);
 	uv_timer_init(gw->loop, &gw->snapshot);

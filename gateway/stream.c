@@ -42,8 +42,7 @@ static bool stream_queue_as(struct gw_stream *s, struct gw_chunk *chunk, uint32_
 		return false;
 	}
 	s->last_write = uv_now(gw->loop);
-	gw_list_remove(&s->hb_node);
-	gw_list_insert_tail(&gw->hb_q, &s->hb_node);
+	gw_tq_push(&gw->hb_q, &s->hb);
 	if (s->conn->out.bytes > (size_t)gw->opt.max_client_buffer) {
 		gw->m.slow_closes++;
 		gw_conn_close(s->conn);
@@ -313,7 +312,7 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 	s->conn = conn;
 	s->firehose = req->nrooms == 0;
 	s->nrooms = (uint16_t)req->nrooms;
-	gw_list_init(&s->hb_node);
+	gw_tq_entry_init(&s->hb);
 	gw_list_init(&s->hub_node);
 	for (uint16_t i = 0; i < s->nrooms; i++)
 		gw_list_init(&s->members[i].node);
@@ -342,8 +341,6 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 		return RC_OK; /* closed already; the connection freed the stream */
 	}
 	gw_chunk_unref(ch);
-	if (gw->opt.heartbeat_ms > 0)
-		gw_timer_arm(gw, s->last_write + (uint64_t)gw->opt.heartbeat_ms);
 	/* last: a reset that cannot be queued closes the connection, which frees s */
 	if (req->last_event_id != NULL && gw->hub.epoch == 0)
 		stream_wait_bus(s, req->last_event_id, req->last_event_id_len);
@@ -357,7 +354,7 @@ void gw_stream_free(struct gw_stream *s)
 	struct gw *gw = s->gw;
 
 	gw_hub_remove(&gw->hub, s);
-	gw_list_remove(&s->hb_node);
+	gw_tq_remove(&s->hb);
 	if (s->replay != NULL)
 		s->replay->s = NULL;
 	stream_drop_held(s);
@@ -419,20 +416,18 @@ void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run)
 	}
 }
 
-uint64_t gw_heartbeat_tick(struct gw *gw, uint64_t now)
+/* A stream queued nothing for --heartbeat-ms: ': ping' (which queues it again). */
+static void stream_heartbeat(struct gw_tq *q, struct gw_tq_entry *e)
 {
-	uint64_t hb = (uint64_t)gw->opt.heartbeat_ms;
-	struct gw_list *n;
+	struct gw_stream *s = gw_container_of(e, struct gw_stream, hb);
+	struct gw *gw = q->data;
 
-	if (gw->opt.heartbeat_ms <= 0)
-		return 0;
-	while ((n = gw_list_first(&gw->hb_q)) != NULL) {
-		struct gw_stream *s = gw_container_of(n, struct gw_stream, hb_node);
-		if (s->last_write + hb > now)
-			return s->last_write + hb;
-		gw->m.heartbeats++;
-		/* moves s to the tail; a stream too slow to take a ping is closed */
-		stream_queue(s, gw->ping, 0, gw->ping->len);
-	}
-	return 0;
+	gw->m.heartbeats++;
+	/* a stream too slow to take a ping is closed */
+	stream_queue(s, gw->ping, 0, gw->ping->len);
+}
+
+void gw_stream_timers_init(struct gw *gw)
+{
+	gw_tq_init(&gw->hb_q, &gw->timer, (uint64_t)gw->opt.heartbeat_ms, stream_heartbeat, gw);
 }

@@ -16,6 +16,7 @@
 #include "hub.h"
 #include "list.h"
 #include "outq.h"
+#include "timer.h"
 
 struct gw;
 struct gw_conn;
@@ -32,7 +33,7 @@ struct gw_replay_call;
 struct gw_stream {
 	struct gw *gw;
 	struct gw_conn *conn;
-	struct gw_list hb_node;  /* gw->hb_q */
+	struct gw_tq_entry hb;   /* on gw->hb_q */
 	struct gw_list hub_node; /* hub->room_streams or hub->firehose */
 	uint64_t last_write;     /* loop time of the last byte queued */
 	uint64_t last_gseq;      /* last event delivered: never send one twice */
@@ -86,7 +87,10 @@ void gw_stream_bus_known(struct gw_stream *s);
 /* The connection wrote everything queued (conn.c calls this). */
 void gw_stream_drained(struct gw_stream *s);
 
-/* Sends ': ping' to every stream idle for the heartbeat interval; returns when the next one is due (0: none). */
-uint64_t gw_heartbeat_tick(struct gw *gw, uint64_t now);
+/*
+ * Registers the heartbeat queue with gw->timer: a stream that has queued no
+ * byte for --heartbeat-ms gets ': ping' (0: never).
+ */
+void gw_stream_timers_init(struct gw *gw);
 
 #endif
