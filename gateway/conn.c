@@ -8,9 +8,7 @@
 #include "error.h"
 #include "gateway.h"
 #include "log.h"
-#include "router.h"
 #include "sender.h"
-#include "stream.h"
 
 #define CONN_MAX_SLOTS 64 /* pipelined responses waiting; more pauses reading */
 #define CONN_MAX_BUFS 64  /* buffers per uv_write */
@@ -260,8 +258,8 @@ static void conn_write_idle(struct gw_conn *c)
 		gw_conn_close(c);
 		return;
 	}
-	if (c->stream != NULL)
-		gw_stream_drained(c->stream);
+	if (c->owner_ops != NULL)
+		c->owner_ops->drained(c->owner);
 	else
 		conn_after_response(c);
 }
@@ -495,6 +493,13 @@ void gw_conn_error(struct gw_conn *c, int status, const char *code, const char *
 	rc_buf_fini(&b);
 }
 
+void gw_conn_upgrade(struct gw_conn *c, const struct gw_conn_owner_ops *ops, void *owner)
+{
+	conn_untimed(c);
+	c->owner_ops = ops;
+	c->owner = owner;
+}
+
 struct gw_slot *gw_conn_slot(struct gw_conn *c)
 {
 	struct gw_slot *s = calloc(1, sizeof(*s));
@@ -567,7 +572,7 @@ static void conn_read_stop(struct gw_conn *c)
 /* The connection is idle between requests: the keep-alive deadline applies. */
 static void conn_after_response(struct gw_conn *c)
 {
-	if (c->stream == NULL && c->nslots == 0 && c->req == NULL && c->deferred == NULL && !c->closing)
+	if (c->owner_ops == NULL && c->nslots == 0 && c->req == NULL && c->deferred == NULL && !c->closing)
 		conn_timeout(c, &c->gw->idle_q);
 }
 
@@ -575,7 +580,7 @@ static void conn_dispatch(struct gw_conn *c, struct gw_req *req)
 {
 	conn_untimed(c);
 	c->req = req;
-	gw_route(c, req);
+	c->gw->on_request(c, req);
 	c->req = NULL;
 	req_free(req);
 }
@@ -589,7 +594,7 @@ static bool conn_must_wait(const struct gw_conn *c, const struct gw_req *req)
 /* Parses data; handles each complete request; keeps what follows a deferred one. */
 static void conn_process(struct gw_conn *c, const char *data, size_t len)
 {
-	while (len > 0 && !c->closing && c->stream == NULL) {
+	while (len > 0 && !c->closing && c->owner_ops == NULL) {
 		size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
 		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
 		struct gw_req *req;
@@ -671,10 +676,10 @@ static void conn_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0 || c->closing)
 		return;
-	if (c->stream != NULL || c->close_after_write)
+	if (c->owner_ops != NULL || c->close_after_write)
 		return; /* a stream ignores input; it only watches for EOF */
 	conn_process(c, buf->base, (size_t)nread);
-	if (!c->closing && c->stream == NULL && c->out.count == 0 && c->req == NULL)
+	if (!c->closing && c->owner_ops == NULL && c->out.count == 0 && c->req == NULL)
 		conn_after_response(c);
 }
 
@@ -682,6 +687,8 @@ static void conn_close_cb(uv_handle_t *h)
 {
 	struct gw_conn *c = gw_container_of((uv_tcp_t *)h, struct gw_conn, tcp);
 
+	if (c->owner_ops != NULL)
+		c->owner_ops->closed(c->owner);
 	gw_outq_fini(&c->out);
 	c->gw->m.conns_open--;
 	free(c);
@@ -696,10 +703,6 @@ void gw_conn_close(struct gw_conn *c)
 	conn_untimed(c);
 	gw_list_remove(&c->flush_node);
 	c->delayed = false;
-	if (c->stream != NULL) {
-		gw_stream_free(c->stream);
-		c->stream = NULL;
-	}
 	/* answers still coming from the broker find their slot orphaned */
 	for (struct gw_slot *s = c->slots, *next; s != NULL; s = next) {
 		next = s->next;

@@ -25,7 +25,8 @@
 #include "timer.h"
 
 struct gw;
-struct gw_stream;
+struct gw_conn;
+struct gw_req;
 
 /* Bytes of the read buffer the loop's connections share (gw->readbuf). */
 #define GW_READBUF_SIZE (64 * 1024)
@@ -44,6 +45,26 @@ struct gw_req {
 	char field[32];
 	uint8_t field_len;
 	bool in_value;
+};
+
+/*
+ * What the connection hands each whole request to (the router, in the
+ * gateway: gw->on_request). It answers with gw_conn_respond/gw_conn_error,
+ * reserves a slot for a later answer, or upgrades the connection; req is the
+ * connection's until the call returns.
+ */
+typedef void (*gw_request_fn)(struct gw_conn *c, struct gw_req *req);
+
+/*
+ * The owner of an upgraded connection (a stream). drained: everything queued
+ * was written. closed: called once from the connection's close callback, the
+ * last moment c is valid; the owner releases what it holds of c. Until then
+ * a closing connection (c->closing) takes no more output but stays readable
+ * for its owner.
+ */
+struct gw_conn_owner_ops {
+	void (*drained)(void *owner);
+	void (*closed)(void *owner);
 };
 
 /* A response that is not known yet (the POST waiting for the broker). */
@@ -67,7 +88,8 @@ struct gw_conn {
 	struct gw_list node;       /* gw->conns */
 	struct gw_tq_entry tq;     /* on gw->header_q or gw->idle_q */
 	struct gw_list flush_node; /* gw->flush_q */
-	struct gw_stream *stream;
+	const struct gw_conn_owner_ops *owner_ops; /* set once upgraded */
+	void *owner;
 	struct gw_slot *slots, *slots_tail;
 	uint32_t nslots;
 	bool writing, closing, close_after_write, reading;
@@ -87,6 +109,13 @@ void gw_conn_respond(struct gw_conn *c, int status, const char *content_type, co
 
 /* Answers with {"error":{"code":…,"message":…}}. */
 void gw_conn_error(struct gw_conn *c, int status, const char *code, const char *message, const char *extra_headers);
+
+/*
+ * Turns c into a one-way stream owned by owner: no more requests are read
+ * (input is discarded; EOF still closes it), no timeout applies, and c tells
+ * owner through ops when its output drains and when it is closed.
+ */
+void gw_conn_upgrade(struct gw_conn *c, const struct gw_conn_owner_ops *ops, void *owner);
 
 /* Reserves the response position of the current request, to be filled later. */
 struct gw_slot *gw_conn_slot(struct gw_conn *c);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "conn.h"
 #include "hub.h"
 #include "list.h"
 #include "log.h"
@@ -51,6 +52,7 @@ struct gw {
 	struct gw_sender *sender; /* batched writes through io_uring; NULL: write(2) */
 
 	uv_tcp_t listener;
+	gw_request_fn on_request; /* what connections hand their requests to (the router) */
 	struct gw_list conns;    /* every open connection */
 	struct gw_timer timer;   /* the one timer: the queues below */
 	struct gw_tq header_q;   /* connections reading a request (conn.c) */

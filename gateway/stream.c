@@ -20,6 +20,8 @@ struct gw_replay_call {
 };
 
 static void stream_fetch(struct gw_stream *s);
+static void stream_drained(void *owner);
+static void stream_closed(void *owner);
 
 static const char stream_head[] = "HTTP/1.1 200 OK\r\n"
 				  "Content-Type: text/event-stream; charset=utf-8\r\n"
@@ -29,7 +31,8 @@ static const char stream_head[] = "HTTP/1.1 200 OK\r\n"
 /*
  * Queues bytes (later: live events, which may wait --write-delay-ms for the
  * next ones); closes the stream when the client is too far behind. Returns
- * false if closed.
+ * false when the stream is closing (s stays valid until the connection's
+ * close callback frees it).
  */
 static bool stream_queue_as(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len, bool later)
 {
@@ -68,25 +71,15 @@ static void stream_drop_held(struct gw_stream *s)
 /* Catch-up is over: the held live events after the replay go out, then live. */
 static void stream_go_live(struct gw_stream *s)
 {
-	struct gw_held *held = s->held;
-	size_t n = s->nheld;
-	bool open = true;
-
 	s->catchup = false;
-	s->held = NULL;
-	s->nheld = s->capheld = s->held_bytes = 0;
-	for (size_t i = 0; i < n; i++) {
-		/* once stream_queue closed the connection, s is freed: only release the rest */
-		if (open && held[i].gseq > s->last_gseq) {
-			open = stream_queue(s, held[i].chunk, held[i].off, held[i].len);
-			if (open) {
-				s->last_gseq = held[i].gseq;
-				s->gw->m.events_delivered++;
-			}
+	for (size_t i = 0; i < s->nheld && !s->conn->closing; i++) {
+		struct gw_held *h = &s->held[i];
+		if (h->gseq > s->last_gseq && stream_queue(s, h->chunk, h->off, h->len)) {
+			s->last_gseq = h->gseq;
+			s->gw->m.events_delivered++;
 		}
-		gw_chunk_unref(held[i].chunk);
 	}
-	free(held);
+	stream_drop_held(s);
 }
 
 void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, uint64_t gseq)
@@ -96,6 +89,8 @@ void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, ui
 	struct gw_chunk *ch;
 	char id[RC_ID_MAX];
 
+	if (s->conn->closing)
+		return;
 	rc_buf_init(&b);
 	if (epoch != 0) {
 		rc_id_format(id, epoch, gseq);
@@ -153,6 +148,8 @@ static void stream_replay_done(void *arg, int err, const char *reply, size_t len
 	if (s == NULL)
 		return; /* the client left meanwhile */
 	s->replay = NULL;
+	if (s->conn->closing)
+		return;
 	hub = &s->gw->hub;
 	if (err != RC_OK || len < 4 || memcmp(reply, "RCF1", 4) != 0 ||
 	    rc_frame_reader_init(&r, reply, len) != RC_OK) {
@@ -191,7 +188,7 @@ static void stream_replay_done(void *arg, int err, const char *reply, size_t len
 		/* the next page once this one is written: a resume never floods the client buffer */
 		s->fetch_on_drain = true;
 		if (s->conn->out.count == 0)
-			gw_stream_drained(s);
+			stream_drained(s);
 		return;
 	}
 	/* everything up to the broker's last id at the time of the reply */
@@ -241,9 +238,12 @@ static void stream_fetch(struct gw_stream *s)
 	s->replay = rc;
 }
 
-void gw_stream_drained(struct gw_stream *s)
+/* The connection wrote everything queued: the next replay page, if one waits. */
+static void stream_drained(void *owner)
 {
-	if (s->fetch_on_drain && s->replay == NULL) {
+	struct gw_stream *s = owner;
+
+	if (s->fetch_on_drain && s->replay == NULL && !s->conn->closing) {
 		s->fetch_on_drain = false;
 		stream_fetch(s);
 	}
@@ -296,9 +296,15 @@ void gw_stream_bus_known(struct gw_stream *s)
 	if (id == NULL)
 		return;
 	s->wait_id = NULL;
-	stream_resume(s, id, s->wait_id_len); /* may close and free s */
+	if (!s->conn->closing)
+		stream_resume(s, id, s->wait_id_len);
 	free(id);
 }
+
+static const struct gw_conn_owner_ops stream_conn_ops = {
+	.drained = stream_drained,
+	.closed = stream_closed,
+};
 
 int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out)
 {
@@ -330,18 +336,17 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 	}
 	/* the stream starts live after the last event this gateway delivered */
 	s->last_gseq = gw->hub.last_gseq;
-	conn->stream = s;
+	gw_conn_upgrade(conn, &stream_conn_ops, s);
 	gw->m.streams_open++;
 	if (s->firehose)
 		gw->m.firehose_open++;
 	gw_metrics_http(&gw->m, 200);
 	*out = s;
-	if (!stream_queue(s, ch, 0, ch->len)) {
-		gw_chunk_unref(ch);
-		return RC_OK; /* closed already; the connection freed the stream */
-	}
+	/* from here on, whatever fails closes the connection, whose close callback frees s */
+	bool open = stream_queue(s, ch, 0, ch->len);
 	gw_chunk_unref(ch);
-	/* last: a reset that cannot be queued closes the connection, which frees s */
+	if (!open)
+		return RC_OK;
 	if (req->last_event_id != NULL && gw->hub.epoch == 0)
 		stream_wait_bus(s, req->last_event_id, req->last_event_id_len);
 	else if (req->last_event_id != NULL)
@@ -349,8 +354,10 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 	return RC_OK;
 }
 
-void gw_stream_free(struct gw_stream *s)
+/* The connection is gone (its close callback): unregister and free s. */
+static void stream_closed(void *owner)
 {
+	struct gw_stream *s = owner;
 	struct gw *gw = s->gw;
 
 	gw_hub_remove(&gw->hub, s);
@@ -365,7 +372,7 @@ void gw_stream_free(struct gw_stream *s)
 	free(s);
 }
 
-/* Holds a live event during catch-up; false when the stream was closed (and freed). */
+/* Holds a live event during catch-up; false when the stream is closing. */
 static bool stream_hold(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len, uint64_t gseq)
 {
 	if (s->nheld == s->capheld) {
@@ -403,7 +410,7 @@ void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run)
 			if (run->ev[i].gseq > s->last_gseq &&
 			    !stream_hold(s, run->chunk, run->fire ? run->ev[i].fire_off : run->ev[i].off, run->ev[i].len,
 					 run->ev[i].gseq))
-				return; /* closed: s is gone */
+				return;
 		return;
 	}
 	while (run->ev[k].gseq <= s->last_gseq)

@@ -60,13 +60,12 @@ struct gw_stream_req {
 };
 
 /*
- * Turns conn into a stream: writes the response head and preamble and
- * registers it. Returns 0, or RC_ENOMEM (the caller answers 503).
+ * Turns conn into a stream (gw_conn_upgrade): writes the response head and
+ * preamble and registers it. The stream lives until the connection's close
+ * callback. Returns 0, or RC_ENOMEM before anything was written (the caller
+ * answers 503).
  */
 int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out);
-
-/* Unregisters and frees s; called by the connection when it closes. */
-void gw_stream_free(struct gw_stream *s);
 
 /* Hands a run of events to the stream (queued, held while catching up, or skipped when seen). */
 void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run);
@@ -83,9 +82,6 @@ void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, ui
  * that asked to resume before that starts its resume (or reset) now.
  */
 void gw_stream_bus_known(struct gw_stream *s);
-
-/* The connection wrote everything queued (conn.c calls this). */
-void gw_stream_drained(struct gw_stream *s);
 
 /*
  * Registers the heartbeat queue with gw->timer: a stream that has queued no
