@@ -2,8 +2,10 @@
  * test_hub.c - the fan-out of a flush (gateway/hub.c) when memory runs out:
  * every stream either gets each event it wants, framed with its id, or a
  * stream.reset (gap_unrecoverable) with the id after which it goes on live;
- * a stream that had the events already gets neither; the position moves to
- * the frame's last event either way and the next frame is delivered whole.
+ * a stream that had the events already gets neither; a stream whose reset
+ * closes it leaves the hub during the delivery (its room goes after it); the
+ * position moves to the frame's last event either way and the next frame is
+ * delivered whole.
  *
  * hub.c is linked on its own with outq.c: the gateway functions it calls (the
  * bus subscriptions, the stream's delivery and reset) are defined here and
@@ -104,10 +106,11 @@ struct seen {
 	size_t ngot;
 	char reset[64]; /* the last reset, "reason epoch-gseq" */
 	size_t nresets;
+	bool close_on_reset; /* its reset cannot be queued: the connection closes, s is freed */
 };
 
 static struct gw gw;
-static struct seen seen[8];
+static struct seen seen[10];
 static size_t nseen;
 
 static struct seen *seen_of(const struct gw_stream *s)
@@ -173,6 +176,12 @@ void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, ui
 		 (unsigned long long)gseq);
 	t->nresets++;
 	s->last_gseq = gseq;
+	if (t->close_on_reset) {
+		/* as gw_conn_close does: gw_stream_free leaves the hub at once, during the delivery */
+		gw_hub_remove(&gw.hub, s);
+		free(s);
+		t->s = NULL;
+	}
 }
 
 /* ---- streams and frames ---- */
@@ -185,7 +194,7 @@ static struct seen *stream(const char *name, const char *const *rooms, size_t nr
 	struct seen *t = &seen[nseen++];
 
 	assert_non_null(s);
-	assert_true(nrooms <= 4 && nseen <= 8);
+	assert_true(nrooms <= 4 && nseen <= 10);
 	memset(t, 0, sizeof(*t));
 	t->s = s;
 	t->name = name;
@@ -232,20 +241,21 @@ static size_t deliver(const struct ev *evs, size_t n)
 	return gw_hub_deliver(&gw.hub, &r);
 }
 
-/* 1 in a, 2 in b, 3 global, 4 in a, 5 in d (only the firehose wants it) */
+/* 1 in a, 2 in b, 3 global, 4 in a, 5 in d */
 static const struct ev frame1[] = { { 1, "a" }, { 2, "b" }, { 3, NULL }, { 4, "a" }, { 5, "d" } };
 static const struct ev frame2[] = { { 6, "a" } };
 
 static const char *const rooms_a[] = { "a" }, *const rooms_b[] = { "b" }, *const rooms_ab[] = { "a", "b" },
-			 *const rooms_c[] = { "c" };
+			 *const rooms_c[] = { "c" }, *const rooms_d[] = { "d" };
 
 /* The streams of every test, and what each wants of frame1 (0-terminated). */
 static struct world {
-	struct seen *a, *b, *ab, *c, *fire, *fire2, *ahead;
+	struct seen *a, *b, *ab, *c, *d, *fire, *fire2, *ahead;
 } w;
 
 static const uint64_t want_a[] = { 1, 3, 4, 0 }, want_b[] = { 2, 3, 0 }, want_ab[] = { 1, 2, 3, 4, 0 },
-		      want_c[] = { 3, 0 }, want_fire[] = { 1, 2, 3, 4, 5, 0 }, want_none[] = { 0 };
+		      want_c[] = { 3, 0 }, want_d[] = { 3, 5, 0 }, want_fire[] = { 1, 2, 3, 4, 5, 0 },
+		      want_none[] = { 0 };
 
 static int setup(void **state)
 {
@@ -258,6 +268,9 @@ static int setup(void **state)
 	w.b = stream("b", rooms_b, 1);
 	w.ab = stream("ab", rooms_ab, 2);
 	w.c = stream("c", rooms_c, 1);
+	/* the only stream of room d: when its reset closes it, the room goes, after the delivery */
+	w.d = stream("d", rooms_d, 1);
+	w.d->close_on_reset = true;
 	w.fire = stream("fire", NULL, 0);
 	w.fire2 = stream("fire2", NULL, 0);
 	/* a resume whose replay already went past frame1: it misses nothing */
@@ -271,6 +284,8 @@ static int teardown(void **state)
 	(void)state;
 	oom_disarm();
 	for (size_t i = 0; i < nseen; i++) {
+		if (seen[i].s == NULL)
+			continue; /* closed by its reset */
 		gw_hub_remove(&gw.hub, seen[i].s);
 		free(seen[i].s);
 	}
@@ -317,6 +332,7 @@ static void check_frame1_then_frame2(const char *when)
 	check_stream(w.b, want_b, when);
 	check_stream(w.ab, want_ab, when);
 	check_stream(w.c, want_c, when);
+	check_stream(w.d, want_d, when);
 	check_stream(w.fire, want_fire, when);
 	check_stream(w.fire2, want_fire, when);
 	if (!got_all(w.ahead, want_none))
@@ -346,6 +362,7 @@ static void test_delivers_each_stream_its_events(void **state)
 	assert_true(got_all(w.b, want_b));
 	assert_true(got_all(w.ab, want_ab));
 	assert_true(got_all(w.c, want_c));
+	assert_true(got_all(w.d, want_d));
 	assert_true(got_all(w.fire, want_fire));
 	assert_true(got_all(w.ahead, want_none));
 	check_frame1_then_frame2("no failure");
@@ -362,6 +379,8 @@ static void test_scratch_fails_resets_the_streams_that_wanted_events(void **stat
 	assert_int_equal(w.a->nresets, 1);
 	assert_string_equal(w.a->reset, "gap_unrecoverable 6f1c2a9e-5");
 	assert_int_equal(w.c->nresets, 1); /* the global event */
+	assert_int_equal(w.d->nresets, 1);
+	assert_null(w.d->s); /* closed by its reset */
 	assert_int_equal(w.fire->nresets, 1);
 	assert_int_equal(w.ahead->nresets, 0);
 	check_frame1_then_frame2("scratch");
