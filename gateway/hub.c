@@ -8,6 +8,7 @@
 #include "error.h"
 #include "gateway.h"
 #include "id.h"
+#include "log.h"
 #include "sse.h"
 #include "stream.h"
 
@@ -241,22 +242,108 @@ void gw_hub_reset_all(struct gw_hub *hub, const char *reason, uint64_t epoch, ui
 			gw_stream_reset(gw_container_of(pos, struct gw_stream, hub_node), reason, epoch, gseq);
 }
 
+/*
+ * An event (gseq) of the frame being delivered cannot be framed for the
+ * streams of list (members: a room's list, else hub_node lists): each that has
+ * not had it yet is reset with gap_unrecoverable and goes on live after upto,
+ * the hub's position after the frame. Returns how many were reset. A reset
+ * that cannot be queued closes its stream: call it with hub->delivering set,
+ * so that the rooms emptied meanwhile outlive the delivery's scratch.
+ */
+static size_t hub_reset_missed(struct gw_list *list, bool members, uint64_t gseq, uint64_t epoch, uint64_t upto)
+{
+	struct gw_list *pos, *tmp;
+	size_t n = 0;
+
+	gw_list_each_safe(pos, tmp, list) {
+		struct gw_stream *s = members ? gw_container_of(pos, struct gw_member, node)->stream
+					      : gw_container_of(pos, struct gw_stream, hub_node);
+		if (s->last_gseq < gseq) {
+			gw_stream_reset(s, "gap_unrecoverable", epoch, upto);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Frees the rooms whose last stream left during the delivery. */
+static void hub_free_dead(struct gw_hub *hub)
+{
+	hub->delivering = false;
+	while (hub->dead != NULL) {
+		struct gw_room *room = hub->dead;
+		hub->dead = room->dead_next;
+		room->dead = false;
+		if (room->nmembers == 0) {
+			room->nmembers = 1;
+			hub_room_unref(hub, room);
+		}
+	}
+}
+
+static void hub_log_missed(uint64_t epoch, uint64_t upto, size_t nreset)
+{
+	char id[RC_ID_MAX];
+
+	rc_id_format(id, epoch, upto);
+	rc_log_warn("out of memory delivering events; the streams that missed one are reset",
+		    "streams=%zu resume_after=%s", nreset, id);
+}
+
+/*
+ * The delivery's scratch cannot hold the frame: none of its new events goes
+ * out, so every stream that wanted one is reset after the last. Returns how
+ * many events were new.
+ */
+static size_t hub_drop_frame(struct gw_hub *hub, struct rc_frame_reader *r)
+{
+	struct rc_frame_reader all = *r;
+	struct rc_frame_event ev;
+	uint64_t epoch = r->hdr.epoch, upto = hub->last_gseq;
+	size_t n = 0, nreset = 0;
+
+	while (rc_frame_reader_next(&all, &ev))
+		if (ev.gseq > hub->last_gseq) {
+			upto = ev.gseq;
+			n++;
+		}
+	if (n == 0)
+		return 0;
+	hub->delivering = true;
+	while (rc_frame_reader_next(r, &ev)) {
+		struct rc_strmap_entry *e;
+		if (ev.gseq <= hub->last_gseq)
+			continue;
+		if (ev.room_len == 0)
+			nreset += hub_reset_missed(&hub->room_streams, false, ev.gseq, epoch, upto);
+		else if ((e = rc_strmap_get(&hub->rooms, ev.room, ev.room_len)) != NULL)
+			nreset += hub_reset_missed(&((struct gw_room *)e->value)->members, true, ev.gseq, epoch, upto);
+	}
+	nreset += hub_reset_missed(&hub->firehose, false, upto, epoch, upto);
+	hub->last_gseq = upto;
+	hub_free_dead(hub);
+	if (nreset > 0)
+		hub_log_missed(epoch, upto, nreset);
+	return n;
+}
+
 size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
 {
-	size_t n = 0, i = 0, fire_bytes = 0, global_bytes = 0;
+	size_t n = 0, i = 0, fire_bytes = 0, global_bytes = 0, nreset = 0;
 	struct gw_chunk *fire = NULL, *global = NULL;
 	struct rc_frame_event ev;
 	char ep[RC_ID_MAX];
 	size_t eplen = rc_epoch_format(ep, r->hdr.epoch);
 	bool want_fire = hub->nfirehose > 0, want_global = !gw_list_empty(&hub->room_streams);
 	struct gw_list *pos, *tmp;
+	uint64_t upto;
 
 	if (r->hdr.count == 0)
 		return 0;
 	if (hub->scratch_cap < r->hdr.count) {
 		struct gw_framed *s = realloc(hub->scratch, r->hdr.count * sizeof(*s));
 		if (s == NULL)
-			return 0; /* the events stay undelivered: clients resume */
+			return hub_drop_frame(hub, r);
 		hub->scratch = s;
 		hub->scratch_cap = r->hdr.count;
 	}
@@ -288,17 +375,26 @@ size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
 	}
 	if (n == 0)
 		return 0;
-	hub->last_gseq = hub->scratch[n - 1].gseq;
+	upto = hub->scratch[n - 1].gseq;
+	hub->last_gseq = upto;
+	hub->delivering = true; /* from here on, streams may leave (resets and writes can close them) */
 	/* pass 2: frame each event once into its slab (and the firehose slab) */
-	if (want_fire && (fire = gw_chunk_new(fire_bytes)) == NULL)
+	if (want_fire && (fire = gw_chunk_new(fire_bytes)) == NULL) {
+		nreset += hub_reset_missed(&hub->firehose, false, upto, r->hdr.epoch, upto);
 		want_fire = false;
+	}
 	for (i = 0; i < n; i++) {
 		struct gw_framed *f = &hub->scratch[i];
 		struct gw_chunk *c = NULL;
-		if (f->room != NULL)
+		if (f->room != NULL) {
 			c = slab_get(&f->room->slab, f->room->slab_bytes);
-		else if (f->global && want_global)
+			if (c == NULL)
+				nreset += hub_reset_missed(&f->room->members, true, f->gseq, r->hdr.epoch, upto);
+		} else if (f->global && want_global) {
 			c = slab_get(&global, global_bytes);
+			if (c == NULL)
+				nreset += hub_reset_missed(&hub->room_streams, false, f->gseq, r->hdr.epoch, upto);
+		}
 		if (c != NULL) {
 			f->chunk = c;
 			f->off = c->len;
@@ -315,7 +411,6 @@ size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
 		}
 	}
 	/* pass 3: runs of one room go to that room's streams, in gseq order */
-	hub->delivering = true;
 	for (i = 0; i < n;) {
 		struct gw_framed *f = &hub->scratch[i];
 		struct gw_run run = { .ev = f, .n = 1, .chunk = f->chunk };
@@ -349,17 +444,10 @@ size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
 		if (room != NULL)
 			room->slab_bytes = 0;
 	}
-	hub->delivering = false;
-	while (hub->dead != NULL) {
-		struct gw_room *room = hub->dead;
-		hub->dead = room->dead_next;
-		room->dead = false;
-		if (room->nmembers == 0) {
-			room->nmembers = 1;
-			hub_room_unref(hub, room);
-		}
-	}
+	hub_free_dead(hub);
 	gw_chunk_unref(global);
 	gw_chunk_unref(fire);
+	if (nreset > 0)
+		hub_log_missed(r->hdr.epoch, upto, nreset);
 	return n;
 }

@@ -100,7 +100,9 @@ void gw_hub_remove(struct gw_hub *hub, struct gw_stream *s);
  * Frames the events of a checked frame that come after hub->last_gseq and
  * delivers them to the streams that want them (skipping events at or below
  * each stream's last gseq); hub->last_gseq moves to the last event.
- * Returns how many events were new.
+ * Out of memory, a stream that misses one of them gets stream.reset
+ * (gap_unrecoverable) with the id of the last event and goes on live after
+ * it: nothing is skipped silently. Returns how many events were new.
  */
 size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r);
 

@@ -228,7 +228,13 @@ static void stream_fetch(struct gw_stream *s)
 	}
 	rc->s = s;
 	gw->m.replays++;
-	rv = gw_api_call(gw->api, b.data, b.len, (int)gw->opt.publish_timeout_ms, stream_replay_done, rc);
+	/*
+	 * While the api reconnects (the history is still there), the request
+	 * waits for it up to --publish-timeout-ms, as the bus repair does; live
+	 * events are held meanwhile. Failing at once would reset a resume that
+	 * the history covers.
+	 */
+	rv = gw_api_call_wait(gw->api, b.data, b.len, (int)gw->opt.publish_timeout_ms, stream_replay_done, rc);
 	rc_buf_fini(&b);
 	if (rv != RC_OK) {
 		free(rc);

@@ -431,6 +431,7 @@ class ResumingSubscriber:
 
 # ---------------------------------------------------------------------------
 # a TCP proxy that can hold connections (to delay a gateway's bus subscription)
+# or cut them (to take a gateway's broker api away for a while)
 # ---------------------------------------------------------------------------
 
 class HoldingProxy:
@@ -438,7 +439,10 @@ class HoldingProxy:
     Listens on 127.0.0.1:<port> and forwards each connection to
     127.0.0.1:<upstream_port>, but only once release() was called: until then
     accepted connections wait (the nng handshake does not complete, so the
-    gateway's bus pipe is not up). Threads are daemons and stop on close().
+    gateway's bus pipe is not up). cut() drops every connection and closes
+    the new ones at once (counted in .refused) until restore(): the broker
+    stays up, the gateway's pipe through the proxy goes down and its redials
+    fail. Threads are daemons and stop on close().
     """
 
     def __init__(self, upstream_port):
@@ -454,6 +458,8 @@ class HoldingProxy:
         self.closed = threading.Event()
         self.socks = []
         self.accepted = 0
+        self.refusing = threading.Event()
+        self.refused = 0
         self.threads = [threading.Thread(target=self._accept_loop, daemon=True)]
         self.threads[0].start()
 
@@ -462,6 +468,19 @@ class HoldingProxy:
 
     def release(self):
         self.released.set()
+
+    def cut(self):
+        """Drops every connection through the proxy; new ones are closed at once until restore()."""
+        self.refusing.set()
+        for s in list(self.socks):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restore(self):
+        """Forwards new connections again (after cut())."""
+        self.refusing.clear()
 
     def _accept_loop(self):
         import threading
@@ -472,6 +491,10 @@ class HoldingProxy:
                 continue
             except OSError:
                 return
+            if self.refusing.is_set():
+                self.refused += 1
+                c.close()
+                continue
             self.accepted += 1
             self.socks.append(c)
             t = threading.Thread(target=self._serve, args=(c,), daemon=True)
