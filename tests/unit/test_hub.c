@@ -106,7 +106,7 @@ struct seen {
 	size_t ngot;
 	char reset[64]; /* the last reset, "reason epoch-gseq" */
 	size_t nresets;
-	bool close_on_reset; /* its reset cannot be queued: the connection closes, s is freed */
+	bool close_on_reset; /* the stream leaves the hub (and is freed) from its reset */
 };
 
 static struct gw gw;
@@ -177,7 +177,7 @@ void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, ui
 	t->nresets++;
 	s->last_gseq = gseq;
 	if (t->close_on_reset) {
-		/* as gw_conn_close does: gw_stream_free leaves the hub at once, during the delivery */
+		/* a stream that leaves the hub during the delivery: the hub must stay safe */
 		gw_hub_remove(&gw.hub, s);
 		free(s);
 		t->s = NULL;
@@ -201,7 +201,7 @@ static struct seen *stream(const char *name, const char *const *rooms, size_t nr
 	s->gw = &gw;
 	s->firehose = nrooms == 0;
 	s->nrooms = (uint16_t)nrooms;
-	gw_list_init(&s->hb_node);
+	gw_tq_entry_init(&s->hb);
 	gw_list_init(&s->hub_node);
 	for (size_t i = 0; i < nrooms; i++) {
 		gw_list_init(&s->members[i].node);
