@@ -230,6 +230,30 @@ static void bus_flush(struct bus *b, struct hevent **evs, size_t n)
 		hevent_unref(evs[i]);
 }
 
+int bus_tick_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	int rv;
+
+	if ((rv = pthread_condattr_init(&ca)) != 0)
+		return rv;
+	if ((rv = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) == 0)
+		rv = pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return rv;
+}
+
+void bus_tick_deadline(int ms, struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 static void *bus_thread(void *arg)
 {
 	struct bus *b = arg;
@@ -251,13 +275,7 @@ static void *bus_thread(void *arg)
 				pthread_mutex_lock(&b->mtx);
 				continue;
 			}
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += b->cfg.tick_ms / 1000;
-			ts.tv_nsec += (long)(b->cfg.tick_ms % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			bus_tick_deadline(b->cfg.tick_ms, &ts);
 			rv = pthread_cond_timedwait(&b->cv, &b->mtx, &ts);
 			if (rv == ETIMEDOUT && b->qlen == 0 && !b->stopping) {
 				pthread_mutex_unlock(&b->mtx);
@@ -309,7 +327,11 @@ int bus_start(const struct bus_config *cfg, struct bus **out)
 		return RC_ENOMEM;
 	b->cfg = *cfg;
 	pthread_mutex_init(&b->mtx, NULL);
-	pthread_cond_init(&b->cv, NULL);
+	if (bus_tick_cond_init(&b->cv) != 0) {
+		pthread_mutex_destroy(&b->mtx);
+		free(b);
+		return RC_ENOMEM;
+	}
 	if ((rv = nng_pub0_open(&b->sock)) != 0) {
 		rc_log_error("cannot open the bus socket", "err=\"%s\"", nng_strerror(rv));
 		goto out_free;
