@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "frame.h"
+#include "listener.h"
 #include "log.h"
 
 struct bus_slot;
@@ -20,6 +21,7 @@ struct bus_group;
 struct bus {
 	struct bus_config cfg;
 	nng_socket sock;
+	char *url; /* the address bound (listener_url) */
 	pthread_t thread;
 
 	pthread_mutex_t mtx; /* guards q, qlen, qcap, stopping */
@@ -339,7 +341,7 @@ int bus_start(const struct bus_config *cfg, struct bus **out)
 	if (cfg->sendbuf > 0)
 		nng_socket_set_int(b->sock, NNG_OPT_SENDBUF, cfg->sendbuf);
 	nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_POST, bus_pipe_cb, b);
-	if ((rv = nng_listen(b->sock, cfg->url, NULL, 0)) != 0) {
+	if ((rv = listener_start(b->sock, cfg->url, &b->url)) != 0) {
 		rc_log_error("cannot listen on the bus address", "url=%s err=\"%s\"", cfg->url, nng_strerror(rv));
 		goto out_close;
 	}
@@ -353,6 +355,7 @@ out_close:
 out_free:
 	pthread_mutex_destroy(&b->mtx);
 	pthread_cond_destroy(&b->cv);
+	free(b->url);
 	free(b);
 	return RC_EIO;
 }
@@ -394,6 +397,11 @@ void bus_sink(void *arg, struct hevent *const *evs, size_t n)
 	bus_enqueue(arg, evs, n);
 }
 
+const char *bus_url(const struct bus *b)
+{
+	return b->url;
+}
+
 void bus_stats(struct bus *b, struct bus_stats *st)
 {
 	st->frames = b->frames;
@@ -420,5 +428,6 @@ void bus_stop(struct bus *b)
 	free(b->q);
 	pthread_mutex_destroy(&b->mtx);
 	pthread_cond_destroy(&b->cv);
+	free(b->url);
 	free(b);
 }

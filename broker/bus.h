@@ -45,6 +45,9 @@ void bus_enqueue(struct bus *b, struct hevent *const *evs, size_t n);
 /* A history_sink_fn that calls bus_enqueue. */
 void bus_sink(void *arg, struct hevent *const *evs, size_t n);
 
+/* The address the bus listens on: cfg->url with the port bound (tcp://127.0.0.1:0 -> the port picked). */
+const char *bus_url(const struct bus *b);
+
 void bus_stats(struct bus *b, struct bus_stats *st);
 
 /* Sends what is queued, stops the thread, closes the socket and frees b. NULL ok. */
