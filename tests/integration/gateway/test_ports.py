@@ -76,6 +76,15 @@ class BoundPortTest(GatewayTest):
         self.assertEqual(s.events(1)[0].id, eid)
         self.assertEqual(request(port, "GET", "/healthz").status, 200)
 
+    def test_the_harness_starts_everything_on_port_0(self):
+        b = self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--workers", "2")
+        self.assertIn("--bus tcp://127.0.0.1:0 --api tcp://127.0.0.1:0", " ".join(b.proc.argv))
+        self.assertIn("--listen 127.0.0.1:0", " ".join(gw.proc.argv))
+        self.assertNotIn(":0 ", b.bus + " " + b.api + " ")
+        self.assertEqual(listening_sockets(gw.port), 2)
+        self.assertEqual(request(gw.port, "GET", "/readyz").status, 200)
+
 
 if __name__ == "__main__":
     harness.main()
