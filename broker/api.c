@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "error.h"
+#include "listener.h"
 #include "log.h"
 #include "ops.h"
 
@@ -21,6 +22,7 @@ struct api_worker {
 struct api {
 	struct broker *br;
 	nng_socket sock;
+	char *url; /* the address bound (listener_url) */
 	int nworkers;
 	struct api_worker *workers;
 };
@@ -99,7 +101,7 @@ int api_start(const struct api_config *cfg, struct broker *br, struct api **out)
 			goto out_close;
 		}
 	}
-	if ((rv = nng_listen(a->sock, cfg->url, NULL, 0)) != 0) {
+	if ((rv = listener_start(a->sock, cfg->url, &a->url)) != 0) {
 		rc_log_error("cannot listen on the api address", "url=%s err=\"%s\"", cfg->url, nng_strerror(rv));
 		goto out_close;
 	}
@@ -117,6 +119,11 @@ out_free:
 	free(a->workers);
 	free(a);
 	return RC_EIO;
+}
+
+const char *api_url(const struct api *a)
+{
+	return a->url;
 }
 
 void api_stop(struct api *a)
@@ -137,5 +144,6 @@ void api_stop(struct api *a)
 		rc_buf_fini(&w->reply);
 	}
 	free(a->workers);
+	free(a->url);
 	free(a);
 }

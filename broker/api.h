@@ -23,6 +23,9 @@ struct api_config {
 /* Listens and starts the workers. Returns 0, RC_EIO or RC_ENOMEM. */
 int api_start(const struct api_config *cfg, struct broker *br, struct api **out);
 
+/* The address the api listens on: cfg->url with the port bound (tcp://127.0.0.1:0 -> the port picked). */
+const char *api_url(const struct api *a);
+
 /* Stops the workers, closes the socket and frees a. NULL ok. */
 void api_stop(struct api *a);
 

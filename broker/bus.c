@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "frame.h"
+#include "listener.h"
 #include "log.h"
 
 struct bus_slot;
@@ -20,6 +21,7 @@ struct bus_group;
 struct bus {
 	struct bus_config cfg;
 	nng_socket sock;
+	char *url; /* the address bound (listener_url) */
 	pthread_t thread;
 
 	pthread_mutex_t mtx; /* guards q, qlen, qcap, stopping */
@@ -230,6 +232,30 @@ static void bus_flush(struct bus *b, struct hevent **evs, size_t n)
 		hevent_unref(evs[i]);
 }
 
+int bus_tick_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	int rv;
+
+	if ((rv = pthread_condattr_init(&ca)) != 0)
+		return rv;
+	if ((rv = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) == 0)
+		rv = pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return rv;
+}
+
+void bus_tick_deadline(int ms, struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 static void *bus_thread(void *arg)
 {
 	struct bus *b = arg;
@@ -251,13 +277,7 @@ static void *bus_thread(void *arg)
 				pthread_mutex_lock(&b->mtx);
 				continue;
 			}
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += b->cfg.tick_ms / 1000;
-			ts.tv_nsec += (long)(b->cfg.tick_ms % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			bus_tick_deadline(b->cfg.tick_ms, &ts);
 			rv = pthread_cond_timedwait(&b->cv, &b->mtx, &ts);
 			if (rv == ETIMEDOUT && b->qlen == 0 && !b->stopping) {
 				pthread_mutex_unlock(&b->mtx);
@@ -309,7 +329,11 @@ int bus_start(const struct bus_config *cfg, struct bus **out)
 		return RC_ENOMEM;
 	b->cfg = *cfg;
 	pthread_mutex_init(&b->mtx, NULL);
-	pthread_cond_init(&b->cv, NULL);
+	if (bus_tick_cond_init(&b->cv) != 0) {
+		pthread_mutex_destroy(&b->mtx);
+		free(b);
+		return RC_ENOMEM;
+	}
 	if ((rv = nng_pub0_open(&b->sock)) != 0) {
 		rc_log_error("cannot open the bus socket", "err=\"%s\"", nng_strerror(rv));
 		goto out_free;
@@ -317,7 +341,7 @@ int bus_start(const struct bus_config *cfg, struct bus **out)
 	if (cfg->sendbuf > 0)
 		nng_socket_set_int(b->sock, NNG_OPT_SENDBUF, cfg->sendbuf);
 	nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_POST, bus_pipe_cb, b);
-	if ((rv = nng_listen(b->sock, cfg->url, NULL, 0)) != 0) {
+	if ((rv = listener_start(b->sock, cfg->url, &b->url)) != 0) {
 		rc_log_error("cannot listen on the bus address", "url=%s err=\"%s\"", cfg->url, nng_strerror(rv));
 		goto out_close;
 	}
@@ -331,6 +355,7 @@ out_close:
 out_free:
 	pthread_mutex_destroy(&b->mtx);
 	pthread_cond_destroy(&b->cv);
+	free(b->url);
 	free(b);
 	return RC_EIO;
 }
@@ -372,6 +397,11 @@ void bus_sink(void *arg, struct hevent *const *evs, size_t n)
 	bus_enqueue(arg, evs, n);
 }
 
+const char *bus_url(const struct bus *b)
+{
+	return b->url;
+}
+
 void bus_stats(struct bus *b, struct bus_stats *st)
 {
 	st->frames = b->frames;
@@ -398,5 +428,6 @@ void bus_stop(struct bus *b)
 	free(b->q);
 	pthread_mutex_destroy(&b->mtx);
 	pthread_cond_destroy(&b->cv);
+	free(b->url);
 	free(b);
 }

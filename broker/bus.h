@@ -14,8 +14,10 @@
 #ifndef RC_BUS_H
 #define RC_BUS_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "history.h"
 
@@ -43,9 +45,21 @@ void bus_enqueue(struct bus *b, struct hevent *const *evs, size_t n);
 /* A history_sink_fn that calls bus_enqueue. */
 void bus_sink(void *arg, struct hevent *const *evs, size_t n);
 
+/* The address the bus listens on: cfg->url with the port bound (tcp://127.0.0.1:0 -> the port picked). */
+const char *bus_url(const struct bus *b);
+
 void bus_stats(struct bus *b, struct bus_stats *st);
 
 /* Sends what is queued, stops the thread, closes the socket and frees b. NULL ok. */
 void bus_stop(struct bus *b);
+
+/*
+ * The idle tick's clock, exported for its unit test: bus_tick_cond_init()
+ * initialises cv for waits whose deadlines bus_tick_deadline() computes: ms
+ * from now on CLOCK_MONOTONIC, so setting the wall clock neither delays nor
+ * hastens a tick. Returns 0 or an errno. Any thread.
+ */
+int bus_tick_cond_init(pthread_cond_t *cv);
+void bus_tick_deadline(int ms, struct timespec *ts);
 
 #endif

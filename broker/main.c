@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 
 	rc_epoch_format(epoch, history_epoch(br.hist));
 	rc_log_info("broker ready", "epoch=%s bus=%s api=%s history_events=%" PRId64 " history_bytes=%" PRId64, epoch,
-		    o.bus, o.api, o.history_events, o.history_bytes);
+		    bus_url(bus), api_url(api), o.history_events, o.history_bytes);
 	sigwait(&sigs, &sig);
 	rc_log_info("stopping", "signal=%d", sig);
 	atomic_store(&br.stopping, true);

@@ -259,6 +259,7 @@ static void *gw_worker_main(void *arg)
 {
 	struct gw_worker *w = arg;
 	struct gw *gw = &w->gw;
+	char bound[GW_LISTEN_NAME_MAX];
 	int rv;
 
 	if (!gw_setup(w)) {
@@ -266,8 +267,10 @@ static void *gw_worker_main(void *arg)
 		worker_started(w, false);
 		return NULL;
 	}
+	/* the address bound, not the one configured: with port 0, the port picked */
+	gw_listen_name(w->listen_fd, bound, sizeof(bound));
 	rc_log_info("gateway ready", "listen=%s worker=%u broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64 " io_uring=%s",
-		    gw->opt.listen, gw->worker, gw->opt.broker_bus, gw->opt.broker_api, gw->opt.heartbeat_ms,
+		    bound, gw->worker, gw->opt.broker_bus, gw->opt.broker_api, gw->opt.heartbeat_ms,
 		    gw->sender ? "true" : "false");
 	worker_started(w, true);
 	uv_run(gw->loop, UV_RUN_DEFAULT);

@@ -1,9 +1,11 @@
 #include "workers.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -99,5 +101,29 @@ fail:
 	*errno_out = errno;
 	while (i-- > 0)
 		close(fds[i]);
+	return RC_EIO;
+}
+
+int gw_listen_name(int fd, char *buf, size_t size)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET) {
+			const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+			snprintf(buf, size, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
+			return RC_OK;
+		}
+		if (ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+			snprintf(buf, size, "[%s]:%u", ip, (unsigned)ntohs(sin6->sin6_port));
+			return RC_OK;
+		}
+	}
+	snprintf(buf, size, "?");
 	return RC_EIO;
 }

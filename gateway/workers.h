@@ -42,4 +42,14 @@ void gw_workers_sum(struct gw_workers *w, unsigned self, const struct gw_metrics
  */
 int gw_listen_sockets(const struct sockaddr *addr, unsigned n, int *fds, int *errno_out);
 
+/* Room for gw_listen_name's text: "[" IPv6 "]:" port and a NUL. */
+#define GW_LISTEN_NAME_MAX 64
+
+/*
+ * The address the socket fd is bound to as host:port ("127.0.0.1:40123",
+ * "[::1]:40123"), what --listen takes: with port 0, the port picked. Writes
+ * "?" and returns RC_EIO when fd has no such address.
+ */
+int gw_listen_name(int fd, char *buf, size_t size);
+
 #endif

@@ -1,10 +1,14 @@
-"""Test harness for the deploy tests: real processes on fresh 127.0.0.1 ports.
+"""Test harness for the deploy tests: real processes on 127.0.0.1.
 
 A Cluster starts the broker, gateways and Debian's nginx (configured from
 deploy/nginx.conf by scripts/render-nginx-conf) in a temp dir, waits for each
 to be ready by polling with a deadline, and always stops and reaps every
 child when the `with` block ends (SIGTERM, then SIGKILL). Logs go to files in
 the temp dir; a failing test prints their tails.
+
+The broker and the gateways listen on port 0 and the harness reads the ports
+they bound from their ready log lines; nginx, which has no such line, gets a
+port that was free a moment ago (free_port).
 
 SSEStream is a small SSE client on a raw socket (HTTP/1.1, chunked or not),
 so a test sees exactly what a browser gets from nginx, including when nginx
@@ -17,6 +21,7 @@ Only the Python standard library is used.
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -135,6 +140,19 @@ class Proc:
         return "\n".join(f"    {self.name}| {line}" for line in lines[-n:])
 
 
+BROKER_READY_RE = re.compile(r'msg="broker ready" .*\bbus=(\S+) api=(\S+) ')
+GATEWAY_READY_RE = re.compile(r'msg="gateway ready" listen=127\.0\.0\.1:(\d+) ')
+
+
+def ready_line(proc, pattern):
+    """The first match of pattern in proc's log, or None (AssertionError once proc exited)."""
+    proc.check_alive()
+    if not proc.log.closed:
+        proc.log.flush()
+    with open(proc.log_path, "rb") as f:
+        return pattern.search(f.read().decode("utf-8", "replace"))
+
+
 class Cluster:
     """Processes of one test; use as a context manager."""
 
@@ -174,7 +192,10 @@ class Cluster:
         return False
 
     def free_port(self):
-        """A port nothing listens on now (and not handed out before by this cluster)."""
+        """
+        A port nothing listens on now (and not handed out before by this
+        cluster): for nginx, which cannot report a port 0 it bound.
+        """
         while True:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind(("127.0.0.1", 0))
@@ -189,9 +210,13 @@ class Cluster:
         return p
 
     def start_broker(self, *args):
-        self.broker_bus = f"tcp://127.0.0.1:{self.free_port()}"
-        self.broker_api = f"tcp://127.0.0.1:{self.free_port()}"
-        p = self.spawn("broker", [self.broker_bin, "--bus", self.broker_bus, "--api", self.broker_api, *args])
+        """A broker on port 0 for --bus and --api; the addresses it bound (its ready line) go to broker_bus/_api."""
+        p = self.spawn("broker", [self.broker_bin, "--bus", "tcp://127.0.0.1:0", "--api", "tcp://127.0.0.1:0",
+                                  *args])
+        m = wait_until("the broker's ready line", lambda: ready_line(p, BROKER_READY_RE), timeout=15)
+        self.broker_bus, self.broker_api = m.group(1), m.group(2)
+        if self.broker_bus.endswith(":0") or self.broker_api.endswith(":0"):
+            raise AssertionError(f"the broker logged port 0, not the ports it bound: {m.group(0)}")
 
         def up():
             p.check_alive()
@@ -201,10 +226,13 @@ class Cluster:
         return p
 
     def start_gateway(self, name, *args):
-        """A gateway on a fresh port, ready (connected to the broker); returns (proc, port)."""
-        port = self.free_port()
-        p = self.spawn(name, [self.gateway_bin, "--listen", f"127.0.0.1:{port}", "--broker-bus", self.broker_bus,
+        """A gateway on port 0 (the port it bound read from its ready line), ready; returns (proc, port)."""
+        p = self.spawn(name, [self.gateway_bin, "--listen", "127.0.0.1:0", "--broker-bus", self.broker_bus,
                               "--broker-api", self.broker_api, *args])
+        m = wait_until(f"{name}'s ready line", lambda: ready_line(p, GATEWAY_READY_RE), timeout=15)
+        port = int(m.group(1))
+        if port == 0:
+            raise AssertionError(f"{name} logged port 0, not the port it bound: {m.group(0)}")
 
         def ready():
             p.check_alive()

@@ -163,59 +163,93 @@ static int broker_fixture_wait_ready(struct broker_fixture *b, int timeout_ms)
 	return rv;
 }
 
+/*
+ * Copies the value of " key=" in the broker's ready line to out (up to the
+ * next space). Returns 0, or -1 when the line has no such key or it does not fit.
+ */
+static int broker_fixture_ready_value(const char *line, const char *key, char *out, size_t size)
+{
+	char pat[16];
+	const char *v, *eol = strchr(line, '\n');
+	size_t n;
+
+	snprintf(pat, sizeof(pat), " %s=", key);
+	v = strstr(line, pat);
+	if (v == NULL || (eol != NULL && v > eol))
+		return -1;
+	v += strlen(pat);
+	n = strcspn(v, " \n");
+	if (n == 0 || n >= size)
+		return -1;
+	memcpy(out, v, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* Reads the bus and api URLs the broker logged as bound. Returns 0 or -1 (printed). */
+static int broker_fixture_read_urls(struct broker_fixture *b)
+{
+	char *err = proc_stderr(&b->proc);
+	const char *line = strstr(err, "msg=\"broker ready\"");
+	const char *bp, *ap;
+	int rv = -1;
+
+	if (line == NULL || broker_fixture_ready_value(line, "bus", b->bus_url, sizeof(b->bus_url)) != 0 ||
+	    broker_fixture_ready_value(line, "api", b->api_url, sizeof(b->api_url)) != 0) {
+		fprintf(stderr, "broker_fixture: no bus= and api= in the ready line; stderr:\n%s\n", err);
+		goto out;
+	}
+	bp = strrchr(b->bus_url, ':');
+	ap = strrchr(b->api_url, ':');
+	b->bus_port = bp ? atoi(bp + 1) : 0;
+	b->api_port = ap ? atoi(ap + 1) : 0;
+	if (b->bus_port <= 0 || b->api_port <= 0) {
+		fprintf(stderr, "broker_fixture: the broker logged bus=%s api=%s, not the ports it bound\n", b->bus_url,
+			b->api_url);
+		goto out;
+	}
+	rv = 0;
+out:
+	free(err);
+	return rv;
+}
+
 int broker_fixture_start(struct broker_fixture *b, const char *const *args, const char *const *env)
 {
 	const char *argv[BROKER_MAX_ARGS];
 	size_t n = 0;
+	struct proc_spec spec = {
+		.path = RC_BROKER_BIN,
+		.argv = argv,
+		.env = env,
+		.env_drop_prefix = "ROOMCAST_",
+		.name = "broker",
+	};
+	char *err;
 
 	memset(b, 0, sizeof(*b));
 	b->proc.stdin_fd = -1;
-	for (int attempt = 0; attempt < 3; attempt++) {
-		struct proc_spec spec = {
-			.path = RC_BROKER_BIN,
-			.argv = argv,
-			.env = env,
-			.env_drop_prefix = "ROOMCAST_",
-			.name = "broker",
-		};
-		int ports[2];
-		char *err;
-
-		if (proc_free_ports(ports, 2) != 0) {
-			fprintf(stderr, "broker_fixture: no free ports\n");
-			return -1;
-		}
-		b->bus_port = ports[0];
-		b->api_port = ports[1];
-		snprintf(b->bus_url, sizeof(b->bus_url), "tcp://127.0.0.1:%d", b->bus_port);
-		snprintf(b->api_url, sizeof(b->api_url), "tcp://127.0.0.1:%d", b->api_port);
-		n = 0;
-		argv[n++] = "--bus";
-		argv[n++] = b->bus_url;
-		argv[n++] = "--api";
-		argv[n++] = b->api_url;
-		for (const char *const *a = args; a != NULL && *a != NULL && n < BROKER_MAX_ARGS - 1; a++)
-			argv[n++] = *a;
-		argv[n] = NULL;
-		if (proc_spawn(&b->proc, &spec) != 0) {
-			fprintf(stderr, "broker_fixture: cannot spawn %s\n", RC_BROKER_BIN);
-			return -1;
-		}
-		if (broker_fixture_wait_ready(b, BROKER_START_TIMEOUT_MS) == 0)
-			return 0;
-		err = proc_stderr(&b->proc);
-		if (proc_running(&b->proc)) {
-			fprintf(stderr, "broker_fixture: the broker did not answer ping within %d ms; stderr:\n%s\n",
-				BROKER_START_TIMEOUT_MS, err);
-			free(err);
-			proc_kill(&b->proc);
-			return -1;
-		}
-		/* exited: most likely a port was taken in between; try other ports */
-		fprintf(stderr, "broker_fixture: the broker exited with %d (attempt %d); stderr:\n%s\n", b->proc.status,
-			attempt + 1, err);
-		free(err);
+	/* port 0: the broker binds what the system gives and logs it; no port to race for */
+	argv[n++] = "--bus";
+	argv[n++] = "tcp://127.0.0.1:0";
+	argv[n++] = "--api";
+	argv[n++] = "tcp://127.0.0.1:0";
+	for (const char *const *a = args; a != NULL && *a != NULL && n < BROKER_MAX_ARGS - 1; a++)
+		argv[n++] = *a;
+	argv[n] = NULL;
+	if (proc_spawn(&b->proc, &spec) != 0) {
+		fprintf(stderr, "broker_fixture: cannot spawn %s\n", RC_BROKER_BIN);
+		return -1;
 	}
+	if (proc_wait_output(&b->proc, 2, "msg=\"broker ready\"", BROKER_START_TIMEOUT_MS) &&
+	    broker_fixture_read_urls(b) == 0 && broker_fixture_wait_ready(b, BROKER_START_TIMEOUT_MS) == 0)
+		return 0;
+	err = proc_stderr(&b->proc);
+	fprintf(stderr, "broker_fixture: the broker %s within %d ms; stderr:\n%s\n",
+		proc_running(&b->proc) ? "did not log its addresses or answer ping" : "exited", BROKER_START_TIMEOUT_MS,
+		err);
+	free(err);
+	proc_kill(&b->proc);
 	return -1;
 }
 

@@ -2,10 +2,10 @@
  * broker_fixture.h - a real roomcast-broker for an integration test, and a
  * client of its api.
  *
- * broker_fixture_start() runs the binary (RC_BROKER_BIN, from CMake) on fresh
- * 127.0.0.1 ports and returns once the api answers {"op":"ping"}, polling with
- * a deadline; a port taken in between by someone else means another try on
- * other ports. Inherited ROOMCAST_* variables are dropped so the caller's
+ * broker_fixture_start() runs the binary (RC_BROKER_BIN, from CMake) with
+ * --bus and --api on 127.0.0.1 port 0, reads the addresses it bound from its
+ * ready log line, and returns once the api answers {"op":"ping"}, polling
+ * with a deadline. Inherited ROOMCAST_* variables are dropped so the caller's
  * environment cannot change the broker under test.
  *
  * The api client is an nng REQ socket with send/receive timeouts, so a test
@@ -35,7 +35,7 @@ struct json_object;
 
 struct broker_fixture {
 	struct proc proc;
-	int bus_port, api_port;
+	int bus_port, api_port;   /* bound, as the broker logged them */
 	char bus_url[64], api_url[64];
 	char epoch[RC_ID_MAX]; /* as ping reported it */
 	uint64_t epoch_value;

@@ -3,8 +3,9 @@
  * gw_metrics_add): adding counters member by member, a worker's /metrics
  * view (its own live counters plus the others' last copies, never its own
  * copy twice), and the listening sockets: n of them on one port with
- * SO_REUSEPORT (port 0 picked once), each accepting connections, and a port
- * held by another socket refused with nothing left open.
+ * SO_REUSEPORT (port 0 picked once), each accepting connections, a port
+ * held by another socket refused with nothing left open, and the bound
+ * address named as --listen takes it (the gateway's ready line).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -199,6 +200,38 @@ static void test_port_in_use_leaves_nothing_open(void **state)
 	close(holder);
 }
 
+static void test_listen_name_is_the_bound_address(void **state)
+{
+	struct sockaddr_in sin = loopback(0);
+	struct sockaddr_in6 sin6;
+	int fds[2], fd6, err = 0;
+	char want[GW_LISTEN_NAME_MAX], name[GW_LISTEN_NAME_MAX];
+
+	(void)state;
+	assert_int_equal(gw_listen_sockets((struct sockaddr *)&sin, 2, fds, &err), RC_OK);
+	snprintf(want, sizeof(want), "127.0.0.1:%u", (unsigned)port_of(fds[0]));
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(gw_listen_name(fds[i], name, sizeof(name)), RC_OK);
+		assert_string_equal(name, want);
+		close(fds[i]);
+	}
+	memset(&sin6, 0, sizeof(sin6));
+	sin6.sin6_family = AF_INET6;
+	sin6.sin6_addr = in6addr_loopback;
+	/* a machine without IPv6 on lo cannot bind ::1: nothing to check there */
+	if (gw_listen_sockets((struct sockaddr *)&sin6, 1, &fd6, &err) == RC_OK) {
+		struct sockaddr_in6 got;
+		socklen_t len = sizeof(got);
+		assert_int_equal(getsockname(fd6, (struct sockaddr *)&got, &len), 0);
+		snprintf(want, sizeof(want), "[::1]:%u", (unsigned)ntohs(got.sin6_port));
+		assert_int_equal(gw_listen_name(fd6, name, sizeof(name)), RC_OK);
+		assert_string_equal(name, want);
+		close(fd6);
+	}
+	assert_int_equal(gw_listen_name(-1, name, sizeof(name)), RC_EIO);
+	assert_string_equal(name, "?");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -207,6 +240,7 @@ int main(void)
 		cmocka_unit_test(test_listen_sockets_share_one_port),
 		cmocka_unit_test(test_one_socket_without_reuseport),
 		cmocka_unit_test(test_port_in_use_leaves_nothing_open),
+		cmocka_unit_test(test_listen_name_is_the_bound_address),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,10 @@
 """
 harness.py - support for the gateway integration tests.
 
-Starts the real roomcast-broker and roomcast-gateway binaries on fresh
-127.0.0.1 ports, waits for readiness by polling with a deadline, captures each
+Starts the real roomcast-broker and roomcast-gateway binaries on 127.0.0.1
+port 0 and reads the ports they bound from their ready log lines (no "free"
+port picked in advance that someone else may take first), waits for
+readiness by polling with a deadline, captures each
 process's stderr to a file (printed when a test fails), and always stops and
 reaps every child. Also: a raw-socket SSE client that parses the stream
 incrementally, and small HTTP helpers.
@@ -81,8 +83,9 @@ def free_port():
     """
     A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, close),
     and not one this process handed out before: the kernel can give the
-    port it just released to the next bind, and a broker told to use the
-    same port for --bus and --api cannot start.
+    port it just released to the next bind. Only for an address nothing
+    should listen on (a broker that is not there): roomcast's binaries are
+    started on port 0 (start_broker, start_gateway).
     """
     for _ in range(1000):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -227,28 +230,38 @@ class Cluster:
         self.procs.append(p)
         return p
 
-    def start_broker(self, *extra, bus=None, api=None, wait=True):
-        bus = bus or "tcp://%s:%d" % (HOST, free_port())
-        api = api or "tcp://%s:%d" % (HOST, free_port())
-        argv = [BROKER_BIN, "--bus", bus, "--api", api] + list(extra)
-        p = self._start("broker", argv)
+    def start_broker(self, *extra, bus=None, api=None):
+        """
+        Starts a broker (by default on port 0 for --bus and --api) and waits
+        for its ready line; .bus and .api are the addresses it logged as
+        bound, so a restart can be given the same ones.
+        """
+        argv = [BROKER_BIN, "--bus", bus or "tcp://%s:0" % HOST, "--api", api or "tcp://%s:0" % HOST]
+        p = self._start("broker", argv + list(extra))
+        bus, api = wait_broker(p)
         self.broker = Broker(p, bus, api)
-        if wait:
-            wait_broker(self.broker, p)
         return self.broker
 
-    def start_gateway(self, *extra, broker=None, bus=None, api=None, ready=True, env=None):
+    def start_gateway(self, *extra, broker=None, bus=None, api=None, listen=None, ready=True, env=None):
         """
-        Starts a gateway on a fresh port with extra options (and env: extra
-        environment variables). ready: wait for /readyz 200, else for /healthz 200.
+        Starts a gateway with extra options (and env: extra environment
+        variables) on listen (default port 0), reads the port it bound from
+        its ready lines (every worker's, with --workers), then waits for
+        /readyz 200 on it (ready=False: /healthz 200).
         """
         broker = broker or self.broker
         bus = bus or broker.bus
         api = api or broker.api
-        port = free_port()
-        argv = [GATEWAY_BIN, "--listen", "%s:%d" % (HOST, port), "--broker-bus", bus, "--broker-api", api]
+        argv = [GATEWAY_BIN, "--listen", listen or "%s:0" % HOST, "--broker-bus", bus, "--broker-api", api]
         argv += list(extra)
+        workers = 1
+        for i, a in enumerate(extra):
+            if a == "--workers":
+                workers = int(extra[i + 1])
+            elif a.startswith("--workers="):
+                workers = int(a.split("=", 1)[1])
         p = self._start("gateway", argv, env)
+        port = wait_gateway_listening(p, workers)
         gw = Gateway(p, port, bus, api)
         self.gateways.append(gw)
         wait_http(gw, "/readyz" if ready else "/healthz")
@@ -295,13 +308,49 @@ def wait_until(pred, timeout, what, interval=0.02):
         time.sleep(interval)
 
 
-def wait_broker(broker, proc):
-    """The broker is ready once it logs 'broker ready' (after its bus and api listen)."""
+BROKER_READY_RE = re.compile(r'msg="broker ready" .*\bbus=(\S+) api=(\S+) ')
+GATEWAY_READY_RE = re.compile(r'msg="gateway ready" listen=(\S+) worker=(\d+) ')
+
+
+def url_port(url):
+    """'tcp://127.0.0.1:7410' or '127.0.0.1:8080' -> 7410 or 8080 (ValueError when there is none)."""
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def wait_broker(proc):
+    """
+    The broker is ready once it logs 'broker ready' (after its bus and api
+    listen). Returns the (bus, api) URLs of that line: the bound ones, which
+    a broker given port 0 must show with the port it got.
+    """
     def ready():
         if not proc.alive():
             raise AssertionError("broker exited with %s:\n%s" % (proc.popen.poll(), proc.log()))
-        return "broker ready" in proc.log()
-    wait_until(ready, scaled(10), "the broker to log 'broker ready'")
+        return BROKER_READY_RE.search(proc.log())
+    m = wait_until(ready, scaled(10), "the broker to log 'broker ready'")
+    bus, api = m.group(1), m.group(2)
+    if url_port(bus) == 0 or url_port(api) == 0:
+        raise AssertionError("the broker logged port 0 (not the port it bound): bus=%s api=%s" % (bus, api))
+    return bus, api
+
+
+def wait_gateway_listening(proc, workers=1):
+    """
+    Waits for the ready line of each of the gateway's `workers` loops and
+    returns the port they logged (listen=HOST:PORT): the one bound, the same
+    for every loop, never 0.
+    """
+    def ready():
+        if not proc.alive():
+            raise AssertionError("gateway exited with %s:\n%s" % (proc.popen.poll(), proc.log()))
+        lines = GATEWAY_READY_RE.findall(proc.log())
+        return lines if len(lines) >= workers else None
+    lines = wait_until(ready, scaled(10), "%d gateway ready line(s)" % workers)
+    ports = {url_port(listen) for listen, _ in lines}
+    if len(ports) != 1 or 0 in ports:
+        raise AssertionError("the gateway's loops logged listen=%s, expected one bound port" %
+                             sorted(listen for listen, _ in lines))
+    return ports.pop()
 
 
 def wait_http(gw, path):
