@@ -191,6 +191,7 @@ static void gw_snapshot_cb(uv_timer_t *t)
 {
 	struct gw *gw = t->data;
 
+	gw->m.bus_dropped = gw_bus_dropped(gw->bus); /* counted on nng's thread */
 	gw_workers_publish(gw->workers, gw->worker, &gw->m);
 }
 

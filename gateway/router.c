@@ -132,6 +132,7 @@ static void route_metrics(struct gw_conn *c)
 	struct gw_metrics total; /* with --workers, every loop's counters */
 	struct rc_buf b;
 
+	c->gw->m.bus_dropped = gw_bus_dropped(c->gw->bus); /* counted on nng's thread */
 	gw_workers_sum(c->gw->workers, c->gw->worker, &c->gw->m, &total);
 	rc_buf_init(&b);
 	gw_metrics_render(&total, &b);
