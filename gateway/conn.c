@@ -422,7 +422,7 @@ static void conn_queue_response(struct gw_conn *c, struct gw_chunk *resp, bool c
 }
 
 static struct gw_chunk *build_response(struct gw *gw, int status, const char *content_type, const char *extra,
-				       const char *body, size_t body_len, bool close, const struct gw_req *req)
+				       const char *body, size_t body_len, bool close, bool cors)
 {
 	struct rc_buf b;
 	struct gw_chunk *ch;
@@ -432,7 +432,7 @@ static struct gw_chunk *build_response(struct gw *gw, int status, const char *co
 	if (content_type != NULL)
 		rc_buf_printf(&b, "Content-Type: %s\r\n", content_type);
 	rc_buf_printf(&b, "Content-Length: %zu\r\n", body_len);
-	if (gw->opt.cors_origin != NULL && req != NULL)
+	if (gw->opt.cors_origin != NULL && cors)
 		rc_buf_printf(&b, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", gw->opt.cors_origin);
 	if (extra != NULL)
 		rc_buf_puts(&b, extra);
@@ -460,7 +460,7 @@ void gw_conn_respond(struct gw_conn *c, int status, const char *content_type, co
 		close = true;
 	if (c->gw->stopping)
 		close = true;
-	resp = build_response(c->gw, status, content_type, extra_headers, body, body_len, close, req);
+	resp = build_response(c->gw, status, content_type, extra_headers, body, body_len, close, req != NULL);
 	if (resp == NULL) {
 		gw_conn_close(c);
 		return;
@@ -498,6 +498,19 @@ void gw_conn_upgrade(struct gw_conn *c, const struct gw_conn_owner_ops *ops, voi
 	conn_untimed(c);
 	c->owner_ops = ops;
 	c->owner = owner;
+}
+
+void gw_slot_respond(struct gw *gw, struct gw_slot *slot, int status, const char *content_type,
+		     const char *extra_headers, const char *body, size_t body_len, bool close)
+{
+	struct gw_chunk *resp;
+
+	if (gw->stopping)
+		close = true;
+	resp = build_response(gw, status, content_type, extra_headers, body, body_len, close, true);
+	if (resp == NULL && slot->conn != NULL)
+		gw_conn_close(slot->conn); /* out of memory: the slot is orphaned, and the fill frees it */
+	gw_slot_fill(slot, resp, close);
 }
 
 struct gw_slot *gw_conn_slot(struct gw_conn *c)

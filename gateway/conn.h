@@ -123,6 +123,13 @@ struct gw_slot *gw_conn_slot(struct gw_conn *c);
 /* Fills a slot (takes the chunk); frees it when its connection is gone. */
 void gw_slot_fill(struct gw_slot *slot, struct gw_chunk *resp, bool close_after);
 
+/*
+ * Fills a slot with a response built as gw_conn_respond builds one (CORS
+ * included); close: close after it (so is it while the gateway stops).
+ */
+void gw_slot_respond(struct gw *gw, struct gw_slot *slot, int status, const char *content_type,
+		     const char *extra_headers, const char *body, size_t body_len, bool close);
+
 /* Queues output and schedules a write in this loop turn. */
 int gw_conn_send(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len);
 

@@ -181,6 +181,7 @@ static void gw_snapshot_cb(uv_timer_t *t)
 {
 	struct gw *gw = t->data;
 
+	gw->m.bus_dropped = gw_bus_dropped(gw->bus); /* counted on nng's thread */
 	gw_workers_publish(gw->workers, gw->worker, &gw->m);
 }
 
@@ -369,6 +370,7 @@ int main(int argc, char **argv)
 		.idle_timeout_ms = 60000,
 		.publish_timeout_ms = 5000,
 		.publish_linger_ms = 0,
+		.static_max_bytes = 4 * 1024 * 1024,
 		.bus_recvbuf = 8192,
 		.bus_max_rooms = 256,
 		.repair_max_bytes = 64 * 1024 * 1024,
@@ -407,6 +409,8 @@ int main(int argc, char **argv)
 		{ "publish-token", RC_OPT_STR, &o->publish_token, 0, 0, "POST needs 'Authorization: Bearer TOKEN'" },
 		{ "cors-origin", RC_OPT_STR, &o->cors_origin, 0, 0, "Access-Control-Allow-Origin value (e.g. *)" },
 		{ "static-dir", RC_OPT_STR, &o->static_dir, 0, 0, "serve files from this directory (the demo page)" },
+		{ "static-max-bytes", RC_OPT_SIZE, &o->static_max_bytes, 0, INT32_MAX,
+		  "largest file --static-dir serves (read whole into memory; larger: 404)" },
 		{ "bus-recvbuf", RC_OPT_INT, &o->bus_recvbuf, 1, 65536, "bus messages queued in nng before it drops" },
 		{ "bus-max-rooms", RC_OPT_INT, &o->bus_max_rooms, 0, 1000000,
 		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here (0: no limit)" },

@@ -49,6 +49,10 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 	       m->bus_events);
 	metric(out, "roomcast_bus_bad_frames_total", "counter", "Bus messages rejected as corrupt.",
 	       m->bus_bad_frames);
+	metric(out, "roomcast_bus_dropped_total", "counter",
+	       "Bus messages dropped because the loop was behind (its inbox of --bus-recvbuf messages was full); "
+	       "the gap is repaired by replay.",
+	       m->bus_dropped);
 	metric(out, "roomcast_bus_ticks_received_total", "counter", "Idle ticks received from the broker.",
 	       m->bus_ticks);
 	metric(out, "roomcast_bus_rooms_subscribed", "gauge", "Rooms subscribed one by one on the bus.",

@@ -17,6 +17,7 @@ struct gw_metrics {
 	uint64_t events_delivered, bytes_delivered, heartbeats;
 	uint64_t slow_closes;
 	uint64_t bus_frames, bus_events, bus_bad_frames, bus_ticks;
+	uint64_t bus_dropped; /* the bus client's count (gw_bus_dropped), copied in when the counters are read */
 	uint64_t bus_rooms_subscribed, bus_subscribed_all; /* gauges */
 	uint64_t gaps_detected, events_repaired, replays;
 	uint64_t resets_history_unavailable, resets_epoch_changed, resets_gap_unrecoverable;

@@ -1,11 +1,8 @@
 #include "router.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "api_client.h"
 #include "bus_client.h"
@@ -15,10 +12,9 @@
 #include "gateway.h"
 #include "publish.h"
 #include "query.h"
+#include "static.h"
 #include "stream.h"
 #include "workers.h"
-
-#define STATIC_MAX_BYTES (4 * 1024 * 1024)
 
 static bool path_is(const char *path, size_t len, const char *want)
 {
@@ -136,6 +132,7 @@ static void route_metrics(struct gw_conn *c)
 	struct gw_metrics total; /* with --workers, every loop's counters */
 	struct rc_buf b;
 
+	c->gw->m.bus_dropped = gw_bus_dropped(c->gw->bus); /* counted on nng's thread */
 	gw_workers_sum(c->gw->workers, c->gw->worker, &c->gw->m, &total);
 	rc_buf_init(&b);
 	gw_metrics_render(&total, &b);
@@ -153,62 +150,6 @@ static void route_readyz(struct gw_conn *c)
 			 bus && api ? "true" : "false", bus ? "true" : "false", api ? "true" : "false");
 
 	gw_conn_respond(c, bus && api ? 200 : 503, "application/json", NULL, body, (size_t)n, false);
-}
-
-static const char *content_type_of(const char *path)
-{
-	static const struct {
-		const char *ext, *type;
-	} types[] = {
-		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
-		{ ".css", "text/css; charset=utf-8" },   { ".json", "application/json" },
-		{ ".svg", "image/svg+xml" },             { ".png", "image/png" },
-		{ ".ico", "image/x-icon" },              { ".txt", "text/plain; charset=utf-8" },
-	};
-	const char *dot = strrchr(path, '.');
-
-	for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
-		if (strcmp(dot, types[i].ext) == 0)
-			return types[i].type;
-	return "application/octet-stream";
-}
-
-/* Serves a file below --static-dir; false when there is none to serve. */
-static bool route_static(struct gw_conn *c, const char *path, size_t plen)
-{
-	const char *dir = c->gw->opt.static_dir;
-	struct rc_buf rel, full;
-	struct stat st;
-	bool served = false;
-	char *data = NULL;
-	int fd = -1;
-
-	if (dir == NULL)
-		return false;
-	rc_buf_init(&rel);
-	rc_buf_init(&full);
-	if (gw_pct_decode(path, plen, false, &rel) != RC_OK || rel.len == 0 || memchr(rel.data, '\0', rel.len) ||
-	    strstr(rel.data, "..") != NULL || strstr(rel.data, "//") != NULL)
-		goto out;
-	rc_buf_printf(&full, "%s%s%s", dir, rel.data, rel.data[rel.len - 1] == '/' ? "index.html" : "");
-	if (full.err)
-		goto out;
-	fd = open(full.data, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX_BYTES)
-		goto out;
-	data = malloc((size_t)st.st_size + 1);
-	if (data == NULL || read(fd, data, (size_t)st.st_size) != st.st_size)
-		goto out;
-	gw_conn_respond(c, 200, content_type_of(full.data), "Cache-Control: no-cache\r\n", data, (size_t)st.st_size,
-			false);
-	served = true;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(data);
-	rc_buf_fini(&rel);
-	rc_buf_fini(&full);
-	return served;
 }
 
 void gw_route(struct gw_conn *c, struct gw_req *req)
@@ -247,7 +188,9 @@ void gw_route(struct gw_conn *c, struct gw_req *req)
 			route_metrics(c);
 		return;
 	}
-	if (m == HTTP_GET && route_static(c, url, plen))
+	if (m == HTTP_GET && c->gw->opt.static_dir != NULL) {
+		gw_static_get(c, req, url, plen);
 		return;
+	}
 	gw_conn_error(c, 404, "not_found", "no such path; streams are at /api/v1/events", NULL);
 }
