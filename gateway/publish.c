@@ -12,6 +12,7 @@
 #include "error.h"
 #include "event.h"
 #include "gateway.h"
+#include "response.h"
 
 #define PUBLISH_MAX_EVENTS 1000
 
@@ -66,22 +67,18 @@ static void publish_count(struct gw *gw, int status)
 	gw->m.publish_by_status[status / 100]++;
 }
 
-static void publish_answer(struct pub_call *pc, int status, const char *body, size_t len)
+/* Answers pc with a JSON body (b, which ends in a newline; b.err: out of memory) and frees pc. */
+static void publish_answer(struct pub_call *pc, int status, const struct rc_buf *b)
 {
-	struct rc_buf b;
-	struct gw_chunk *ch;
 	bool close = pc->close || status == 503;
+	const struct gw_response r = {
+		.status = status,
+		.content_type = "application/json",
+		.cors_origin = pc->gw->opt.cors_origin,
+		.close = close,
+	};
+	struct gw_chunk *ch = b->err ? NULL : gw_response_new(&r, b->data ? b->data : "", b->len);
 
-	rc_buf_init(&b);
-	rc_buf_printf(&b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n", status,
-		      gw_status_text(status), len + 1);
-	if (pc->gw->opt.cors_origin != NULL)
-		rc_buf_printf(&b, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", pc->gw->opt.cors_origin);
-	rc_buf_puts(&b, close ? "Connection: close\r\n\r\n" : "\r\n");
-	rc_buf_append(&b, body, len);
-	rc_buf_append(&b, "\n", 1);
-	ch = b.err ? NULL : gw_chunk_dup(b.data, b.len);
-	rc_buf_fini(&b);
 	gw_metrics_http(&pc->gw->m, status);
 	publish_count(pc->gw, status);
 	if (ch == NULL) {
@@ -98,10 +95,8 @@ static void publish_error(struct pub_call *pc, int status, const char *code, con
 	struct rc_buf b;
 
 	rc_buf_init(&b);
-	rc_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", code);
-	rc_buf_json_str(&b, message, strlen(message));
-	rc_buf_puts(&b, "}}");
-	publish_answer(pc, status, b.data ? b.data : "", b.len);
+	gw_response_error_json(&b, code, message);
+	publish_answer(pc, status, &b);
 	rc_buf_fini(&b);
 }
 
@@ -119,8 +114,8 @@ static void publish_ok(struct pub_call *pc, struct json_object *ids, size_t firs
 			rc_buf_append(&b, ",", 1);
 		rc_buf_json_str(&b, id ? id : "", id ? strlen(id) : 0);
 	}
-	rc_buf_puts(&b, pc->array ? "]}" : "}");
-	publish_answer(pc, 201, b.data ? b.data : "", b.len);
+	rc_buf_puts(&b, pc->array ? "]}\n" : "}\n");
+	publish_answer(pc, 201, &b);
 	rc_buf_fini(&b);
 }
 

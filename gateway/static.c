@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "gateway.h"
+#include "response.h"
 #include "log.h"
 #include "query.h"
 
@@ -177,11 +178,7 @@ static void static_error(struct static_read *r, int status, const char *code, co
 	struct rc_buf b;
 
 	rc_buf_init(&b);
-	rc_buf_puts(&b, "{\"error\":{\"code\":\"");
-	rc_buf_puts(&b, code);
-	rc_buf_puts(&b, "\",\"message\":");
-	rc_buf_json_str(&b, message, strlen(message));
-	rc_buf_puts(&b, "}}\n");
+	gw_response_error_json(&b, code, message);
 	gw_slot_respond(r->gw, r->slot, status, "application/json", NULL, b.data ? b.data : "", b.len,
 			r->close || status == 503);
 	rc_buf_fini(&b);

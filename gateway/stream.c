@@ -10,6 +10,7 @@
 #include "error.h"
 #include "gateway.h"
 #include "id.h"
+#include "response.h"
 #include "sse.h"
 
 #define REPLAY_PAGE_EVENTS 1000
@@ -23,10 +24,6 @@ static void stream_fetch(struct gw_stream *s);
 static void stream_drained(void *owner);
 static void stream_closed(void *owner);
 
-static const char stream_head[] = "HTTP/1.1 200 OK\r\n"
-				  "Content-Type: text/event-stream; charset=utf-8\r\n"
-				  "Cache-Control: no-cache\r\n"
-				  "X-Accel-Buffering: no\r\n";
 
 /*
  * Queues bytes (later: live events, which may wait --write-delay-ms for the
@@ -315,7 +312,6 @@ static const struct gw_conn_owner_ops stream_conn_ops = {
 int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out)
 {
 	struct gw_stream *s = calloc(1, sizeof(*s) + req->nrooms * sizeof(struct gw_member));
-	struct rc_buf head;
 	struct gw_chunk *ch;
 
 	if (s == NULL)
@@ -328,13 +324,7 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 	gw_list_init(&s->hub_node);
 	for (uint16_t i = 0; i < s->nrooms; i++)
 		gw_list_init(&s->members[i].node);
-	rc_buf_init(&head);
-	rc_buf_puts(&head, stream_head);
-	if (gw->opt.cors_origin != NULL)
-		rc_buf_printf(&head, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", gw->opt.cors_origin);
-	rc_buf_puts(&head, "Connection: close\r\n\r\n" RC_SSE_PREAMBLE);
-	ch = head.err ? NULL : gw_chunk_dup(head.data, head.len);
-	rc_buf_fini(&head);
+	ch = gw_response_stream_head(gw->opt.cors_origin);
 	if (ch == NULL || gw_hub_add(&gw->hub, s, req->rooms, req->room_lens) != RC_OK) {
 		gw_chunk_unref(ch);
 		free(s);
