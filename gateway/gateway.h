@@ -73,7 +73,4 @@ struct gw {
 	struct gw_chunk *ping;   /* ": ping\n\n", shared by every stream */
 };
 
-/* Starts closing the gateway (SIGTERM): stops accepting, closes streams. */
-void gw_stop(struct gw *gw);
-
 #endif

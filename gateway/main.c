@@ -70,7 +70,8 @@ static void gw_stop_timeout_cb(uv_timer_t *t)
 	uv_stop(t->loop);
 }
 
-void gw_stop(struct gw *gw)
+/* Starts closing the gateway (SIGTERM): stops accepting, closes streams. */
+static void gw_stop(struct gw *gw)
 {
 	struct gw_list *pos, *tmp;
 
