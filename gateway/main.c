@@ -404,7 +404,7 @@ int main(int argc, char **argv)
 		{ "idle-timeout-ms", RC_OPT_INT, &o->idle_timeout_ms, 1, 86400000,
 		  "keep-alive connection idle between requests" },
 		{ "publish-timeout-ms", RC_OPT_INT, &o->publish_timeout_ms, 1, 600000,
-		  "wait for the broker on POST and replay (503)" },
+		  "wait for the broker on POST and replay (POST: 503 if the request was not sent, 504 if it was)" },
 		{ "publish-linger-ms", RC_OPT_INT, &o->publish_linger_ms, 0, 1000,
 		  "while POSTs flow, one that finds no broker request in flight waits this long for others (0: never; costs publishers that wait for each answer)" },
 		{ "write-delay-ms", RC_OPT_INT, &o->write_delay_ms, 0, 1000,

@@ -139,8 +139,43 @@ static void publisher_requeue_solo(struct gw_publisher *p, struct pub_batch *bat
 	}
 }
 
+/*
+ * Answers the POSTs of a batch whose broker request failed with err: 503
+ * when the request never left the gateway (nothing published, safe to
+ * retry), 504 publish_outcome_unknown when it did (the broker may have
+ * published it: the lost connection, the timeout or the stop came after).
+ */
+static void publish_failed(struct pub_batch *batch, int err, bool sent)
+{
+	int status = 503;
+	const char *code = "broker_unavailable", *m;
+
+	if (sent) {
+		status = 504;
+		code = "publish_outcome_unknown";
+		if (err == RC_ETIMEDOUT)
+			m = "the broker did not answer in time; the events may have been published";
+		else if (err == RC_ECLOSED)
+			m = "the gateway stopped before the broker answered; the events may have been published";
+		else
+			m = "the broker connection was lost before the answer; the events may have been published";
+	} else if (err == RC_ENOMEM) {
+		code = "out_of_memory";
+		m = "the gateway is out of memory; nothing was published";
+	} else {
+		if (err == RC_ETIMEDOUT)
+			m = "the broker could not take the request in time; nothing was published";
+		else if (err == RC_ECLOSED)
+			m = "the gateway is stopping; nothing was published";
+		else
+			m = "the broker is unreachable; nothing was published";
+	}
+	for (size_t i = 0; i < batch->n; i++)
+		publish_error(batch->calls[i], status, code, m);
+}
+
 /* Loop thread: the broker answered a batch (or did not). */
-static void publish_done(void *arg, int err, const char *reply, size_t len)
+static void publish_done(void *arg, int err, bool sent, const char *reply, size_t len)
 {
 	struct pub_batch *batch = arg;
 	struct gw *gw = batch->gw;
@@ -150,10 +185,7 @@ static void publish_done(void *arg, int err, const char *reply, size_t len)
 
 	gw->publisher->in_flight = false;
 	if (err != RC_OK) {
-		const char *m = err == RC_ETIMEDOUT ? "the broker did not answer in time; the events may be published"
-						    : "the broker is unreachable; nothing was published";
-		for (size_t i = 0; i < batch->n; i++)
-			publish_error(batch->calls[i], 503, "broker_unavailable", m);
+		publish_failed(batch, err, sent);
 		goto out;
 	}
 	tok = json_tokener_new();
@@ -200,6 +232,7 @@ static void publisher_send(struct gw *gw)
 	struct pub_batch *batch;
 	struct rc_buf req;
 	size_t n = 0, events = 0, bytes = 0;
+	int rv;
 
 	if (p->in_flight || p->head == NULL)
 		return;
@@ -244,9 +277,10 @@ static void publisher_send(struct gw *gw)
 	}
 	p->in_flight = true;
 	p->last_sent = uv_now(gw->loop);
-	if (gw_api_call(gw->api, req.data, req.len, (int)gw->opt.publish_timeout_ms, publish_done, batch) != RC_OK)
-		publish_done(batch, RC_EIO, NULL, 0);
+	rv = gw_api_call(gw->api, req.data, req.len, (int)gw->opt.publish_timeout_ms, publish_done, batch);
 	rc_buf_fini(&req);
+	if (rv != RC_OK)
+		publish_done(batch, rv, false, NULL, 0);
 }
 
 static void publisher_linger_cb(uv_timer_t *t)

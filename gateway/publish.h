@@ -1,7 +1,8 @@
 /*
  * publish.h - POST /api/v1/events: checks the body, forwards it to the broker
  * api without blocking the loop, and answers 201 with the ids once the broker
- * has accepted (400/401/413/415/503 per SPEC). Loop thread only.
+ * has accepted (400/401/413/415/503 per SPEC; 504 publish_outcome_unknown
+ * when the request went out but no answer came). Loop thread only.
  */
 #ifndef GW_PUBLISH_H
 #define GW_PUBLISH_H
