@@ -95,8 +95,13 @@ void gw_stop(struct gw *gw)
 	gw->assembler = NULL;
 	gw_repair_free(gw->repair);
 	gw->repair = NULL;
-	gw_api_stop(gw->api);
+	/*
+	 * Either order is safe (a batch in flight outlives the publisher and is
+	 * answered when the api calls back); this one answers the queued POSTs
+	 * at once instead of sending each to an api that refuses it.
+	 */
 	gw_publisher_fini(gw);
+	gw_api_stop(gw->api);
 	uv_timer_stop(&gw->timer);
 	uv_close((uv_handle_t *)&gw->timer, NULL);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);

@@ -12,8 +12,15 @@ struct gw_req;
 
 struct gw;
 
-/* Sets up / tears down the gateway's publish queue (fini answers what is queued with 503). */
+/* Sets up the gateway's publish queue (gw->publisher). Returns 0 or RC_ENOMEM. */
 int gw_publisher_init(struct gw *gw);
+
+/*
+ * Tears it down: the queued POSTs are answered 503 (not sent), later ones
+ * too. The POSTs of the broker request in flight are answered when the api
+ * calls back, at the latest in gw_api_stop, which may come before or after
+ * this. NULL publisher ok.
+ */
 void gw_publisher_fini(struct gw *gw);
 
 /* Handles POST /api/v1/events on c. */
