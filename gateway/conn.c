@@ -37,6 +37,7 @@ const char *gw_status_text(int status)
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
 	}
 	return "Unknown";
 }
