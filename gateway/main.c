@@ -86,8 +86,13 @@ static void gw_stop(struct gw *gw)
 	gw->assembler = NULL;
 	gw_repair_free(gw->repair);
 	gw->repair = NULL;
-	gw_api_stop(gw->api);
+	/*
+	 * Either order is safe (a batch in flight outlives the publisher and is
+	 * answered when the api calls back); this one answers the queued POSTs
+	 * at once instead of sending each to an api that refuses it.
+	 */
 	gw_publisher_fini(gw);
+	gw_api_stop(gw->api);
 	gw_timer_close(&gw->timer);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);
 	uv_close((uv_handle_t *)&gw->flusher, NULL);
@@ -402,7 +407,7 @@ int main(int argc, char **argv)
 		{ "idle-timeout-ms", RC_OPT_INT, &o->idle_timeout_ms, 1, 86400000,
 		  "keep-alive connection idle between requests" },
 		{ "publish-timeout-ms", RC_OPT_INT, &o->publish_timeout_ms, 1, 600000,
-		  "wait for the broker on POST and replay (503)" },
+		  "wait for the broker on POST and replay (POST: 503 if the request was not sent, 504 if it was)" },
 		{ "publish-linger-ms", RC_OPT_INT, &o->publish_linger_ms, 0, 1000,
 		  "while POSTs flow, one that finds no broker request in flight waits this long for others (0: never; costs publishers that wait for each answer)" },
 		{ "write-delay-ms", RC_OPT_INT, &o->write_delay_ms, 0, 1000,

@@ -49,15 +49,20 @@ struct pub_call {
 
 /* The gateway's publish queue (one per gateway loop). */
 struct gw_publisher {
+	struct gw *gw;
 	struct pub_call *head, *tail;
-	bool in_flight;
-	uint64_t last_sent; /* loop time of the last broker request (ms) */
-	uv_timer_t linger;  /* active while a POST lingers */
+	struct pub_batch *in_flight; /* the broker request out, or NULL */
+	uint64_t last_sent;          /* loop time of the last broker request (ms) */
+	uv_timer_t linger;           /* active while a POST lingers */
 };
 
-/* A broker request carrying several POSTs. */
+/*
+ * A broker request carrying several POSTs. The api call owns it until its
+ * callback; p is NULL once the publisher is gone (gw_publisher_fini), and the
+ * POSTs are then answered without it.
+ */
 struct pub_batch {
-	struct gw *gw;
+	struct gw_publisher *p;
 	size_t n;
 	struct pub_call *calls[];
 };
@@ -119,7 +124,7 @@ static void publish_ok(struct pub_call *pc, struct json_object *ids, size_t firs
 	rc_buf_fini(&b);
 }
 
-static void publisher_send(struct gw *gw);
+static void publisher_send(struct gw_publisher *p);
 
 /* Puts calls back at the head of the queue, in order, to be sent one by one. */
 static void publisher_requeue_solo(struct gw_publisher *p, struct pub_batch *batch)
@@ -134,21 +139,54 @@ static void publisher_requeue_solo(struct gw_publisher *p, struct pub_batch *bat
 	}
 }
 
-/* Loop thread: the broker answered a batch (or did not). */
-static void publish_done(void *arg, int err, const char *reply, size_t len)
+/*
+ * Answers the POSTs of a batch whose broker request failed with err: 503
+ * when the request never left the gateway (nothing published, safe to
+ * retry), 504 publish_outcome_unknown when it did (the broker may have
+ * published it: the lost connection, the timeout or the stop came after).
+ */
+static void publish_failed(struct pub_batch *batch, int err, bool sent)
+{
+	int status = 503;
+	const char *code = "broker_unavailable", *m;
+
+	if (sent) {
+		status = 504;
+		code = "publish_outcome_unknown";
+		if (err == RC_ETIMEDOUT)
+			m = "the broker did not answer in time; the events may have been published";
+		else if (err == RC_ECLOSED)
+			m = "the gateway stopped before the broker answered; the events may have been published";
+		else
+			m = "the broker connection was lost before the answer; the events may have been published";
+	} else if (err == RC_ENOMEM) {
+		code = "out_of_memory";
+		m = "the gateway is out of memory; nothing was published";
+	} else {
+		if (err == RC_ETIMEDOUT)
+			m = "the broker could not take the request in time; nothing was published";
+		else if (err == RC_ECLOSED)
+			m = "the gateway is stopping; nothing was published";
+		else
+			m = "the broker is unreachable; nothing was published";
+	}
+	for (size_t i = 0; i < batch->n; i++)
+		publish_error(batch->calls[i], status, code, m);
+}
+
+/* Loop thread: the broker answered a batch (or did not), also after gw_publisher_fini. */
+static void publish_done(void *arg, int err, bool sent, const char *reply, size_t len)
 {
 	struct pub_batch *batch = arg;
-	struct gw *gw = batch->gw;
+	struct gw_publisher *p = batch->p;
 	struct json_object *obj = NULL, *ok, *ids, *e, *code = NULL, *msg = NULL;
 	struct json_tokener *tok;
 	size_t first = 0;
 
-	gw->publisher->in_flight = false;
+	if (p != NULL)
+		p->in_flight = NULL;
 	if (err != RC_OK) {
-		const char *m = err == RC_ETIMEDOUT ? "the broker did not answer in time; the events may be published"
-						    : "the broker is unreachable; nothing was published";
-		for (size_t i = 0; i < batch->n; i++)
-			publish_error(batch->calls[i], 503, "broker_unavailable", m);
+		publish_failed(batch, err, sent);
 		goto out;
 	}
 	tok = json_tokener_new();
@@ -173,9 +211,16 @@ static void publish_done(void *arg, int err, const char *reply, size_t len)
 		const char *c = code ? json_object_get_string(code) : "broker_error";
 		const char *m = msg ? json_object_get_string(msg) : "the broker refused the events";
 		bool fatal = strcmp(c, "shutting_down") == 0 || strcmp(c, "internal") == 0 || code == NULL;
-		if (!fatal && batch->n > 1) {
+		if (!fatal && batch->n > 1 && p != NULL) {
 			/* one POST spoiled the batch: send each alone so only it fails */
-			publisher_requeue_solo(gw->publisher, batch);
+			publisher_requeue_solo(p, batch);
+			goto out;
+		}
+		if (!fatal && batch->n > 1) {
+			/* the broker published none of them, and the gateway is stopping */
+			for (size_t i = 0; i < batch->n; i++)
+				publish_error(batch->calls[i], 503, "broker_unavailable",
+					      "the gateway is stopping; nothing was published");
 			goto out;
 		}
 		for (size_t i = 0; i < batch->n; i++)
@@ -185,16 +230,18 @@ static void publish_done(void *arg, int err, const char *reply, size_t len)
 out:
 	json_object_put(obj);
 	free(batch);
-	publisher_send(gw); /* what queued meanwhile has waited a round trip already */
+	if (p != NULL)
+		publisher_send(p); /* what queued meanwhile has waited a round trip already */
 }
 
 /* Sends the queued POSTs as one broker request, unless one is in flight. */
-static void publisher_send(struct gw *gw)
+static void publisher_send(struct gw_publisher *p)
 {
-	struct gw_publisher *p = gw->publisher;
+	struct gw *gw = p->gw;
 	struct pub_batch *batch;
 	struct rc_buf req;
 	size_t n = 0, events = 0, bytes = 0;
+	int rv;
 
 	if (p->in_flight || p->head == NULL)
 		return;
@@ -210,7 +257,7 @@ static void publisher_send(struct gw *gw)
 	batch = malloc(sizeof(*batch) + n * sizeof(batch->calls[0]));
 	rc_buf_init(&req);
 	if (batch != NULL && rc_buf_reserve(&req, bytes + 64) == RC_OK) {
-		batch->gw = gw;
+		batch->p = p;
 		batch->n = n;
 		rc_buf_puts(&req, "{\"op\":\"publish\",\"events\":[");
 		for (size_t i = 0; i < n; i++) {
@@ -237,16 +284,17 @@ static void publisher_send(struct gw *gw)
 		p->tail = NULL;
 		return;
 	}
-	p->in_flight = true;
+	p->in_flight = batch;
 	p->last_sent = uv_now(gw->loop);
-	if (gw_api_call(gw->api, req.data, req.len, (int)gw->opt.publish_timeout_ms, publish_done, batch) != RC_OK)
-		publish_done(batch, RC_EIO, NULL, 0);
+	rv = gw_api_call(gw->api, req.data, req.len, (int)gw->opt.publish_timeout_ms, publish_done, batch);
 	rc_buf_fini(&req);
+	if (rv != RC_OK)
+		publish_done(batch, rv, false, NULL, 0);
 }
 
 static void publisher_linger_cb(uv_timer_t *t)
 {
-	publisher_send(t->data);
+	publisher_send(gw_container_of(t, struct gw_publisher, linger));
 }
 
 /* A POST was queued: send now, or linger for company (see the top of the file). */
@@ -255,13 +303,13 @@ static void publisher_kick(struct gw *gw)
 	struct gw_publisher *p = gw->publisher;
 	uint64_t linger = (uint64_t)gw->opt.publish_linger_ms;
 
-	if (p->in_flight || uv_is_active((uv_handle_t *)&p->linger))
+	if (p->in_flight != NULL || uv_is_active((uv_handle_t *)&p->linger))
 		return; /* it goes with the next request */
 	if (linger > 0 && p->last_sent != 0 && uv_now(gw->loop) - p->last_sent <= linger) {
 		uv_timer_start(&p->linger, publisher_linger_cb, linger, 0);
 		return;
 	}
-	publisher_send(gw);
+	publisher_send(p);
 }
 
 int gw_publisher_init(struct gw *gw)
@@ -270,8 +318,8 @@ int gw_publisher_init(struct gw *gw)
 
 	if (p == NULL)
 		return RC_ENOMEM;
+	p->gw = gw;
 	uv_timer_init(gw->loop, &p->linger);
-	p->linger.data = gw;
 	gw->publisher = p;
 	return RC_OK;
 }
@@ -287,13 +335,17 @@ void gw_publisher_fini(struct gw *gw)
 
 	if (p == NULL)
 		return;
+	gw->publisher = NULL; /* a POST that comes now (an answer below resuming its connection) gets 503 */
 	while (p->head != NULL) {
 		struct pub_call *pc = p->head;
 		p->head = pc->next;
 		publish_error(pc, 503, "broker_unavailable", "the gateway is stopping; nothing was published");
 	}
+	p->tail = NULL;
+	/* the batch in flight stays with the api, which calls back at the latest in gw_api_stop */
+	if (p->in_flight != NULL)
+		p->in_flight->p = NULL;
 	uv_close((uv_handle_t *)&p->linger, publisher_closed);
-	gw->publisher = NULL;
 }
 
 static bool token_ok(const struct gw *gw, const struct gw_req *req)
@@ -397,6 +449,11 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 	for (size_t i = 0; i < n; i++)
 		if (!publish_check(c, array ? json_object_array_get_idx(body, i) : body, i, array, &out))
 			goto out;
+	if (p == NULL) {
+		publish_count(gw, 503);
+		gw_conn_error(c, 503, "broker_unavailable", "the gateway is stopping; nothing was published", NULL);
+		goto out;
+	}
 	if (!gw_api_connected(gw->api)) {
 		publish_count(gw, 503);
 		gw_conn_error(c, 503, "broker_unavailable", "the broker is unreachable; nothing was published",

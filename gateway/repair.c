@@ -190,7 +190,7 @@ static void repair_release(struct gw_repair *rp)
 	rp->repairing = false;
 }
 
-static void repair_done(void *arg, int err, const char *reply, size_t len)
+static void repair_done(void *arg, int err, bool sent, const char *reply, size_t len)
 {
 	struct repair_call *call = arg;
 	struct gw_repair *rp = call->rp;
@@ -198,6 +198,7 @@ static void repair_done(void *arg, int err, const char *reply, size_t len)
 	struct rc_frame_reader r;
 	struct gw_hub *hub;
 
+	(void)sent; /* a replay only reads */
 	free(call);
 	if (rp == NULL)
 		return;

@@ -129,7 +129,7 @@ static bool reply_has(const char *p, size_t len, const char *needle)
 }
 
 /* The broker answered a replay page for s. */
-static void stream_replay_done(void *arg, int err, const char *reply, size_t len)
+static void stream_replay_done(void *arg, int err, bool sent, const char *reply, size_t len)
 {
 	struct gw_replay_call *rc = arg;
 	struct gw_stream *s = rc->s;
@@ -141,6 +141,7 @@ static void stream_replay_done(void *arg, int err, const char *reply, size_t len
 	char ep[RC_ID_MAX];
 	size_t eplen;
 
+	(void)sent; /* a replay only reads */
 	free(rc);
 	if (s == NULL)
 		return; /* the client left meanwhile */

@@ -5,6 +5,9 @@
  *   roomcast publish --ndjson < events.ndjson          one event per line
  *   roomcast tail [--room R] [--count N]               events from the bus
  *   roomcast stats                                     the broker's counters
+ *
+ * Exit codes: 0 done; 1 failed (a publish: nothing was published); 2 bad
+ * options; 3 a publish was sent but got no answer (it may have been published).
  */
 #include <json-c/json.h>
 #include <nng/nng.h>
@@ -27,6 +30,8 @@
 #include "timed_call.h"
 
 #define CLI_EXIT_USAGE 2 /* bad options or arguments (SPEC); other failures exit 1 */
+/* publish: the request went out but no answer came, so it may have been published */
+#define CLI_EXIT_UNKNOWN 3
 /* nng 1.5.2 can hang in nng_close (timed_call.h): the CLI exits regardless after this */
 #define CLI_CLOSE_MS 1000
 #define NDJSON_BATCH 1000
@@ -39,6 +44,7 @@ struct cli {
 	int64_t count, timeout_ms;
 	enum rc_log_level log_level;
 	nng_socket req;
+	bool unanswered; /* a request was sent and got no answer */
 	atomic_bool tail_connected;
 };
 
@@ -66,6 +72,8 @@ static int cli_connect(struct cli *c)
 		return cli_fail("cannot open a socket: %s", nng_strerror(rv));
 	nng_socket_set_ms(c->req, NNG_OPT_RECVTIMEO, (nng_duration)c->timeout_ms);
 	nng_socket_set_ms(c->req, NNG_OPT_SENDTIMEO, (nng_duration)c->timeout_ms);
+	/* never re-send behind the user's back (nng would after a lost connection): it could publish twice */
+	nng_socket_set_ms(c->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_size(c->req, NNG_OPT_RECVMAXSZ, 0);
 	if ((rv = nng_dial(c->req, c->broker_api, NULL, NNG_FLAG_NONBLOCK)) != 0) {
 		/* a nonblocking dial fails only on the address itself: a bad option */
@@ -75,7 +83,11 @@ static int cli_connect(struct cli *c)
 	return 0;
 }
 
-/* Sends one request and returns the parsed reply (caller puts it), or NULL. */
+/*
+ * Sends one request and returns the parsed reply (caller puts it), or NULL;
+ * sets c->unanswered when the request went out but no answer came (nng's
+ * send returns once the request is handed to the connection).
+ */
 static struct json_object *cli_call(struct cli *c, const char *req, size_t len)
 {
 	char *buf = NULL;
@@ -84,8 +96,14 @@ static struct json_object *cli_call(struct cli *c, const char *req, size_t len)
 	struct json_tokener *tok;
 	int rv;
 
-	if ((rv = nng_send(c->req, (void *)req, len, 0)) != 0 || (rv = nng_recv(c->req, &buf, &blen, NNG_FLAG_ALLOC)) != 0) {
-		cli_fail("broker api %s unreachable: %s", c->broker_api, nng_strerror(rv));
+	if ((rv = nng_send(c->req, (void *)req, len, 0)) != 0) {
+		cli_fail("broker api %s unreachable: %s; the request was not sent", c->broker_api, nng_strerror(rv));
+		return NULL;
+	}
+	if ((rv = nng_recv(c->req, &buf, &blen, NNG_FLAG_ALLOC)) != 0) {
+		c->unanswered = true;
+		cli_fail("no answer from the broker api %s: %s; the request was sent, so it may have been published",
+			 c->broker_api, nng_strerror(rv));
 		return NULL;
 	}
 	/* the reply is not NUL-terminated: parse exactly its bytes */
@@ -161,6 +179,8 @@ static int cli_publish_one(struct cli *c)
 	reply = cli_call(c, s, strlen(s));
 	if (reply != NULL && cli_reply_ok(reply, ""))
 		rc = cli_print_ids(reply);
+	else if (reply == NULL && c->unanswered)
+		rc = CLI_EXIT_UNKNOWN;
 	json_object_put(reply);
 	json_object_put(req);
 	return rc;
@@ -182,6 +202,8 @@ static int cli_publish_batch(struct cli *c, struct rc_buf *b, size_t n, long fir
 	snprintf(ctx, sizeof(ctx), "batch from line %ld: ", first_line);
 	if (reply != NULL && cli_reply_ok(reply, ctx))
 		rc = cli_print_ids(reply);
+	else if (reply == NULL && c->unanswered)
+		rc = CLI_EXIT_UNKNOWN;
 	json_object_put(reply);
 	return rc;
 }

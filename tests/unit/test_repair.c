@@ -143,7 +143,7 @@ static void answer(const uint64_t *gseqs, size_t n, uint64_t broker_last, bool m
 
 	assert_int_equal(api.pending, 1);
 	api.pending = 0;
-	cb(api.arg, RC_OK, (const char *)f->buf, f->len);
+	cb(api.arg, RC_OK, true, (const char *)f->buf, f->len);
 }
 
 static void assert_delivered(const uint64_t *want, size_t n)
@@ -171,7 +171,7 @@ static int teardown(void **state)
 	/* as the api client does when it stops: a call still out gets its callback (and frees its state) */
 	if (api.pending) {
 		api.pending = 0;
-		api.cb(api.arg, RC_ECLOSED, NULL, 0);
+		api.cb(api.arg, RC_ECLOSED, true, NULL, 0);
 	}
 	return 0;
 }
@@ -303,7 +303,7 @@ static void test_unrecoverable_resets_after_the_hole(void **state)
 	flush(rp, 8, 9, f9, 1, true);
 	cb = api.cb;
 	api.pending = 0;
-	cb(api.arg, RC_OK, evicted, sizeof(evicted) - 1);
+	cb(api.arg, RC_OK, true, evicted, sizeof(evicted) - 1);
 	assert_int_equal(nresets, 1);
 	assert_string_equal(resets[0], "gap_unrecoverable 6f1c2a9e-7");
 	assert_delivered(want, 2);
@@ -321,7 +321,7 @@ static void test_replay_timeout(void **state)
 	flush(rp, 3, 4, f4, 1, false); /* a hole and incomplete: replayed up to its end, not held */
 	cb = api.cb;
 	api.pending = 0;
-	cb(api.arg, RC_ETIMEDOUT, NULL, 0);
+	cb(api.arg, RC_ETIMEDOUT, true, NULL, 0);
 	assert_int_equal(nresets, 1);
 	assert_string_equal(resets[0], "gap_unrecoverable 6f1c2a9e-4");
 	assert_int_equal(gw.hub.last_gseq, 4);
@@ -343,7 +343,7 @@ static void test_too_much_held_abandons(void **state)
 	assert_delivered(want, 2);
 	/* the abandoned replay's answer finds nothing to do */
 	api.pending = 0;
-	api.cb(api.arg, RC_OK, NULL, 0);
+	api.cb(api.arg, RC_OK, true, NULL, 0);
 	assert_int_equal(ndelivered, 2);
 	gw_repair_free(small);
 }
