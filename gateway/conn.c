@@ -199,9 +199,12 @@ void gw_conn_written(struct gw_conn *c)
 	}
 	if (c->owner_ops != NULL)
 		c->owner_ops->drained(c->owner);
+	else if (c->deferred != NULL && c->nslots == 0)
+		conn_resume(c); /* the answers it waited behind were read */
 	else
 		conn_after_response(c);
 }
+
 
 static void conn_dispatch(struct gw_conn *c, struct gw_req *req)
 {
@@ -212,10 +215,16 @@ static void conn_dispatch(struct gw_conn *c, struct gw_req *req)
 	gw_req_free(req);
 }
 
+/* Whether the client has more answers unread than --max-response-buffer: its next request waits. */
+static bool conn_backlogged(const struct gw_conn *c)
+{
+	return c->out.bytes > (size_t)c->gw->opt.max_response_buffer;
+}
+
 static bool conn_must_wait(const struct gw_conn *c, const struct gw_req *req)
 {
 	/* only a POST may be answered out of turn: the rest waits for earlier answers */
-	return c->nslots >= CONN_MAX_SLOTS || (c->nslots > 0 && req->method != HTTP_POST);
+	return c->nslots >= CONN_MAX_SLOTS || (c->nslots > 0 && req->method != HTTP_POST) || conn_backlogged(c);
 }
 
 /* Parses data; handles each complete request; keeps what follows a deferred one. */
@@ -253,8 +262,15 @@ static void conn_process(struct gw_conn *c, const char *data, size_t len)
 			return;
 		}
 		if (conn_must_wait(c, req)) {
-			/* received whole: the request deadline no longer applies, its turn comes with the answers before it */
-			conn_untimed(c);
+			/*
+			 * Received whole: the request deadline no longer applies, its
+			 * turn comes with the answers before it. A client that does not
+			 * read those answers is closed after --idle-timeout-ms.
+			 */
+			if (conn_backlogged(c))
+				conn_timeout(c, &c->gw->idle_q);
+			else
+				conn_untimed(c);
 			c->deferred = req;
 			free(c->stash);
 			c->stash = NULL;
