@@ -227,6 +227,43 @@ static bool conn_must_wait(const struct gw_conn *c, const struct gw_req *req)
 	return c->nslots >= CONN_MAX_SLOTS || (c->nslots > 0 && req->method != HTTP_POST) || conn_backlogged(c);
 }
 
+/*
+ * A request's head asked to be told before its body is sent (Expect:
+ * 100-continue): the owner's on_expect refuses it with a final answer (then
+ * the body is never read: the connection closes after it), or 100 Continue
+ * goes out. Behind answers not known yet, nothing is said (a 100 must not
+ * overtake them): the client sends its body after its own wait. Returns
+ * false when parsing must stop.
+ */
+static bool conn_expect(struct gw_conn *c)
+{
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	struct gw_chunk *ch;
+
+	if (c->nslots > 0)
+		return true;
+	if (c->gw->on_expect != NULL) {
+		bool go;
+		c->req = c->parser.req;
+		go = c->gw->on_expect(c, c->req);
+		c->req = NULL;
+		if (!go) {
+			gw_req_parser_fini(&c->parser);
+			c->close_after_write = true;
+			conn_read_stop(c);
+			return false;
+		}
+	}
+	ch = gw_chunk_dup(cont, sizeof(cont) - 1);
+	if (ch == NULL || gw_conn_send(c, ch, 0, ch->len) != RC_OK) {
+		gw_chunk_unref(ch);
+		gw_conn_close(c);
+		return false;
+	}
+	gw_chunk_unref(ch);
+	return true;
+}
+
 /* Parses data; handles each complete request; keeps what follows a deferred one. */
 static void conn_process(struct gw_conn *c, const char *data, size_t len)
 {
@@ -248,6 +285,11 @@ static void conn_process(struct gw_conn *c, const char *data, size_t len)
 			if (gw_req_parser_busy(&c->parser) && !c->on_header_q)
 				conn_timeout(c, &c->gw->header_q);
 			return;
+		}
+		if (res == GW_REQ_HEAD) {
+			if (!conn_expect(c))
+				return;
+			continue;
 		}
 		if (res == GW_REQ_BAD) {
 			char msg[160];

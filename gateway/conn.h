@@ -41,6 +41,14 @@ struct gw_req;
 typedef void (*gw_request_fn)(struct gw_conn *c, struct gw_req *req);
 
 /*
+ * Asked with the head of a request sent with Expect: 100-continue, before
+ * its body is read (gw->on_expect; NULL: always go on): true to have the
+ * client send it (100 Continue), or false after answering a final error
+ * with gw_conn_error (the body is then never read).
+ */
+typedef bool (*gw_expect_fn)(struct gw_conn *c, const struct gw_req *req);
+
+/*
  * The owner of an upgraded connection (a stream). drained: everything queued
  * was written. closed: called once from the connection's close callback, the
  * last moment c is valid; the owner releases what it holds of c. Until then

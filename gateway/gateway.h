@@ -53,6 +53,7 @@ struct gw {
 
 	uv_tcp_t listener;
 	gw_request_fn on_request; /* what connections hand their requests to (the router) */
+	gw_expect_fn on_expect;   /* what they ask before an Expect: 100-continue body (the router) */
 	struct gw_list conns;    /* every open connection */
 	struct gw_timer timer;   /* the one timer: the queues below */
 	struct gw_tq header_q;   /* connections reading a request (conn.c) */

@@ -208,6 +208,7 @@ static bool gw_setup(struct gw_worker *w)
 	gw_list_init(&gw->delay_q);
 	gw_hub_init(&gw->hub, gw);
 	gw->on_request = gw_route;
+	gw->on_expect = gw_route_expect;
 	gw->readbuf = malloc(GW_READBUF_SIZE);
 	gw->ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
 	if (gw->readbuf == NULL || gw->ping == NULL)

@@ -401,6 +401,24 @@ static bool publish_check(struct gw_conn *c, struct json_object *ev, size_t i, b
 	return true;
 }
 
+bool gw_publish_admit(struct gw_conn *c, const struct gw_req *req)
+{
+	struct gw *gw = c->gw;
+
+	if (!token_ok(gw, req)) {
+		publish_count(gw, 401);
+		gw_conn_error(c, 401, "unauthorized", "POST needs Authorization: Bearer <publish token>",
+			      "WWW-Authenticate: Bearer\r\n");
+		return false;
+	}
+	if (!content_type_ok(req)) {
+		publish_count(gw, 415);
+		gw_conn_error(c, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
+		return false;
+	}
+	return true;
+}
+
 void gw_publish(struct gw_conn *c, struct gw_req *req)
 {
 	struct gw *gw = c->gw;
@@ -413,17 +431,8 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 	size_t n;
 
 	rc_buf_init(&out);
-	if (!token_ok(gw, req)) {
-		publish_count(gw, 401);
-		gw_conn_error(c, 401, "unauthorized", "POST needs Authorization: Bearer <publish token>",
-			      "WWW-Authenticate: Bearer\r\n");
+	if (!gw_publish_admit(c, req))
 		goto out;
-	}
-	if (!content_type_ok(req)) {
-		publish_count(gw, 415);
-		gw_conn_error(c, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
-		goto out;
-	}
 	tok = json_tokener_new_ex(64);
 	if (tok == NULL)
 		goto out_nomem;

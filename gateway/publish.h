@@ -7,6 +7,8 @@
 #ifndef GW_PUBLISH_H
 #define GW_PUBLISH_H
 
+#include <stdbool.h>
+
 struct gw_conn;
 struct gw_req;
 
@@ -25,5 +27,11 @@ void gw_publisher_fini(struct gw *gw);
 
 /* Handles POST /api/v1/events on c. */
 void gw_publish(struct gw_conn *c, struct gw_req *req);
+
+/*
+ * The checks a publish passes before its body matters: the token (401) and
+ * the Content-Type (415). false: refused, and answered.
+ */
+bool gw_publish_admit(struct gw_conn *c, const struct gw_req *req);
 
 #endif

@@ -27,6 +27,7 @@ void gw_req_free(struct gw_req *r)
 	rc_buf_fini(&r->authorization);
 	rc_buf_fini(&r->content_type);
 	rc_buf_fini(&r->origin);
+	rc_buf_fini(&r->expect);
 	free(r);
 }
 
@@ -94,6 +95,7 @@ static struct rc_buf *header_target(struct gw_req *r)
 		{ "authorization", offsetof(struct gw_req, authorization) },
 		{ "content-type", offsetof(struct gw_req, content_type) },
 		{ "origin", offsetof(struct gw_req, origin) },
+		{ "expect", offsetof(struct gw_req, expect) },
 	};
 
 	for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++)
@@ -128,6 +130,12 @@ static int on_headers_complete(http_parser *h)
 	if ((h->flags & F_CONTENTLENGTH) && h->content_length > limits_of(h)->max_body_bytes) {
 		r->error_status = 413;
 		return -1;
+	}
+	/* the client waits for a word before it sends the body: stop here and let the caller give it */
+	if (r->expect.len == strlen("100-continue") && strncasecmp(r->expect.data, "100-continue", r->expect.len) == 0 &&
+	    (((h->flags & F_CONTENTLENGTH) && h->content_length > 0) || (h->flags & F_CHUNKED))) {
+		r->expect_continue = true;
+		http_parser_pause(h, 1);
 	}
 	return 0;
 }
@@ -166,6 +174,7 @@ void gw_req_parser_init(struct gw_req_parser *p)
 {
 	http_parser_init(&p->http, HTTP_REQUEST);
 	p->req = NULL;
+	p->head_paused = false;
 }
 
 void gw_req_parser_fini(struct gw_req_parser *p)
@@ -185,8 +194,15 @@ enum gw_req_result gw_req_parse(struct gw_req_parser *p, const struct gw_req_lim
 	e = HTTP_PARSER_ERRNO(&p->http);
 	if (e == HPE_OK)
 		return GW_REQ_MORE;
+	if (e == HPE_PAUSED && p->head_paused == false && p->req != NULL && p->req->expect_continue) {
+		/* paused after the head (on_headers_complete), not at the end */
+		http_parser_pause(&p->http, 0);
+		p->head_paused = true;
+		return GW_REQ_HEAD;
+	}
 	if (e == HPE_PAUSED) {
 		http_parser_pause(&p->http, 0);
+		p->head_paused = false;
 		*out = p->req;
 		p->req = NULL;
 		return GW_REQ_DONE;

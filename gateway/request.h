@@ -26,7 +26,8 @@ struct gw_req {
 	bool keep_alive;
 	struct rc_buf url;
 	struct rc_buf body;
-	struct rc_buf last_event_id, authorization, content_type, origin;
+	struct rc_buf last_event_id, authorization, content_type, origin, expect;
+	bool expect_continue; /* Expect: 100-continue with a body to come */
 	size_t header_bytes;
 	int error_status; /* a limit was hit while parsing: 413 or 431 */
 	/* header parsing state */
@@ -43,11 +44,13 @@ struct gw_req_limits {
 struct gw_req_parser {
 	http_parser http;
 	struct gw_req *req; /* the request being parsed; NULL between requests */
+	bool head_paused;   /* GW_REQ_HEAD was returned for req */
 };
 
 enum gw_req_result {
 	GW_REQ_MORE, /* everything consumed; no whole request yet */
 	GW_REQ_DONE, /* a whole request */
+	GW_REQ_HEAD, /* the head of a request that waits to be told to send its body (Expect: 100-continue) */
 	GW_REQ_BAD,  /* malformed, or over a limit: answer and stop reading */
 };
 
@@ -65,8 +68,11 @@ static inline bool gw_req_parser_busy(const struct gw_req_parser *p)
 /*
  * Parses data[0..len) up to the end of one request; *used: the bytes
  * consumed. GW_REQ_DONE: *out is the request, the caller's to free with
- * gw_req_free. GW_REQ_BAD: *status is 400, 413 or 431 and *why says what was
- * wrong (a static string); the parser is done with this connection.
+ * gw_req_free. GW_REQ_HEAD (once per such request): the head of a request
+ * sent with Expect: 100-continue, in p->req (still the parser's); the caller
+ * answers 100 Continue or a final error, then parses on. GW_REQ_BAD: *status
+ * is 400, 413 or 431 and *why says what was wrong (a static string); the
+ * parser is done with this connection.
  */
 enum gw_req_result gw_req_parse(struct gw_req_parser *p, const struct gw_req_limits *lim, const char *data,
 				size_t len, size_t *used, struct gw_req **out, int *status, const char **why);

@@ -152,6 +152,18 @@ static void route_readyz(struct gw_conn *c)
 	gw_conn_respond(c, bus && api ? 200 : 503, "application/json", NULL, body, (size_t)n, false);
 }
 
+bool gw_route_expect(struct gw_conn *c, const struct gw_req *req)
+{
+	const char *url = req->url.data ? req->url.data : "";
+	const char *qmark = memchr(url, '?', req->url.len);
+	size_t plen = qmark ? (size_t)(qmark - url) : req->url.len;
+
+	/* a publish that would be refused is refused before its body comes; the rest are read */
+	if (req->method == HTTP_POST && (path_is(url, plen, "/api/v1/events") || path_is(url, plen, "/api/v1/im/events")))
+		return gw_publish_admit(c, req);
+	return true;
+}
+
 void gw_route(struct gw_conn *c, struct gw_req *req)
 {
 	const char *url = req->url.data ? req->url.data : "";

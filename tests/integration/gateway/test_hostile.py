@@ -75,5 +75,69 @@ class PipelineTest(GatewayTest):
                 if s.recv(1 << 20) == b"":
                     raise ConnectionResetError("EOF")
 
+def read_until(sock, marker, timeout):
+    """Reads until marker is in what came (or timeout); returns what came."""
+    sock.settimeout(timeout)
+    got = b""
+    deadline = time.monotonic() + timeout
+    while marker not in got and time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+class ExpectContinueTest(GatewayTest):
+    """curl and libcurl send Expect: 100-continue for larger bodies and wait ~1 s for an answer."""
+
+    def setUp(self):
+        super().setUp()
+        self.cluster.start_broker()
+        self.gw = self.cluster.start_gateway("--publish-token", "sekret")
+
+    def head(self, token="sekret", ctype="application/json", length=30):
+        return ("POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n"
+                "Authorization: Bearer %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+                % (ctype, token, length)).encode()
+
+    def test_continue_then_the_answer(self):
+        body = b'{"type":"a","room_id":"expect"}'
+        s = socket.create_connection((harness.HOST, self.gw.port))
+        self.addCleanup(s.close)
+        s.sendall(self.head(length=len(body)))
+        # the body is not sent until the gateway says so (well before curl's 1 s wait)
+        got = read_until(s, b"\r\n\r\n", 0.5)
+        self.assertTrue(got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got)
+        s.sendall(body)
+        got = read_until(s, b"}", scaled(5))
+        self.assertIn(b"HTTP/1.1 201 Created", got)
+        self.assertIn(b'"id"', got)
+
+    def test_refused_at_once_without_the_body(self):
+        for head, status in ((self.head(token="wrong"), b"401"), (self.head(ctype="text/plain"), b"415"),
+                             (self.head(length=64 * 1024 * 1024), b"413")):
+            s = socket.create_connection((harness.HOST, self.gw.port))
+            self.addCleanup(s.close)
+            s.sendall(head)
+            got = read_until(s, b"}}", 0.5)
+            self.assertTrue(got.startswith(b"HTTP/1.1 " + status), (status, got))
+            self.assertNotIn(b"100 Continue", got)
+            # the body is never read: the connection closes after the answer
+            self.assertEqual(read_until(s, b"never", scaled(5)), b"")
+
+    def test_other_requests_with_expect_are_continued(self):
+        s = socket.create_connection((harness.HOST, self.gw.port))
+        self.addCleanup(s.close)
+        s.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        got = read_until(s, b"\r\n\r\n", 0.5)
+        self.assertTrue(got.startswith(b"HTTP/1.1 100 Continue"), got)
+        s.sendall(b"{}")
+        self.assertIn(b"405", read_until(s, b"}}", scaled(5)))
+
+
 if __name__ == "__main__":
     harness.main()
