@@ -30,7 +30,7 @@ struct gw_workers;
 
 struct gw_options {
 	const char *listen, *broker_bus, *broker_api;
-	const char *publish_token, *cors_origin, *static_dir;
+	const char *publish_token, *cors_origin, *static_dir, *allowed_hosts;
 	int64_t heartbeat_ms, max_client_buffer, max_response_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
 	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms, publish_linger_ms;
 	int64_t write_delay_ms, static_max_bytes;
@@ -70,6 +70,7 @@ struct gw {
 	uv_timer_t snapshot;        /* copies m to workers every GW_WORKERS_SNAPSHOT_MS */
 	uv_timer_t stop_timer;
 	bool stopping;
+	uint64_t accept_logged; /* loop time of the last 'accept failed' line */
 	char *readbuf;           /* shared by every read: reads never overlap */
 	struct gw_chunk *ping;   /* ": ping\n\n", shared by every stream */
 };

@@ -58,7 +58,14 @@ static void gw_accept_cb(uv_stream_t *server, int status)
 	struct gw *gw = server->data;
 
 	if (status < 0) {
-		rc_log_warn("accept failed", "err=\"%s\"", uv_strerror(status));
+		/* out of descriptors (libuv closed the connection): count it, log it at most once a second */
+		uint64_t now = uv_now(gw->loop);
+		gw->m.accept_failures++;
+		if (now - gw->accept_logged >= 1000 || gw->accept_logged == 0) {
+			gw->accept_logged = now;
+			rc_log_warn("accept failed", "err=\"%s\" failures=%" PRIu64 " max_conns=%" PRId64, uv_strerror(status),
+				    gw->m.accept_failures, gw->opt.max_conns);
+		}
 		return;
 	}
 	gw_conn_accept(gw);
@@ -150,15 +157,34 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss)
 	return RC_EINVAL;
 }
 
-static void raise_fd_limit(void)
+/* Descriptors kept for what is not a client: listeners, nng, io_uring, the loop's own, files, 503 answers. */
+#define GW_FD_RESERVE 128
+
+/*
+ * Many idle streams need many descriptors: takes what the hard limit allows.
+ * --max-conns 0 (the default) becomes that limit less GW_FD_RESERVE, so that
+ * a client past it gets the 503 of --max-conns, not a reset from an accept
+ * that found no descriptor; a larger --max-conns is kept, with a warning.
+ */
+static void fit_fd_limit(struct gw_options *o)
 {
 	struct rlimit rl;
+	int64_t fit = 0;
 
-	/* many idle streams need many descriptors: take what the hard limit allows */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+				getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		fit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10000000 ? 10000000 : (int64_t)rl.rlim_cur;
+		fit = fit > GW_FD_RESERVE + 1 ? fit - GW_FD_RESERVE : 1;
 	}
+	if (o->max_conns == 0)
+		o->max_conns = fit > 0 ? fit : 100000;
+	else if (fit > 0 && o->max_conns > fit)
+		rc_log_warn("--max-conns is above what the descriptor limit allows; clients past it get resets, not 503",
+			    "max_conns=%" PRId64 " fits=%" PRId64, o->max_conns, fit);
 }
 
 /* A loop of the gateway and what its thread needs around it. */
@@ -277,8 +303,10 @@ static void *gw_worker_main(void *arg)
 	}
 	/* the address bound, not the one configured: with port 0, the port picked */
 	gw_listen_name(w->listen_fd, bound, sizeof(bound));
-	rc_log_info("gateway ready", "listen=%s worker=%u broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64 " io_uring=%s",
-		    bound, gw->worker, gw->opt.broker_bus, gw->opt.broker_api, gw->opt.heartbeat_ms,
+	rc_log_info("gateway ready",
+		    "listen=%s worker=%u broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64 " max_conns=%" PRId64
+		    " io_uring=%s",
+		    bound, gw->worker, gw->opt.broker_bus, gw->opt.broker_api, gw->opt.heartbeat_ms, gw->opt.max_conns,
 		    gw->sender ? "true" : "false");
 	worker_started(w, true);
 	uv_run(gw->loop, UV_RUN_DEFAULT);
@@ -372,8 +400,8 @@ int main(int argc, char **argv)
 		.max_rooms_per_stream = 64,
 		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
 		.max_body_bytes = 1024 * 1024,
-		.max_conns = 100000,
-		.max_header_bytes = 8192,
+		.max_conns = 0,
+		.max_header_bytes = 16384,
 		.header_timeout_ms = 10000,
 		.idle_timeout_ms = 60000,
 		.publish_timeout_ms = 5000,
@@ -403,7 +431,8 @@ int main(int argc, char **argv)
 		{ "max-event-bytes", RC_OPT_SIZE, &o->max_event_bytes, 64, 16 * 1024 * 1024,
 		  "largest serialized event accepted by POST" },
 		{ "max-body-bytes", RC_OPT_SIZE, &o->max_body_bytes, 64, 64 * 1024 * 1024, "largest request body (413)" },
-		{ "max-conns", RC_OPT_INT, &o->max_conns, 1, 10000000, "open connections; beyond: 503 and close" },
+		{ "max-conns", RC_OPT_INT, &o->max_conns, 0, 10000000,
+		  "open connections; beyond: 503 and close (0: the descriptor limit less 128)" },
 		{ "max-header-bytes", RC_OPT_SIZE, &o->max_header_bytes, 256, 1024 * 1024,
 		  "request line and headers (431)" },
 		{ "header-timeout-ms", RC_OPT_INT, &o->header_timeout_ms, 1, 3600000,
@@ -417,6 +446,8 @@ int main(int argc, char **argv)
 		{ "write-delay-ms", RC_OPT_INT, &o->write_delay_ms, 0, 1000,
 		  "a live event less than this long after its stream's last output waits up to this long, so that those that follow go in the same send (0: at once; less CPU at high rates per room, more latency)" },
 		{ "publish-token", RC_OPT_STR, &o->publish_token, 0, 0, "POST needs 'Authorization: Bearer TOKEN'" },
+		{ "allowed-hosts", RC_OPT_STR, &o->allowed_hosts, 0, 0,
+		  "Host header values served, comma-separated (name: any port; name:port; *.domain); others get 403 (default: any; set it where browsers reach the gateway: a DNS-rebinding page could read the firehose and /metrics)" },
 		{ "cors-origin", RC_OPT_STR, &o->cors_origin, 0, 0, "Access-Control-Allow-Origin value (e.g. *)" },
 		{ "static-dir", RC_OPT_STR, &o->static_dir, 0, 0, "serve files from this directory (the demo page)" },
 		{ "static-max-bytes", RC_OPT_SIZE, &o->static_max_bytes, 0, INT32_MAX,
@@ -449,8 +480,10 @@ int main(int argc, char **argv)
 		o->cors_origin = NULL;
 	if (o->static_dir != NULL && *o->static_dir == '\0')
 		o->static_dir = NULL;
+	if (o->allowed_hosts != NULL && *o->allowed_hosts == '\0')
+		o->allowed_hosts = NULL;
 	rc_log_set_level(o->log_level);
 	signal(SIGPIPE, SIG_IGN);
-	raise_fd_limit();
+	fit_fd_limit(o);
 	return gw_run_workers(o, (struct sockaddr *)&addr);
 }

@@ -34,6 +34,10 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 	metric(out, "roomcast_connections_accepted_total", "counter", "Connections accepted.", m->conns_accepted);
 	metric(out, "roomcast_connections_rejected_total", "counter", "Connections refused over --max-conns.",
 	       m->conns_rejected);
+	metric(out, "roomcast_accept_failures_total", "counter",
+	       "Connections the kernel had but the gateway could not accept (out of descriptors).", m->accept_failures);
+	metric(out, "roomcast_hosts_refused_total", "counter", "Requests refused for a Host not in --allowed-hosts.",
+	       m->hosts_refused);
 	metric(out, "roomcast_events_delivered_total", "counter", "Events queued to streams (one per stream).",
 	       m->events_delivered);
 	metric(out, "roomcast_bytes_delivered_total", "counter", "Bytes written to clients.", m->bytes_delivered);

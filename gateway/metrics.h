@@ -13,7 +13,7 @@
 struct gw_metrics {
 	uint64_t workers; /* gauge: 1 per loop, so the sum over workers is their number */
 	uint64_t conns_open, streams_open, firehose_open;
-	uint64_t conns_accepted, conns_rejected;
+	uint64_t conns_accepted, conns_rejected, accept_failures, hosts_refused;
 	uint64_t events_delivered, bytes_delivered, heartbeats;
 	uint64_t slow_closes;
 	uint64_t bus_frames, bus_events, bus_bad_frames, bus_ticks;

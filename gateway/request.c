@@ -28,6 +28,7 @@ void gw_req_free(struct gw_req *r)
 	rc_buf_fini(&r->content_type);
 	rc_buf_fini(&r->origin);
 	rc_buf_fini(&r->expect);
+	rc_buf_fini(&r->host);
 	free(r);
 }
 
@@ -96,6 +97,7 @@ static struct rc_buf *header_target(struct gw_req *r)
 		{ "content-type", offsetof(struct gw_req, content_type) },
 		{ "origin", offsetof(struct gw_req, origin) },
 		{ "expect", offsetof(struct gw_req, expect) },
+		{ "host", offsetof(struct gw_req, host) },
 	};
 
 	for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++)

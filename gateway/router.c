@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api_client.h"
 #include "bus_client.h"
@@ -152,11 +153,80 @@ static void route_readyz(struct gw_conn *c)
 	gw_conn_respond(c, bus && api ? 200 : 503, "application/json", NULL, body, (size_t)n, false);
 }
 
+/* One entry of --allowed-hosts against a Host header whose name is host[0..name_len). */
+static bool host_entry_matches(const char *e, size_t n, const char *host, size_t len, size_t name_len)
+{
+	if (n == 0)
+		return false;
+	if (n > 2 && e[0] == '*' && e[1] == '.') /* *.example.com: any subdomain, any port */
+		return name_len > n - 1 && strncasecmp(host + name_len - (n - 1), e + 1, n - 1) == 0;
+	if (e[n - 1] != ']' && memchr(e, ':', n) != NULL && e[0] != '[') /* name:port: exactly */
+		return n == len && strncasecmp(e, host, n) == 0;
+	if (e[0] == '[' && memchr(e, ']', n) != NULL && e[n - 1] != ']') /* [v6]:port: exactly */
+		return n == len && strncasecmp(e, host, n) == 0;
+	return n == name_len && strncasecmp(e, host, n) == 0; /* a name: any port */
+}
+
+/*
+ * Whether host[0..len) (a Host header: name, name:port or [v6]:port) is one
+ * of --allowed-hosts: comma-separated names, each matching any port, or
+ * name:port matching that port only, or *.suffix matching any subdomain.
+ * Names compare without case.
+ */
+static bool host_listed(const char *list, const char *host, size_t len)
+{
+	const char *colon = NULL;
+	size_t name_len;
+
+	/* the port starts at the last ':' unless that is inside [v6] */
+	for (size_t i = len; i-- > 0;) {
+		if (host[i] == ']')
+			break;
+		if (host[i] == ':') {
+			colon = host + i;
+			break;
+		}
+	}
+	name_len = colon ? (size_t)(colon - host) : len;
+	for (const char *p = list; *p != '\0';) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		while (n > 0 && *p == ' ') {
+			p++;
+			n--;
+		}
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		if (host_entry_matches(p, n, host, len, name_len))
+			return true;
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+/* --allowed-hosts: false (and answered 403) when the request names another host. */
+static bool route_host_ok(struct gw_conn *c, const struct gw_req *req)
+{
+	const char *list = c->gw->opt.allowed_hosts;
+
+	if (list == NULL || (req->host.len > 0 && host_listed(list, req->host.data, req->host.len)))
+		return true;
+	c->gw->m.hosts_refused++;
+	gw_conn_error(c, 403, "host_not_allowed", "the Host header names a host this gateway does not serve (--allowed-hosts)",
+		      NULL);
+	return false;
+}
+
 bool gw_route_expect(struct gw_conn *c, const struct gw_req *req)
 {
 	const char *url = req->url.data ? req->url.data : "";
 	const char *qmark = memchr(url, '?', req->url.len);
 	size_t plen = qmark ? (size_t)(qmark - url) : req->url.len;
+
+	if (!route_host_ok(c, req))
+		return false;
 
 	/* a publish that would be refused is refused before its body comes; the rest are read */
 	if (req->method == HTTP_POST && (path_is(url, plen, "/api/v1/events") || path_is(url, plen, "/api/v1/im/events")))
@@ -173,6 +243,9 @@ void gw_route(struct gw_conn *c, struct gw_req *req)
 	size_t qlen = qmark ? req->url.len - plen - 1 : 0;
 	enum http_method m = req->method;
 
+	/* probes name the address they reach, whatever the browsers' hosts are */
+	if (!path_is(url, plen, "/healthz") && !path_is(url, plen, "/readyz") && !route_host_ok(c, req))
+		return;
 	if (path_is(url, plen, "/api/v1/events") || path_is(url, plen, "/api/v1/im/events")) {
 		if (m == HTTP_GET)
 			route_stream(c, req, query, qlen);

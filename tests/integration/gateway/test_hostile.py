@@ -139,5 +139,78 @@ class ExpectContinueTest(GatewayTest):
         self.assertIn(b"405", read_until(s, b"}}", scaled(5)))
 
 
+class LimitsTest(GatewayTest):
+    def setUp(self):
+        super().setUp()
+        self.cluster.start_broker()
+
+    def test_max_conns_fits_the_descriptor_limit(self):
+        # with 256 descriptors, the default --max-conns leaves a reserve: a
+        # client past it gets the 503 of --max-conns, not a reset
+        gw = self.cluster.start_gateway(wrap=["prlimit", "--nofile=256:256", "--"])
+        self.assertIn("max_conns=128", gw.proc.log())
+        socks, answered, silent = [], 0, 0
+        try:
+            for _ in range(200):
+                s = socket.create_connection((harness.HOST, gw.port), timeout=scaled(5))
+                socks.append(s)
+            for s in socks:
+                s.settimeout(0.05)
+                try:
+                    got = s.recv(4096)
+                except socket.timeout:
+                    silent += 1  # open, waiting for a request
+                    continue
+                except ConnectionResetError:
+                    got = b""
+                self.assertTrue(got.startswith(b"HTTP/1.1 503"), "an answer or nothing, never a reset: %r" % got)
+                self.assertIn(b"too_many_connections", got)
+                answered += 1
+        finally:
+            for s in socks:
+                s.close()
+        self.assertGreaterEqual(answered, 50)
+        self.assertLessEqual(silent, 128)
+        m = harness.get_metrics(gw.port)
+        self.assertGreaterEqual(m["roomcast_connections_rejected_total"], 50)
+        self.assertEqual(m["roomcast_accept_failures_total"], 0)
+
+    def test_the_largest_stream_url_fits_the_header_limit(self):
+        # 64 rooms of 128 bytes: the URL alone is 8,278 bytes
+        gw = self.cluster.start_gateway()
+        rooms = ",".join(("r%02d" % i) + "x" * 125 for i in range(64))
+        c = self.sse(gw, "/api/v1/events?room_id=" + rooms)
+        self.assertEqual(c.status, 200)
+        self.assertEqual(harness.get_metrics(gw.port)["roomcast_streams_open"], 1)
+
+
+class AllowedHostsTest(GatewayTest):
+    def test_other_hosts_are_refused(self):
+        self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--allowed-hosts", "chat.example.com, localhost:1,*.corp.example,127.0.0.1")
+
+        def get(path, host):
+            c = RawHTTP(gw.port)
+            try:
+                c.send(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host)).encode())
+                return c.read_response()
+            finally:
+                c.close()
+
+        self.assertEqual(get("/metrics", "chat.example.com").status, 200)
+        self.assertEqual(get("/metrics", "CHAT.example.com:8443").status, 200)  # a name: any port
+        self.assertEqual(get("/metrics", "a.corp.example").status, 200)
+        self.assertEqual(get("/metrics", "localhost:1").status, 200)
+        for host in ("evil.example", "localhost", "localhost:2", "corp.example", "chat.example.com.evil"):
+            r = get("/metrics", host)
+            self.assertJSONError(r, 403, "host_not_allowed")
+        # the firehose too: a DNS-rebinding page cannot read it
+        r = get("/api/v1/events", "evil.example")
+        self.assertJSONError(r, 403, "host_not_allowed")
+        # probes are answered whatever their Host
+        self.assertEqual(get("/healthz", "10.0.0.7:8080").status, 200)
+        self.assertGreaterEqual(harness.get_metrics(gw.port, )["roomcast_hosts_refused_total"], 6)
+
+
 if __name__ == "__main__":
     harness.main()
