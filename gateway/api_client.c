@@ -2,6 +2,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -23,6 +24,7 @@ struct gw_api_call {
 	nng_msg *reply;
 	gw_api_cb cb;
 	void *cb_arg;
+	nng_time deadline; /* the answer's, once sent (nng_clock); 0: timeout_ms again from the send */
 	bool in_flight; /* loop thread: called, its callback not yet run */
 	bool queued;	/* its completion is in the inbox (written by nng, read by gw_api_stop) */
 };
@@ -72,7 +74,11 @@ static void api_aio_cb(void *arg)
 	int rv = nng_aio_result(c->aio);
 
 	if (c->state == CALL_SEND && rv == 0) {
+		nng_time now = nng_clock();
 		c->state = CALL_RECV;
+		/* nng times each operation alone: the answer gets what is left */
+		if (c->deadline != 0)
+			nng_aio_set_timeout(c->aio, c->deadline > now ? (nng_duration)(c->deadline - now) : 1);
 		nng_ctx_recv(c->ctx, c->aio);
 		return;
 	}
@@ -200,6 +206,7 @@ static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_m
 	c->state = CALL_SEND;
 	c->in_flight = true;
 	c->queued = false;
+	c->deadline = wait ? 0 : nng_clock() + (nng_time)timeout_ms;
 	nng_aio_set_timeout(c->aio, timeout_ms);
 	nng_aio_set_msg(c->aio, msg);
 	nng_ctx_send(c->ctx, c->aio);

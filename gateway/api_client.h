@@ -34,13 +34,16 @@ bool gw_api_connected(struct gw_api *a);
 
 /*
  * Sends req[0..len); cb runs exactly once, later, on the loop thread. The
- * request waits up to timeout_ms to be sent and then up to timeout_ms for
- * the answer; it is never re-sent. Returns 0 or an error (cb not called):
+ * request is sent and answered within timeout_ms in all (else RC_ETIMEDOUT);
+ * it is never re-sent. Returns 0 or an error (cb not called):
  * RC_EIO at once while the broker api is unreachable, RC_ECLOSED after
  * gw_api_stop, RC_ENOMEM.
  */
 int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg);
-/* The same, but while the broker is unreachable the request waits (up to timeout_ms) for it. */
+/*
+ * The same, but while the broker is unreachable the request waits (up to
+ * timeout_ms) for it, and then up to timeout_ms for the answer.
+ */
 int gw_api_call_wait(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg);
 
 /*

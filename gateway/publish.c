@@ -31,6 +31,13 @@
  * goes at once. POSTs that queued behind a request in flight never wait more.
  * Off by default: a publisher that waits for each answer before its next POST
  * would wait the linger every time (measured in docs/BENCHMARKS.md).
+ *
+ * A broker that hangs holds nothing for long: each POST waits at most
+ * --publish-timeout-ms from its arrival. One that is still queued then is
+ * answered 503 (it never left: nothing published); the request in flight is
+ * given what is left of its oldest POST's time, and ends 504 (sent, outcome
+ * unknown). The bytes of events queued or in flight are bounded by
+ * --publish-queue-bytes: a POST past it is answered 503 overloaded at once.
  */
 #define BATCH_MAX_BYTES (4 * 1024 * 1024)
 
@@ -42,6 +49,8 @@ struct pub_call {
 	bool array; /* answer {"ids":[…]} rather than {"id":…} */
 	bool close;
 	bool solo;  /* send alone: it failed inside a batch */
+	struct gw_tq_entry wait; /* on p->waiting while queued */
+	uint64_t arrived;        /* loop time it was queued */
 	size_t nevents;
 	size_t len;    /* of events: compact events joined by commas */
 	char events[]; /* NUL-terminated */
@@ -54,6 +63,8 @@ struct gw_publisher {
 	struct pub_batch *in_flight; /* the broker request out, or NULL */
 	uint64_t last_sent;          /* loop time of the last broker request (ms) */
 	uv_timer_t linger;           /* active while a POST lingers */
+	struct gw_tq waiting;        /* queued POSTs, by arrival: --publish-timeout-ms */
+	size_t bytes;                /* of the events queued or in flight */
 };
 
 /*
@@ -76,14 +87,19 @@ static void publish_count(struct gw *gw, int status)
 static void publish_answer(struct pub_call *pc, int status, const struct rc_buf *b)
 {
 	bool close = pc->close || status == 503;
+	struct gw_publisher *p = pc->gw->publisher;
 	const struct gw_response r = {
 		.status = status,
 		.content_type = "application/json",
+		.extra = status == 503 ? "Retry-After: 1\r\n" : NULL,
 		.cors_origin = pc->gw->opt.cors_origin,
 		.close = close,
 	};
 	struct gw_chunk *ch = b->err ? NULL : gw_response_new(&r, b->data ? b->data : "", b->len);
 
+	gw_tq_remove(&pc->wait);
+	if (p != NULL)
+		p->bytes -= pc->len;
 	gw_metrics_http(&pc->gw->m, status);
 	publish_count(pc->gw, status);
 	if (ch == NULL) {
@@ -234,6 +250,30 @@ out:
 		publisher_send(p); /* what queued meanwhile has waited a round trip already */
 }
 
+/* Takes pc off the queue (wherever it is) and answers it: its time ran out before it was sent. */
+static void publisher_expire(struct gw_publisher *p, struct pub_call *pc)
+{
+	struct pub_call **pp = &p->head, *prev = NULL;
+
+	while (*pp != NULL && *pp != pc) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (*pp == NULL)
+		return;
+	*pp = pc->next;
+	if (p->tail == pc)
+		p->tail = prev;
+	publish_error(pc, 503, "broker_unavailable",
+		      "the broker did not take the request within --publish-timeout-ms; nothing was published");
+}
+
+/* A queued POST's --publish-timeout-ms passed. */
+static void publisher_waited(struct gw_tq *q, struct gw_tq_entry *e)
+{
+	publisher_expire(q->data, gw_container_of(e, struct pub_call, wait));
+}
+
 /* Sends the queued POSTs as one broker request, unless one is in flight. */
 static void publisher_send(struct gw_publisher *p)
 {
@@ -241,11 +281,17 @@ static void publisher_send(struct gw_publisher *p)
 	struct pub_batch *batch;
 	struct rc_buf req;
 	size_t n = 0, events = 0, bytes = 0;
+	uint64_t left;
 	int rv;
 
-	if (p->in_flight || p->head == NULL)
+	if (p->in_flight)
 		return;
 	uv_timer_stop(&p->linger);
+	/* POSTs whose time ran out while they waited (the timer may not have seen them yet) never leave */
+	while (p->head != NULL && uv_now(gw->loop) >= p->head->arrived + (uint64_t)gw->opt.publish_timeout_ms)
+		publisher_expire(p, p->head);
+	if (p->head == NULL)
+		return;
 	for (struct pub_call *pc = p->head; pc != NULL; pc = pc->next) {
 		if (n > 0 && (pc->solo || p->head->solo || events + pc->nevents > PUBLISH_MAX_EVENTS ||
 			      bytes + pc->len > BATCH_MAX_BYTES))
@@ -263,6 +309,7 @@ static void publisher_send(struct gw_publisher *p)
 		for (size_t i = 0; i < n; i++) {
 			struct pub_call *pc = p->head;
 			p->head = pc->next;
+			gw_tq_remove(&pc->wait);
 			batch->calls[i] = pc;
 			if (i)
 				rc_buf_append(&req, ",", 1);
@@ -286,7 +333,9 @@ static void publisher_send(struct gw_publisher *p)
 	}
 	p->in_flight = batch;
 	p->last_sent = uv_now(gw->loop);
-	rv = gw_api_call(gw->api, req.data, req.len, (int)gw->opt.publish_timeout_ms, publish_done, batch);
+	/* the oldest POST's time left: none waits longer than the timeout from its arrival */
+	left = batch->calls[0]->arrived + (uint64_t)gw->opt.publish_timeout_ms - p->last_sent;
+	rv = gw_api_call(gw->api, req.data, req.len, (int)left, publish_done, batch);
 	rc_buf_fini(&req);
 	if (rv != RC_OK)
 		publish_done(batch, rv, false, NULL, 0);
@@ -320,6 +369,7 @@ int gw_publisher_init(struct gw *gw)
 		return RC_ENOMEM;
 	p->gw = gw;
 	uv_timer_init(gw->loop, &p->linger);
+	gw_tq_init(&p->waiting, &gw->timer, (uint64_t)gw->opt.publish_timeout_ms, publisher_waited, p);
 	gw->publisher = p;
 	return RC_OK;
 }
@@ -336,6 +386,7 @@ void gw_publisher_fini(struct gw *gw)
 	if (p == NULL)
 		return;
 	gw->publisher = NULL; /* a POST that comes now (an answer below resuming its connection) gets 503 */
+	gw_tq_fini(&p->waiting);
 	while (p->head != NULL) {
 		struct pub_call *pc = p->head;
 		p->head = pc->next;
@@ -469,6 +520,13 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 			      "Retry-After: 1\r\n");
 		goto out;
 	}
+	if (p->bytes + out.len > (size_t)gw->opt.publish_queue_bytes) {
+		publish_count(gw, 503);
+		gw_conn_error(c, 503, "overloaded",
+			      "the gateway holds --publish-queue-bytes of events for the broker already; nothing was published",
+			      "Retry-After: 1\r\n");
+		goto out;
+	}
 	pc = calloc(1, sizeof(*pc) + out.len + 1);
 	if (out.err || pc == NULL)
 		goto out_nomem;
@@ -486,6 +544,10 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 	else
 		p->head = pc;
 	p->tail = pc;
+	p->bytes += pc->len;
+	pc->arrived = uv_now(gw->loop);
+	gw_tq_entry_init(&pc->wait);
+	gw_tq_push(&p->waiting, &pc->wait);
 	pc = NULL; /* the queue owns it */
 	publisher_kick(gw);
 	goto out;

@@ -11,6 +11,8 @@ stopped while POSTs wait on the broker exits cleanly.
 import json
 import os
 import signal
+import socket
+import time
 
 import harness
 from harness import GatewayTest, RawHTTP, http_request_bytes, parse_id, post_json, publish, request, scaled
@@ -342,6 +344,63 @@ class PublishLingerTest(GatewayTest):
     def test_no_linger_sends_each_post_that_finds_the_publisher_idle(self):
         # the second POST queues behind the first one's request: one request each
         self.assertEqual(self.run_case(0), (3, 3))
+
+
+
+class HungBrokerTest(GatewayTest):
+    """
+    A broker that hangs (SIGSTOP): every POST is answered within
+    --publish-timeout-ms of its arrival, the one sent 504 (outcome unknown),
+    those that never left 503; the bytes queued for the broker are bounded.
+    """
+
+    def tearDown(self):
+        b = self.cluster.broker
+        if b is not None and b.proc.alive() and is_stopped(b.proc):
+            b.proc.signal(signal.SIGCONT)
+        super().tearDown()
+
+    def test_each_post_waits_at_most_the_timeout_from_its_arrival(self):
+        broker = self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--publish-timeout-ms", "1000")
+        sigstop(broker.proc)
+        conns = [RawHTTP(gw.port, timeout=scaled(30)) for _ in range(6)]
+        for c in conns:
+            self.addCleanup(c.close)
+        t0 = time.monotonic()
+        for i, c in enumerate(conns):
+            c.send(post_bytes({"type": "hung", "i": i}))
+        got = [c.read_response() for c in conns]
+        took = time.monotonic() - t0
+        statuses = sorted(r.status for r in got)
+        # one request went to the broker (504); the others never left (503, safe to retry)
+        self.assertEqual(statuses, [503] * 5 + [504], got)
+        for r in got:
+            self.assertJSONError(r, r.status, "publish_outcome_unknown" if r.status == 504 else "broker_unavailable")
+        self.assertLess(took, 1.0 + scaled(1.0), "answers within the timeout of each POST's arrival: %.1f s" % took)
+
+    def test_bytes_queued_for_the_broker_are_bounded(self):
+        broker = self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--publish-timeout-ms", "5000", "--publish-queue-bytes", "200000")
+        sigstop(broker.proc)
+        conns = [RawHTTP(gw.port, timeout=scaled(30)) for _ in range(12)]
+        for c in conns:
+            self.addCleanup(c.close)
+        for i, c in enumerate(conns):
+            c.send(post_bytes({"type": "big", "i": i, "pad": "x" * 30000}))
+        # the ones past the bound are answered at once, while the broker still hangs
+        overloaded = []
+        for c in conns:
+            c.sock.settimeout(0.5 * harness.TIME_SCALE)
+            try:
+                r = c.read_response()
+            except socket.timeout:
+                continue
+            overloaded.append(r)
+        self.assertGreaterEqual(len(overloaded), 4, "POSTs past --publish-queue-bytes answered at once")
+        for r in overloaded:
+            self.assertJSONError(r, 503, "overloaded")
+            self.assertEqual(r.headers.get("retry-after"), "1")
 
 
 if __name__ == "__main__":
