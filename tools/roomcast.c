@@ -24,13 +24,12 @@
 #include "id.h"
 #include "log.h"
 #include "options.h"
+#include "proto_limits.h"
 #include "timed_call.h"
 
 #define CLI_EXIT_USAGE 2 /* bad options or arguments (SPEC); other failures exit 1 */
 /* nng 1.5.2 can hang in nng_close (timed_call.h): the CLI exits regardless after this */
 #define CLI_CLOSE_MS 1000
-#define NDJSON_BATCH 1000
-#define NDJSON_BATCH_BYTES (4 * 1024 * 1024)
 
 struct cli {
 	const char *broker_api, *broker_bus;
@@ -204,7 +203,7 @@ static int cli_publish_ndjson(struct cli *c)
 			line[--len] = '\0';
 		if (len == 0)
 			continue;
-		if (n > 0 && (n == NDJSON_BATCH || b.len + (size_t)len > NDJSON_BATCH_BYTES)) {
+		if (n > 0 && (n == RC_PUBLISH_MAX_EVENTS || b.len + (size_t)len > RC_PUBLISH_BATCH_BYTES)) {
 			rc = cli_publish_batch(c, &b, n, first);
 			b.len = 0;
 			rc_buf_puts(&b, head);
