@@ -11,10 +11,7 @@
 
 #include "bus.h"
 #include "history.h"
-
-#define BROKER_MAX_BATCH 1000     /* events in one publish */
-#define BROKER_MAX_REPLAY 10000   /* events in one replay reply */
-#define BROKER_MAX_REPLAY_ROOMS 1024
+#include "proto_limits.h" /* what one publish or replay may hold */
 
 struct broker {
 	struct history *hist;

@@ -43,7 +43,7 @@ static void put_id(struct rc_buf *b, uint64_t epoch, uint64_t gseq)
 static void op_publish(struct broker *br, struct json_object *req, struct rc_buf *reply)
 {
 	struct json_object *events;
-	struct hinput in[BROKER_MAX_BATCH];
+	struct hinput in[RC_PUBLISH_MAX_EVENTS];
 	uint64_t epoch = history_epoch(br->hist), first;
 	size_t n;
 	int rv;
@@ -61,8 +61,9 @@ static void op_publish(struct broker *br, struct json_object *req, struct rc_buf
 		return;
 	}
 	n = json_object_array_length(events);
-	if (n == 0 || n > BROKER_MAX_BATCH) {
-		reply_error(br, reply, "invalid_field", "events must hold 1-%d events, not %zu", BROKER_MAX_BATCH, n);
+	if (n == 0 || n > RC_PUBLISH_MAX_EVENTS) {
+		reply_error(br, reply, "invalid_field", "events must hold 1-%d events, not %zu", RC_PUBLISH_MAX_EVENTS,
+			    n);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -136,9 +137,9 @@ static void replay_frame(struct broker *br, const struct history_result *res, st
 static void op_replay(struct broker *br, struct json_object *req, struct rc_buf *reply)
 {
 	struct json_object *rooms = NULL, *v;
-	const char *names[BROKER_MAX_REPLAY_ROOMS];
-	size_t lens[BROKER_MAX_REPLAY_ROOMS];
-	struct history_query q = { .with_global = true, .limit = 1000 };
+	const char *names[RC_REPLAY_MAX_ROOMS];
+	size_t lens[RC_REPLAY_MAX_ROOMS];
+	struct history_query q = { .with_global = true, .limit = RC_REPLAY_DEFAULT_EVENTS };
 	struct history_result res;
 	bool frame = false;
 	int rv;
@@ -149,8 +150,8 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 			return;
 		}
 		q.nrooms = json_object_array_length(rooms);
-		if (q.nrooms > BROKER_MAX_REPLAY_ROOMS) {
-			reply_error(br, reply, "invalid_field", "rooms: at most %d rooms", BROKER_MAX_REPLAY_ROOMS);
+		if (q.nrooms > RC_REPLAY_MAX_ROOMS) {
+			reply_error(br, reply, "invalid_field", "rooms: at most %d rooms", RC_REPLAY_MAX_ROOMS);
 			return;
 		}
 		for (size_t i = 0; i < q.nrooms; i++) {
@@ -176,8 +177,8 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 	}
 	if (json_object_object_get_ex(req, "limit", &v) && v != NULL) {
 		int64_t l = json_object_get_int64(v);
-		if (!json_object_is_type(v, json_type_int) || l < 1 || l > BROKER_MAX_REPLAY) {
-			reply_error(br, reply, "invalid_field", "limit must be an integer 1-%d", BROKER_MAX_REPLAY);
+		if (!json_object_is_type(v, json_type_int) || l < 1 || l > RC_REPLAY_MAX_EVENTS) {
+			reply_error(br, reply, "invalid_field", "limit must be an integer 1-%d", RC_REPLAY_MAX_EVENTS);
 			return;
 		}
 		q.limit = (size_t)l;

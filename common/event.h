@@ -11,11 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct json_object;
+#include "proto_limits.h" /* RC_TYPE_MAX, RC_ROOM_MAX, RC_MAX_EVENT_BYTES_* */
 
-#define RC_TYPE_MAX 64
-#define RC_ROOM_MAX 128
-#define RC_MAX_EVENT_BYTES_DEFAULT (64 * 1024)
+struct json_object;
 
 /* What validation found. Pointers are owned by the json object checked. */
 struct rc_event_view {

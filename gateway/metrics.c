@@ -47,18 +47,17 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 	       "Streams closed because their unsent output passed --max-client-buffer.", m->slow_closes);
 	metric(out, "roomcast_bus_frames_received_total", "counter",
 	       "Bus frames of events received from the broker (a small flush: one, whole; a larger one: one per room).",
-	       m->bus_frames);
+	       m->bus.frames);
 	metric(out, "roomcast_bus_events_received_total", "counter",
 	       "Events received from the broker (every room of a whole flush; of a larger one, the subscribed rooms and global events).",
-	       m->bus_events);
-	metric(out, "roomcast_bus_bad_frames_total", "counter", "Bus messages rejected as corrupt.",
-	       m->bus_bad_frames);
+	       m->bus.events);
+	metric(out, "roomcast_bus_bad_frames_total", "counter", "Bus messages rejected as corrupt.", m->bus.bad);
 	metric(out, "roomcast_bus_dropped_total", "counter",
 	       "Bus messages dropped because the loop was behind (its inbox of --bus-recvbuf messages was full); "
 	       "the gap is repaired by replay.",
 	       m->bus_dropped);
 	metric(out, "roomcast_bus_ticks_received_total", "counter", "Idle ticks received from the broker.",
-	       m->bus_ticks);
+	       m->bus.ticks);
 	metric(out, "roomcast_bus_rooms_subscribed", "gauge", "Rooms subscribed one by one on the bus.",
 	       m->bus_rooms_subscribed);
 	metric(out, "roomcast_bus_subscribed_all", "gauge",

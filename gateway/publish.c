@@ -12,14 +12,13 @@
 #include "error.h"
 #include "event.h"
 #include "gateway.h"
+#include "proto_limits.h"
 #include "response.h"
-
-#define PUBLISH_MAX_EVENTS 1000
 
 /*
  * POSTs are coalesced: while one broker request is in flight, newly checked
  * POSTs queue up, and the next request carries all of them (up to the broker's
- * 1000 events per publish). One request in flight at a time keeps the order
+ * RC_PUBLISH_MAX_EVENTS events and RC_PUBLISH_BATCH_BYTES per publish). One request in flight at a time keeps the order
  * of POSTs, also of POSTs pipelined on one connection, and a burst of small
  * POSTs costs one broker round trip instead of one each.
  *
@@ -39,7 +38,6 @@
  * unknown). The bytes of events queued or in flight are bounded by
  * --publish-queue-bytes: a POST past it is answered 503 overloaded at once.
  */
-#define BATCH_MAX_BYTES (4 * 1024 * 1024)
 
 /* A checked POST waiting for the broker. */
 struct pub_call {
@@ -293,8 +291,8 @@ static void publisher_send(struct gw_publisher *p)
 	if (p->head == NULL)
 		return;
 	for (struct pub_call *pc = p->head; pc != NULL; pc = pc->next) {
-		if (n > 0 && (pc->solo || p->head->solo || events + pc->nevents > PUBLISH_MAX_EVENTS ||
-			      bytes + pc->len > BATCH_MAX_BYTES))
+		if (n > 0 && (pc->solo || p->head->solo || events + pc->nevents > RC_PUBLISH_MAX_EVENTS ||
+			      bytes + pc->len > RC_PUBLISH_BATCH_BYTES))
 			break;
 		n++;
 		events += pc->nevents;
@@ -501,9 +499,11 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 	}
 	array = json_object_is_type(body, json_type_array);
 	n = array ? json_object_array_length(body) : 1;
-	if (array && (n == 0 || n > PUBLISH_MAX_EVENTS)) {
+	if (array && (n == 0 || n > RC_PUBLISH_MAX_EVENTS)) {
+		char msg[64];
+		snprintf(msg, sizeof(msg), "body: an array must hold 1-%d events", RC_PUBLISH_MAX_EVENTS);
 		publish_count(gw, 400);
-		gw_conn_error(c, 400, "invalid_event", "body: an array must hold 1-1000 events", NULL);
+		gw_conn_error(c, 400, "invalid_event", msg, NULL);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)

@@ -10,10 +10,9 @@
 #include "error.h"
 #include "gateway.h"
 #include "id.h"
+#include "proto_limits.h"
 #include "response.h"
 #include "sse.h"
-
-#define REPLAY_PAGE_EVENTS 1000
 
 /* A replay request in flight; outlives its stream if the client leaves. */
 struct gw_replay_call {
@@ -216,7 +215,7 @@ static void stream_fetch(struct gw_stream *s)
 		rc_buf_puts(&b, "],\"global\":true");
 	}
 	rc_buf_printf(&b, ",\"after\":\"%s\",\"limit\":%d,\"max_bytes\":%" PRId64 ",\"format\":\"frame\"}", after,
-		      REPLAY_PAGE_EVENTS, gw->opt.max_client_buffer / 4);
+		      RC_RESUME_PAGE_EVENTS, gw->opt.max_client_buffer / 4);
 	rc = malloc(sizeof(*rc));
 	if (b.err || rc == NULL) {
 		free(rc);

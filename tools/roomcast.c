@@ -23,10 +23,12 @@
 #include "buf.h"
 #include "error.h"
 #include "event.h"
+#include "flush.h"
 #include "frame.h"
 #include "id.h"
 #include "log.h"
 #include "options.h"
+#include "proto_limits.h"
 #include "timed_call.h"
 
 #define CLI_EXIT_USAGE 2 /* bad options or arguments (SPEC); other failures exit 1 */
@@ -34,8 +36,6 @@
 #define CLI_EXIT_UNKNOWN 3
 /* nng 1.5.2 can hang in nng_close (timed_call.h): the CLI exits regardless after this */
 #define CLI_CLOSE_MS 1000
-#define NDJSON_BATCH 1000
-#define NDJSON_BATCH_BYTES (4 * 1024 * 1024)
 
 struct cli {
 	const char *broker_api, *broker_bus;
@@ -226,7 +226,7 @@ static int cli_publish_ndjson(struct cli *c)
 			line[--len] = '\0';
 		if (len == 0)
 			continue;
-		if (n > 0 && (n == NDJSON_BATCH || b.len + (size_t)len > NDJSON_BATCH_BYTES)) {
+		if (n > 0 && (n == RC_PUBLISH_MAX_EVENTS || b.len + (size_t)len > RC_PUBLISH_BATCH_BYTES)) {
 			rc = cli_publish_batch(c, &b, n, first);
 			b.len = 0;
 			rc_buf_puts(&b, head);
@@ -303,23 +303,61 @@ static int64_t cli_tail_print(struct cli *c, struct rc_frame_reader *r, int64_t 
 	return printed;
 }
 
+/* What tail's flush assembler calls back with. */
+struct cli_tail {
+	struct cli *c;
+	int64_t printed;
+	struct rc_buf out;
+};
+
+/* --room: that room and the global events (what tail subscribes to); else every room. */
+static bool cli_tail_wants(void *arg, const char *room, size_t room_len)
+{
+	const char *want = ((struct cli_tail *)arg)->c->room;
+
+	return want == NULL || room_len == 0 || (room_len == strlen(want) && memcmp(room, want, room_len) == 0);
+}
+
+/* A flush ended: its events are printed, up to --count. */
+static void cli_tail_flush(void *arg, struct rc_frame_reader *r, uint64_t first, bool complete)
+{
+	struct cli_tail *t = arg;
+
+	/* tail shows what the bus delivered: the events of a frame nng dropped are not printed */
+	(void)first;
+	(void)complete;
+	t->printed += cli_tail_print(t->c, r, t->c->count - t->printed, &t->out);
+}
+
+static void cli_tail_bad(void *arg, int err, const char *what, size_t len)
+{
+	(void)arg;
+	(void)err;
+	(void)what;
+	(void)len;
+	fprintf(stderr, "roomcast: skipped a corrupt bus message\n");
+}
+
 static int cli_tail(struct cli *c)
 {
+	struct cli_tail t = { .c = c };
+	struct rc_flush_cfg cfg = { .wants = cli_tail_wants, .done = cli_tail_flush, .bad = cli_tail_bad, .arg = &t };
+	struct rc_flush_asm *flush;
 	nng_socket sub;
-	int64_t printed = 0;
-	nng_msg **pending = NULL;
-	struct rc_frame_reader *frames = NULL;
-	size_t npending = 0, cap = 0;
-	struct rc_buf out, merged;
 	int rv;
 
 	if ((rv = nng_sub0_open(&sub)) != 0)
 		return cli_fail("cannot open a socket: %s", nng_strerror(rv));
+	if ((flush = rc_flush_asm_new(&cfg)) == NULL) {
+		rc_nng_close_within(sub, CLI_CLOSE_MS);
+		return cli_fail("out of memory");
+	}
 	if (c->room != NULL) {
 		/* the room, global events, and the indexes that close each flush */
 		char topic[RC_BUS_TOPIC_MAX];
 		size_t len = strlen(c->room);
 		if (!rc_room_valid(c->room, len)) {
+			rc_flush_asm_free(flush);
 			rc_nng_close_within(sub, CLI_CLOSE_MS);
 			cli_fail("bad --room '%s': 1-%d bytes of [A-Za-z0-9._:@-]", c->room, RC_ROOM_MAX);
 			return CLI_EXIT_USAGE;
@@ -337,80 +375,26 @@ static int cli_tail(struct cli *c)
 	/* tell a script that the subscription is in place: once connected, not at the dial */
 	nng_pipe_notify(sub, NNG_PIPE_EV_ADD_POST, cli_tail_connected, c);
 	if ((rv = nng_dial(sub, c->broker_bus, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		rc_flush_asm_free(flush);
 		rc_nng_close_within(sub, CLI_CLOSE_MS);
 		cli_fail("bad --broker-bus '%s': %s", c->broker_bus, nng_strerror(rv));
 		return CLI_EXIT_USAGE;
 	}
-	rc_buf_init(&out);
-	rc_buf_init(&merged);
-	while (c->count == 0 || printed < c->count) {
-		struct rc_frame_reader r;
-		struct rc_index_reader ir;
-		struct rc_bus_msg bm;
-		size_t n = 0;
+	rc_buf_init(&t.out);
+	/* each frame waits for its flush's index; the index prints the flush */
+	while (c->count == 0 || t.printed < c->count) {
 		nng_msg *msg;
 
 		if ((rv = nng_recvmsg(sub, &msg, 0)) != 0) {
 			cli_fail("bus %s: %s", c->broker_bus, nng_strerror(rv));
 			break;
 		}
-		if (rc_bus_msg_parse(&bm, nng_msg_body(msg), nng_msg_len(msg)) != RC_OK ||
-		    (bm.index ? rc_index_reader_init(&ir, bm.body, bm.body_len)
-			      : rc_frame_reader_init(&r, bm.body, bm.body_len)) != RC_OK) {
-			fprintf(stderr, "roomcast: skipped a corrupt bus message\n");
-			nng_msg_free(msg);
-			continue;
-		}
-		if (!bm.index) {
-			/* a frame waits for its flush's index */
-			if (npending == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				nng_msg **np = realloc(pending, ncap * sizeof(*np));
-				struct rc_frame_reader *nf = np ? realloc(frames, ncap * sizeof(*nf)) : NULL;
-				if (np != NULL)
-					pending = np;
-				if (nf == NULL) {
-					cli_fail("out of memory");
-					nng_msg_free(msg);
-					break;
-				}
-				frames = nf;
-				cap = ncap;
-			}
-			pending[npending++] = msg;
-			continue;
-		}
-		if (ir.hdr.flags & RC_FRAME_WHOLE) {
-			/* a whole flush: its events follow its index */
-			printed += cli_tail_print(c, &ir.whole, c->count - printed, &out);
-		} else {
-			/* the index: this flush's frames in gseq order; older ones lost their index */
-			for (size_t i = 0; i < npending; i++) {
-				rc_bus_msg_parse(&bm, nng_msg_body(pending[i]), nng_msg_len(pending[i]));
-				rc_frame_reader_init(&frames[n], bm.body, bm.body_len);
-				if (frames[n].hdr.last_gseq == ir.hdr.last_gseq && frames[n].hdr.epoch == ir.hdr.epoch)
-					n++;
-			}
-			struct rc_frame_hdr hdr = { .epoch = ir.hdr.epoch, .last_gseq = ir.hdr.last_gseq };
-			merged.len = 0;
-			if (n > 0 && rc_frame_merge(&merged, hdr, frames, n) == RC_OK) {
-				rc_frame_reader_init(&r, merged.data, merged.len);
-				printed += cli_tail_print(c, &r, c->count - printed, &out);
-			}
-		}
-		for (size_t i = 0; i < npending; i++)
-			nng_msg_free(pending[i]);
-		npending = 0;
-		nng_msg_free(msg);
+		rc_flush_asm_msg(flush, msg);
 	}
-	for (size_t i = 0; i < npending; i++)
-		nng_msg_free(pending[i]);
-	free(pending);
-	free(frames);
-	rc_buf_fini(&merged);
-	rc_buf_fini(&out);
+	rc_flush_asm_free(flush);
+	rc_buf_fini(&t.out);
 	rc_nng_close_within(sub, CLI_CLOSE_MS);
-	return c->count > 0 && printed < c->count ? 1 : 0;
+	return c->count > 0 && t.printed < c->count ? 1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -417,7 +417,7 @@ static void test_replay_errors(void **state)
 	/* more rooms than allowed */
 	rc_buf_init(&b);
 	rc_buf_puts(&b, "{\"op\":\"replay\",\"rooms\":[");
-	for (int i = 0; i <= BROKER_MAX_REPLAY_ROOMS; i++)
+	for (int i = 0; i <= RC_REPLAY_MAX_ROOMS; i++)
 		rc_buf_printf(&b, "%s\"r%d\"", i ? "," : "", i);
 	rc_buf_puts(&b, "]}");
 	assert_error(call(f, b.data), "invalid_field", "rooms");
