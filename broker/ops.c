@@ -66,10 +66,10 @@ static void op_publish(struct broker *br, struct json_object *req, struct rc_buf
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct rc_event_view v;
+		struct rc_event_object_view v;
 		char why[256];
 
-		rv = rc_event_check(json_object_array_get_idx(events, i), br->max_event_bytes, &v, why, sizeof(why));
+		rv = rc_event_check_object(json_object_array_get_idx(events, i), br->max_event_bytes, &v, why, sizeof(why));
 		if (rv != RC_OK) {
 			reply_error(br, reply, rv == RC_ETOOBIG ? "too_large" : "invalid_event", "events[%zu].%s", i,
 				    why);
