@@ -59,20 +59,4 @@ int rc_event_read(struct rc_json *j, struct rc_buf *out, size_t max_bytes, struc
 int rc_event_check(const char *text, size_t len, size_t max_bytes, struct rc_buf *out, struct rc_event_view *view,
 		   char *why, size_t whylen);
 
-struct json_object;
-
-/* What rc_event_check_object found; pointers are owned by the json object checked. */
-struct rc_event_object_view {
-	const char *type;
-	size_t type_len;
-	const char *room; /* NULL for a global event */
-	size_t room_len;
-	const char *json; /* compact one-line serialization */
-	size_t json_len;
-};
-
-/* The broker's check of a json-c object, until it reads events with rc_event_read. */
-int rc_event_check_object(struct json_object *obj, size_t max_bytes, struct rc_event_object_view *view, char *why,
-			  size_t whylen);
-
 #endif
