@@ -10,6 +10,7 @@
 #include "event.h"
 #include "frame.h"
 #include "id.h"
+#include "json.h"
 
 static void reply_error(struct broker *br, struct rc_buf *reply, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -40,45 +41,149 @@ static void put_id(struct rc_buf *b, uint64_t epoch, uint64_t gseq)
 	rc_buf_append(b, "\"", 1);
 }
 
-static void op_publish(struct broker *br, struct json_object *req, struct rc_buf *reply)
+/*
+ * A request as the strict reader saw it (ops_read). The events of a publish
+ * are checked on the way, so a publish is read once and its events go to
+ * the history exactly as published (compact), never through json-c.
+ */
+struct ops_req {
+	bool publish; /* op is "publish" */
+	bool op_seen;
+	bool op_twice; /* op appears more than once */
+	enum { EVENTS_ABSENT, EVENTS_ARRAY, EVENTS_OTHER, EVENTS_TWICE } events;
+	size_t n;	   /* events in the array (more than RC_PUBLISH_MAX_EVENTS are counted, not kept) */
+	int err;	   /* the first event that breaks a rule (RC_EINVAL, RC_ETOOBIG, RC_ENOMEM), or 0 */
+	char why[256];	   /* its reason, "events[3].type missing" */
+	struct rc_buf buf; /* each event's compact text, then its room */
+	struct hinput in[RC_PUBLISH_MAX_EVENTS]; /* json and room lengths; pointers set by op_publish */
+	size_t off[RC_PUBLISH_MAX_EVENTS];	    /* where each event starts in buf */
+};
+
+/* Reads the events array at j's position into r, checking each event. */
+static void ops_read_events(struct broker *br, struct rc_json *j, struct ops_req *r)
 {
-	struct json_object *events;
-	struct hinput in[RC_PUBLISH_MAX_EVENTS];
+	struct rc_event_view v;
+	char why[256];
+	int rv;
+
+	if (r->events != EVENTS_ABSENT) {
+		r->events = EVENTS_TWICE;
+		rc_json_value(j);
+		return;
+	}
+	if (rc_json_peek(j) != RC_JSON_ARRAY) {
+		r->events = EVENTS_OTHER;
+		rc_json_value(j);
+		return;
+	}
+	r->events = EVENTS_ARRAY;
+	rc_json_begin(j);
+	while (rc_json_next(j)) {
+		size_t i = r->n++;
+
+		if (i >= RC_PUBLISH_MAX_EVENTS || r->err != 0) {
+			rc_json_value(j); /* refused anyway: only checked as JSON */
+			continue;
+		}
+		r->off[i] = r->buf.len;
+		rv = rc_event_read(j, &r->buf, br->max_event_bytes, &v, why, sizeof(why));
+		if (rv == RC_EPROTO)
+			return; /* j has failed: the request is not JSON */
+		if (rv != RC_OK) {
+			r->err = rv;
+			memcpy(r->why, why, sizeof(why));
+			continue;
+		}
+		r->in[i].json_len = v.json_len;
+		r->in[i].room_len = v.room_len;
+		rc_buf_append(&r->buf, v.room, v.room_len);
+	}
+}
+
+/*
+ * Reads req[0..len) with the strict reader: one JSON object, whose "op" it
+ * notes and whose "events" it checks. Returns false with why set when the
+ * request is not one strict JSON object.
+ */
+static bool ops_read(struct broker *br, const char *req, size_t len, struct ops_req *r, char *why, size_t whylen)
+{
+	struct rc_json j;
+
+	rc_json_init(&j, req, len, NULL);
+	if (rc_json_peek(&j) != RC_JSON_OBJECT) {
+		if (rc_json_value(&j) && rc_json_end(&j)) {
+			snprintf(why, whylen, "request must be a JSON object");
+			return false;
+		}
+		rc_json_error(&j, why, whylen);
+		return false;
+	}
+	rc_json_begin(&j);
+	while (rc_json_next(&j)) {
+		if (rc_json_key_is(&j, "events")) {
+			ops_read_events(br, &j, r);
+		} else if (rc_json_key_is(&j, "op")) {
+			const char *p = rc_json_peek(&j) == RC_JSON_STRING ? j.p : NULL;
+			char op[8];
+			size_t n;
+
+			if (!rc_json_value(&j))
+				break;
+			r->op_twice = r->op_seen;
+			r->op_seen = true;
+			r->publish = p != NULL && rc_json_unescape(p + 1, (size_t)(j.p - p - 2), op, sizeof(op), &n) &&
+				     n == 7 && memcmp(op, "publish", 7) == 0;
+		} else {
+			rc_json_value(&j);
+		}
+	}
+	if (!rc_json_end(&j)) {
+		rc_json_error(&j, why, whylen);
+		return false;
+	}
+	return true;
+}
+
+/* Publishes the events ops_read checked. */
+static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *reply)
+{
 	uint64_t epoch = history_epoch(br->hist), first;
-	size_t n;
+	size_t n = r->n;
 	int rv;
 
 	if (atomic_load(&br->stopping)) {
 		reply_error(br, reply, "shutting_down", "the broker is stopping; nothing was published");
 		return;
 	}
-	if (!json_object_object_get_ex(req, "events", &events)) {
+	if (r->events == EVENTS_ABSENT) {
 		reply_error(br, reply, "invalid_field", "events missing");
 		return;
 	}
-	if (!json_object_is_type(events, json_type_array)) {
+	if (r->events == EVENTS_TWICE) {
+		reply_error(br, reply, "invalid_field", "events appears more than once");
+		return;
+	}
+	if (r->events != EVENTS_ARRAY) {
 		reply_error(br, reply, "invalid_field", "events must be an array of event objects");
 		return;
 	}
-	n = json_object_array_length(events);
 	if (n == 0 || n > RC_PUBLISH_MAX_EVENTS) {
 		reply_error(br, reply, "invalid_field", "events must hold 1-%d events, not %zu", RC_PUBLISH_MAX_EVENTS,
 			    n);
 		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct rc_event_view v;
-		char why[256];
-
-		rv = rc_event_check(json_object_array_get_idx(events, i), br->max_event_bytes, &v, why, sizeof(why));
-		if (rv != RC_OK) {
-			reply_error(br, reply, rv == RC_ETOOBIG ? "too_large" : "invalid_event", "events[%zu].%s", i,
-				    why);
-			return;
-		}
-		in[i] = (struct hinput){ v.room, v.room_len, v.json, v.json_len };
+	if (r->err != 0 || r->buf.err) {
+		if (r->err == RC_ENOMEM || r->buf.err)
+			reply_error(br, reply, "internal", "events: out of memory; nothing was published");
+		else
+			reply_error(br, reply, r->err == RC_ETOOBIG ? "too_large" : "invalid_event", "%s", r->why);
+		return;
 	}
-	rv = history_publish(br->hist, in, n, &first);
+	for (size_t i = 0; i < n; i++) {
+		r->in[i].json = r->buf.data + r->off[i];
+		r->in[i].room = r->in[i].room_len ? r->in[i].json + r->in[i].json_len : NULL;
+	}
+	rv = history_publish(br->hist, r->in, n, &first);
 	if (rv != RC_OK) {
 		reply_error(br, reply, "internal", "events: %s; nothing was published", rc_strerror(rv));
 		return;
@@ -275,16 +380,37 @@ static void op_ping(struct broker *br, struct rc_buf *reply)
 
 void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *reply)
 {
-	struct json_tokener *tok;
-	struct json_object *obj, *op;
+	struct json_tokener *tok = NULL;
+	struct json_object *obj = NULL, *op;
 	const char *name;
+	struct ops_req req_read, *r = &req_read; /* ~40 KB on the stack, as the events' inputs were before */
+	char why[256];
 
 	br->requests++;
 	reply->len = 0;
-	tok = json_tokener_new_ex(32);
+	/* one strict read decides what is JSON, and checks a publish's events on the way */
+	r->publish = r->op_seen = r->op_twice = false;
+	r->events = EVENTS_ABSENT;
+	r->n = 0;
+	r->err = 0;
+	rc_buf_init(&r->buf);
+	if (!ops_read(br, req, len, r, why, sizeof(why))) {
+		reply_error(br, reply, "bad_request", "request is not one JSON object: %s", why);
+		goto out;
+	}
+	if (r->op_twice) {
+		reply_error(br, reply, "invalid_field", "op appears more than once");
+		goto out;
+	}
+	if (r->publish) {
+		op_publish(br, r, reply);
+		goto out;
+	}
+	/* the other ops read the request with json-c; the strict read has checked it, nesting too */
+	tok = json_tokener_new_ex(RC_JSON_STACK + 2);
 	if (tok == NULL) {
 		reply_error(br, reply, "internal", "out of memory");
-		return;
+		goto out;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	obj = json_tokener_parse_ex(tok, req, (int)len);
@@ -306,9 +432,7 @@ void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *r
 		goto out;
 	}
 	name = json_object_get_string(op);
-	if (strcmp(name, "publish") == 0)
-		op_publish(br, obj, reply);
-	else if (strcmp(name, "replay") == 0)
+	if (strcmp(name, "replay") == 0)
 		op_replay(br, obj, reply);
 	else if (strcmp(name, "stats") == 0)
 		op_stats(br, reply);
@@ -318,5 +442,7 @@ void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *r
 		reply_error(br, reply, "unknown_op", "op '%.64s' is not one of publish, replay, stats, ping", name);
 out:
 	json_object_put(obj);
-	json_tokener_free(tok);
+	if (tok != NULL)
+		json_tokener_free(tok);
+	rc_buf_fini(&r->buf);
 }

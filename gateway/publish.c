@@ -12,6 +12,7 @@
 #include "error.h"
 #include "event.h"
 #include "gateway.h"
+#include "json.h"
 #include "proto_limits.h"
 #include "response.h"
 
@@ -427,27 +428,69 @@ static bool content_type_ok(const struct gw_req *req)
 	return false;
 }
 
-/* Checks one event; on failure answers and returns false. */
-static bool publish_check(struct gw_conn *c, struct json_object *ev, size_t i, bool array, struct rc_buf *out)
+/*
+ * Reads the body, one event or an array of 1-1000, in one pass: each event
+ * is checked and its compact text (as published, whitespace outside
+ * strings dropped) appended to out, joined by commas. On failure answers
+ * the request and returns false.
+ */
+static bool publish_read(struct gw_conn *c, const struct gw_req *req, struct rc_buf *out, bool *array, size_t *n)
 {
+	size_t max = (size_t)c->gw->opt.max_event_bytes;
 	struct rc_event_view v;
+	struct rc_json j;
 	char why[256], msg[300];
-	int rv = rc_event_check(ev, (size_t)c->gw->opt.max_event_bytes, &v, why, sizeof(why));
+	int rv = RC_OK;
 
-	if (rv != RC_OK) {
-		if (array)
-			snprintf(msg, sizeof(msg), "events[%zu].%s", i, why);
-		else
-			snprintf(msg, sizeof(msg), "%s", why);
-		publish_count(c->gw, rv == RC_ETOOBIG ? 413 : 400);
-		gw_conn_error(c, rv == RC_ETOOBIG ? 413 : 400, rv == RC_ETOOBIG ? "event_too_large" : "invalid_event",
-			      msg, NULL);
-		return false;
+	rc_json_init(&j, req->body.data ? req->body.data : "", req->body.len, NULL);
+	*n = 0;
+	*array = rc_json_peek(&j) == RC_JSON_ARRAY;
+	if (!*array) {
+		rv = rc_event_read(&j, out, max, &v, why, sizeof(why));
+		*n = 1;
+	} else {
+		j.root = "events"; /* errors name events[i] */
+		rc_json_begin(&j);
+		while (rv == RC_OK && rc_json_next(&j)) {
+			if (*n == RC_PUBLISH_MAX_EVENTS)
+				break;
+			if (*n > 0)
+				rc_buf_append(out, ",", 1);
+			rv = rc_event_read(&j, out, max, &v, why, sizeof(why));
+			(*n)++;
+		}
+		if (rv == RC_OK && !rc_json_failed(&j) && (*n == 0 || j.depth > 0)) {
+			snprintf(msg, sizeof(msg), "body: an array must hold 1-%d events", RC_PUBLISH_MAX_EVENTS);
+			publish_count(c->gw, 400);
+			gw_conn_error(c, 400, "invalid_event", msg, NULL);
+			return false;
+		}
 	}
-	if (i > 0)
-		rc_buf_append(out, ",", 1);
-	rc_buf_append(out, v.json, v.json_len);
-	return true;
+	if (rv == RC_OK && !rc_json_end(&j)) {
+		rv = RC_EPROTO;
+		rc_json_error(&j, why, sizeof(why));
+	}
+	switch (rv) {
+	case RC_OK: return true;
+	case RC_EPROTO:
+		snprintf(msg, sizeof(msg), "body is not valid JSON: %s", why);
+		publish_count(c->gw, 400);
+		gw_conn_error(c, 400, "invalid_json", msg, NULL);
+		break;
+	case RC_ETOOBIG:
+		publish_count(c->gw, 413);
+		gw_conn_error(c, 413, "event_too_large", why, NULL);
+		break;
+	case RC_ENOMEM:
+		publish_count(c->gw, 503);
+		gw_conn_error(c, 503, "out_of_memory", "the gateway is out of memory", NULL);
+		break;
+	default:
+		publish_count(c->gw, 400);
+		gw_conn_error(c, 400, "invalid_event", why, NULL);
+		break;
+	}
+	return false;
 }
 
 bool gw_publish_admit(struct gw_conn *c, const struct gw_req *req)
@@ -472,8 +515,6 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 {
 	struct gw *gw = c->gw;
 	struct gw_publisher *p = gw->publisher;
-	struct json_tokener *tok = NULL;
-	struct json_object *body = NULL;
 	struct pub_call *pc = NULL;
 	struct rc_buf out;
 	bool array;
@@ -482,33 +523,8 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 	rc_buf_init(&out);
 	if (!gw_publish_admit(c, req))
 		goto out;
-	tok = json_tokener_new_ex(64);
-	if (tok == NULL)
-		goto out_nomem;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	body = json_tokener_parse_ex(tok, req->body.data ? req->body.data : "", (int)req->body.len);
-	if (body == NULL || json_tokener_get_parse_end(tok) != req->body.len) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "body is not valid JSON: %s",
-			 body != NULL ? "trailing bytes after the value"
-			 : json_tokener_get_error(tok) == json_tokener_continue ? "unexpected end of input"
-										: json_tokener_error_desc(json_tokener_get_error(tok)));
-		publish_count(gw, 400);
-		gw_conn_error(c, 400, "invalid_json", msg, NULL);
+	if (!publish_read(c, req, &out, &array, &n))
 		goto out;
-	}
-	array = json_object_is_type(body, json_type_array);
-	n = array ? json_object_array_length(body) : 1;
-	if (array && (n == 0 || n > RC_PUBLISH_MAX_EVENTS)) {
-		char msg[64];
-		snprintf(msg, sizeof(msg), "body: an array must hold 1-%d events", RC_PUBLISH_MAX_EVENTS);
-		publish_count(gw, 400);
-		gw_conn_error(c, 400, "invalid_event", msg, NULL);
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (!publish_check(c, array ? json_object_array_get_idx(body, i) : body, i, array, &out))
-			goto out;
 	if (p == NULL) {
 		publish_count(gw, 503);
 		gw_conn_error(c, 503, "broker_unavailable", "the gateway is stopping; nothing was published", NULL);
@@ -557,8 +573,5 @@ out_nomem:
 	gw_conn_error(c, 503, "out_of_memory", "the gateway is out of memory", NULL);
 out:
 	free(pc);
-	json_object_put(body);
-	if (tok != NULL)
-		json_tokener_free(tok);
 	rc_buf_fini(&out);
 }

@@ -26,6 +26,7 @@
 #include "flush.h"
 #include "frame.h"
 #include "id.h"
+#include "json.h"
 #include "log.h"
 #include "options.h"
 #include "proto_limits.h"
@@ -147,42 +148,84 @@ static int cli_print_ids(struct json_object *reply)
 	return 0;
 }
 
+/*
+ * Appends the members of the JSON object text (--data) to out, each after a
+ * comma, as written (compact: numbers and strings untouched), except type
+ * and room_id, which --type and --room give. Returns false with why set
+ * when text is not one strict JSON object.
+ */
+static bool cli_data_members(const char *text, struct rc_buf *out, char *why, size_t whylen)
+{
+	struct rc_json j;
+	const char *key;
+	size_t len;
+
+	rc_json_init(&j, text, strlen(text), NULL);
+	rc_json_limit(&j, RC_JSON_MAX_DEPTH); /* the object becomes the event */
+	if (rc_json_peek(&j) != RC_JSON_OBJECT) {
+		if (rc_json_value(&j) && rc_json_end(&j))
+			snprintf(why, whylen, "not an object");
+		else
+			rc_json_error(&j, why, whylen);
+		return false;
+	}
+	rc_json_begin(&j);
+	while (rc_json_next(&j)) {
+		if (rc_json_key_is(&j, "type") || rc_json_key_is(&j, "room_id")) {
+			rc_json_value(&j);
+			continue;
+		}
+		key = rc_json_key(&j, &len);
+		rc_buf_puts(out, ",\"");
+		rc_buf_append(out, key, len);
+		rc_buf_puts(out, "\":");
+		j.out = out;
+		rc_json_value(&j);
+		j.out = NULL;
+	}
+	if (!rc_json_end(&j)) {
+		rc_json_error(&j, why, whylen);
+		return false;
+	}
+	return true;
+}
+
 static int cli_publish_one(struct cli *c)
 {
-	struct json_object *ev, *req, *arr, *reply;
-	const char *s;
+	struct json_object *reply;
+	struct rc_buf req;
+	char why[256];
 	int rc = 1;
 
 	if (c->type == NULL) {
 		cli_fail("publish needs --type (or --ndjson)");
 		return CLI_EXIT_USAGE;
 	}
-	if (c->data != NULL) {
-		ev = json_tokener_parse(c->data);
-		if (ev == NULL || !json_object_is_type(ev, json_type_object)) {
-			json_object_put(ev);
-			cli_fail("--data must be a JSON object, got '%s'", c->data);
-			return CLI_EXIT_USAGE;
-		}
-	} else {
-		ev = json_object_new_object();
+	/* the event is built as text, so --data goes to the broker as written */
+	rc_buf_init(&req);
+	rc_buf_puts(&req, "{\"op\":\"publish\",\"events\":[{\"type\":");
+	rc_buf_json_str(&req, c->type, strlen(c->type));
+	if (c->room != NULL) {
+		rc_buf_puts(&req, ",\"room_id\":");
+		rc_buf_json_str(&req, c->room, strlen(c->room));
 	}
-	json_object_object_add(ev, "type", json_object_new_string(c->type));
-	if (c->room != NULL)
-		json_object_object_add(ev, "room_id", json_object_new_string(c->room));
-	req = json_object_new_object();
-	arr = json_object_new_array();
-	json_object_array_add(arr, ev);
-	json_object_object_add(req, "op", json_object_new_string("publish"));
-	json_object_object_add(req, "events", arr);
-	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	reply = cli_call(c, s, strlen(s));
+	if (c->data != NULL && !cli_data_members(c->data, &req, why, sizeof(why))) {
+		rc_buf_fini(&req);
+		cli_fail("--data must be a JSON object, got '%s': %s", c->data, why);
+		return CLI_EXIT_USAGE;
+	}
+	rc_buf_puts(&req, "}]}");
+	if (req.err) {
+		rc_buf_fini(&req);
+		return cli_fail("out of memory");
+	}
+	reply = cli_call(c, req.data, req.len);
 	if (reply != NULL && cli_reply_ok(reply, ""))
 		rc = cli_print_ids(reply);
 	else if (reply == NULL && c->unanswered)
 		rc = CLI_EXIT_UNKNOWN;
 	json_object_put(reply);
-	json_object_put(req);
+	rc_buf_fini(&req);
 	return rc;
 }
 

@@ -255,7 +255,7 @@ static void test_publish_ok(void **state)
 	assert_ok(r);
 	assert_string_equal(json_object_get_string(json_object_array_get_idx(jget(r, "ids"), 0)), EPOCH_STR "-5");
 	json_object_put(r);
-	/* the payload is kept as published, compact on one line */
+	/* the payload is kept as published (escapes too), compact on one line */
 	char req[512];
 	snprintf(req, sizeof(req), "{\"op\":\"publish\",\"events\":[  %s  ]}", ev);
 	r = call(f, req);
@@ -264,7 +264,7 @@ static void test_publish_ok(void **state)
 	raw = call_raw(f, "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-5\"}",
 		       strlen("{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-5\"}"), &rlen);
 	if (strstr(raw, "\"event\":{\"type\":\"message.created\",\"room_id\":\"room-1\","
-			"\"message\":{\"text\":\"a/b \\\"q\\\" \xc3\xa9\",\"n\":[1,2.5,true,null]}}") == NULL)
+			"\"message\":{\"text\":\"a/b \\\"q\\\" \\u00e9\",\"n\":[1,2.5,true,null]}}") == NULL)
 		fail_msg("payload changed: %s", raw);
 	free(raw);
 	r = call(f, "{\"op\":\"replay\",\"rooms\":[\"room-1\"],\"global\":false}");
@@ -279,6 +279,150 @@ static void test_publish_ok(void **state)
 	json_object_put(want);
 	json_object_put(r);
 	assert_int_equal(last_gseq(f), 6);
+}
+
+/* Replays everything after gseq and returns the raw reply (malloc'ed). */
+static char *replay_raw_after(struct fixture *f, uint64_t gseq)
+{
+	char req[128];
+	size_t rlen;
+
+	snprintf(req, sizeof(req), "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-%llu\"}", (unsigned long long)gseq);
+	return call_raw(f, req, strlen(req), &rlen);
+}
+
+/*
+ * A publish keeps each event exactly as published, whitespace outside
+ * strings dropped: numbers beyond 64 bits and beyond a double, -0, 1.0,
+ * escapes. The broker never re-serializes them.
+ */
+static void test_publish_exact(void **state)
+{
+	static const char req[] =
+		"{ \"events\" : [ { \"type\":\"n\", \"room_id\":\"r\", \"big\": 123456789012345678901234567890,"
+		" \"neg\": -123456789012345678901234567890, \"f\": 1.0, \"e\": 1e400, \"z\": -0, \"d\": 0.1,"
+		" \"s\": \"\\u00e9\\ud83d\\ude00 \\/ \xc3\xa9\" } ,\n\t{\"type\":\"g\",\"x\":[ 1 , 2 ]} ], "
+		"\"op\" : \"p\\u0075blish\" }";
+	static const char want0[] = "{\"type\":\"n\",\"room_id\":\"r\",\"big\":123456789012345678901234567890,"
+				    "\"neg\":-123456789012345678901234567890,\"f\":1.0,\"e\":1e400,\"z\":-0,\"d\":0.1,"
+				    "\"s\":\"\\u00e9\\ud83d\\ude00 \\/ \xc3\xa9\"}";
+	static const char want1[] = "{\"type\":\"g\",\"x\":[1,2]}";
+	struct fixture *f = *state;
+	struct json_object *r;
+	char *raw, want[1024];
+
+	r = call(f, req);
+	assert_ok(r);
+	json_object_put(r);
+	raw = replay_raw_after(f, 0);
+	snprintf(want, sizeof(want), "\"rseq\":1,\"event\":%s}", want0);
+	if (strstr(raw, want) == NULL)
+		fail_msg("event 1 changed: %s", raw);
+	snprintf(want, sizeof(want), "\"rseq\":1,\"event\":%s}", want1);
+	if (strstr(raw, want) == NULL)
+		fail_msg("event 2 changed: %s", raw);
+	free(raw);
+	/* the room is the decoded room_id, escapes or not */
+	r = call(f, "{\"op\":\"publish\",\"events\":[{\"type\":\"n\",\"room_id\":\"\\u0072\"}]}");
+	assert_ok(r);
+	json_object_put(r);
+	r = call(f, "{\"op\":\"replay\",\"rooms\":[\"r\"],\"global\":false}");
+	assert_ok(r);
+	assert_int_equal(json_object_array_length(jget(r, "events")), 2);
+	json_object_put(r);
+	/* an event nested 64 levels is fine */
+	{
+		struct rc_buf b;
+
+		rc_buf_init(&b);
+		rc_buf_puts(&b, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"x\":");
+		for (int i = 1; i < 64; i++)
+			rc_buf_puts(&b, "[");
+		for (int i = 1; i < 64; i++)
+			rc_buf_puts(&b, "]");
+		rc_buf_puts(&b, "}]}");
+		r = call(f, b.data);
+		assert_ok(r);
+		json_object_put(r);
+		rc_buf_fini(&b);
+	}
+	assert_int_equal(last_gseq(f), 4);
+}
+
+/* Requests that are not strict JSON are bad_request with the field named; nothing is published. */
+static void test_publish_strict(void **state)
+{
+	static const struct {
+		const char *req;
+		const char *code, *field;
+	} cases[] = {
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"room_id\":\"r\",\"x\":\"\xff\"}]}", "bad_request",
+		  "request is not one JSON object: events[0].x: invalid UTF-8" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\"},{\"type\":\"a\",\"m\":{\"t\":\"\xc0\x80\"}}]}",
+		  "bad_request", "events[1].m.t: invalid UTF-8" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"x\":\"\xed\xa0\x80\"}]}", "bad_request",
+		  "events[0].x: invalid UTF-8" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"k\xff\":1}]}", "bad_request",
+		  "events[0]: invalid UTF-8 in a key" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"x\":\"a\tb\"}]}", "bad_request",
+		  "events[0].x: raw control character 0x09" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"x\":\"\\ud800\"}]}", "bad_request",
+		  "events[0].x: \\ud800 is half of a surrogate pair" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"x\":NaN}]}", "bad_request",
+		  "events[0].x: unexpected character 'N'" },
+		/* the reader stops at the first error: a JSON error after a rule error still wins */
+		{ "{\"op\":\"publish\",\"events\":[{\"room_id\":\"r\"},{\"type\":\"a\",\"x\":\"\x01\"}]}", "bad_request",
+		  "events[1].x: raw control character 0x01" },
+		/* outside the events too, whatever the op */
+		{ "{\"op\":\"ping\",\"x\":\"\xff\"}", "bad_request", "x: invalid UTF-8" },
+		{ "{\"op\":\"p\xffing\"}", "bad_request", "op: invalid UTF-8" },
+		/* duplicates of what decides the request */
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"type\":\"b\"}]}", "invalid_event",
+		  "events[0].type appears more than once" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"room_id\":\"r\",\"room_id\":\"s\"}]}",
+		  "invalid_event", "events[0].room_id appears more than once" },
+		{ "{\"op\":\"ping\",\"op\":\"publish\",\"events\":[{\"type\":\"a\"}]}", "invalid_field",
+		  "op appears more than once" },
+		{ "{\"op\":\"publish\",\"op\":\"publish\",\"events\":[{\"type\":\"a\"}]}", "invalid_field",
+		  "op appears more than once" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\"}],\"events\":[{\"type\":\"b\"}]}", "invalid_field",
+		  "events appears more than once" },
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_error(call(f, cases[i].req), cases[i].code, cases[i].field);
+	assert_int_equal(last_gseq(f), 0);
+}
+
+/* One nesting limit: any request the reader accepts, json-c reads too (it used to stop at 32). */
+static void test_nesting_one_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r;
+	struct rc_buf b;
+
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"replay\",\"x\":");
+	for (int i = 0; i < 60; i++)
+		rc_buf_puts(&b, "[");
+	for (int i = 0; i < 60; i++)
+		rc_buf_puts(&b, "]");
+	rc_buf_puts(&b, "}");
+	r = call(f, b.data);
+	assert_ok(r);
+	json_object_put(r);
+	rc_buf_fini(&b);
+	/* deeper than the reader tracks: named */
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"replay\",\"x\":");
+	for (int i = 0; i < 70; i++)
+		rc_buf_puts(&b, "[");
+	for (int i = 0; i < 70; i++)
+		rc_buf_puts(&b, "]");
+	rc_buf_puts(&b, "}");
+	assert_error(call(f, b.data), "bad_request", "x[0][0]");
+	rc_buf_fini(&b);
 }
 
 /* Appends n events {"type":"t","i":k} to b, comma-separated, in brackets. */
@@ -485,7 +629,7 @@ static void test_request_errors(void **state)
 		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].req);
 		assert_error(call_bytes(f, cases[i].req, len), cases[i].code, cases[i].field);
 	}
-	/* nesting deeper than the parser allows */
+	/* nesting deeper than the reader allows: the message names the field and the limit */
 	rc_buf_init(&b);
 	rc_buf_puts(&b, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"x\":");
 	for (int i = 0; i < 100; i++)
@@ -493,7 +637,8 @@ static void test_request_errors(void **state)
 	for (int i = 0; i < 100; i++)
 		rc_buf_puts(&b, "]");
 	rc_buf_puts(&b, "}]}");
-	assert_error(call(f, b.data), "bad_request", "request");
+	assert_error(call(f, b.data), "bad_request", "request is not one JSON object: events[0].x[0][0]");
+	assert_error(call(f, b.data), "bad_request", "nested deeper than 64 levels");
 	rc_buf_fini(&b);
 	/* an absurd op name is cut in the message */
 	rc_buf_init(&b);
@@ -792,6 +937,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ping_stats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_exact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_strict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nesting_one_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_evicted, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_request_errors, setup, teardown),
