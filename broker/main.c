@@ -27,7 +27,7 @@
 
 struct broker_options {
 	const char *bus, *api;
-	int64_t history_events, history_bytes, max_event_bytes;
+	int64_t history_events, history_bytes, max_event_bytes, max_rooms;
 	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_frame_bytes, bus_whole_bytes, bus_tick_ms;
 	enum rc_log_level log_level;
 };
@@ -72,6 +72,7 @@ int main(int argc, char **argv)
 		.history_events = 100000,
 		.history_bytes = 256 * 1024 * 1024,
 		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
+		.max_rooms = 1000000,
 		.api_workers = 16,
 		.api_max_bytes = 8 * 1024 * 1024,
 		.bus_sendbuf = 8192,
@@ -86,6 +87,9 @@ int main(int argc, char **argv)
 		  "nng address the api (REP: publish, replay, stats, ping) listens on" },
 		{ "history-events", RC_OPT_INT, &o.history_events, 1, 100000000, "events kept in memory for replay" },
 		{ "history-bytes", RC_OPT_SIZE, &o.history_bytes, 4096, INT64_MAX, "bytes of events kept for replay" },
+		{ "max-rooms", RC_OPT_INT, &o.max_rooms, 1, INT64_MAX,
+		  "rooms the broker keeps (never forgotten in an epoch: ~150 bytes each); a publish that would add one "
+		  "more is refused (too_many_rooms)" },
 		{ "max-event-bytes", RC_OPT_SIZE, &o.max_event_bytes, 64, 16 * 1024 * 1024,
 		  "largest serialized event accepted" },
 		{ "api-workers", RC_OPT_INT, &o.api_workers, 1, 256, "api requests handled concurrently" },
@@ -140,6 +144,7 @@ int main(int argc, char **argv)
 	if (bus_start(&bc, &bus) != RC_OK)
 		goto out;
 	br.bus = bus;
+	history_set_max_rooms(br.hist, (size_t)o.max_rooms);
 	history_set_sink(br.hist, bus_sink, bus);
 	struct api_config ac = {
 		.url = o.api,

@@ -78,7 +78,12 @@ static void op_publish(struct broker *br, struct json_object *req, struct rc_buf
 		in[i] = (struct hinput){ v.room, v.room_len, v.json, v.json_len };
 	}
 	rv = history_publish(br->hist, in, n, &first);
-	if (rv != RC_OK) {
+	if (rv == RC_ETOOBIG) {
+		reply_error(br, reply, "too_many_rooms",
+			    "events: a new room would pass the broker's limit of rooms (--max-rooms); nothing was "
+			    "published");
+		return;
+	} else if (rv != RC_OK) {
 		reply_error(br, reply, "internal", "events: %s; nothing was published", rc_strerror(rv));
 		return;
 	}
@@ -248,13 +253,13 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 	rc_buf_printf(reply, "{\"ok\":true,\"epoch\":\"%s\",\"last_id\":", e);
 	put_id(reply, epoch, hs.last_gseq);
 	rc_buf_printf(reply,
-		      ",\"gseq\":%" PRIu64 ",\"rooms\":%zu,"
+		      ",\"gseq\":%" PRIu64 ",\"rooms\":%zu,\"room_bytes\":%zu,"
 		      "\"history\":{\"events\":%zu,\"bytes\":%zu,\"first_gseq\":%" PRIu64 "},"
 		      "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64
 		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ","
 		      "\"bus\":{\"frames\":%" PRIu64 ",\"events\":%" PRIu64 ",\"bytes\":%" PRIu64
 		      ",\"ticks\":%" PRIu64 ",\"send_errors\":%" PRIu64 "}}",
-		      hs.last_gseq, hs.rooms, hs.events, hs.bytes, hs.first_gseq, br->requests, br->errors,
+		      hs.last_gseq, hs.rooms, hs.room_bytes, hs.events, hs.bytes, hs.first_gseq, br->requests, br->errors,
 		      br->publishes, br->events_published, br->replays, bs.frames, bs.events, bs.bytes, bs.ticks,
 		      bs.send_errors);
 }

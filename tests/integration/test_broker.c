@@ -10,7 +10,9 @@
  *   - replay after an id, for rooms and the firehose, paged, in json and frame
  *     format, and its errors (history_unavailable, epoch_mismatch, invalid_id);
  *   - 1,000 random byte strings and 1,000 mutated requests each get a reply,
- *     and the broker keeps serving.
+ *     and the broker keeps serving;
+ *   - memory: 100,000 new rooms cost what they hold, and --max-rooms refuses
+ *     the room beyond.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,8 +45,8 @@
 #define LOAD_ROOMS 5 /* plus the global events, index LOAD_ROOMS */
 
 static const char *const known_codes[] = {
-	"bad_request", "invalid_field",	 "invalid_event",	"too_large",	 "unknown_op",
-	"invalid_id",  "epoch_mismatch", "history_unavailable", "shutting_down", NULL,
+	"bad_request",	  "invalid_field",	 "invalid_event", "too_large",	    "unknown_op", "invalid_id",
+	"epoch_mismatch", "history_unavailable", "shutting_down", "too_many_rooms", NULL,
 };
 
 static struct broker_fixture *start_broker(void **state, const char *const *args)
@@ -913,6 +915,78 @@ static void test_garbage(void **state)
 	free(buf);
 }
 
+/* ---- 7. memory under load ---- */
+
+/* ASan's shadow memory and quarantine make the resident set meaningless: measured, not checked. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_CHECKED false
+#else
+#define RSS_CHECKED true
+#endif
+
+/* The broker's resident set (VmRSS) in bytes, 0 when unknown. */
+static size_t broker_rss(const struct broker_fixture *b)
+{
+	char path[64], *status, *p;
+	size_t kb = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)b->proc.pid);
+	status = proc_read_file(path, NULL);
+	if (status != NULL && (p = strstr(status, "VmRSS:")) != NULL)
+		kb = (size_t)strtoull(p + 6, NULL, 10);
+	free(status);
+	return kb * 1024;
+}
+
+#define ROOMS_N 100000
+/* a room and its one event; before rooms' indexes were sized by what they hold: ~4.3 KB */
+#define ROOM_RSS_MAX 1024
+
+/*
+ * 100,000 events into 100,000 new rooms, 1,000 per publish: the broker grows
+ * by what the rooms and their events cost, and the room past --max-rooms is
+ * refused (too_many_rooms) while the rooms it has go on.
+ */
+static void test_room_memory(void **state)
+{
+	static const char *const args[] = { "--max-rooms", "100000", NULL };
+	struct broker_fixture *b = start_broker(state, args);
+	struct json_object *r;
+	struct rc_buf ev;
+	size_t rss0, rss1, room_bytes;
+	nng_socket s;
+
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	publish(b, s, "[{\"type\":\"warm\"}]", 1);
+	rss0 = broker_rss(b);
+	for (size_t k = 0; k < ROOMS_N / 1000; k++) {
+		rc_buf_init(&ev);
+		rc_buf_puts(&ev, "[");
+		for (size_t i = 0; i < 1000; i++)
+			rc_buf_printf(&ev, "%s{\"type\":\"t\",\"room_id\":\"room-%06zu\"}", i ? "," : "", k * 1000 + i);
+		rc_buf_puts(&ev, "]");
+		publish(b, s, ev.data, 1000);
+		rc_buf_fini(&ev);
+	}
+	rss1 = broker_rss(b);
+	r = call_ok(s, "{\"op\":\"stats\"}");
+	assert_int_equal(json_object_get_int64(json_get(r, "rooms")), ROOMS_N);
+	room_bytes = (size_t)json_object_get_int64(json_get(r, "room_bytes"));
+	json_object_put(r);
+	print_message("%d rooms of one event: the broker grew by %zu bytes a room (rooms and events; "
+		      "stats room_bytes: %zu a room)\n",
+		      ROOMS_N, rss1 > rss0 ? (rss1 - rss0) / ROOMS_N : 0, room_bytes / ROOMS_N);
+	if (RSS_CHECKED && rss0 > 0 && rss1 > rss0 && (rss1 - rss0) / ROOMS_N > ROOM_RSS_MAX)
+		fail_msg("the broker grew by %zu bytes a room, want <= %d", (rss1 - rss0) / ROOMS_N, ROOM_RSS_MAX);
+	/* one room more: refused whole, known rooms go on */
+	assert_code(s,
+		    "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"room-000001\"},"
+		    "{\"type\":\"t\",\"room_id\":\"one-more\"}]}",
+		    "too_many_rooms");
+	publish(b, s, "[{\"type\":\"t\",\"room_id\":\"room-000001\"},{\"type\":\"t\"}]", 2);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -922,6 +996,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_publishers_room_frames, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_replay, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_room_memory, NULL, teardown),
 	};
 
 	if (proc_init() != 0) {

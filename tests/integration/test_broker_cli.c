@@ -47,6 +47,7 @@ static const char *const broker_options[] = {
 	"history-events",
 	"history-bytes",
 	"max-event-bytes",
+	"max-rooms",
 	"api-workers",
 	"api-max-bytes",
 	"bus-sendbuf",

@@ -786,6 +786,26 @@ static void test_replay_all_while_evicting(void **state)
 	assert_int_equal(failures, 0);
 }
 
+/* A publish that would pass the history's room limit: 503-worthy too_many_rooms, nothing published. */
+static void test_too_many_rooms(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r;
+
+	history_set_max_rooms(f->br.hist, 2);
+	publish(f, "[{\"type\":\"t\",\"room_id\":\"a\"},{\"type\":\"t\",\"room_id\":\"b\"},{\"type\":\"t\"}]", 3);
+	assert_error(call(f, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"a\"},"
+			     "{\"type\":\"t\",\"room_id\":\"c\"}]}"),
+		     "too_many_rooms", "events");
+	assert_int_equal(last_gseq(f), 3);
+	/* the rooms it has go on */
+	assert_int_equal(publish(f, "[{\"type\":\"t\",\"room_id\":\"b\"}]", 1), 4);
+	r = call(f, "{\"op\":\"stats\"}");
+	assert_int_equal(json_object_get_int64(jget(r, "rooms")), 2);
+	assert_true(json_object_get_int64(jget(r, "room_bytes")) > 0);
+	json_object_put(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -800,6 +820,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replay_frame, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bus_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_all_while_evicting, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_rooms, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
