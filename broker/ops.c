@@ -277,6 +277,16 @@ static void op_ping(struct broker *br, struct rc_buf *reply)
 	rc_buf_append(reply, "}", 1);
 }
 
+/* How much of an unknown op's name an error echoes: at most 64 bytes, not ending inside a UTF-8 character. */
+static size_t op_echo_len(const char *name, size_t len)
+{
+	size_t n = len < 64 ? len : 64;
+
+	while (n > 0 && n < len && ((unsigned char)name[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
 void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *reply)
 {
 	struct json_tokener *tok;
@@ -319,7 +329,8 @@ void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *r
 	else if (strcmp(name, "ping") == 0)
 		op_ping(br, reply);
 	else
-		reply_error(br, reply, "unknown_op", "op '%.64s' is not one of publish, replay, stats, ping", name);
+		reply_error(br, reply, "unknown_op", "op '%.*s' is not one of publish, replay, stats, ping",
+			    (int)op_echo_len(name, (size_t)json_object_get_string_len(op)), name);
 out:
 	json_object_put(obj);
 	json_tokener_free(tok);

@@ -506,6 +506,102 @@ static void test_request_errors(void **state)
 	assert_int_equal(last_gseq(f), 0);
 }
 
+/* True when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF). */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = s[i];
+		size_t len;
+		uint32_t cp, min;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			len = 2, cp = c & 0x1f, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3, cp = c & 0x0f, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4, cp = c & 0x07, min = 0x10000;
+		} else {
+			return false;
+		}
+		if (n - i < len)
+			return false;
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+/*
+ * Whatever bytes an op name holds (invalid UTF-8, a character cut by the
+ * 64-byte limit of the echo, escapes of lone surrogates), the error reply is
+ * valid UTF-8 and strict JSON, and echoes the name's valid start.
+ */
+static void test_replies_are_utf8(void **state)
+{
+	static const struct {
+		const char *op;	  /* the bytes between the quotes of "op" */
+		const char *echo; /* what the message must contain */
+	} cases[] = {
+		{ "\xff\xfe", "op '" },
+		{ "bad\xc3", "op 'bad" },				     /* a character cut at the end */
+		{ "x\xc3(y", "op 'x" },					     /* a lead byte without its continuation */
+		{ "\xe2\x82", "op '" },					     /* 2 of 3 bytes */
+		{ "\xc0\xaf", "op '" },					     /* an overlong '/' */
+		{ "\xed\xa0\x80", "op '" },				     /* an encoded surrogate */
+		{ "\xf4\x90\x80\x80", "op '" },				     /* past U+10FFFF */
+		{ "\x80\x80\x80", "op '" },				     /* continuations alone */
+		{ "\\ud800x", "op '" },					     /* a lone surrogate as an escape */
+		{ "caf\xc3\xa9", "op 'caf\xc3\xa9'" },			     /* valid: echoed as it is */
+		{ "\xf0\x9f\x98\x80 smile", "op '\xf0\x9f\x98\x80 smile'" }, /* 4 bytes */
+	};
+	struct fixture *f = *state;
+	struct rc_buf req;
+
+	rc_buf_init(&req);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]) + 3; i++) {
+		size_t rlen;
+		char *raw;
+		struct json_tokener *tok;
+		struct json_object *obj;
+
+		req.len = 0;
+		rc_buf_puts(&req, "{\"op\":\"");
+		if (i < sizeof(cases) / sizeof(cases[0])) {
+			rc_buf_puts(&req, cases[i].op);
+		} else {
+			/* long names of multibyte characters: the 64-byte cut falls inside one */
+			const char *ch = i % 3 == 0 ? "\xc3\xa9" : i % 3 == 1 ? "\xe2\x82\xac" : "\xf0\x9f\x98\x80";
+			rc_buf_puts(&req, i % 3 == 0 ? "a" : "ab");
+			for (int k = 0; k < 40; k++)
+				rc_buf_puts(&req, ch);
+		}
+		rc_buf_puts(&req, "\"}");
+		raw = call_raw(f, req.data, req.len, &rlen);
+		if (!utf8_valid((const unsigned char *)raw, rlen))
+			fail_msg("request %zu: the reply is not UTF-8: %s", i, raw);
+		tok = json_tokener_new();
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+		obj = json_tokener_parse_ex(tok, raw, (int)rlen);
+		if (obj == NULL || json_tokener_get_parse_end(tok) != rlen)
+			fail_msg("request %zu: the reply is not strict JSON: %s", i, raw);
+		json_tokener_free(tok);
+		assert_error(obj, "unknown_op", i < sizeof(cases) / sizeof(cases[0]) ? cases[i].echo : "op 'a");
+		free(raw);
+	}
+	rc_buf_fini(&req);
+}
+
 static void test_shutting_down(void **state)
 {
 	struct fixture *f = *state;
@@ -815,6 +911,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replay_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_evicted, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_request_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replies_are_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutting_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_frame, setup, teardown),
