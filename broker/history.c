@@ -349,11 +349,33 @@ out_free:
 	return rv;
 }
 
-/* True when ev does not fit in the result any more (limit or max_bytes). */
-static bool result_full(const struct history_query *q, const struct history_result *res, size_t bytes,
-			const struct hevent *ev)
+/* What the events of a result add up to so far. */
+struct result_acc {
+	size_t bytes;  /* json */
+	size_t answer; /* json + room + HISTORY_ANSWER_OVERHEAD each */
+};
+
+static size_t hevent_answer_size(const struct hevent *ev)
 {
-	return res->count == q->limit || (q->max_bytes != 0 && res->count > 0 && bytes + ev->json_len > q->max_bytes);
+	return (size_t)ev->json_len + ev->room_len + HISTORY_ANSWER_OVERHEAD;
+}
+
+/* True when ev does not fit in the result any more (limit, max_bytes or max_answer_bytes). */
+static bool result_full(const struct history_query *q, const struct history_result *res,
+			const struct result_acc *acc, const struct hevent *ev)
+{
+	if (res->count == q->limit)
+		return true;
+	if (res->count == 0)
+		return false; /* at least one event */
+	return (q->max_bytes != 0 && acc->bytes + ev->json_len > q->max_bytes) ||
+	       (q->max_answer_bytes != 0 && acc->answer + hevent_answer_size(ev) > q->max_answer_bytes);
+}
+
+static void result_add(struct result_acc *acc, const struct hevent *ev)
+{
+	acc->bytes += ev->json_len;
+	acc->answer += hevent_answer_size(ev);
 }
 
 static int result_push(struct history_result *res, size_t *cap, struct hevent *ev)
@@ -375,7 +397,8 @@ static int result_push(struct history_result *res, size_t *cap, struct hevent *e
 static int history_replay_rooms(struct history *h, const struct history_query *q, struct history_result *res,
 				size_t *cap)
 {
-	size_t k = 0, nmax = q->nrooms + 1, bytes = 0;
+	size_t k = 0, nmax = q->nrooms + 1;
+	struct result_acc acc = { 0, 0 };
 	struct hroom **cur = calloc(nmax, sizeof(*cur));
 	size_t *pos = calloc(nmax, sizeof(*pos));
 	int rv = RC_OK;
@@ -414,14 +437,14 @@ static int history_replay_rooms(struct history *h, const struct history_query *q
 		if (best == k)
 			break;
 		struct hevent *ev = h->ring[g % h->max_events];
-		if (result_full(q, res, bytes, ev)) {
+		if (result_full(q, res, &acc, ev)) {
 			res->more = true;
 			break;
 		}
 		rv = result_push(res, cap, ev);
 		if (rv != RC_OK)
 			break;
-		bytes += ev->json_len;
+		result_add(&acc, ev);
 		pos[best]++;
 	}
 out:
@@ -433,7 +456,8 @@ out:
 int history_replay(struct history *h, const struct history_query *q, struct history_result *res)
 {
 	struct history_query qq = *q;
-	size_t cap = 0, bytes = 0;
+	struct result_acc acc = { 0, 0 };
+	size_t cap = 0;
 	int rv = RC_OK;
 
 	memset(res, 0, sizeof(*res));
@@ -451,12 +475,12 @@ int history_replay(struct history *h, const struct history_query *q, struct hist
 	} else if (q->rooms == NULL) {
 		for (uint64_t g = q->after + 1; g <= h->last_gseq && rv == RC_OK; g++) {
 			struct hevent *ev = h->ring[g % h->max_events];
-			if (result_full(q, res, bytes, ev)) {
+			if (result_full(q, res, &acc, ev)) {
 				res->more = true;
 				break;
 			}
 			rv = result_push(res, &cap, ev);
-			bytes += ev->json_len;
+			result_add(&acc, ev);
 		}
 	} else {
 		rv = history_replay_rooms(h, q, res, &cap);

@@ -97,12 +97,21 @@ struct history_query {
 	bool oldest;      /* ignore after: start at the oldest retained event */
 	size_t limit;
 	size_t max_bytes; /* stop before the events' json passes this (0: no limit; at least one event) */
+	/*
+	 * The server's cap on the answer: stop before the events' answer size
+	 * (json + room + HISTORY_ANSWER_OVERHEAD each, which covers how ops
+	 * encodes an event in JSON or as a frame) passes this (0: none; at least
+	 * one event).
+	 */
+	size_t max_answer_bytes;
 };
+
+#define HISTORY_ANSWER_OVERHEAD 80
 
 struct history_result {
 	struct hevent **events; /* references the caller releases with history_result_fini */
 	size_t count;
-	bool more;          /* the limit cut the result */
+	bool more;          /* limit, max_bytes or max_answer_bytes cut the result */
 	uint64_t last_gseq; /* the broker's last gseq at the time of the query */
 	uint64_t first_gseq; /* oldest gseq still retained (last_gseq + 1 when empty) */
 };

@@ -28,6 +28,7 @@
 struct broker_options {
 	const char *bus, *api;
 	int64_t history_events, history_bytes, max_event_bytes, max_rooms;
+	int64_t replay_max_bytes, max_replays, replay_wait_ms;
 	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_frame_bytes, bus_whole_bytes, bus_tick_ms;
 	enum rc_log_level log_level;
 };
@@ -73,6 +74,9 @@ int main(int argc, char **argv)
 		.history_bytes = 256 * 1024 * 1024,
 		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
 		.max_rooms = 1000000,
+		.replay_max_bytes = 4 * 1024 * 1024,
+		.max_replays = 4,
+		.replay_wait_ms = 1000,
 		.api_workers = 16,
 		.api_max_bytes = 8 * 1024 * 1024,
 		.bus_sendbuf = 8192,
@@ -95,6 +99,13 @@ int main(int argc, char **argv)
 		{ "api-workers", RC_OPT_INT, &o.api_workers, 1, 256, "api requests handled concurrently" },
 		{ "api-max-bytes", RC_OPT_SIZE, &o.api_max_bytes, 1024, 1024 * 1024 * 1024,
 		  "largest api request; a larger one drops the connection" },
+		{ "replay-max-bytes", RC_OPT_SIZE, &o.replay_max_bytes, 4096, 1024 * 1024 * 1024,
+		  "largest replay answer (events' JSON + ~80 bytes each, whatever the request asks; at least one "
+		  "event); \"more\" says to ask for the next page" },
+		{ "max-replays", RC_OPT_INT, &o.max_replays, 1, 256,
+		  "replay answers built or being handed over at once; one more waits (--replay-wait-ms), then gets busy" },
+		{ "replay-wait-ms", RC_OPT_INT, &o.replay_wait_ms, 0, 60000,
+		  "how long a replay waits for one of --max-replays before it is answered busy" },
 		{ "bus-sendbuf", RC_OPT_INT, &o.bus_sendbuf, 1, 65536,
 		  "messages queued per gateway (a frame per room per flush) before the bus drops them for it" },
 		{ "bus-frame-bytes", RC_OPT_SIZE, &o.bus_frame_bytes, 1024, 64 * 1024 * 1024,
@@ -128,6 +139,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	br.max_event_bytes = (size_t)o.max_event_bytes;
+	br.replay_max_bytes = (size_t)o.replay_max_bytes;
+	br.max_replays = (int)o.max_replays;
 	br.hist = history_new(new_epoch(), (size_t)o.history_events, (size_t)o.history_bytes);
 	if (br.hist == NULL) {
 		rc_log_error("cannot allocate the history", "events=%" PRId64, o.history_events);
@@ -150,6 +163,7 @@ int main(int argc, char **argv)
 		.url = o.api,
 		.workers = (int)o.api_workers,
 		.max_request_bytes = (size_t)o.api_max_bytes,
+		.replay_wait_ms = (int)o.replay_wait_ms,
 	};
 	if (api_start(&ac, &br, &api) != RC_OK)
 		goto out;

@@ -138,25 +138,40 @@ static void replay_frame(struct broker *br, const struct history_result *res, st
 		reply->len += hevent_put_frame((uint8_t *)reply->data + reply->len, res->events[i]);
 }
 
-static void op_replay(struct broker *br, struct json_object *req, struct rc_buf *reply)
+/* Takes one of the --max-replays slots; false when all are taken. */
+static bool replay_slot_take(struct broker *br)
+{
+	if (atomic_fetch_add(&br->replays_in_flight, 1) < br->max_replays)
+		return true;
+	atomic_fetch_sub(&br->replays_in_flight, 1);
+	return false;
+}
+
+void ops_replay_done(struct broker *br)
+{
+	atomic_fetch_sub(&br->replays_in_flight, 1);
+}
+
+static enum ops_outcome op_replay(struct broker *br, struct json_object *req, bool may_wait, struct rc_buf *reply)
 {
 	struct json_object *rooms = NULL, *v;
 	const char *names[BROKER_MAX_REPLAY_ROOMS];
 	size_t lens[BROKER_MAX_REPLAY_ROOMS];
-	struct history_query q = { .with_global = true, .limit = 1000 };
+	struct history_query q = { .with_global = true, .limit = 1000, .max_answer_bytes = br->replay_max_bytes };
 	struct history_result res;
+	enum ops_outcome outcome;
 	bool frame = false;
 	int rv;
 
 	if (json_object_object_get_ex(req, "rooms", &rooms) && rooms != NULL) {
 		if (!json_object_is_type(rooms, json_type_array)) {
 			reply_error(br, reply, "invalid_field", "rooms must be an array of room ids");
-			return;
+			return OPS_DONE;
 		}
 		q.nrooms = json_object_array_length(rooms);
 		if (q.nrooms > BROKER_MAX_REPLAY_ROOMS) {
 			reply_error(br, reply, "invalid_field", "rooms: at most %d rooms", BROKER_MAX_REPLAY_ROOMS);
-			return;
+			return OPS_DONE;
 		}
 		for (size_t i = 0; i < q.nrooms; i++) {
 			struct json_object *r = json_object_array_get_idx(rooms, i);
@@ -164,7 +179,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 			    !rc_room_valid(json_object_get_string(r), (size_t)json_object_get_string_len(r))) {
 				reply_error(br, reply, "invalid_field",
 					    "rooms[%zu] must be 1-%d bytes of [A-Za-z0-9._:@-]", i, RC_ROOM_MAX);
-				return;
+				return OPS_DONE;
 			}
 			names[i] = json_object_get_string(r);
 			lens[i] = (size_t)json_object_get_string_len(r);
@@ -175,7 +190,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 	if (json_object_object_get_ex(req, "global", &v) && v != NULL) {
 		if (!json_object_is_type(v, json_type_boolean)) {
 			reply_error(br, reply, "invalid_field", "global must be true or false");
-			return;
+			return OPS_DONE;
 		}
 		q.with_global = json_object_get_boolean(v);
 	}
@@ -183,7 +198,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		int64_t l = json_object_get_int64(v);
 		if (!json_object_is_type(v, json_type_int) || l < 1 || l > BROKER_MAX_REPLAY) {
 			reply_error(br, reply, "invalid_field", "limit must be an integer 1-%d", BROKER_MAX_REPLAY);
-			return;
+			return OPS_DONE;
 		}
 		q.limit = (size_t)l;
 	}
@@ -191,7 +206,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		int64_t mb = json_object_get_int64(v);
 		if (!json_object_is_type(v, json_type_int) || mb < 0) {
 			reply_error(br, reply, "invalid_field", "max_bytes must be a non-negative integer");
-			return;
+			return OPS_DONE;
 		}
 		q.max_bytes = (size_t)mb;
 	}
@@ -201,7 +216,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 			frame = true;
 		} else if (strcmp(f, "json") != 0) {
 			reply_error(br, reply, "invalid_field", "format must be \"json\" or \"frame\"");
-			return;
+			return OPS_DONE;
 		}
 	}
 	if (json_object_object_get_ex(req, "after", &v) && v != NULL) {
@@ -210,34 +225,45 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		if (!json_object_is_type(v, json_type_string) ||
 		    rc_id_parse(json_object_get_string(v), (size_t)json_object_get_string_len(v), &id) != RC_OK) {
 			reply_error(br, reply, "invalid_id", "after must be an event id like 6f1c2a9e-1042");
-			return;
+			return OPS_DONE;
 		}
 		if (id.epoch != history_epoch(br->hist)) {
 			rc_epoch_format(e, history_epoch(br->hist));
 			reply_error(br, reply, "epoch_mismatch", "after: epoch is not the current epoch %s", e);
-			return;
+			return OPS_DONE;
 		}
 		q.after = id.gseq;
 	} else {
 		q.oldest = true; /* everything retained */
 	}
+	/* the answers in flight are what a replay costs: beyond --max-replays they wait or are refused */
+	if (br->max_replays > 0 && !replay_slot_take(br)) {
+		if (may_wait)
+			return OPS_WAIT;
+		br->replays_busy++;
+		reply_error(br, reply, "busy", "replay: %d replays are in flight (--max-replays); ask again",
+			    br->max_replays);
+		return OPS_DONE;
+	}
+	outcome = br->max_replays > 0 ? OPS_DONE_REPLAY : OPS_DONE;
 	br->replays++;
 	rv = history_replay(br->hist, &q, &res);
 	if (rv == RC_EEVICTED) {
 		reply_error(br, reply, "history_unavailable", "after: events after this id are no longer retained");
-		return;
+		return outcome;
 	} else if (rv == RC_ERANGE) {
 		reply_error(br, reply, "history_unavailable", "after: this id is beyond the last id");
-		return;
+		return outcome;
 	} else if (rv != RC_OK) {
 		reply_error(br, reply, "internal", "replay: %s", rc_strerror(rv));
-		return;
+		return outcome;
 	}
 	if (frame)
 		replay_frame(br, &res, reply);
 	else
 		replay_json(br, &res, reply);
 	history_result_fini(&res);
+	return outcome;
 }
 
 static void op_stats(struct broker *br, struct rc_buf *reply)
@@ -256,12 +282,13 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 		      ",\"gseq\":%" PRIu64 ",\"rooms\":%zu,\"room_bytes\":%zu,"
 		      "\"history\":{\"events\":%zu,\"bytes\":%zu,\"first_gseq\":%" PRIu64 "},"
 		      "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64
-		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ","
+		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ",\"replays_in_flight\":%d"
+		      ",\"replays_busy\":%" PRIu64 ","
 		      "\"bus\":{\"frames\":%" PRIu64 ",\"events\":%" PRIu64 ",\"bytes\":%" PRIu64
 		      ",\"ticks\":%" PRIu64 ",\"send_errors\":%" PRIu64 "}}",
 		      hs.last_gseq, hs.rooms, hs.room_bytes, hs.events, hs.bytes, hs.first_gseq, br->requests, br->errors,
-		      br->publishes, br->events_published, br->replays, bs.frames, bs.events, bs.bytes, bs.ticks,
-		      bs.send_errors);
+		      br->publishes, br->events_published, br->replays, atomic_load(&br->replays_in_flight),
+		      br->replays_busy, bs.frames, bs.events, bs.bytes, bs.ticks, bs.send_errors);
 }
 
 static void op_ping(struct broker *br, struct rc_buf *reply)
@@ -287,8 +314,9 @@ static size_t op_echo_len(const char *name, size_t len)
 	return n;
 }
 
-void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *reply)
+enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool may_wait, struct rc_buf *reply)
 {
+	enum ops_outcome outcome = OPS_DONE;
 	struct json_tokener *tok;
 	struct json_object *obj, *op;
 	const char *name;
@@ -298,7 +326,7 @@ void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *r
 	tok = json_tokener_new_ex(32);
 	if (tok == NULL) {
 		reply_error(br, reply, "internal", "out of memory");
-		return;
+		return OPS_DONE;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	obj = json_tokener_parse_ex(tok, req, (int)len);
@@ -323,7 +351,7 @@ void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *r
 	if (strcmp(name, "publish") == 0)
 		op_publish(br, obj, reply);
 	else if (strcmp(name, "replay") == 0)
-		op_replay(br, obj, reply);
+		outcome = op_replay(br, obj, may_wait, reply);
 	else if (strcmp(name, "stats") == 0)
 		op_stats(br, reply);
 	else if (strcmp(name, "ping") == 0)
@@ -334,4 +362,7 @@ void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *r
 out:
 	json_object_put(obj);
 	json_tokener_free(tok);
+	if (outcome == OPS_WAIT)
+		br->requests--; /* it comes again */
+	return outcome;
 }

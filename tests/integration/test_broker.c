@@ -12,7 +12,8 @@
  *   - 1,000 random byte strings and 1,000 mutated requests each get a reply,
  *     and the broker keeps serving;
  *   - memory: 100,000 new rooms cost what they hold, and --max-rooms refuses
- *     the room beyond.
+ *     the room beyond; 16 clients replaying a 60 MB history at once get
+ *     answers of at most --replay-max-bytes and the broker stays bounded.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,7 +47,7 @@
 
 static const char *const known_codes[] = {
 	"bad_request",	  "invalid_field",	 "invalid_event", "too_large",	    "unknown_op", "invalid_id",
-	"epoch_mismatch", "history_unavailable", "shutting_down", "too_many_rooms", NULL,
+	"epoch_mismatch", "history_unavailable", "shutting_down", "too_many_rooms", "busy",	    NULL,
 };
 
 static struct broker_fixture *start_broker(void **state, const char *const *args)
@@ -924,18 +925,24 @@ static void test_garbage(void **state)
 #define RSS_CHECKED true
 #endif
 
-/* The broker's resident set (VmRSS) in bytes, 0 when unknown. */
-static size_t broker_rss(const struct broker_fixture *b)
+/* A field of the broker's /proc status in kB ("VmRSS:", "VmHWM:"), 0 when unknown. */
+static size_t broker_status_kb(const struct broker_fixture *b, const char *field)
 {
 	char path[64], *status, *p;
 	size_t kb = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)b->proc.pid);
 	status = proc_read_file(path, NULL);
-	if (status != NULL && (p = strstr(status, "VmRSS:")) != NULL)
-		kb = (size_t)strtoull(p + 6, NULL, 10);
+	if (status != NULL && (p = strstr(status, field)) != NULL)
+		kb = (size_t)strtoull(p + strlen(field), NULL, 10);
 	free(status);
-	return kb * 1024;
+	return kb;
+}
+
+/* The broker's resident set (VmRSS) in bytes, 0 when unknown. */
+static size_t broker_rss(const struct broker_fixture *b)
+{
+	return broker_status_kb(b, "VmRSS:") * 1024;
 }
 
 #define ROOMS_N 100000
@@ -987,6 +994,125 @@ static void test_room_memory(void **state)
 	rc_nng_close_within(s, NNG_CLOSE_MS);
 }
 
+/* Resets the broker's VmHWM to its current resident set (Linux clear_refs 5). */
+static bool reset_peak_rss(const struct broker_fixture *b)
+{
+	char path[64];
+	FILE *f;
+	bool ok;
+
+	snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)b->proc.pid);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return false;
+	ok = fputs("5", f) >= 0;
+	return fclose(f) == 0 && ok;
+}
+
+#define REPLAY_CLIENTS 16
+#define REPLAY_ROUNDS 3
+#define REPLAY_EVENT_PAD 6000
+#define REPLAY_EVENTS 10000 /* ~60 MB of history */
+#define REPLAY_CAP (4 << 20) /* the default --replay-max-bytes */
+/* peak growth while 16 clients replay: answers of 60 MB each grew the broker by ~1 GB before the cap */
+#define REPLAY_RSS_MAX (256u << 20)
+
+struct replayer {
+	const char *url;
+	size_t pages, busy, max_len;
+	char err[256];
+};
+
+static void *replayer_run(void *arg)
+{
+	static const char req[] = "{\"op\":\"replay\",\"limit\":10000,\"max_bytes\":1000000000,\"format\":\"frame\"}";
+	struct replayer *r = arg;
+	nng_socket s;
+
+	if (api_open(&s, r->url, API_TIMEOUT_MS) != 0) {
+		snprintf(r->err, sizeof(r->err), "cannot open the api socket");
+		return NULL;
+	}
+	while (r->pages < REPLAY_ROUNDS && r->err[0] == '\0') {
+		struct rc_frame_reader fr;
+		size_t len;
+		int err = 0;
+		char *raw = api_call_raw(s, req, sizeof(req) - 1, &len, &err);
+
+		if (raw == NULL) {
+			snprintf(r->err, sizeof(r->err), "no reply: %s", nng_strerror(err));
+		} else if (len >= 4 && memcmp(raw, "RCF1", 4) == 0) {
+			if (rc_frame_reader_init(&fr, raw, len) != RC_OK || !(fr.hdr.flags & RC_FRAME_MORE) ||
+			    fr.hdr.count == 0)
+				snprintf(r->err, sizeof(r->err), "a bad replay frame (%zu bytes)", len);
+			r->max_len = len > r->max_len ? len : r->max_len;
+			r->pages++;
+		} else if (strstr(raw, "\"busy\"") != NULL) {
+			r->busy++; /* asked again */
+		} else {
+			snprintf(r->err, sizeof(r->err), "%.200s", raw);
+		}
+		free(raw);
+	}
+	rc_nng_close_within(s, NNG_CLOSE_MS);
+	return NULL;
+}
+
+/*
+ * 16 clients each ask 3 times for the whole history of 60 MB at once: each
+ * answer holds at most --replay-max-bytes with MORE set, at most
+ * --max-replays answers are built at once (the others wait their turn), and
+ * the broker's peak resident set grows by a bounded amount.
+ */
+static void test_replay_memory(void **state)
+{
+	struct broker_fixture *b = start_broker(state, NULL);
+	struct replayer rs[REPLAY_CLIENTS];
+	pthread_t threads[REPLAY_CLIENTS];
+	size_t rss0, peak, busy = 0, max_len = 0;
+	struct rc_buf ev;
+	bool peak_reset;
+	nng_socket s;
+
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	rc_buf_init(&ev);
+	for (int k = 0; k < REPLAY_EVENTS / 100; k++) {
+		ev.len = 0;
+		rc_buf_puts(&ev, "[");
+		for (int i = 0; i < 100; i++)
+			rc_buf_printf(&ev, "%s{\"type\":\"t\",\"room_id\":\"r%d\",\"pad\":\"%0*d\"}", i ? "," : "",
+				      i % 10, REPLAY_EVENT_PAD, k);
+		rc_buf_puts(&ev, "]");
+		publish(b, s, ev.data, 100);
+	}
+	rc_buf_fini(&ev);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
+	peak_reset = reset_peak_rss(b);
+	rss0 = broker_rss(b);
+	memset(rs, 0, sizeof(rs));
+	for (int t = 0; t < REPLAY_CLIENTS; t++) {
+		rs[t].url = b->api_url;
+		assert_int_equal(pthread_create(&threads[t], NULL, replayer_run, &rs[t]), 0);
+	}
+	for (int t = 0; t < REPLAY_CLIENTS; t++) {
+		pthread_join(threads[t], NULL);
+		if (rs[t].err[0] != '\0')
+			fail_msg("replay client %d: %s", t, rs[t].err);
+		busy += rs[t].busy;
+		max_len = rs[t].max_len > max_len ? rs[t].max_len : max_len;
+	}
+	peak = broker_status_kb(b, peak_reset ? "VmHWM:" : "VmRSS:") * 1024;
+	print_message("%d clients x %d replays of a 60 MB history: answers of at most %zu bytes, %zu busy answers, "
+		      "the broker's %s grew by %zu MB\n",
+		      REPLAY_CLIENTS, REPLAY_ROUNDS, max_len, busy, peak_reset ? "peak" : "resident set",
+		      peak > rss0 ? (peak - rss0) >> 20 : 0);
+	if (max_len > REPLAY_CAP + 128)
+		fail_msg("a replay answer of %zu bytes, the cap is %d", max_len, REPLAY_CAP);
+	if (RSS_CHECKED && rss0 > 0 && peak > rss0 && peak - rss0 > REPLAY_RSS_MAX)
+		fail_msg("the broker grew by %zu MB during the replays, want <= %u", (peak - rss0) >> 20,
+			 REPLAY_RSS_MAX >> 20);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -997,6 +1123,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replay, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_memory, NULL, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_memory, NULL, teardown),
 	};
 
 	if (proc_init() != 0) {

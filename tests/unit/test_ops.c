@@ -97,7 +97,8 @@ static char *call_raw(struct fixture *f, const void *req, size_t len, size_t *re
 	assert_non_null(copy);
 	memcpy(copy, req, len);
 	rc_buf_init(&reply);
-	ops_handle(&f->br, copy, len, &reply);
+	if (ops_handle(&f->br, copy, len, false, &reply) == OPS_DONE_REPLAY)
+		ops_replay_done(&f->br);
 	free(copy);
 	assert_int_equal(reply.err, 0);
 	out = rc_buf_take(&reply, reply_len);
@@ -757,6 +758,126 @@ static void test_replay_frame(void **state)
 	assert_error(call(f, "{\"op\":\"replay\",\"format\":\"frame\",\"after\":\"x\"}"), "invalid_id", "after");
 }
 
+/*
+ * The broker's cap on what one replay answer holds wins over what the client
+ * asks (limit, max_bytes); "more" (or the MORE flag) says to page on, and the
+ * pages add up to every event. An event larger than the cap comes alone.
+ */
+static void test_replay_cap(void **state)
+{
+	enum { N = 50, CAP = 4096, SLACK = 128 };
+	struct fixture *f = *state;
+	struct rc_buf b;
+	char after[RC_ID_MAX + 16];
+
+	f->br.replay_max_bytes = CAP;
+	rc_buf_init(&b);
+	for (int i = 0; i < N; i++) {
+		b.len = 0;
+		rc_buf_printf(&b, "[{\"type\":\"t\",\"room_id\":\"r\",\"i\":%d,\"pad\":\"%0300d\"}]", i, 0);
+		publish(f, b.data, 1);
+	}
+	for (int frame = 0; frame < 2; frame++) {
+		size_t got = 0, pages = 0;
+		bool more = true;
+
+		after[0] = '\0';
+		while (more) {
+			size_t len;
+			char *raw;
+
+			b.len = 0;
+			rc_buf_printf(&b, "{\"op\":\"replay\",\"rooms\":[\"r\"],\"limit\":10000,\"max_bytes\":100000000%s%s}",
+				      frame ? ",\"format\":\"frame\"" : "", after);
+			raw = call_raw(f, b.data, b.len, &len);
+			if (len > CAP + SLACK)
+				fail_msg("%s page %zu: %zu bytes, the cap is %d", frame ? "frame" : "json", pages, len, CAP);
+			if (frame) {
+				struct rc_frame_reader rd;
+				struct rc_frame_event ev;
+				assert_int_equal(rc_frame_reader_init(&rd, raw, len), RC_OK);
+				more = (rd.hdr.flags & RC_FRAME_MORE) != 0;
+				while (rc_frame_reader_next(&rd, &ev)) {
+					got++;
+					snprintf(after, sizeof(after), ",\"after\":\"" EPOCH_STR "-%llu\"",
+						 (unsigned long long)ev.gseq);
+				}
+			} else {
+				struct json_object *r = json_tokener_parse(raw), *evs = jget(r, "events");
+				size_t n = json_object_array_length(evs);
+				assert_ok(r);
+				more = json_object_get_boolean(jget(r, "more"));
+				got += n;
+				if (n > 0)
+					snprintf(after, sizeof(after), ",\"after\":\"%s\"",
+						 json_object_get_string(jget(json_object_array_get_idx(evs, n - 1), "id")));
+				json_object_put(r);
+			}
+			free(raw);
+			pages++;
+			assert_true(pages <= N);
+		}
+		assert_int_equal(got, N);
+		assert_true(pages > 1);
+	}
+	/* an event larger than the cap: alone in its answer */
+	b.len = 0;
+	rc_buf_printf(&b, "[{\"type\":\"big\",\"room_id\":\"r\",\"pad\":\"%06000d\"},{\"type\":\"t\",\"room_id\":\"r\"}]", 0);
+	publish(f, b.data, 2);
+	b.len = 0;
+	rc_buf_printf(&b, "{\"op\":\"replay\",\"rooms\":[\"r\"],\"after\":\"" EPOCH_STR "-%d\"}", N);
+	struct json_object *r = call(f, b.data);
+	assert_ok(r);
+	assert_int_equal(json_object_array_length(jget(r, "events")), 1);
+	assert_true(json_object_get_boolean(jget(r, "more")));
+	json_object_put(r);
+	rc_buf_fini(&b);
+}
+
+/*
+ * Beyond max_replays answers in flight, a replay waits (OPS_WAIT: nothing
+ * done, nothing counted) while the caller may wait, then is answered busy;
+ * other ops go on. A slot is free again once its answer was handed over.
+ */
+static void test_max_replays(void **state)
+{
+	static const char replay[] = "{\"op\":\"replay\",\"format\":\"frame\"}";
+	struct fixture *f = *state;
+	struct rc_buf a, b, c;
+	struct json_object *r;
+
+	f->br.max_replays = 2;
+	publish(f, "[{\"type\":\"t\"}]", 1);
+	rc_buf_init(&a);
+	rc_buf_init(&b);
+	rc_buf_init(&c);
+	assert_int_equal(ops_handle(&f->br, replay, sizeof(replay) - 1, true, &a), OPS_DONE_REPLAY);
+	assert_int_equal(ops_handle(&f->br, replay, sizeof(replay) - 1, true, &b), OPS_DONE_REPLAY);
+	/* both answers still in flight */
+	assert_int_equal(ops_handle(&f->br, replay, sizeof(replay) - 1, true, &c), OPS_WAIT);
+	assert_int_equal(c.len, 0);
+	assert_int_equal(ops_handle(&f->br, replay, sizeof(replay) - 1, false, &c), OPS_DONE);
+	r = json_tokener_parse(c.data);
+	assert_error(r, "busy", "replay");
+	/* a replay that is refused for its fields takes no slot; other ops go on */
+	assert_error(call(f, "{\"op\":\"replay\",\"limit\":0}"), "invalid_field", "limit");
+	assert_int_equal(last_gseq(f), 1);
+	ops_replay_done(&f->br);
+	r = call(f, "{\"op\":\"replay\"}");
+	assert_ok(r);
+	json_object_put(r);
+	ops_replay_done(&f->br);
+	r = call(f, "{\"op\":\"stats\"}");
+	assert_int_equal(json_object_get_int64(jget(r, "replays_busy")), 1);
+	assert_int_equal(json_object_get_int64(jget(r, "replays_in_flight")), 0);
+	/* publish, 2 replays, busy, refused replay, ping, replay, stats: the wait was not a request */
+	assert_int_equal(json_object_get_int64(jget(r, "requests")), 8);
+	json_object_put(r);
+	rc_buf_fini(&a);
+	rc_buf_fini(&b);
+	rc_buf_fini(&c);
+}
+
 /* Published events reach the bus, in order. */
 static void test_bus_delivery(void **state)
 {
@@ -852,7 +973,7 @@ static void *race_publisher(void *arg)
 	while (!atomic_load(&r->done)) {
 		struct rc_buf reply;
 		rc_buf_init(&reply);
-		ops_handle(&r->f->br, req, sizeof(req) - 1, &reply);
+		ops_handle(&r->f->br, req, sizeof(req) - 1, false, &reply);
 		rc_buf_fini(&reply);
 	}
 	return NULL;
@@ -915,6 +1036,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shutting_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_replays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bus_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_all_while_evicting, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_rooms, setup, teardown),
