@@ -29,7 +29,8 @@ struct broker_options {
 	const char *bus, *api;
 	int64_t history_events, history_bytes, max_event_bytes, max_rooms;
 	int64_t replay_max_bytes, max_replays, replay_wait_ms;
-	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_frame_bytes, bus_whole_bytes, bus_tick_ms;
+	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_buffer_bytes, bus_frame_bytes, bus_whole_bytes,
+		bus_tick_ms;
 	enum rc_log_level log_level;
 };
 
@@ -80,7 +81,8 @@ int main(int argc, char **argv)
 		.api_workers = 16,
 		.api_max_bytes = 8 * 1024 * 1024,
 		.bus_sendbuf = 8192,
-		.bus_frame_bytes = 1024 * 1024,
+		.bus_buffer_bytes = 64 * 1024 * 1024,
+		.bus_frame_bytes = 64 * 1024,
 		.bus_whole_bytes = 16 * 1024,
 		.bus_tick_ms = 1000,
 		.log_level = RC_LOG_INFO,
@@ -103,11 +105,16 @@ int main(int argc, char **argv)
 		  "largest replay answer (events' JSON + ~80 bytes each, whatever the request asks; at least one "
 		  "event); \"more\" says to ask for the next page" },
 		{ "max-replays", RC_OPT_INT, &o.max_replays, 1, 256,
-		  "replay answers built or being handed over at once; one more waits (--replay-wait-ms), then gets busy" },
+		  "replay answers built or being handed over at once; one more waits (--replay-wait-ms), then gets "
+		  "busy" },
 		{ "replay-wait-ms", RC_OPT_INT, &o.replay_wait_ms, 0, 60000,
 		  "how long a replay waits for one of --max-replays before it is answered busy" },
-		{ "bus-sendbuf", RC_OPT_INT, &o.bus_sendbuf, 1, 65536,
-		  "messages queued per gateway (a frame per room per flush) before the bus drops them for it" },
+		{ "bus-sendbuf", RC_OPT_INT, &o.bus_sendbuf, 1, 8192,
+		  "messages queued per gateway (a frame per room per flush) before the bus drops the oldest for it; "
+		  "fewer when --bus-buffer-bytes holds fewer of the largest" },
+		{ "bus-buffer-bytes", RC_OPT_SIZE, &o.bus_buffer_bytes, 0, INT64_MAX,
+		  "what the messages queued for gateways that fall behind may take in all (0: only --bus-sendbuf "
+		  "bounds them), plus one message per gateway" },
 		{ "bus-frame-bytes", RC_OPT_SIZE, &o.bus_frame_bytes, 1024, 64 * 1024 * 1024,
 		  "largest flush of events on the bus (events are batched up to this size)" },
 		{ "bus-whole-bytes", RC_OPT_SIZE, &o.bus_whole_bytes, 0, 64 * 1024 * 1024,
@@ -151,8 +158,10 @@ int main(int argc, char **argv)
 		.epoch = history_epoch(br.hist),
 		.max_frame_bytes = (size_t)o.bus_frame_bytes,
 		.whole_bytes = (size_t)o.bus_whole_bytes,
+		.max_event_bytes = (size_t)o.max_event_bytes,
 		.tick_ms = (int)o.bus_tick_ms,
 		.sendbuf = (int)o.bus_sendbuf,
+		.buffer_bytes = (size_t)o.bus_buffer_bytes,
 	};
 	if (bus_start(&bc, &bus) != RC_OK)
 		goto out;
@@ -169,8 +178,11 @@ int main(int argc, char **argv)
 		goto out;
 
 	rc_epoch_format(epoch, history_epoch(br.hist));
-	rc_log_info("broker ready", "epoch=%s bus=%s api=%s history_events=%" PRId64 " history_bytes=%" PRId64, epoch,
-		    bus_url(bus), api_url(api), o.history_events, o.history_bytes);
+	rc_log_info("broker ready",
+		    "epoch=%s bus=%s api=%s history_events=%" PRId64 " history_bytes=%" PRId64
+		    " bus_queue=%d bus_message_max=%zu",
+		    epoch, bus_url(bus), api_url(api), o.history_events, o.history_bytes, bus_queue_len(&bc),
+		    bus_max_message_bytes(&bc));
 	sigwait(&sigs, &sig);
 	rc_log_info("stopping", "signal=%d", sig);
 	atomic_store(&br.stopping, true);

@@ -13,7 +13,8 @@
  *     and the broker keeps serving;
  *   - memory: 100,000 new rooms cost what they hold, and --max-rooms refuses
  *     the room beyond; 16 clients replaying a 60 MB history at once get
- *     answers of at most --replay-max-bytes and the broker stays bounded.
+ *     answers of at most --replay-max-bytes and the broker stays bounded;
+ *     a bus subscriber that reads nothing costs the broker a bounded amount.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
@@ -1113,6 +1121,100 @@ static void test_replay_memory(void **state)
 			 REPLAY_RSS_MAX >> 20);
 }
 
+#define SLOW_PUBLISHES 2500
+#define SLOW_BATCH 100
+#define SLOW_PAD 1000 /* ~250 MB published in all */
+/* what the broker may grow by while a subscriber reads nothing (it grew by all it published before) */
+#define SLOW_RSS_MAX (128u << 20)
+
+/* Reads exactly n bytes (SO_RCVTIMEO bounds each wait); false on EOF, error or timeout. */
+static bool read_full(int fd, void *buf, size_t n)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t r = recv(fd, (char *)buf + got, n - got, 0);
+		if (r <= 0)
+			return false;
+		got += (size_t)r;
+	}
+	return true;
+}
+
+/*
+ * A bus subscriber over raw TCP that does the SP handshake (as a SUB), reads
+ * the tick the broker sends to a new subscriber (so its pipe is up), and then
+ * never reads again. Returns the fd, or -1.
+ */
+static int slow_subscriber(int port)
+{
+	static const uint8_t sp_sub[8] = { 0x00, 'S', 'P', 0x00, 0x00, 0x21, 0x00, 0x00 };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { .tv_sec = 10 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), small = 4096;
+	uint8_t hdr[8], len[8], body[256];
+	uint64_t n = 0;
+
+	if (fd < 0)
+		return -1;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || send(fd, sp_sub, 8, 0) != 8 ||
+	    !read_full(fd, hdr, 8) || hdr[1] != 'S' || !read_full(fd, len, 8))
+		goto fail;
+	for (int i = 0; i < 8; i++)
+		n = n << 8 | len[i];
+	if (n > sizeof(body) || !read_full(fd, body, (size_t)n))
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/*
+ * A bus subscriber that stops reading while ~250 MB of events are published:
+ * what the broker queues for it is bounded in bytes (nng drops the oldest
+ * messages for it), and the broker goes on serving.
+ */
+static void test_bus_slow_subscriber(void **state)
+{
+	static const char *const args[] = { "--history-bytes", "8m", NULL };
+	struct broker_fixture *b = start_broker(state, args);
+	struct json_object *r;
+	struct rc_buf ev;
+	size_t rss0, rss1;
+	nng_socket s;
+	int fd;
+
+	fd = slow_subscriber(b->bus_port);
+	if (fd < 0)
+		fail_msg("the raw bus subscriber could not connect");
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	rss0 = broker_rss(b);
+	rc_buf_init(&ev);
+	for (int k = 0; k < SLOW_PUBLISHES; k++) {
+		ev.len = 0;
+		rc_buf_puts(&ev, "[");
+		for (int i = 0; i < SLOW_BATCH; i++)
+			rc_buf_printf(&ev, "%s{\"type\":\"t\",\"room_id\":\"r%d\",\"pad\":\"%0*d\"}", i ? "," : "", k % 3,
+				      SLOW_PAD, i);
+		rc_buf_puts(&ev, "]");
+		publish(b, s, ev.data, SLOW_BATCH);
+	}
+	rc_buf_fini(&ev);
+	rss1 = broker_rss(b);
+	r = call_ok(s, "{\"op\":\"stats\"}");
+	print_message("~%d MB published with a bus subscriber that reads nothing: the broker grew by %zu MB "
+		      "(bus messages %" PRId64 ")\n",
+		      SLOW_PUBLISHES * SLOW_BATCH * SLOW_PAD >> 20, rss1 > rss0 ? (rss1 - rss0) >> 20 : 0,
+		      json_object_get_int64(json_get(json_get(r, "bus"), "frames")));
+	json_object_put(r);
+	close(fd);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
+	if (RSS_CHECKED && rss0 > 0 && rss1 > rss0 && rss1 - rss0 > SLOW_RSS_MAX)
+		fail_msg("the broker grew by %zu MB, want <= %u", (rss1 - rss0) >> 20, SLOW_RSS_MAX >> 20);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1124,6 +1226,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_memory, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_memory, NULL, teardown),
+		cmocka_unit_test_setup_teardown(test_bus_slow_subscriber, NULL, teardown),
 	};
 
 	if (proc_init() != 0) {

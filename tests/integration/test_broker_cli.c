@@ -54,6 +54,7 @@ static const char *const broker_options[] = {
 	"api-workers",
 	"api-max-bytes",
 	"bus-sendbuf",
+	"bus-buffer-bytes",
 	"bus-frame-bytes",
 	"bus-whole-bytes",
 	"bus-tick-ms",
