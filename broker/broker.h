@@ -17,9 +17,12 @@ struct broker {
 	struct history *hist;
 	struct bus *bus;
 	size_t max_event_bytes;
+	size_t replay_max_bytes; /* what one replay answer's events may take (0: no cap; at least one event) */
+	int max_replays;	 /* replay answers built or being handed over at once (0: no limit) */
+	atomic_int replays_in_flight;
 	atomic_bool stopping; /* set on SIGTERM: publishes are refused */
 
-	_Atomic uint64_t requests, errors, publishes, events_published, replays;
+	_Atomic uint64_t requests, errors, publishes, events_published, replays, replays_busy;
 };
 
 #endif

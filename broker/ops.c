@@ -184,7 +184,12 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 		r->in[i].room = r->in[i].room_len ? r->in[i].json + r->in[i].json_len : NULL;
 	}
 	rv = history_publish(br->hist, r->in, n, &first);
-	if (rv != RC_OK) {
+	if (rv == RC_ETOOBIG) {
+		reply_error(br, reply, "too_many_rooms",
+			    "events: a new room would pass the broker's limit of rooms (--max-rooms); nothing was "
+			    "published");
+		return;
+	} else if (rv != RC_OK) {
 		reply_error(br, reply, "internal", "events: %s; nothing was published", rc_strerror(rv));
 		return;
 	}
@@ -239,25 +244,41 @@ static void replay_frame(struct broker *br, const struct history_result *res, st
 		reply->len += hevent_put_frame((uint8_t *)reply->data + reply->len, res->events[i]);
 }
 
-static void op_replay(struct broker *br, struct json_object *req, struct rc_buf *reply)
+/* Takes one of the --max-replays slots; false when all are taken. */
+static bool replay_slot_take(struct broker *br)
+{
+	if (atomic_fetch_add(&br->replays_in_flight, 1) < br->max_replays)
+		return true;
+	atomic_fetch_sub(&br->replays_in_flight, 1);
+	return false;
+}
+
+void ops_replay_done(struct broker *br)
+{
+	atomic_fetch_sub(&br->replays_in_flight, 1);
+}
+
+static enum ops_outcome op_replay(struct broker *br, struct json_object *req, bool may_wait, struct rc_buf *reply)
 {
 	struct json_object *rooms = NULL, *v;
 	const char *names[RC_REPLAY_MAX_ROOMS];
 	size_t lens[RC_REPLAY_MAX_ROOMS];
-	struct history_query q = { .with_global = true, .limit = RC_REPLAY_DEFAULT_EVENTS };
+	struct history_query q = { .with_global = true, .limit = RC_REPLAY_DEFAULT_EVENTS,
+				   .max_answer_bytes = br->replay_max_bytes };
 	struct history_result res;
+	enum ops_outcome outcome;
 	bool frame = false;
 	int rv;
 
 	if (json_object_object_get_ex(req, "rooms", &rooms) && rooms != NULL) {
 		if (!json_object_is_type(rooms, json_type_array)) {
 			reply_error(br, reply, "invalid_field", "rooms must be an array of room ids");
-			return;
+			return OPS_DONE;
 		}
 		q.nrooms = json_object_array_length(rooms);
 		if (q.nrooms > RC_REPLAY_MAX_ROOMS) {
 			reply_error(br, reply, "invalid_field", "rooms: at most %d rooms", RC_REPLAY_MAX_ROOMS);
-			return;
+			return OPS_DONE;
 		}
 		for (size_t i = 0; i < q.nrooms; i++) {
 			struct json_object *r = json_object_array_get_idx(rooms, i);
@@ -265,7 +286,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 			    !rc_room_valid(json_object_get_string(r), (size_t)json_object_get_string_len(r))) {
 				reply_error(br, reply, "invalid_field",
 					    "rooms[%zu] must be 1-%d bytes of [A-Za-z0-9._:@-]", i, RC_ROOM_MAX);
-				return;
+				return OPS_DONE;
 			}
 			names[i] = json_object_get_string(r);
 			lens[i] = (size_t)json_object_get_string_len(r);
@@ -276,7 +297,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 	if (json_object_object_get_ex(req, "global", &v) && v != NULL) {
 		if (!json_object_is_type(v, json_type_boolean)) {
 			reply_error(br, reply, "invalid_field", "global must be true or false");
-			return;
+			return OPS_DONE;
 		}
 		q.with_global = json_object_get_boolean(v);
 	}
@@ -284,7 +305,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		int64_t l = json_object_get_int64(v);
 		if (!json_object_is_type(v, json_type_int) || l < 1 || l > RC_REPLAY_MAX_EVENTS) {
 			reply_error(br, reply, "invalid_field", "limit must be an integer 1-%d", RC_REPLAY_MAX_EVENTS);
-			return;
+			return OPS_DONE;
 		}
 		q.limit = (size_t)l;
 	}
@@ -292,7 +313,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		int64_t mb = json_object_get_int64(v);
 		if (!json_object_is_type(v, json_type_int) || mb < 0) {
 			reply_error(br, reply, "invalid_field", "max_bytes must be a non-negative integer");
-			return;
+			return OPS_DONE;
 		}
 		q.max_bytes = (size_t)mb;
 	}
@@ -302,7 +323,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 			frame = true;
 		} else if (strcmp(f, "json") != 0) {
 			reply_error(br, reply, "invalid_field", "format must be \"json\" or \"frame\"");
-			return;
+			return OPS_DONE;
 		}
 	}
 	if (json_object_object_get_ex(req, "after", &v) && v != NULL) {
@@ -311,34 +332,45 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		if (!json_object_is_type(v, json_type_string) ||
 		    rc_id_parse(json_object_get_string(v), (size_t)json_object_get_string_len(v), &id) != RC_OK) {
 			reply_error(br, reply, "invalid_id", "after must be an event id like 6f1c2a9e-1042");
-			return;
+			return OPS_DONE;
 		}
 		if (id.epoch != history_epoch(br->hist)) {
 			rc_epoch_format(e, history_epoch(br->hist));
 			reply_error(br, reply, "epoch_mismatch", "after: epoch is not the current epoch %s", e);
-			return;
+			return OPS_DONE;
 		}
 		q.after = id.gseq;
 	} else {
 		q.oldest = true; /* everything retained */
 	}
+	/* the answers in flight are what a replay costs: beyond --max-replays they wait or are refused */
+	if (br->max_replays > 0 && !replay_slot_take(br)) {
+		if (may_wait)
+			return OPS_WAIT;
+		br->replays_busy++;
+		reply_error(br, reply, "busy", "replay: %d replays are in flight (--max-replays); ask again",
+			    br->max_replays);
+		return OPS_DONE;
+	}
+	outcome = br->max_replays > 0 ? OPS_DONE_REPLAY : OPS_DONE;
 	br->replays++;
 	rv = history_replay(br->hist, &q, &res);
 	if (rv == RC_EEVICTED) {
 		reply_error(br, reply, "history_unavailable", "after: events after this id are no longer retained");
-		return;
+		return outcome;
 	} else if (rv == RC_ERANGE) {
 		reply_error(br, reply, "history_unavailable", "after: this id is beyond the last id");
-		return;
+		return outcome;
 	} else if (rv != RC_OK) {
 		reply_error(br, reply, "internal", "replay: %s", rc_strerror(rv));
-		return;
+		return outcome;
 	}
 	if (frame)
 		replay_frame(br, &res, reply);
 	else
 		replay_json(br, &res, reply);
 	history_result_fini(&res);
+	return outcome;
 }
 
 static void op_stats(struct broker *br, struct rc_buf *reply)
@@ -354,15 +386,16 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 	rc_buf_printf(reply, "{\"ok\":true,\"epoch\":\"%s\",\"last_id\":", e);
 	put_id(reply, epoch, hs.last_gseq);
 	rc_buf_printf(reply,
-		      ",\"gseq\":%" PRIu64 ",\"rooms\":%zu,"
+		      ",\"gseq\":%" PRIu64 ",\"rooms\":%zu,\"room_bytes\":%zu,"
 		      "\"history\":{\"events\":%zu,\"bytes\":%zu,\"first_gseq\":%" PRIu64 "},"
 		      "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64
-		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ","
+		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ",\"replays_in_flight\":%d"
+		      ",\"replays_busy\":%" PRIu64 ","
 		      "\"bus\":{\"frames\":%" PRIu64 ",\"events\":%" PRIu64 ",\"bytes\":%" PRIu64
 		      ",\"ticks\":%" PRIu64 ",\"send_errors\":%" PRIu64 "}}",
-		      hs.last_gseq, hs.rooms, hs.events, hs.bytes, hs.first_gseq, br->requests, br->errors,
-		      br->publishes, br->events_published, br->replays, bs.frames, bs.events, bs.bytes, bs.ticks,
-		      bs.send_errors);
+		      hs.last_gseq, hs.rooms, hs.room_bytes, hs.events, hs.bytes, hs.first_gseq, br->requests, br->errors,
+		      br->publishes, br->events_published, br->replays, atomic_load(&br->replays_in_flight),
+		      br->replays_busy, bs.frames, bs.events, bs.bytes, bs.ticks, bs.send_errors);
 }
 
 static void op_ping(struct broker *br, struct rc_buf *reply)
@@ -378,8 +411,19 @@ static void op_ping(struct broker *br, struct rc_buf *reply)
 	rc_buf_append(reply, "}", 1);
 }
 
-void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *reply)
+/* How much of an unknown op's name an error echoes: at most 64 bytes, not ending inside a UTF-8 character. */
+static size_t op_echo_len(const char *name, size_t len)
 {
+	size_t n = len < 64 ? len : 64;
+
+	while (n > 0 && n < len && ((unsigned char)name[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
+enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool may_wait, struct rc_buf *reply)
+{
+	enum ops_outcome outcome = OPS_DONE;
 	struct json_tokener *tok = NULL;
 	struct json_object *obj = NULL, *op;
 	const char *name;
@@ -433,16 +477,20 @@ void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *r
 	}
 	name = json_object_get_string(op);
 	if (strcmp(name, "replay") == 0)
-		op_replay(br, obj, reply);
+		outcome = op_replay(br, obj, may_wait, reply);
 	else if (strcmp(name, "stats") == 0)
 		op_stats(br, reply);
 	else if (strcmp(name, "ping") == 0)
 		op_ping(br, reply);
 	else
-		reply_error(br, reply, "unknown_op", "op '%.64s' is not one of publish, replay, stats, ping", name);
+		reply_error(br, reply, "unknown_op", "op '%.*s' is not one of publish, replay, stats, ping",
+			    (int)op_echo_len(name, (size_t)json_object_get_string_len(op)), name);
 out:
 	json_object_put(obj);
 	if (tok != NULL)
 		json_tokener_free(tok);
 	rc_buf_fini(&r->buf);
+	if (outcome == OPS_WAIT)
+		br->requests--; /* it comes again */
+	return outcome;
 }

@@ -226,6 +226,7 @@ static void publish_done(void *arg, int err, bool sent, const char *reply, size_
 		const char *c = code ? json_object_get_string(code) : "broker_error";
 		const char *m = msg ? json_object_get_string(msg) : "the broker refused the events";
 		bool fatal = strcmp(c, "shutting_down") == 0 || strcmp(c, "internal") == 0 || code == NULL;
+		bool room_limit = strcmp(c, "too_many_rooms") == 0; /* the broker's state, not the POST's fault */
 		if (!fatal && batch->n > 1 && p != NULL) {
 			/* one POST spoiled the batch: send each alone so only it fails */
 			publisher_requeue_solo(p, batch);
@@ -239,7 +240,10 @@ static void publish_done(void *arg, int err, bool sent, const char *reply, size_
 			goto out;
 		}
 		for (size_t i = 0; i < batch->n; i++)
-			publish_error(batch->calls[i], strcmp(c, "too_large") == 0 ? 413 : fatal ? 503 : 400,
+			publish_error(batch->calls[i],
+				      strcmp(c, "too_large") == 0 ? 413
+				      : fatal || room_limit	  ? 503
+								  : 400,
 				      code ? c : "broker_error", m);
 	}
 out:
