@@ -699,18 +699,21 @@ static void test_replies_are_utf8(void **state)
 		const char *op;	  /* the bytes between the quotes of "op" */
 		const char *echo; /* what the message must contain */
 	} cases[] = {
-		{ "\xff\xfe", "op '" },
-		{ "bad\xc3", "op 'bad" },				     /* a character cut at the end */
-		{ "x\xc3(y", "op 'x" },					     /* a lead byte without its continuation */
-		{ "\xe2\x82", "op '" },					     /* 2 of 3 bytes */
-		{ "\xc0\xaf", "op '" },					     /* an overlong '/' */
-		{ "\xed\xa0\x80", "op '" },				     /* an encoded surrogate */
-		{ "\xf4\x90\x80\x80", "op '" },				     /* past U+10FFFF */
-		{ "\x80\x80\x80", "op '" },				     /* continuations alone */
-		{ "\\ud800x", "op '" },					     /* a lone surrogate as an escape */
-		{ "caf\xc3\xa9", "op 'caf\xc3\xa9'" },			     /* valid: echoed as it is */
+		/* not JSON (the strict read refuses them, naming the field): bad_request */
+		{ "\xff\xfe", "op: invalid UTF-8" },
+		{ "bad\xc3", "op: invalid UTF-8" },				/* a character cut at the end */
+		{ "x\xc3(y", "op: invalid UTF-8" },				/* a lead byte without its continuation */
+		{ "\xe2\x82", "op: invalid UTF-8" },			/* 2 of 3 bytes */
+		{ "\xc0\xaf", "op: invalid UTF-8" },			/* an overlong '/' */
+		{ "\xed\xa0\x80", "op: invalid UTF-8" },			/* an encoded surrogate */
+		{ "\xf4\x90\x80\x80", "op: invalid UTF-8" },		/* past U+10FFFF */
+		{ "\x80\x80\x80", "op: invalid UTF-8" },			/* continuations alone */
+		{ "\\ud800x", "op: " },					/* a lone surrogate as an escape */
+		/* JSON, but no op: unknown_op, the name echoed whole */
+		{ "caf\xc3\xa9", "op 'caf\xc3\xa9'" },
 		{ "\xf0\x9f\x98\x80 smile", "op '\xf0\x9f\x98\x80 smile'" }, /* 4 bytes */
 	};
+	const size_t not_json = 9;
 	struct fixture *f = *state;
 	struct rc_buf req;
 
@@ -742,7 +745,8 @@ static void test_replies_are_utf8(void **state)
 		if (obj == NULL || json_tokener_get_parse_end(tok) != rlen)
 			fail_msg("request %zu: the reply is not strict JSON: %s", i, raw);
 		json_tokener_free(tok);
-		assert_error(obj, "unknown_op", i < sizeof(cases) / sizeof(cases[0]) ? cases[i].echo : "op 'a");
+		assert_error(obj, i < not_json ? "bad_request" : "unknown_op",
+			     i < sizeof(cases) / sizeof(cases[0]) ? cases[i].echo : "op 'a");
 		free(raw);
 	}
 	rc_buf_fini(&req);
