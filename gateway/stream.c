@@ -122,6 +122,14 @@ void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, ui
 	gw_chunk_unref(ch);
 }
 
+bool gw_stream_missed(struct gw_stream *s, uint64_t gseq, uint64_t epoch, uint64_t upto)
+{
+	if (s->last_gseq >= gseq)
+		return false;
+	gw_stream_reset(s, "gap_unrecoverable", epoch, upto);
+	return true;
+}
+
 static bool reply_has(const char *p, size_t len, const char *needle)
 {
 	size_t n = strlen(needle);
@@ -325,9 +333,6 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 	s->firehose = req->nrooms == 0;
 	s->nrooms = (uint16_t)req->nrooms;
 	gw_tq_entry_init(&s->hb);
-	gw_list_init(&s->hub_node);
-	for (uint16_t i = 0; i < s->nrooms; i++)
-		gw_list_init(&s->members[i].node);
 	rc_buf_init(&head);
 	rc_buf_puts(&head, stream_head);
 	if (gw->opt.cors_origin != NULL)

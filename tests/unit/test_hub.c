@@ -184,6 +184,15 @@ void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, ui
 	}
 }
 
+/* As stream.c: a stream that had the event already is not reset. */
+bool gw_stream_missed(struct gw_stream *s, uint64_t gseq, uint64_t epoch, uint64_t upto)
+{
+	if (s->last_gseq >= gseq)
+		return false;
+	gw_stream_reset(s, "gap_unrecoverable", epoch, upto);
+	return true;
+}
+
 /* ---- streams and frames ---- */
 
 /* A stream following rooms (none: the firehose), added to the hub. */

@@ -66,18 +66,32 @@ size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
 	return n;
 }
 
-void gw_hub_reset_all(struct gw_hub *hub, const char *reason, uint64_t epoch, uint64_t gseq)
+static void reset_all(const char *reason, uint64_t epoch, uint64_t gseq)
 {
-	(void)hub;
 	assert_true(nresets < 8);
 	snprintf(resets[nresets++], sizeof(resets[0]), "%s %llx-%llu", reason, (unsigned long long)epoch,
 		 (unsigned long long)gseq);
 }
 
-void gw_hub_bus_known(struct gw_hub *hub)
+void gw_hub_start(struct gw_hub *hub, uint64_t epoch, uint64_t gseq)
 {
-	(void)hub;
+	hub->epoch = epoch;
+	hub->last_gseq = gseq;
 	bus_known++;
+}
+
+void gw_hub_restart(struct gw_hub *hub, uint64_t epoch)
+{
+	hub->epoch = epoch;
+	hub->last_gseq = 0;
+	reset_all("epoch_changed", epoch, 0);
+}
+
+uint64_t gw_hub_skip(struct gw_hub *hub, uint64_t gseq)
+{
+	gw_hub_advance(hub, gseq);
+	reset_all("gap_unrecoverable", hub->epoch, hub->last_gseq);
+	return hub->last_gseq;
 }
 
 void gw_hub_room_names(const struct gw_hub *hub, struct rc_buf *b)
