@@ -380,8 +380,11 @@ const char *gwf_api_request(struct gwf *f)
 {
 	static char req[4096];
 	nng_msg *msg = NULL;
+	uint64_t deadline = gwf_deadline();
 
-	GWF_WAIT(f, nng_recvmsg(f->rep, &msg, NNG_FLAG_NONBLOCK) == 0);
+	while (nng_recvmsg(f->rep, &msg, NNG_FLAG_NONBLOCK) != 0)
+		if (!gwf_turn(f, deadline))
+			fail_msg("the broker api got no request");
 	assert_true(nng_msg_len(msg) < sizeof(req));
 	memcpy(req, nng_msg_body(msg), nng_msg_len(msg));
 	req[nng_msg_len(msg)] = '\0';
