@@ -27,7 +27,7 @@
 #include "sse.h"
 #include "stream.h"
 
-#define GWF_TURN_MS 5
+#define GWF_TURN_MS    5
 #define GWF_DEADLINE_S 20
 
 void gwf_options(struct gw_options *o)

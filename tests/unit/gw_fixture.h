@@ -28,15 +28,15 @@
 #include "gateway.h"
 
 #define GWF_MAX_CLIENTS 16
-#define GWF_EPOCH 0x6f1c2a9eu /* the epoch the tests' frames carry; ids "6f1c2a9e-<gseq>" */
+#define GWF_EPOCH	0x6f1c2a9eu /* the epoch the tests' frames carry; ids "6f1c2a9e-<gseq>" */
 
 struct gwf_client {
 	int fd;
-	char *in;        /* everything received, NUL-terminated */
+	char *in; /* everything received, NUL-terminated */
 	size_t len, cap;
-	size_t seen;     /* in[0..seen) was taken by gwf_take */
-	bool eof;        /* the gateway closed the connection */
-	bool paused;     /* the fixture does not read it (a client that stopped reading) */
+	size_t seen; /* in[0..seen) was taken by gwf_take */
+	bool eof;    /* the gateway closed the connection */
+	bool paused; /* the fixture does not read it (a client that stopped reading) */
 };
 
 struct gwf {
@@ -45,9 +45,9 @@ struct gwf {
 	uv_timer_t guard;   /* bounds each blocking loop turn */
 	uv_check_t flusher; /* as main.c: writes what the turn queued */
 	uv_prepare_t preflusher;
-	nng_socket rep;     /* the broker api's side */
+	nng_socket rep; /* the broker api's side */
 	bool api_stopped;
-	int stream_rcvbuf;  /* SO_RCVBUF of gwf_stream's clients (0: the system's) */
+	int stream_rcvbuf; /* SO_RCVBUF of gwf_stream's clients (0: the system's) */
 	struct gwf_client clients[GWF_MAX_CLIENTS];
 	size_t nclients;
 };
@@ -74,12 +74,12 @@ void gwf_poll(struct gwf *f);
 uint64_t gwf_deadline(void);
 
 /* Runs the loop until cond holds; fails the test with cond's text at the deadline. */
-#define GWF_WAIT(f, cond)                                                                                        \
-	do {                                                                                                     \
-		uint64_t gwf_dl_ = gwf_deadline();                                                               \
-		while (!(cond))                                                                                  \
-			if (!gwf_turn((f), gwf_dl_))                                                             \
-				fail_msg("%s:%d: gave up waiting for %s", __FILE__, __LINE__, #cond);            \
+#define GWF_WAIT(f, cond)                                                                                              \
+	do {                                                                                                           \
+		uint64_t gwf_dl_ = gwf_deadline();                                                                     \
+		while (!(cond))                                                                                        \
+			if (!gwf_turn((f), gwf_dl_))                                                                   \
+				fail_msg("%s:%d: gave up waiting for %s", __FILE__, __LINE__, #cond);                  \
 	} while (0)
 
 /* A client connected to the gateway and accepted by it. rcvbuf > 0: its SO_RCVBUF. */

@@ -226,8 +226,9 @@ static void test_bus_max_rooms(void **state)
 /* ---- out of memory during a delivery ---- */
 
 /* 1 in a, 2 in b, 3 global, 4 in a, 5 in d; then 6 in a; then 7 global, which every stream wants. */
-static const struct gwf_ev frame1[] = { { 1, "a", NULL }, { 2, "b", NULL }, { 3, NULL, NULL }, { 4, "a", NULL },
-					{ 5, "d", NULL } };
+static const struct gwf_ev frame1[] = {
+	{ 1, "a", NULL }, { 2, "b", NULL }, { 3, NULL, NULL }, { 4, "a", NULL }, { 5, "d", NULL }
+};
 static const struct gwf_ev frame2[] = { { 6, "a", NULL } };
 static const struct gwf_ev frame3[] = { { 7, NULL, NULL } };
 
@@ -250,7 +251,7 @@ static struct member world[] = {
 	{ "ahead", "room_id=a", { 0 }, { 6, 7, 0 }, NULL },
 };
 #define NWORLD (sizeof(world) / sizeof(world[0]))
-#define AHEAD (&world[NWORLD - 1])
+#define AHEAD  (&world[NWORLD - 1])
 
 static int setup_world(void **state)
 {

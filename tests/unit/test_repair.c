@@ -110,7 +110,8 @@ static const char *request(void)
 static void answer(const uint64_t *gseqs, size_t n, uint64_t broker_last, bool more)
 {
 	uint8_t buf[4096];
-	size_t len = frame(buf, sizeof(buf), EPOCH, broker_last, RC_FRAME_REPLAY | (more ? RC_FRAME_MORE : 0), gseqs, n);
+	size_t len =
+		frame(buf, sizeof(buf), EPOCH, broker_last, RC_FRAME_REPLAY | (more ? RC_FRAME_MORE : 0), gseqs, n);
 
 	gwf_api_reply(&fx, buf, len);
 }
@@ -320,7 +321,7 @@ static void test_replay_timeout(void **state)
 	(void)state;
 	flush(1, 1, f1, 1, true);
 	flush(3, 4, f4, 1, false); /* a hole and incomplete: replayed up to its end, not held */
-	request();                 /* and never answered */
+	request();		   /* and never answered */
 	delivered(f1, 1);
 	reset("gap_unrecoverable", EPOCH, 4);
 	assert_int_equal(fx.gw.hub.last_gseq, 4);

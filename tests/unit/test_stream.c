@@ -134,8 +134,9 @@ static void test_rooms_in_gseq_order_with_global_events(void **state)
 	struct gwf *f = *state;
 	struct gwf_client *ab = gwf_stream(f, "room_id=a,b", NULL), *c = gwf_stream(f, "room_id=c", NULL),
 			  *fire = gwf_stream(f, NULL, NULL);
-	static const struct gwf_ev f1[] = { { 1, "a", NULL }, { 2, "b", NULL }, { 3, NULL, NULL }, { 4, "a", NULL },
-					    { 5, "d", NULL } };
+	static const struct gwf_ev f1[] = {
+		{ 1, "a", NULL }, { 2, "b", NULL }, { 3, NULL, NULL }, { 4, "a", NULL }, { 5, "d", NULL }
+	};
 	/* overlaps what was delivered (a repair's replay does): only 6 and 7 are new */
 	static const struct gwf_ev f2[] = { { 4, "a", NULL }, { 5, "d", NULL }, { 6, "b", NULL }, { 7, "c", NULL } };
 	static const struct gwf_ev f3[] = { { 8, NULL, "{\"type\":\"end\"}" } };
