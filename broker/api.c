@@ -2,6 +2,8 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/util/platform.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "error.h"
@@ -9,13 +11,19 @@
 #include "log.h"
 #include "ops.h"
 
-enum worker_state { WORKER_RECV, WORKER_SEND };
+/* How often a replay that waits for a --max-replays slot looks again. */
+#define API_REPLAY_POLL_MS 2
+
+enum worker_state { WORKER_RECV, WORKER_WAIT, WORKER_SEND };
 
 struct api_worker {
 	struct api *api;
 	nng_aio *aio;
 	nng_ctx ctx;
 	enum worker_state state;
+	nng_msg *req;	     /* WORKER_WAIT: the request, handled again when a replay slot may be free */
+	nng_time wait_until; /* until then a replay waits for a slot; then it is answered busy */
+	bool holds_replay;   /* WORKER_SEND: the reply holds a replay slot (ops_replay_done once sent) */
 	struct rc_buf reply; /* kept between requests to avoid reallocating */
 };
 
@@ -24,13 +32,54 @@ struct api {
 	nng_socket sock;
 	char *url; /* the address bound (listener_url) */
 	int nworkers;
+	int replay_wait_ms;
 	struct api_worker *workers;
 };
+
+static void api_worker_release(struct api_worker *w)
+{
+	if (w->holds_replay)
+		ops_replay_done(w->api->br);
+	w->holds_replay = false;
+}
+
+/* Handles w->req: sends the reply, or waits a little for a replay slot. */
+static void api_worker_handle(struct api_worker *w)
+{
+	nng_msg *msg = w->req;
+	bool may_wait = nng_clock() < w->wait_until;
+	enum ops_outcome out = ops_handle(w->api->br, nng_msg_body(msg), nng_msg_len(msg), may_wait, &w->reply);
+
+	if (out == OPS_WAIT) {
+		w->state = WORKER_WAIT;
+		nng_sleep_aio(API_REPLAY_POLL_MS, w->aio);
+		return;
+	}
+	w->req = NULL;
+	w->holds_replay = out == OPS_DONE_REPLAY;
+	if (w->reply.err) {
+		rc_buf_fini(&w->reply);
+		rc_buf_puts(&w->reply, "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
+	}
+	nng_msg_clear(msg);
+	if (nng_msg_append(msg, w->reply.data, w->reply.len) != 0) {
+		nng_msg_free(msg);
+		api_worker_release(w);
+		w->state = WORKER_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		return;
+	}
+	/* a huge reply buffer is not kept for the next request */
+	if (w->reply.cap > (1u << 20))
+		rc_buf_fini(&w->reply);
+	nng_aio_set_msg(w->aio, msg);
+	w->state = WORKER_SEND;
+	nng_ctx_send(w->ctx, w->aio);
+}
 
 static void api_worker_cb(void *arg)
 {
 	struct api_worker *w = arg;
-	nng_msg *msg;
 	int rv = nng_aio_result(w->aio);
 
 	switch (w->state) {
@@ -41,27 +90,21 @@ static void api_worker_cb(void *arg)
 			nng_ctx_recv(w->ctx, w->aio);
 			return;
 		}
-		msg = nng_aio_get_msg(w->aio);
-		ops_handle(w->api->br, nng_msg_body(msg), nng_msg_len(msg), &w->reply);
-		if (w->reply.err) {
-			rc_buf_fini(&w->reply);
-			rc_buf_puts(&w->reply,
-				    "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
-		}
-		nng_msg_clear(msg);
-		if (nng_msg_append(msg, w->reply.data, w->reply.len) != 0) {
-			nng_msg_free(msg);
-			nng_ctx_recv(w->ctx, w->aio);
+		w->req = nng_aio_get_msg(w->aio);
+		w->wait_until = nng_clock() + (nng_time)w->api->replay_wait_ms;
+		api_worker_handle(w);
+		return;
+	case WORKER_WAIT:
+		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+			nng_msg_free(w->req);
+			w->req = NULL;
 			return;
 		}
-		/* a huge reply buffer is not kept for the next request */
-		if (w->reply.cap > (1u << 20))
-			rc_buf_fini(&w->reply);
-		nng_aio_set_msg(w->aio, msg);
-		w->state = WORKER_SEND;
-		nng_ctx_send(w->ctx, w->aio);
+		api_worker_handle(w); /* the sleep is over */
 		return;
 	case WORKER_SEND:
+		/* handed to the connection (or dropped): the answer no longer counts toward --max-replays */
+		api_worker_release(w);
 		if (rv != 0) {
 			nng_msg_free(nng_aio_get_msg(w->aio));
 			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
@@ -82,6 +125,7 @@ int api_start(const struct api_config *cfg, struct broker *br, struct api **out)
 		return RC_ENOMEM;
 	a->br = br;
 	a->nworkers = cfg->workers > 0 ? cfg->workers : 1;
+	a->replay_wait_ms = cfg->replay_wait_ms;
 	a->workers = calloc((size_t)a->nworkers, sizeof(*a->workers));
 	if (a->workers == NULL) {
 		free(a);
@@ -141,6 +185,8 @@ void api_stop(struct api *a)
 			nng_ctx_close(w->ctx);
 			nng_aio_free(w->aio);
 		}
+		if (w->req != NULL)
+			nng_msg_free(w->req); /* a request that waited for a replay slot */
 		rc_buf_fini(&w->reply);
 	}
 	free(a->workers);

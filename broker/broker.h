@@ -11,18 +11,18 @@
 
 #include "bus.h"
 #include "history.h"
-
-#define BROKER_MAX_BATCH 1000     /* events in one publish */
-#define BROKER_MAX_REPLAY 10000   /* events in one replay reply */
-#define BROKER_MAX_REPLAY_ROOMS 1024
+#include "proto_limits.h" /* what one publish or replay may hold */
 
 struct broker {
 	struct history *hist;
 	struct bus *bus;
 	size_t max_event_bytes;
+	size_t replay_max_bytes; /* what one replay answer's events may take (0: no cap; at least one event) */
+	int max_replays;	 /* replay answers built or being handed over at once (0: no limit) */
+	atomic_int replays_in_flight;
 	atomic_bool stopping; /* set on SIGTERM: publishes are refused */
 
-	_Atomic uint64_t requests, errors, publishes, events_published, replays;
+	_Atomic uint64_t requests, errors, publishes, events_published, replays, replays_busy;
 };
 
 #endif

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "event.h"
 #include "frame.h"
 #include "listener.h"
 #include "log.h"
@@ -320,6 +321,28 @@ static void bus_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 	pthread_cond_signal(&b->cv);
 }
 
+size_t bus_max_message_bytes(const struct bus_config *cfg)
+{
+	/* a flush's events (or one larger event); its index is smaller than its events' frames */
+	size_t one = rc_frame_event_size(RC_ROOM_MAX, cfg->max_event_bytes);
+	size_t events = cfg->max_frame_bytes > one ? cfg->max_frame_bytes : one;
+
+	/* the largest wrapping: the index topic and header, then a frame header (whole), or a room's topic */
+	return RC_BUS_TOPIC_MAX + RC_INDEX_HDR_SIZE + RC_FRAME_HDR_SIZE + events;
+}
+
+int bus_queue_len(const struct bus_config *cfg)
+{
+	size_t n;
+
+	if (cfg->buffer_bytes == 0)
+		return cfg->sendbuf;
+	n = cfg->buffer_bytes / bus_max_message_bytes(cfg);
+	if (n < 1)
+		n = 1;
+	return n < (size_t)cfg->sendbuf ? (int)n : cfg->sendbuf;
+}
+
 int bus_start(const struct bus_config *cfg, struct bus **out)
 {
 	struct bus *b = calloc(1, sizeof(*b));
@@ -338,8 +361,11 @@ int bus_start(const struct bus_config *cfg, struct bus **out)
 		rc_log_error("cannot open the bus socket", "err=\"%s\"", nng_strerror(rv));
 		goto out_free;
 	}
-	if (cfg->sendbuf > 0)
-		nng_socket_set_int(b->sock, NNG_OPT_SENDBUF, cfg->sendbuf);
+	if (cfg->sendbuf > 0 && (rv = nng_socket_set_int(b->sock, NNG_OPT_SENDBUF, bus_queue_len(cfg))) != 0) {
+		rc_log_error("cannot set the bus queue length", "messages=%d err=\"%s\"", bus_queue_len(cfg),
+			     nng_strerror(rv));
+		goto out_close;
+	}
 	nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_POST, bus_pipe_cb, b);
 	if ((rv = listener_start(b->sock, cfg->url, &b->url)) != 0) {
 		rc_log_error("cannot listen on the bus address", "url=%s err=\"%s\"", cfg->url, nng_strerror(rv));

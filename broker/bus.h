@@ -28,9 +28,24 @@ struct bus_config {
 	uint64_t epoch;
 	size_t max_frame_bytes; /* a larger single event still gets its own frame */
 	size_t whole_bytes;     /* a flush of at most this many event bytes is sent as one message */
+	size_t max_event_bytes; /* the largest event's json (for the largest message) */
 	int tick_ms;
-	int sendbuf;            /* nng PUB per-pipe queue length (messages) */
+	int sendbuf;            /* nng PUB per-pipe queue length (messages, at most 8192: nng's own limit) */
+	size_t buffer_bytes;    /* what the queues may hold in all (0: no bound but sendbuf) */
 };
+
+/*
+ * What a subscriber that reads nothing costs. nng's PUB queues up to
+ * bus_queue_len() messages per subscriber and drops the oldest beyond; a
+ * message queued for several subscribers is one message (refcounted). Every
+ * queue is thus a run of the newest messages, and all of them together hold
+ * at most the last bus_queue_len() messages sent, each at most
+ * bus_max_message_bytes(), plus the one message each subscriber's connection
+ * is writing: at most buffer_bytes + subscribers x bus_max_message_bytes().
+ */
+size_t bus_max_message_bytes(const struct bus_config *cfg);
+/* sendbuf, or fewer: as many of the largest messages as buffer_bytes holds (at least 1). */
+int bus_queue_len(const struct bus_config *cfg);
 
 struct bus_stats {
 	uint64_t frames, events, bytes, ticks, send_errors;

@@ -6,22 +6,30 @@
 #include "error.h"
 #include "frame.h"
 
-/* A room: its sequence and the gseqs of its retained events, oldest first. */
+/*
+ * A room: its sequence and the gseqs of its retained events, oldest first.
+ * The index is sized by what the room holds: it grows by doubling, halves
+ * when eviction leaves it a quarter full, and is freed when the room holds
+ * nothing (the room itself stays: its rseq must go on).
+ */
 struct hroom {
 	uint64_t rseq;
-	uint64_t *gs; /* circular, capacity a power of two */
-	size_t head, len, cap;
+	uint64_t *gs; /* circular, capacity a power of two; NULL when cap is 0 */
+	uint32_t head, len, cap;
+	uint32_t pending; /* events of the publish in progress not yet stored (reserved in cap) */
 };
 
 struct history {
 	pthread_rwlock_t lock; /* guards everything below */
 	uint64_t epoch;
 	size_t max_events, max_bytes;
-	struct hevent **ring; /* slot gseq % max_events */
+	size_t max_rooms;		/* 0: no limit */
+	struct hevent **ring;		/* slot gseq % max_events */
 	uint64_t first_gseq, last_gseq; /* retained: first..last, empty when first > last */
 	size_t bytes;
 	struct rc_strmap rooms; /* name -> struct hroom *; rooms live as long as the history */
 	struct hroom global;
+	size_t room_bytes; /* the rooms' entries, names, structs and indexes (not the map's buckets) */
 	history_sink_fn sink;
 	void *sink_arg;
 };
@@ -56,30 +64,54 @@ static size_t hevent_cost(const struct hevent *ev)
 	return hevent_size(ev->json_len) + sizeof(uint64_t);
 }
 
-static int hroom_reserve(struct hroom *r, size_t extra)
+static uint64_t hroom_at(const struct hroom *r, size_t i)
 {
-	size_t cap = r->cap ? r->cap : 8;
-	uint64_t *gs;
+	return r->gs[(r->head + i) & (r->cap - 1)];
+}
 
-	if (r->len + extra <= r->cap)
-		return RC_OK;
-	while (cap < r->len + extra)
-		cap *= 2;
-	gs = malloc(cap * sizeof(*gs));
-	if (gs == NULL)
-		return RC_ENOMEM;
-	for (size_t i = 0; i < r->len; i++)
-		gs[i] = r->gs[(r->head + i) & (r->cap - 1)];
+/* Gives r's index cap slots (a power of two, >= r->len; 0: none). RC_ENOMEM leaves r as it was. */
+static int hroom_resize(struct history *h, struct hroom *r, size_t cap)
+{
+	uint64_t *gs = NULL;
+
+	if (cap > 0) {
+		gs = malloc(cap * sizeof(*gs));
+		if (gs == NULL)
+			return RC_ENOMEM;
+		for (size_t i = 0; i < r->len; i++)
+			gs[i] = hroom_at(r, i);
+	}
 	free(r->gs);
+	h->room_bytes = h->room_bytes - r->cap * sizeof(*gs) + cap * sizeof(*gs);
 	r->gs = gs;
-	r->cap = cap;
+	r->cap = (uint32_t)cap;
 	r->head = 0;
 	return RC_OK;
 }
 
-static uint64_t hroom_at(const struct hroom *r, size_t i)
+/* Makes room in r's index for need gseqs in all. */
+static int hroom_reserve(struct history *h, struct hroom *r, size_t need)
 {
-	return r->gs[(r->head + i) & (r->cap - 1)];
+	size_t cap = r->cap ? r->cap : 1;
+
+	if (need <= r->cap)
+		return RC_OK;
+	while (cap < need)
+		cap *= 2;
+	if (cap > UINT32_MAX / 2)
+		return RC_ENOMEM;
+	return hroom_resize(h, r, cap);
+}
+
+/* After an eviction: an index a quarter full halves, an empty one goes (never below what a publish reserved). */
+static void hroom_trim(struct history *h, struct hroom *r)
+{
+	size_t need = (size_t)r->len + r->pending;
+
+	if (need == 0)
+		hroom_resize(h, r, 0);
+	else if (need <= r->cap / 4)
+		hroom_resize(h, r, r->cap / 2); /* out of memory: it stays as it is */
 }
 
 /* Index of the first retained gseq > after (r->len when none). */
@@ -117,6 +149,13 @@ struct history *history_new(uint64_t epoch, size_t max_events, size_t max_bytes)
 	h->last_gseq = 0;
 	rc_strmap_init(&h->rooms);
 	return h;
+}
+
+void history_set_max_rooms(struct history *h, size_t max_rooms)
+{
+	pthread_rwlock_wrlock(&h->lock);
+	h->max_rooms = max_rooms;
+	pthread_rwlock_unlock(&h->lock);
 }
 
 static void history_free_room(struct rc_strmap_entry *e, void *arg)
@@ -163,28 +202,51 @@ static struct hroom *history_room(struct history *h, const char *room, size_t le
 	return e ? e->value : NULL;
 }
 
-/* Finds or creates the room; the name is kept in the map entry. */
-static struct hroom *history_room_upsert(struct history *h, const char *room, size_t len, const char **name)
+/*
+ * Finds or creates the room; *name is set to the name kept in the map entry.
+ * RC_ETOOBIG when it would be a room beyond max_rooms; RC_ENOMEM.
+ */
+static int history_room_upsert(struct history *h, const char *room, size_t len, struct hroom **out, const char **name)
 {
 	struct rc_strmap_entry *e;
 	int added;
 
 	if (room == NULL) {
 		*name = NULL;
-		return &h->global;
+		*out = &h->global;
+		return RC_OK;
 	}
-	e = rc_strmap_upsert(&h->rooms, room, len, &added);
-	if (e == NULL)
-		return NULL;
-	if (added) {
+	e = rc_strmap_get(&h->rooms, room, len);
+	if (e == NULL && h->max_rooms != 0 && h->rooms.count >= h->max_rooms)
+		return RC_ETOOBIG;
+	if (e == NULL) {
+		e = rc_strmap_upsert(&h->rooms, room, len, &added);
+		if (e == NULL)
+			return RC_ENOMEM;
 		e->value = calloc(1, sizeof(struct hroom));
 		if (e->value == NULL) {
 			rc_strmap_del(&h->rooms, room, len);
-			return NULL;
+			return RC_ENOMEM;
 		}
+		h->room_bytes += sizeof(*e) + len + 1 + sizeof(struct hroom);
 	}
 	*name = e->key;
-	return e->value;
+	*out = e->value;
+	return RC_OK;
+}
+
+/* Forgets the room named room if nothing was ever published in it (a failed publish created it). */
+static void history_room_drop_unused(struct history *h, const char *room, size_t len)
+{
+	struct rc_strmap_entry *e = room != NULL ? rc_strmap_get(&h->rooms, room, len) : NULL;
+	struct hroom *r = e != NULL ? e->value : NULL;
+
+	if (r == NULL || r->rseq != 0)
+		return;
+	hroom_resize(h, r, 0);
+	h->room_bytes -= sizeof(*e) + len + 1 + sizeof(struct hroom);
+	free(r);
+	rc_strmap_del(&h->rooms, room, len);
 }
 
 /* Drops the oldest retained event. Caller holds the write lock. */
@@ -196,6 +258,7 @@ static void history_evict_one(struct history *h)
 	/* the oldest event overall is the oldest of its room */
 	r->head = (r->head + 1) & (r->cap - 1);
 	r->len--;
+	hroom_trim(h, r);
 	h->bytes -= hevent_cost(ev);
 	h->ring[h->first_gseq % h->max_events] = NULL;
 	h->first_gseq++;
@@ -234,8 +297,19 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 	pthread_rwlock_wrlock(&h->lock);
 	/* everything that can fail happens before the first gseq is assigned */
 	for (size_t i = 0; i < n; i++) {
-		rooms[i] = history_room_upsert(h, in[i].room, in[i].room_len, &evs[i]->room);
-		if (rooms[i] == NULL || hroom_reserve(rooms[i], n) != RC_OK) {
+		rv = history_room_upsert(h, in[i].room, in[i].room_len, &rooms[i], &evs[i]->room);
+		if (rv == RC_OK) {
+			/* each room's index gets room for its own events of the batch */
+			rooms[i]->pending++;
+			rv = hroom_reserve(h, rooms[i], (size_t)rooms[i]->len + rooms[i]->pending);
+		}
+		if (rv != RC_OK) {
+			for (size_t j = 0; j <= i; j++)
+				if (rooms[j] != NULL)
+					rooms[j]->pending = 0;
+			/* the rooms this batch created go again: they hold nothing and count toward max_rooms */
+			for (size_t j = 0; j <= i; j++)
+				history_room_drop_unused(h, in[j].room, in[j].room_len);
 			pthread_rwlock_unlock(&h->lock);
 			goto out_free;
 		}
@@ -254,9 +328,10 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 		ev->rseq = ++r->rseq;
 		h->ring[ev->gseq % h->max_events] = ev;
 		h->bytes += cost;
-		/* the eviction loop may have shrunk r since the reserve; it never grew */
+		/* the eviction loop may have shrunk r since the reserve, never below len + pending */
 		r->gs[(r->head + r->len) & (r->cap - 1)] = ev->gseq;
 		r->len++;
+		r->pending--;
 		if (h->sink != NULL)
 			hevent_ref(ev);
 	}
@@ -274,11 +349,33 @@ out_free:
 	return rv;
 }
 
-/* True when ev does not fit in the result any more (limit or max_bytes). */
-static bool result_full(const struct history_query *q, const struct history_result *res, size_t bytes,
-			const struct hevent *ev)
+/* What the events of a result add up to so far. */
+struct result_acc {
+	size_t bytes;  /* json */
+	size_t answer; /* json + room + HISTORY_ANSWER_OVERHEAD each */
+};
+
+static size_t hevent_answer_size(const struct hevent *ev)
 {
-	return res->count == q->limit || (q->max_bytes != 0 && res->count > 0 && bytes + ev->json_len > q->max_bytes);
+	return (size_t)ev->json_len + ev->room_len + HISTORY_ANSWER_OVERHEAD;
+}
+
+/* True when ev does not fit in the result any more (limit, max_bytes or max_answer_bytes). */
+static bool result_full(const struct history_query *q, const struct history_result *res,
+			const struct result_acc *acc, const struct hevent *ev)
+{
+	if (res->count == q->limit)
+		return true;
+	if (res->count == 0)
+		return false; /* at least one event */
+	return (q->max_bytes != 0 && acc->bytes + ev->json_len > q->max_bytes) ||
+	       (q->max_answer_bytes != 0 && acc->answer + hevent_answer_size(ev) > q->max_answer_bytes);
+}
+
+static void result_add(struct result_acc *acc, const struct hevent *ev)
+{
+	acc->bytes += ev->json_len;
+	acc->answer += hevent_answer_size(ev);
 }
 
 static int result_push(struct history_result *res, size_t *cap, struct hevent *ev)
@@ -300,7 +397,8 @@ static int result_push(struct history_result *res, size_t *cap, struct hevent *e
 static int history_replay_rooms(struct history *h, const struct history_query *q, struct history_result *res,
 				size_t *cap)
 {
-	size_t k = 0, nmax = q->nrooms + 1, bytes = 0;
+	size_t k = 0, nmax = q->nrooms + 1;
+	struct result_acc acc = { 0, 0 };
 	struct hroom **cur = calloc(nmax, sizeof(*cur));
 	size_t *pos = calloc(nmax, sizeof(*pos));
 	int rv = RC_OK;
@@ -339,14 +437,14 @@ static int history_replay_rooms(struct history *h, const struct history_query *q
 		if (best == k)
 			break;
 		struct hevent *ev = h->ring[g % h->max_events];
-		if (result_full(q, res, bytes, ev)) {
+		if (result_full(q, res, &acc, ev)) {
 			res->more = true;
 			break;
 		}
 		rv = result_push(res, cap, ev);
 		if (rv != RC_OK)
 			break;
-		bytes += ev->json_len;
+		result_add(&acc, ev);
 		pos[best]++;
 	}
 out:
@@ -358,7 +456,8 @@ out:
 int history_replay(struct history *h, const struct history_query *q, struct history_result *res)
 {
 	struct history_query qq = *q;
-	size_t cap = 0, bytes = 0;
+	struct result_acc acc = { 0, 0 };
+	size_t cap = 0;
 	int rv = RC_OK;
 
 	memset(res, 0, sizeof(*res));
@@ -376,12 +475,12 @@ int history_replay(struct history *h, const struct history_query *q, struct hist
 	} else if (q->rooms == NULL) {
 		for (uint64_t g = q->after + 1; g <= h->last_gseq && rv == RC_OK; g++) {
 			struct hevent *ev = h->ring[g % h->max_events];
-			if (result_full(q, res, bytes, ev)) {
+			if (result_full(q, res, &acc, ev)) {
 				res->more = true;
 				break;
 			}
 			rv = result_push(res, &cap, ev);
-			bytes += ev->json_len;
+			result_add(&acc, ev);
 		}
 	} else {
 		rv = history_replay_rooms(h, q, res, &cap);
@@ -409,5 +508,6 @@ void history_stats(struct history *h, struct history_stats *st)
 	st->events = h->first_gseq <= h->last_gseq ? h->last_gseq - h->first_gseq + 1 : 0;
 	st->bytes = h->bytes;
 	st->rooms = h->rooms.count;
+	st->room_bytes = h->room_bytes + h->rooms.nbuckets * sizeof(*h->rooms.buckets);
 	pthread_rwlock_unlock(&h->lock);
 }

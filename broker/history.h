@@ -6,7 +6,8 @@
  * them, and hands them, in gseq order, to a sink (the bus) while still holding
  * the history's write lock, so the bus sees exactly the sequencer's order.
  * The history keeps the newest events within max_events and max_bytes; each
- * room has an index so a replay of a few rooms does not scan everything.
+ * room has an index so a replay of a few rooms does not scan everything,
+ * sized by the events the room holds (none when it holds none).
  *
  * Thread-safe: any thread may call any function (a rwlock guards the state).
  */
@@ -68,12 +69,21 @@ void history_free(struct history *h);
 
 uint64_t history_epoch(const struct history *h);
 
+/*
+ * Bounds the rooms the history keeps (0, the default: no bound). Rooms are
+ * never forgotten once an event was published in them (their rseq must go on
+ * for the epoch), so a publish that would create a room beyond the bound is
+ * refused whole (RC_ETOOBIG).
+ */
+void history_set_max_rooms(struct history *h, size_t max_rooms);
+
 /* Sets where published events go (called once before publishing starts). */
 void history_set_sink(struct history *h, history_sink_fn fn, void *arg);
 
 /*
  * Publishes n events atomically: all get consecutive gseqs. Writes the first
- * gseq to *first_gseq. Returns 0 or RC_ENOMEM (then nothing was published).
+ * gseq to *first_gseq. Returns 0, RC_ETOOBIG (a new room beyond max_rooms) or
+ * RC_ENOMEM; on an error nothing was published.
  */
 int history_publish(struct history *h, const struct hinput *in, size_t n, uint64_t *first_gseq);
 
@@ -87,12 +97,21 @@ struct history_query {
 	bool oldest;      /* ignore after: start at the oldest retained event */
 	size_t limit;
 	size_t max_bytes; /* stop before the events' json passes this (0: no limit; at least one event) */
+	/*
+	 * The server's cap on the answer: stop before the events' answer size
+	 * (json + room + HISTORY_ANSWER_OVERHEAD each, which covers how ops
+	 * encodes an event in JSON or as a frame) passes this (0: none; at least
+	 * one event).
+	 */
+	size_t max_answer_bytes;
 };
+
+#define HISTORY_ANSWER_OVERHEAD 80
 
 struct history_result {
 	struct hevent **events; /* references the caller releases with history_result_fini */
 	size_t count;
-	bool more;          /* the limit cut the result */
+	bool more;          /* limit, max_bytes or max_answer_bytes cut the result */
 	uint64_t last_gseq; /* the broker's last gseq at the time of the query */
 	uint64_t first_gseq; /* oldest gseq still retained (last_gseq + 1 when empty) */
 };
@@ -108,6 +127,7 @@ void history_result_fini(struct history_result *res);
 struct history_stats {
 	uint64_t last_gseq, first_gseq;
 	size_t events, bytes, rooms;
+	size_t room_bytes; /* what the rooms cost: table, names and per-room indexes (malloc's overhead not counted) */
 };
 void history_stats(struct history *h, struct history_stats *st);
 

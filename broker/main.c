@@ -27,8 +27,10 @@
 
 struct broker_options {
 	const char *bus, *api;
-	int64_t history_events, history_bytes, max_event_bytes;
-	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_frame_bytes, bus_whole_bytes, bus_tick_ms;
+	int64_t history_events, history_bytes, max_event_bytes, max_rooms;
+	int64_t replay_max_bytes, max_replays, replay_wait_ms;
+	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_buffer_bytes, bus_frame_bytes, bus_whole_bytes,
+		bus_tick_ms;
 	enum rc_log_level log_level;
 };
 
@@ -72,10 +74,15 @@ int main(int argc, char **argv)
 		.history_events = 100000,
 		.history_bytes = 256 * 1024 * 1024,
 		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
+		.max_rooms = 1000000,
+		.replay_max_bytes = 4 * 1024 * 1024,
+		.max_replays = 4,
+		.replay_wait_ms = 1000,
 		.api_workers = 16,
-		.api_max_bytes = 8 * 1024 * 1024,
+		.api_max_bytes = RC_API_MAX_BYTES_DEFAULT,
 		.bus_sendbuf = 8192,
-		.bus_frame_bytes = 1024 * 1024,
+		.bus_buffer_bytes = 64 * 1024 * 1024,
+		.bus_frame_bytes = 64 * 1024,
 		.bus_whole_bytes = 16 * 1024,
 		.bus_tick_ms = 1000,
 		.log_level = RC_LOG_INFO,
@@ -86,13 +93,28 @@ int main(int argc, char **argv)
 		  "nng address the api (REP: publish, replay, stats, ping) listens on" },
 		{ "history-events", RC_OPT_INT, &o.history_events, 1, 100000000, "events kept in memory for replay" },
 		{ "history-bytes", RC_OPT_SIZE, &o.history_bytes, 4096, INT64_MAX, "bytes of events kept for replay" },
-		{ "max-event-bytes", RC_OPT_SIZE, &o.max_event_bytes, 64, 16 * 1024 * 1024,
+		{ "max-rooms", RC_OPT_INT, &o.max_rooms, 1, INT64_MAX,
+		  "rooms the broker keeps (never forgotten in an epoch: ~150 bytes each); a publish that would add one "
+		  "more is refused (too_many_rooms)" },
+		{ "max-event-bytes", RC_OPT_SIZE, &o.max_event_bytes, RC_MAX_EVENT_BYTES_MIN, RC_MAX_EVENT_BYTES_MAX,
 		  "largest serialized event accepted" },
 		{ "api-workers", RC_OPT_INT, &o.api_workers, 1, 256, "api requests handled concurrently" },
 		{ "api-max-bytes", RC_OPT_SIZE, &o.api_max_bytes, 1024, 1024 * 1024 * 1024,
 		  "largest api request; a larger one drops the connection" },
-		{ "bus-sendbuf", RC_OPT_INT, &o.bus_sendbuf, 1, 65536,
-		  "messages queued per gateway (a frame per room per flush) before the bus drops them for it" },
+		{ "replay-max-bytes", RC_OPT_SIZE, &o.replay_max_bytes, 4096, 1024 * 1024 * 1024,
+		  "largest replay answer (events' JSON + ~80 bytes each, whatever the request asks; at least one "
+		  "event); \"more\" says to ask for the next page" },
+		{ "max-replays", RC_OPT_INT, &o.max_replays, 1, 256,
+		  "replay answers built or being handed over at once; one more waits (--replay-wait-ms), then gets "
+		  "busy" },
+		{ "replay-wait-ms", RC_OPT_INT, &o.replay_wait_ms, 0, 60000,
+		  "how long a replay waits for one of --max-replays before it is answered busy" },
+		{ "bus-sendbuf", RC_OPT_INT, &o.bus_sendbuf, 1, 8192,
+		  "messages queued per gateway (a frame per room per flush) before the bus drops the oldest for it; "
+		  "fewer when --bus-buffer-bytes holds fewer of the largest" },
+		{ "bus-buffer-bytes", RC_OPT_SIZE, &o.bus_buffer_bytes, 0, INT64_MAX,
+		  "what the messages queued for gateways that fall behind may take in all (0: only --bus-sendbuf "
+		  "bounds them), plus one message per gateway" },
 		{ "bus-frame-bytes", RC_OPT_SIZE, &o.bus_frame_bytes, 1024, 64 * 1024 * 1024,
 		  "largest flush of events on the bus (events are batched up to this size)" },
 		{ "bus-whole-bytes", RC_OPT_SIZE, &o.bus_whole_bytes, 0, 64 * 1024 * 1024,
@@ -124,6 +146,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	br.max_event_bytes = (size_t)o.max_event_bytes;
+	br.replay_max_bytes = (size_t)o.replay_max_bytes;
+	br.max_replays = (int)o.max_replays;
 	br.hist = history_new(new_epoch(), (size_t)o.history_events, (size_t)o.history_bytes);
 	if (br.hist == NULL) {
 		rc_log_error("cannot allocate the history", "events=%" PRId64, o.history_events);
@@ -134,24 +158,31 @@ int main(int argc, char **argv)
 		.epoch = history_epoch(br.hist),
 		.max_frame_bytes = (size_t)o.bus_frame_bytes,
 		.whole_bytes = (size_t)o.bus_whole_bytes,
+		.max_event_bytes = (size_t)o.max_event_bytes,
 		.tick_ms = (int)o.bus_tick_ms,
 		.sendbuf = (int)o.bus_sendbuf,
+		.buffer_bytes = (size_t)o.bus_buffer_bytes,
 	};
 	if (bus_start(&bc, &bus) != RC_OK)
 		goto out;
 	br.bus = bus;
+	history_set_max_rooms(br.hist, (size_t)o.max_rooms);
 	history_set_sink(br.hist, bus_sink, bus);
 	struct api_config ac = {
 		.url = o.api,
 		.workers = (int)o.api_workers,
 		.max_request_bytes = (size_t)o.api_max_bytes,
+		.replay_wait_ms = (int)o.replay_wait_ms,
 	};
 	if (api_start(&ac, &br, &api) != RC_OK)
 		goto out;
 
 	rc_epoch_format(epoch, history_epoch(br.hist));
-	rc_log_info("broker ready", "epoch=%s bus=%s api=%s history_events=%" PRId64 " history_bytes=%" PRId64, epoch,
-		    bus_url(bus), api_url(api), o.history_events, o.history_bytes);
+	rc_log_info("broker ready",
+		    "epoch=%s bus=%s api=%s history_events=%" PRId64 " history_bytes=%" PRId64
+		    " bus_queue=%d bus_message_max=%zu",
+		    epoch, bus_url(bus), api_url(api), o.history_events, o.history_bytes, bus_queue_len(&bc),
+		    bus_max_message_bytes(&bc));
 	sigwait(&sigs, &sig);
 	rc_log_info("stopping", "signal=%d", sig);
 	atomic_store(&br.stopping, true);

@@ -10,6 +10,7 @@
 #include "event.h"
 #include "frame.h"
 #include "id.h"
+#include "json.h"
 
 static void reply_error(struct broker *br, struct rc_buf *reply, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -40,45 +41,155 @@ static void put_id(struct rc_buf *b, uint64_t epoch, uint64_t gseq)
 	rc_buf_append(b, "\"", 1);
 }
 
-static void op_publish(struct broker *br, struct json_object *req, struct rc_buf *reply)
+/*
+ * A request as the strict reader saw it (ops_read). The events of a publish
+ * are checked on the way, so a publish is read once and its events go to
+ * the history exactly as published (compact), never through json-c.
+ */
+struct ops_req {
+	bool publish; /* op is "publish" */
+	bool op_seen;
+	bool op_twice; /* op appears more than once */
+	enum { EVENTS_ABSENT, EVENTS_ARRAY, EVENTS_OTHER, EVENTS_TWICE } events;
+	size_t n;	   /* events in the array (more than RC_PUBLISH_MAX_EVENTS are counted, not kept) */
+	int err;	   /* the first event that breaks a rule (RC_EINVAL, RC_ETOOBIG, RC_ENOMEM), or 0 */
+	char why[256];	   /* its reason, "events[3].type missing" */
+	struct rc_buf buf; /* each event's compact text, then its room */
+	struct hinput in[RC_PUBLISH_MAX_EVENTS]; /* json and room lengths; pointers set by op_publish */
+	size_t off[RC_PUBLISH_MAX_EVENTS];	    /* where each event starts in buf */
+};
+
+/* Reads the events array at j's position into r, checking each event. */
+static void ops_read_events(struct broker *br, struct rc_json *j, struct ops_req *r)
 {
-	struct json_object *events;
-	struct hinput in[BROKER_MAX_BATCH];
+	struct rc_event_view v;
+	char why[256];
+	int rv;
+
+	if (r->events != EVENTS_ABSENT) {
+		r->events = EVENTS_TWICE;
+		rc_json_value(j);
+		return;
+	}
+	if (rc_json_peek(j) != RC_JSON_ARRAY) {
+		r->events = EVENTS_OTHER;
+		rc_json_value(j);
+		return;
+	}
+	r->events = EVENTS_ARRAY;
+	rc_json_begin(j);
+	while (rc_json_next(j)) {
+		size_t i = r->n++;
+
+		if (i >= RC_PUBLISH_MAX_EVENTS || r->err != 0) {
+			rc_json_value(j); /* refused anyway: only checked as JSON */
+			continue;
+		}
+		r->off[i] = r->buf.len;
+		rv = rc_event_read(j, &r->buf, br->max_event_bytes, &v, why, sizeof(why));
+		if (rv == RC_EPROTO)
+			return; /* j has failed: the request is not JSON */
+		if (rv != RC_OK) {
+			r->err = rv;
+			memcpy(r->why, why, sizeof(why));
+			continue;
+		}
+		r->in[i].json_len = v.json_len;
+		r->in[i].room_len = v.room_len;
+		rc_buf_append(&r->buf, v.room, v.room_len);
+	}
+}
+
+/*
+ * Reads req[0..len) with the strict reader: one JSON object, whose "op" it
+ * notes and whose "events" it checks. Returns false with why set when the
+ * request is not one strict JSON object.
+ */
+static bool ops_read(struct broker *br, const char *req, size_t len, struct ops_req *r, char *why, size_t whylen)
+{
+	struct rc_json j;
+
+	rc_json_init(&j, req, len, NULL);
+	if (rc_json_peek(&j) != RC_JSON_OBJECT) {
+		if (rc_json_value(&j) && rc_json_end(&j)) {
+			snprintf(why, whylen, "request must be a JSON object");
+			return false;
+		}
+		rc_json_error(&j, why, whylen);
+		return false;
+	}
+	rc_json_begin(&j);
+	while (rc_json_next(&j)) {
+		if (rc_json_key_is(&j, "events")) {
+			ops_read_events(br, &j, r);
+		} else if (rc_json_key_is(&j, "op")) {
+			const char *p = rc_json_peek(&j) == RC_JSON_STRING ? j.p : NULL;
+			char op[8];
+			size_t n;
+
+			if (!rc_json_value(&j))
+				break;
+			r->op_twice = r->op_seen;
+			r->op_seen = true;
+			r->publish = p != NULL && rc_json_unescape(p + 1, (size_t)(j.p - p - 2), op, sizeof(op), &n) &&
+				     n == 7 && memcmp(op, "publish", 7) == 0;
+		} else {
+			rc_json_value(&j);
+		}
+	}
+	if (!rc_json_end(&j)) {
+		rc_json_error(&j, why, whylen);
+		return false;
+	}
+	return true;
+}
+
+/* Publishes the events ops_read checked. */
+static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *reply)
+{
 	uint64_t epoch = history_epoch(br->hist), first;
-	size_t n;
+	size_t n = r->n;
 	int rv;
 
 	if (atomic_load(&br->stopping)) {
 		reply_error(br, reply, "shutting_down", "the broker is stopping; nothing was published");
 		return;
 	}
-	if (!json_object_object_get_ex(req, "events", &events)) {
+	if (r->events == EVENTS_ABSENT) {
 		reply_error(br, reply, "invalid_field", "events missing");
 		return;
 	}
-	if (!json_object_is_type(events, json_type_array)) {
+	if (r->events == EVENTS_TWICE) {
+		reply_error(br, reply, "invalid_field", "events appears more than once");
+		return;
+	}
+	if (r->events != EVENTS_ARRAY) {
 		reply_error(br, reply, "invalid_field", "events must be an array of event objects");
 		return;
 	}
-	n = json_object_array_length(events);
-	if (n == 0 || n > BROKER_MAX_BATCH) {
-		reply_error(br, reply, "invalid_field", "events must hold 1-%d events, not %zu", BROKER_MAX_BATCH, n);
+	if (n == 0 || n > RC_PUBLISH_MAX_EVENTS) {
+		reply_error(br, reply, "invalid_field", "events must hold 1-%d events, not %zu", RC_PUBLISH_MAX_EVENTS,
+			    n);
+		return;
+	}
+	if (r->err != 0 || r->buf.err) {
+		if (r->err == RC_ENOMEM || r->buf.err)
+			reply_error(br, reply, "internal", "events: out of memory; nothing was published");
+		else
+			reply_error(br, reply, r->err == RC_ETOOBIG ? "too_large" : "invalid_event", "%s", r->why);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct rc_event_view v;
-		char why[256];
-
-		rv = rc_event_check(json_object_array_get_idx(events, i), br->max_event_bytes, &v, why, sizeof(why));
-		if (rv != RC_OK) {
-			reply_error(br, reply, rv == RC_ETOOBIG ? "too_large" : "invalid_event", "events[%zu].%s", i,
-				    why);
-			return;
-		}
-		in[i] = (struct hinput){ v.room, v.room_len, v.json, v.json_len };
+		r->in[i].json = r->buf.data + r->off[i];
+		r->in[i].room = r->in[i].room_len ? r->in[i].json + r->in[i].json_len : NULL;
 	}
-	rv = history_publish(br->hist, in, n, &first);
-	if (rv != RC_OK) {
+	rv = history_publish(br->hist, r->in, n, &first);
+	if (rv == RC_ETOOBIG) {
+		reply_error(br, reply, "too_many_rooms",
+			    "events: a new room would pass the broker's limit of rooms (--max-rooms); nothing was "
+			    "published");
+		return;
+	} else if (rv != RC_OK) {
 		reply_error(br, reply, "internal", "events: %s; nothing was published", rc_strerror(rv));
 		return;
 	}
@@ -133,25 +244,41 @@ static void replay_frame(struct broker *br, const struct history_result *res, st
 		reply->len += hevent_put_frame((uint8_t *)reply->data + reply->len, res->events[i]);
 }
 
-static void op_replay(struct broker *br, struct json_object *req, struct rc_buf *reply)
+/* Takes one of the --max-replays slots; false when all are taken. */
+static bool replay_slot_take(struct broker *br)
+{
+	if (atomic_fetch_add(&br->replays_in_flight, 1) < br->max_replays)
+		return true;
+	atomic_fetch_sub(&br->replays_in_flight, 1);
+	return false;
+}
+
+void ops_replay_done(struct broker *br)
+{
+	atomic_fetch_sub(&br->replays_in_flight, 1);
+}
+
+static enum ops_outcome op_replay(struct broker *br, struct json_object *req, bool may_wait, struct rc_buf *reply)
 {
 	struct json_object *rooms = NULL, *v;
-	const char *names[BROKER_MAX_REPLAY_ROOMS];
-	size_t lens[BROKER_MAX_REPLAY_ROOMS];
-	struct history_query q = { .with_global = true, .limit = 1000 };
+	const char *names[RC_REPLAY_MAX_ROOMS];
+	size_t lens[RC_REPLAY_MAX_ROOMS];
+	struct history_query q = { .with_global = true, .limit = RC_REPLAY_DEFAULT_EVENTS,
+				   .max_answer_bytes = br->replay_max_bytes };
 	struct history_result res;
+	enum ops_outcome outcome;
 	bool frame = false;
 	int rv;
 
 	if (json_object_object_get_ex(req, "rooms", &rooms) && rooms != NULL) {
 		if (!json_object_is_type(rooms, json_type_array)) {
 			reply_error(br, reply, "invalid_field", "rooms must be an array of room ids");
-			return;
+			return OPS_DONE;
 		}
 		q.nrooms = json_object_array_length(rooms);
-		if (q.nrooms > BROKER_MAX_REPLAY_ROOMS) {
-			reply_error(br, reply, "invalid_field", "rooms: at most %d rooms", BROKER_MAX_REPLAY_ROOMS);
-			return;
+		if (q.nrooms > RC_REPLAY_MAX_ROOMS) {
+			reply_error(br, reply, "invalid_field", "rooms: at most %d rooms", RC_REPLAY_MAX_ROOMS);
+			return OPS_DONE;
 		}
 		for (size_t i = 0; i < q.nrooms; i++) {
 			struct json_object *r = json_object_array_get_idx(rooms, i);
@@ -159,7 +286,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 			    !rc_room_valid(json_object_get_string(r), (size_t)json_object_get_string_len(r))) {
 				reply_error(br, reply, "invalid_field",
 					    "rooms[%zu] must be 1-%d bytes of [A-Za-z0-9._:@-]", i, RC_ROOM_MAX);
-				return;
+				return OPS_DONE;
 			}
 			names[i] = json_object_get_string(r);
 			lens[i] = (size_t)json_object_get_string_len(r);
@@ -170,15 +297,15 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 	if (json_object_object_get_ex(req, "global", &v) && v != NULL) {
 		if (!json_object_is_type(v, json_type_boolean)) {
 			reply_error(br, reply, "invalid_field", "global must be true or false");
-			return;
+			return OPS_DONE;
 		}
 		q.with_global = json_object_get_boolean(v);
 	}
 	if (json_object_object_get_ex(req, "limit", &v) && v != NULL) {
 		int64_t l = json_object_get_int64(v);
-		if (!json_object_is_type(v, json_type_int) || l < 1 || l > BROKER_MAX_REPLAY) {
-			reply_error(br, reply, "invalid_field", "limit must be an integer 1-%d", BROKER_MAX_REPLAY);
-			return;
+		if (!json_object_is_type(v, json_type_int) || l < 1 || l > RC_REPLAY_MAX_EVENTS) {
+			reply_error(br, reply, "invalid_field", "limit must be an integer 1-%d", RC_REPLAY_MAX_EVENTS);
+			return OPS_DONE;
 		}
 		q.limit = (size_t)l;
 	}
@@ -186,7 +313,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		int64_t mb = json_object_get_int64(v);
 		if (!json_object_is_type(v, json_type_int) || mb < 0) {
 			reply_error(br, reply, "invalid_field", "max_bytes must be a non-negative integer");
-			return;
+			return OPS_DONE;
 		}
 		q.max_bytes = (size_t)mb;
 	}
@@ -196,7 +323,7 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 			frame = true;
 		} else if (strcmp(f, "json") != 0) {
 			reply_error(br, reply, "invalid_field", "format must be \"json\" or \"frame\"");
-			return;
+			return OPS_DONE;
 		}
 	}
 	if (json_object_object_get_ex(req, "after", &v) && v != NULL) {
@@ -205,34 +332,45 @@ static void op_replay(struct broker *br, struct json_object *req, struct rc_buf 
 		if (!json_object_is_type(v, json_type_string) ||
 		    rc_id_parse(json_object_get_string(v), (size_t)json_object_get_string_len(v), &id) != RC_OK) {
 			reply_error(br, reply, "invalid_id", "after must be an event id like 6f1c2a9e-1042");
-			return;
+			return OPS_DONE;
 		}
 		if (id.epoch != history_epoch(br->hist)) {
 			rc_epoch_format(e, history_epoch(br->hist));
 			reply_error(br, reply, "epoch_mismatch", "after: epoch is not the current epoch %s", e);
-			return;
+			return OPS_DONE;
 		}
 		q.after = id.gseq;
 	} else {
 		q.oldest = true; /* everything retained */
 	}
+	/* the answers in flight are what a replay costs: beyond --max-replays they wait or are refused */
+	if (br->max_replays > 0 && !replay_slot_take(br)) {
+		if (may_wait)
+			return OPS_WAIT;
+		br->replays_busy++;
+		reply_error(br, reply, "busy", "replay: %d replays are in flight (--max-replays); ask again",
+			    br->max_replays);
+		return OPS_DONE;
+	}
+	outcome = br->max_replays > 0 ? OPS_DONE_REPLAY : OPS_DONE;
 	br->replays++;
 	rv = history_replay(br->hist, &q, &res);
 	if (rv == RC_EEVICTED) {
 		reply_error(br, reply, "history_unavailable", "after: events after this id are no longer retained");
-		return;
+		return outcome;
 	} else if (rv == RC_ERANGE) {
 		reply_error(br, reply, "history_unavailable", "after: this id is beyond the last id");
-		return;
+		return outcome;
 	} else if (rv != RC_OK) {
 		reply_error(br, reply, "internal", "replay: %s", rc_strerror(rv));
-		return;
+		return outcome;
 	}
 	if (frame)
 		replay_frame(br, &res, reply);
 	else
 		replay_json(br, &res, reply);
 	history_result_fini(&res);
+	return outcome;
 }
 
 static void op_stats(struct broker *br, struct rc_buf *reply)
@@ -248,15 +386,16 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 	rc_buf_printf(reply, "{\"ok\":true,\"epoch\":\"%s\",\"last_id\":", e);
 	put_id(reply, epoch, hs.last_gseq);
 	rc_buf_printf(reply,
-		      ",\"gseq\":%" PRIu64 ",\"rooms\":%zu,"
+		      ",\"gseq\":%" PRIu64 ",\"rooms\":%zu,\"room_bytes\":%zu,"
 		      "\"history\":{\"events\":%zu,\"bytes\":%zu,\"first_gseq\":%" PRIu64 "},"
 		      "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64
-		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ","
+		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ",\"replays_in_flight\":%d"
+		      ",\"replays_busy\":%" PRIu64 ","
 		      "\"bus\":{\"frames\":%" PRIu64 ",\"events\":%" PRIu64 ",\"bytes\":%" PRIu64
 		      ",\"ticks\":%" PRIu64 ",\"send_errors\":%" PRIu64 "}}",
-		      hs.last_gseq, hs.rooms, hs.events, hs.bytes, hs.first_gseq, br->requests, br->errors,
-		      br->publishes, br->events_published, br->replays, bs.frames, bs.events, bs.bytes, bs.ticks,
-		      bs.send_errors);
+		      hs.last_gseq, hs.rooms, hs.room_bytes, hs.events, hs.bytes, hs.first_gseq, br->requests, br->errors,
+		      br->publishes, br->events_published, br->replays, atomic_load(&br->replays_in_flight),
+		      br->replays_busy, bs.frames, bs.events, bs.bytes, bs.ticks, bs.send_errors);
 }
 
 static void op_ping(struct broker *br, struct rc_buf *reply)
@@ -272,18 +411,50 @@ static void op_ping(struct broker *br, struct rc_buf *reply)
 	rc_buf_append(reply, "}", 1);
 }
 
-void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *reply)
+/* How much of an unknown op's name an error echoes: at most 64 bytes, not ending inside a UTF-8 character. */
+static size_t op_echo_len(const char *name, size_t len)
 {
-	struct json_tokener *tok;
-	struct json_object *obj, *op;
+	size_t n = len < 64 ? len : 64;
+
+	while (n > 0 && n < len && ((unsigned char)name[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
+enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool may_wait, struct rc_buf *reply)
+{
+	enum ops_outcome outcome = OPS_DONE;
+	struct json_tokener *tok = NULL;
+	struct json_object *obj = NULL, *op;
 	const char *name;
+	struct ops_req req_read, *r = &req_read; /* ~40 KB on the stack, as the events' inputs were before */
+	char why[256];
 
 	br->requests++;
 	reply->len = 0;
-	tok = json_tokener_new_ex(32);
+	/* one strict read decides what is JSON, and checks a publish's events on the way */
+	r->publish = r->op_seen = r->op_twice = false;
+	r->events = EVENTS_ABSENT;
+	r->n = 0;
+	r->err = 0;
+	rc_buf_init(&r->buf);
+	if (!ops_read(br, req, len, r, why, sizeof(why))) {
+		reply_error(br, reply, "bad_request", "request is not one JSON object: %s", why);
+		goto out;
+	}
+	if (r->op_twice) {
+		reply_error(br, reply, "invalid_field", "op appears more than once");
+		goto out;
+	}
+	if (r->publish) {
+		op_publish(br, r, reply);
+		goto out;
+	}
+	/* the other ops read the request with json-c; the strict read has checked it, nesting too */
+	tok = json_tokener_new_ex(RC_JSON_STACK + 2);
 	if (tok == NULL) {
 		reply_error(br, reply, "internal", "out of memory");
-		return;
+		goto out;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	obj = json_tokener_parse_ex(tok, req, (int)len);
@@ -305,17 +476,21 @@ void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *r
 		goto out;
 	}
 	name = json_object_get_string(op);
-	if (strcmp(name, "publish") == 0)
-		op_publish(br, obj, reply);
-	else if (strcmp(name, "replay") == 0)
-		op_replay(br, obj, reply);
+	if (strcmp(name, "replay") == 0)
+		outcome = op_replay(br, obj, may_wait, reply);
 	else if (strcmp(name, "stats") == 0)
 		op_stats(br, reply);
 	else if (strcmp(name, "ping") == 0)
 		op_ping(br, reply);
 	else
-		reply_error(br, reply, "unknown_op", "op '%.64s' is not one of publish, replay, stats, ping", name);
+		reply_error(br, reply, "unknown_op", "op '%.*s' is not one of publish, replay, stats, ping",
+			    (int)op_echo_len(name, (size_t)json_object_get_string_len(op)), name);
 out:
 	json_object_put(obj);
-	json_tokener_free(tok);
+	if (tok != NULL)
+		json_tokener_free(tok);
+	rc_buf_fini(&r->buf);
+	if (outcome == OPS_WAIT)
+		br->requests--; /* it comes again */
+	return outcome;
 }

@@ -10,12 +10,33 @@
 #ifndef RC_OPS_H
 #define RC_OPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "broker.h"
 #include "buf.h"
 
-/* Handles the request req[0..len) (any bytes) and writes the reply into reply. */
-void ops_handle(struct broker *br, const char *req, size_t len, struct rc_buf *reply);
+/* What ops_handle did with a request. */
+enum ops_outcome {
+	OPS_DONE, /* reply holds the answer */
+	/*
+	 * reply holds a replay's answer (or error) and one of the broker's
+	 * --max-replays slots: call ops_replay_done() once it was handed over
+	 * (sent or dropped)
+	 */
+	OPS_DONE_REPLAY,
+	/* a replay found every slot taken and may_wait was set: nothing was done or counted; ask again later */
+	OPS_WAIT,
+};
+
+/*
+ * Handles the request req[0..len) (any bytes) and writes the reply into
+ * reply. A replay that finds br->max_replays answers in flight returns
+ * OPS_WAIT when may_wait, else answers `busy`.
+ */
+enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool may_wait, struct rc_buf *reply);
+
+/* Gives back the replay slot of an OPS_DONE_REPLAY. Any thread. */
+void ops_replay_done(struct broker *br);
 
 #endif

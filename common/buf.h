@@ -25,7 +25,11 @@ int rc_buf_reserve(struct rc_buf *b, size_t n);
 void rc_buf_append(struct rc_buf *b, const void *p, size_t n);
 void rc_buf_puts(struct rc_buf *b, const char *s);
 void rc_buf_printf(struct rc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s as a JSON string literal, quotes included. */
+/*
+ * Appends s as a JSON string literal, quotes included. Any bytes: each byte
+ * that is not part of a well-formed UTF-8 character becomes \ufffd, so the
+ * literal is always valid UTF-8.
+ */
 void rc_buf_json_str(struct rc_buf *b, const char *s, size_t n);
 /* Hands the storage to the caller (NUL-terminated) and empties the buffer. */
 char *rc_buf_take(struct rc_buf *b, size_t *len);

@@ -1,7 +1,5 @@
 #include "event.h"
 
-#include <json-c/json.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,91 +27,165 @@ bool rc_type_valid(const char *s, size_t len)
 	return s != NULL && len >= 1 && len <= RC_TYPE_MAX && charset_ok(s, len, "._-");
 }
 
-/*
- * True when every number in obj is a JSON number. json-c parses NaN and
- * [-]Infinity even in strict mode and would send them on as such, which a
- * subscriber's JSON.parse rejects. An overflowing literal such as 1e400 is
- * also infinite but keeps its published (valid) spelling, so look at that.
- */
-static bool event_numbers_ok(struct json_object *obj)
-{
-	struct json_object_iterator it, end;
-	const char *s;
+/* What the event says about `type` or `room_id`. */
+enum event_field {
+	FIELD_ABSENT,
+	FIELD_STRING, /* decoded into the view */
+	FIELD_TOO_LONG,
+	FIELD_NOT_STRING,
+	FIELD_TWICE,
+};
 
-	switch (json_object_get_type(obj)) {
-	case json_type_double:
-		if (isfinite(json_object_get_double(obj)))
-			return true;
-		s = json_object_to_json_string(obj);
-		if (s != NULL && *s == '-')
-			s++;
-		return s != NULL && *s >= '0' && *s <= '9';
-	case json_type_array:
-		for (size_t i = 0; i < json_object_array_length(obj); i++)
-			if (!event_numbers_ok(json_object_array_get_idx(obj, i)))
-				return false;
-		return true;
-	case json_type_object:
-		it = json_object_iter_begin(obj);
-		end = json_object_iter_end(obj);
-		for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
-			if (!event_numbers_ok(json_object_iter_peek_value(&it)))
-				return false;
-		return true;
-	default:
-		return true;
-	}
+/* Which field the key of the member being read names: 1 type, 2 room_id, 0 another. */
+static int event_key(const struct rc_json *j)
+{
+	size_t len;
+	const char *key = rc_json_key(j, &len);
+
+	if (memchr(key, '\\', len) != NULL) /* spelled with escapes: decode to compare */
+		return rc_json_key_is(j, "type") ? 1 : rc_json_key_is(j, "room_id") ? 2 : 0;
+	if (len == 4 && memcmp(key, "type", 4) == 0)
+		return 1;
+	if (len == 7 && memcmp(key, "room_id", 7) == 0)
+		return 2;
+	return 0;
 }
 
-int rc_event_check(struct json_object *obj, size_t max_bytes, struct rc_event_view *view, char *why,
-		   size_t whylen)
+/* Records the value just written to out[start..) for a field: its decoded string, or why it is none. */
+static void event_field(enum event_field *f, const struct rc_buf *out, size_t start, char *dst, size_t cap, size_t *len)
 {
-	struct json_object *type, *room;
+	const char *v;
+	size_t n;
 
-	memset(view, 0, sizeof(*view));
-	if (obj == NULL || !json_object_is_type(obj, json_type_object)) {
-		snprintf(why, whylen, "event must be a JSON object");
-		return RC_EINVAL;
+	if (out->err)
+		return; /* reported by the caller */
+	v = out->data + start;
+	n = out->len - start;
+	if (*f != FIELD_ABSENT)
+		*f = FIELD_TWICE;
+	else if (n < 2 || v[0] != '"')
+		*f = FIELD_NOT_STRING;
+	else
+		*f = rc_json_unescape(v + 1, n - 2, dst, cap, len) ? FIELD_STRING : FIELD_TOO_LONG;
+}
+
+/* Writes "<path of the event>.<msg>" (or "<path>: <msg>" when sep is ':'), or msg alone at the top. */
+static void event_why(const struct rc_json *j, char sep, char *why, size_t whylen, const char *msg)
+{
+	char path[160];
+
+	if (whylen == 0)
+		return;
+	rc_json_path(j, path, sizeof(path));
+	snprintf(why, whylen, "%s%s%s", path, !path[0] ? "" : sep == ':' ? ": " : ".", msg);
+	rc_utf8_trim(why);
+}
+
+/* Checks the rules for a field; returns false with why written when it breaks one. */
+static bool event_field_ok(const struct rc_json *j, enum event_field f, bool room, const char *s, size_t len, char *why,
+			   size_t whylen)
+{
+	const char *name = room ? "room_id" : "type";
+	char msg[96];
+
+	switch (f) {
+	case FIELD_ABSENT:
+		if (room)
+			return true;
+		snprintf(msg, sizeof(msg), "type missing");
+		break;
+	case FIELD_TWICE: snprintf(msg, sizeof(msg), "%s appears more than once", name); break;
+	case FIELD_NOT_STRING: snprintf(msg, sizeof(msg), "%s must be a string", name); break;
+	case FIELD_STRING:
+		if (room ? rc_room_valid(s, len) : rc_type_valid(s, len))
+			return true;
+		/* fall through */
+	case FIELD_TOO_LONG:
+		if (room)
+			snprintf(msg, sizeof(msg), "room_id must be 1-%d bytes of [A-Za-z0-9._:@-]", RC_ROOM_MAX);
+		else
+			snprintf(msg, sizeof(msg), "type must be 1-%d bytes of [A-Za-z0-9._-]", RC_TYPE_MAX);
+		break;
 	}
-	if (!json_object_object_get_ex(obj, "type", &type)) {
-		snprintf(why, whylen, "type missing");
-		return RC_EINVAL;
-	}
-	if (!json_object_is_type(type, json_type_string)) {
-		snprintf(why, whylen, "type must be a string");
-		return RC_EINVAL;
-	}
-	view->type = json_object_get_string(type);
-	view->type_len = (size_t)json_object_get_string_len(type);
-	if (!rc_type_valid(view->type, view->type_len)) {
-		snprintf(why, whylen, "type must be 1-%d bytes of [A-Za-z0-9._-]", RC_TYPE_MAX);
-		return RC_EINVAL;
-	}
-	if (json_object_object_get_ex(obj, "room_id", &room)) {
-		if (!json_object_is_type(room, json_type_string)) {
-			snprintf(why, whylen, "room_id must be a string");
-			return RC_EINVAL;
+	event_why(j, '.', why, whylen, msg);
+	return false;
+}
+
+int rc_event_read(struct rc_json *j, struct rc_buf *out, size_t max_bytes, struct rc_event_view *v, char *why,
+		  size_t whylen)
+{
+	struct rc_buf *saved_out = j->out;
+	unsigned saved_max = j->max_depth, saved_limit = j->limit;
+	enum event_field type = FIELD_ABSENT, room = FIELD_ABSENT;
+	bool object;
+	char msg[96];
+
+	v->type_len = 0;
+	v->room_len = 0;
+	v->json_off = out->len;
+	v->json_len = 0;
+	rc_buf_reserve(out, (size_t)(j->end - j->p)); /* one growth at most: the compact text is never longer */
+	j->out = out;
+	rc_json_limit(j, RC_JSON_MAX_DEPTH);
+	object = rc_json_peek(j) == RC_JSON_OBJECT;
+	if (!object) {
+		rc_json_value(j);
+	} else if (rc_json_begin(j)) {
+		while (rc_json_next(j)) {
+			int field = event_key(j);
+			size_t start = out->len;
+
+			if (!rc_json_value(j))
+				break;
+			if (field == 1)
+				event_field(&type, out, start, v->type, sizeof(v->type), &v->type_len);
+			else if (field == 2)
+				event_field(&room, out, start, v->room, sizeof(v->room), &v->room_len);
 		}
-		view->room = json_object_get_string(room);
-		view->room_len = (size_t)json_object_get_string_len(room);
-		if (!rc_room_valid(view->room, view->room_len)) {
-			snprintf(why, whylen, "room_id must be 1-%d bytes of [A-Za-z0-9._:@-]", RC_ROOM_MAX);
-			return RC_EINVAL;
-		}
 	}
-	if (!event_numbers_ok(obj)) {
-		snprintf(why, whylen, "event has a NaN or Infinity number, which JSON cannot carry");
-		return RC_EINVAL;
+	j->out = saved_out;
+	j->max_depth = saved_max;
+	j->limit = saved_limit;
+	if (rc_json_failed(j)) {
+		if (whylen > 0)
+			rc_json_error(j, why, whylen);
+		return RC_EPROTO;
 	}
-	view->json = json_object_to_json_string_length(
-		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &view->json_len);
-	if (view->json == NULL) {
-		snprintf(why, whylen, "event could not be serialized");
+	if (out->err) {
+		snprintf(why, whylen, "out of memory");
 		return RC_ENOMEM;
 	}
-	if (view->json_len > max_bytes) {
-		snprintf(why, whylen, "event is %zu bytes, more than the limit of %zu", view->json_len, max_bytes);
+	v->json_len = out->len - v->json_off;
+	if (!object) {
+		event_why(j, ':', why, whylen, "an event must be a JSON object");
+		return RC_EINVAL;
+	}
+	if (!event_field_ok(j, type, false, v->type, v->type_len, why, whylen) ||
+	    !event_field_ok(j, room, true, v->room, v->room_len, why, whylen))
+		return RC_EINVAL;
+	if (room != FIELD_STRING)
+		v->room_len = 0;
+	if (v->json_len > max_bytes) {
+		snprintf(msg, sizeof(msg), "event is %zu bytes, more than the limit of %zu", v->json_len, max_bytes);
+		event_why(j, ':', why, whylen, msg);
 		return RC_ETOOBIG;
 	}
 	return RC_OK;
 }
+
+int rc_event_check(const char *text, size_t len, size_t max_bytes, struct rc_buf *out, struct rc_event_view *view,
+		   char *why, size_t whylen)
+{
+	struct rc_json j;
+	int rv;
+
+	rc_json_init(&j, text, len, NULL);
+	rv = rc_event_read(&j, out, max_bytes, view, why, whylen);
+	if (rv != RC_EPROTO && rv != RC_ENOMEM && !rc_json_end(&j)) {
+		if (whylen > 0)
+			rc_json_error(&j, why, whylen);
+		return RC_EPROTO;
+	}
+	return rv;
+}
+

@@ -1,9 +1,14 @@
 /*
- * event.h - the published event: validation and compact serialization.
+ * event.h - the published event: its rules, checked while its text is read.
  *
  * An event is a JSON object with a `type` (1-64 bytes of [A-Za-z0-9._-]), an
  * optional `room_id` (1-128 bytes of [A-Za-z0-9._:@-]; absent = global event)
- * and any other fields, kept as published. Pure functions; any thread.
+ * and any other fields, kept as published: the event's text is read once by
+ * the strict reader (json.h), which writes it back compact with every string
+ * and number byte for byte as published. `type` and `room_id` may each appear
+ * once (a second one is refused: readers disagree on which one counts); any
+ * other key is the publisher's business, duplicates included.
+ * Pure functions; any thread.
  */
 #ifndef RC_EVENT_H
 #define RC_EVENT_H
@@ -11,19 +16,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct json_object;
+#include "buf.h"
+#include "json.h"
+#include "proto_limits.h" /* RC_TYPE_MAX, RC_ROOM_MAX, RC_MAX_EVENT_BYTES_* */
 
-#define RC_TYPE_MAX 64
-#define RC_ROOM_MAX 128
-#define RC_MAX_EVENT_BYTES_DEFAULT (64 * 1024)
-
-/* What validation found. Pointers are owned by the json object checked. */
+/* What reading an event found. */
 struct rc_event_view {
-	const char *type;
+	char type[RC_TYPE_MAX]; /* decoded (escapes as the characters they mean) */
 	size_t type_len;
-	const char *room; /* NULL for a global event */
+	char room[RC_ROOM_MAX]; /* decoded; room_len 0: a global event */
 	size_t room_len;
-	const char *json; /* compact one-line serialization */
+	size_t json_off; /* the compact event is out->data[json_off .. json_off + json_len) */
 	size_t json_len;
 };
 
@@ -32,13 +35,25 @@ bool rc_room_valid(const char *s, size_t len);
 bool rc_type_valid(const char *s, size_t len);
 
 /*
- * Checks obj against the event rules and serializes it compactly. Numbers
- * that are NaN or Infinity (json-c parses them, JSON has none) are refused.
- * On failure returns RC_EINVAL (or RC_ETOOBIG when the serialization exceeds
- * max_bytes) and writes into why a reason that starts with the field name,
- * e.g. "type missing", "room_id must be 1-128 bytes of [A-Za-z0-9._:@-]".
+ * Reads the value at j's position as an event, at most RC_JSON_MAX_DEPTH
+ * levels deep, and appends its compact text to out (j's own output is
+ * left as it was). Returns:
+ * - RC_OK;
+ * - RC_EPROTO: the text is not strict JSON; j has failed and why holds
+ *   rc_json_error's "<path>: <reason>";
+ * - RC_EINVAL: the event breaks an event rule; why starts with the field,
+ *   e.g. "type missing", "events[2].room_id must be 1-128 bytes of
+ *   [A-Za-z0-9._:@-]" (the path of the event first, if any);
+ * - RC_ETOOBIG: its compact text is longer than max_bytes;
+ * with RC_EINVAL and RC_ETOOBIG, j is past the event and may go on.
+ * why is cut to whylen (after a whole character). out->err tells an
+ * allocation failure, which the caller checks.
  */
-int rc_event_check(struct json_object *obj, size_t max_bytes, struct rc_event_view *view, char *why,
-		   size_t whylen);
+int rc_event_read(struct rc_json *j, struct rc_buf *out, size_t max_bytes, struct rc_event_view *view, char *why,
+		  size_t whylen);
+
+/* rc_event_read of text[0..len), which must hold that one event and nothing else. */
+int rc_event_check(const char *text, size_t len, size_t max_bytes, struct rc_buf *out, struct rc_event_view *view,
+		   char *why, size_t whylen);
 
 #endif

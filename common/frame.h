@@ -44,6 +44,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto_limits.h"
+
 #define RC_FRAME_HDR_SIZE 28
 #define RC_FRAME_EVENT_HDR_SIZE 22
 #define RC_FRAME_VERSION 1
@@ -54,7 +56,7 @@
 #define RC_FRAME_WHOLE 0x10  /* an index followed by every event of its flush (one frame) */
 #define RC_INDEX_HDR_SIZE (RC_FRAME_HDR_SIZE + 8)
 #define RC_INDEX_ENTRY_HDR_SIZE 6
-#define RC_BUS_TOPIC_MAX (2 + 128) /* "r" + RC_ROOM_MAX + NUL */
+#define RC_BUS_TOPIC_MAX (2 + RC_ROOM_MAX) /* "r" + room + NUL */
 
 struct rc_frame_hdr {
 	uint64_t epoch;

@@ -15,6 +15,53 @@ size_t rc_id_format(char buf[RC_ID_MAX], uint64_t epoch, uint64_t gseq)
 	return (size_t)snprintf(buf, RC_ID_MAX, "%" PRIx64 "-%" PRIu64, epoch, gseq);
 }
 
+size_t rc_id_prefix(char buf[RC_ID_MAX], uint64_t epoch)
+{
+	size_t n = rc_epoch_format(buf, epoch); /* once per epoch or flush: stdio is fine here */
+
+	buf[n] = '-';
+	return n + 1;
+}
+
+size_t rc_id_gseq_len(uint64_t gseq)
+{
+	uint64_t limit = 10;
+	size_t n = 1;
+
+	/* 10^19 is the largest power of ten in a uint64_t: 20 digits need no comparison */
+	while (n < 20 && gseq >= limit) {
+		n++;
+		limit *= 10;
+	}
+	return n;
+}
+
+size_t rc_id_format_gseq(char buf[RC_ID_MAX], size_t prefix_len, uint64_t gseq)
+{
+	/* two digits per division: "00" "01" ... "99" */
+	static const char pairs[201] =
+		"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+		"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+		"8081828384858687888990919293949596979899";
+	size_t len = prefix_len + rc_id_gseq_len(gseq);
+	char *p = buf + len;
+
+	*p = '\0';
+	while (gseq >= 100) {
+		const char *d = &pairs[(gseq % 100) * 2];
+		gseq /= 100;
+		*--p = d[1];
+		*--p = d[0];
+	}
+	if (gseq >= 10) {
+		*--p = pairs[gseq * 2 + 1];
+		*--p = pairs[gseq * 2];
+	} else {
+		*--p = (char)('0' + gseq);
+	}
+	return len;
+}
+
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')

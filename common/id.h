@@ -33,4 +33,27 @@ int rc_id_parse(const char *s, size_t len, struct rc_id *out);
 /* Formats only the epoch (lower-case hex); returns its length. */
 size_t rc_epoch_format(char buf[RC_ID_MAX], uint64_t epoch);
 
+/*
+ * The fast path for many ids of one epoch (a flush framed for SSE): write the
+ * prefix once, then each id's gseq after it. The bytes are rc_id_format's;
+ * no stdio, no allocation.
+ *
+ *   char id[RC_ID_MAX];
+ *   size_t plen = rc_id_prefix(id, epoch);
+ *   for each event: len = rc_id_format_gseq(id, plen, gseq);  (id holds the id)
+ */
+
+/* Writes "<epoch hex>-" into buf (not NUL-terminated); returns its length. */
+size_t rc_id_prefix(char buf[RC_ID_MAX], uint64_t epoch);
+
+/* Decimal digits of gseq (1 for 0): an id is its prefix's length plus this. */
+size_t rc_id_gseq_len(uint64_t gseq);
+
+/*
+ * Writes gseq in decimal at buf + prefix_len, NUL-terminated, leaving the
+ * prefix_len bytes before it (rc_id_prefix's) alone; returns the id's length,
+ * prefix_len + rc_id_gseq_len(gseq).
+ */
+size_t rc_id_format_gseq(char buf[RC_ID_MAX], size_t prefix_len, uint64_t gseq);
+
 #endif

@@ -2,6 +2,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -23,7 +24,9 @@ struct gw_api_call {
 	nng_msg *reply;
 	gw_api_cb cb;
 	void *cb_arg;
-	bool in_flight;
+	nng_time deadline; /* the answer's, once sent (nng_clock); 0: timeout_ms again from the send */
+	bool in_flight; /* loop thread: called, its callback not yet run */
+	bool queued;	/* its completion is in the inbox (written by nng, read by gw_api_stop) */
 };
 
 struct gw_api {
@@ -46,21 +49,44 @@ static void api_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 		atomic_fetch_sub(&a->pipes, 1);
 }
 
-/* nng thread: the send finished, or the reply came (or failed). */
+static int api_error(int nng_err)
+{
+	switch (nng_err) {
+	case 0: return RC_OK;
+	case NNG_ETIMEDOUT: return RC_ETIMEDOUT;
+	case NNG_ECANCELED: /* gw_api_stop */
+	case NNG_ECLOSED: return RC_ECLOSED;
+	case NNG_ENOMEM: return RC_ENOMEM;
+	}
+	return RC_EIO; /* NNG_ECONNRESET: the connection was lost after the send; and the like */
+}
+
+/*
+ * nng thread: the send finished, or the reply came (or failed). The send
+ * aio of a REQ context completes once the request is handed to a connection
+ * (nng 1.5 req0_run_send_queue), so CALL_RECV is "sent": a failure after it
+ * leaves the broker's outcome unknown, a failure before it means the broker
+ * never saw the request.
+ */
 static void api_aio_cb(void *arg)
 {
 	struct gw_api_call *c = arg;
 	int rv = nng_aio_result(c->aio);
 
 	if (c->state == CALL_SEND && rv == 0) {
+		nng_time now = nng_clock();
 		c->state = CALL_RECV;
+		/* nng times each operation alone: the answer gets what is left */
+		if (c->deadline != 0)
+			nng_aio_set_timeout(c->aio, c->deadline > now ? (nng_duration)(c->deadline - now) : 1);
 		nng_ctx_recv(c->ctx, c->aio);
 		return;
 	}
-	if (c->state == CALL_SEND && rv != 0)
+	if (c->state == CALL_SEND)
 		nng_msg_free(nng_aio_get_msg(c->aio));
 	c->reply = rv == 0 ? nng_aio_get_msg(c->aio) : NULL;
-	c->err = rv == 0 ? RC_OK : rv == NNG_ETIMEDOUT ? RC_ETIMEDOUT : RC_EIO;
+	c->err = api_error(rv);
+	c->queued = true;
 	gw_inbox_push(&c->api->inbox, &c->item);
 }
 
@@ -71,9 +97,9 @@ static void api_done(struct gw_inbox *ib, struct gw_inbox_item *item)
 	struct gw_api *a = ib->arg;
 
 	if (c->reply != NULL)
-		c->cb(c->cb_arg, RC_OK, nng_msg_body(c->reply), nng_msg_len(c->reply));
+		c->cb(c->cb_arg, RC_OK, true, nng_msg_body(c->reply), nng_msg_len(c->reply));
 	else
-		c->cb(c->cb_arg, c->err, NULL, 0);
+		c->cb(c->cb_arg, c->err, c->state == CALL_RECV, NULL, 0);
 	nng_msg_free(c->reply);
 	c->reply = NULL;
 	c->in_flight = false;
@@ -163,7 +189,9 @@ static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_m
 	struct gw_api_call *c;
 	nng_msg *msg;
 
-	if (a->stopping || (!wait && !gw_api_connected(a)))
+	if (a->stopping)
+		return RC_ECLOSED;
+	if (!wait && !gw_api_connected(a))
 		return RC_EIO;
 	c = api_call_get(a);
 	if (c == NULL)
@@ -177,6 +205,8 @@ static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_m
 	c->cb_arg = arg;
 	c->state = CALL_SEND;
 	c->in_flight = true;
+	c->queued = false;
+	c->deadline = wait ? 0 : nng_clock() + (nng_time)timeout_ms;
 	nng_aio_set_timeout(c->aio, timeout_ms);
 	nng_aio_set_msg(c->aio, msg);
 	nng_ctx_send(c->ctx, c->aio);
@@ -201,6 +231,20 @@ void gw_api_stop(struct gw_api *a)
 	/* stopping an aio runs its callback, which queues the failure */
 	for (size_t i = 0; i < a->nall; i++)
 		nng_aio_stop(a->all[i]->aio);
+	/*
+	 * Except for a stop that comes while the callback of a finished send
+	 * starts the receive: nng 1.5.2 then drops the receive without calling
+	 * back (nni_aio_begin on a stopped aio). The callbacks are over now.
+	 */
+	for (size_t i = 0; i < a->nall; i++) {
+		struct gw_api_call *c = a->all[i];
+		if (c->in_flight && !c->queued) {
+			c->reply = NULL;
+			c->err = RC_ECLOSED;
+			c->queued = true;
+			gw_inbox_push(&a->inbox, &c->item);
+		}
+	}
 	gw_inbox_drain(&a->inbox);
 	gw_inbox_close(&a->inbox, NULL);
 }

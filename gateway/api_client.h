@@ -16,10 +16,15 @@
 struct gw_api;
 
 /*
- * Called on the loop thread: err is 0 with the reply bytes (valid during the
- * call), RC_ETIMEDOUT, or RC_EIO (broker unreachable or gateway stopping).
+ * Called on the loop thread with a call's outcome: err is 0 with the reply
+ * bytes (valid during the call), or RC_ETIMEDOUT (timeout_ms passed),
+ * RC_EIO (broker unreachable, or the connection to it was lost), RC_ECLOSED
+ * (gw_api_stop) or RC_ENOMEM. sent tells whether the request had left the
+ * gateway (nng handed it to the connection to the broker) when it failed:
+ * false, the broker never saw it; true, the broker may have acted on it
+ * although no answer came. True whenever err is 0.
  */
-typedef void (*gw_api_cb)(void *arg, int err, const char *reply, size_t len);
+typedef void (*gw_api_cb)(void *arg, int err, bool sent, const char *reply, size_t len);
 
 /* Dials url (reconnecting by itself). Returns 0, RC_EIO or RC_ENOMEM. */
 int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out);
@@ -27,13 +32,24 @@ int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out);
 /* True while a connection to the broker api is up. Any thread. */
 bool gw_api_connected(struct gw_api *a);
 
-/* Sends req[0..len); cb runs exactly once, later, on the loop thread. Returns 0 or an error (cb not
- * called): RC_EIO at once while the broker api is unreachable. */
+/*
+ * Sends req[0..len); cb runs exactly once, later, on the loop thread. The
+ * request is sent and answered within timeout_ms in all (else RC_ETIMEDOUT);
+ * it is never re-sent. Returns 0 or an error (cb not called):
+ * RC_EIO at once while the broker api is unreachable, RC_ECLOSED after
+ * gw_api_stop, RC_ENOMEM.
+ */
 int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg);
-/* The same, but while the broker is unreachable the request waits (up to timeout_ms) for it. */
+/*
+ * The same, but while the broker is unreachable the request waits (up to
+ * timeout_ms) for it, and then up to timeout_ms for the answer.
+ */
 int gw_api_call_wait(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg);
 
-/* Loop thread: fails the calls in flight (their callbacks run now) and closes the loop's handle. NULL ok. */
+/*
+ * Loop thread: fails the calls in flight with RC_ECLOSED (their callbacks run
+ * now) and closes the loop's handle. NULL ok.
+ */
 void gw_api_stop(struct gw_api *a);
 
 /*

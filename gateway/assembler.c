@@ -1,203 +1,73 @@
 #include "assembler.h"
 
 #include <stdlib.h>
-#include <string.h>
 
-#include "buf.h"
 #include "error.h"
-#include "frame.h"
+#include "flush.h"
 #include "gateway.h"
 #include "log.h"
 #include "repair.h"
 
-/* Frames waiting for their index; beyond this the oldest go (their flush is repaired). */
-#define ASM_MAX_PENDING 4096
-
-struct pending {
-	nng_msg *msg;
-	struct rc_frame_reader r; /* checked; positioned before the first event */
-	const char *room;         /* from the topic; room_len 0: global */
-	uint16_t room_len;
-};
-
 struct gw_assembler {
 	struct gw *gw;
 	struct gw_repair *rp;
-	struct pending *pending; /* in arrival order */
-	size_t npending, cap;
-	struct rc_frame_reader *mine; /* scratch: the wanted frames of the flush (cap entries) */
-	struct rc_buf merged;
+	struct rc_flush_asm *flush;
 };
+
+static bool asm_wants(void *arg, const char *room, size_t room_len)
+{
+	struct gw_assembler *a = arg;
+
+	return gw_hub_wants(&a->gw->hub, room, room_len);
+}
+
+static void asm_done(void *arg, struct rc_frame_reader *r, uint64_t first, bool complete)
+{
+	struct gw_assembler *a = arg;
+
+	gw_repair_flush(a->rp, r, first, complete);
+}
+
+static void asm_bad(void *arg, int err, const char *what, size_t len)
+{
+	(void)arg;
+	rc_log_warn("dropped a corrupt bus message", "what=%s err=\"%s\" bytes=%zu", what, rc_strerror(err), len);
+}
 
 struct gw_assembler *gw_assembler_new(struct gw *gw, struct gw_repair *rp)
 {
 	struct gw_assembler *a = calloc(1, sizeof(*a));
+	struct rc_flush_cfg cfg = {
+		.wants = asm_wants,
+		.done = asm_done,
+		.bad = asm_bad,
+		.arg = a,
+		.counts = &gw->m.bus,
+	};
 
-	if (a != NULL) {
-		a->gw = gw;
-		a->rp = rp;
-		rc_buf_init(&a->merged);
+	if (a == NULL)
+		return NULL;
+	a->gw = gw;
+	a->rp = rp;
+	a->flush = rc_flush_asm_new(&cfg);
+	if (a->flush == NULL) {
+		free(a);
+		return NULL;
 	}
 	return a;
-}
-
-static void asm_drop(struct gw_assembler *a, size_t i)
-{
-	nng_msg_free(a->pending[i].msg);
-	memmove(a->pending + i, a->pending + i + 1, (a->npending - i - 1) * sizeof(*a->pending));
-	a->npending--;
 }
 
 void gw_assembler_free(struct gw_assembler *a)
 {
 	if (a == NULL)
 		return;
-	for (size_t i = 0; i < a->npending; i++)
-		nng_msg_free(a->pending[i].msg);
-	free(a->pending);
-	free(a->mine);
-	rc_buf_fini(&a->merged);
+	rc_flush_asm_free(a->flush);
 	free(a);
-}
-
-static void asm_bad(struct gw_assembler *a, nng_msg *msg, int err, const char *what)
-{
-	a->gw->m.bus_bad_frames++;
-	rc_log_warn("dropped a corrupt bus message", "what=%s err=\"%s\" bytes=%zu", what, rc_strerror(err),
-		    nng_msg_len(msg));
-	nng_msg_free(msg);
-}
-
-/* Every event of the frame is in the topic's room: the counts are checked per room. */
-static bool asm_frame_in_room(const struct rc_frame_reader *r, const struct rc_bus_msg *bm)
-{
-	struct rc_frame_reader copy = *r;
-	struct rc_frame_event ev;
-
-	while (rc_frame_reader_next(&copy, &ev))
-		if (ev.room_len != bm->room_len || (ev.room_len != 0 && memcmp(ev.room, bm->room, ev.room_len) != 0))
-			return false;
-	return true;
-}
-
-static void asm_frame(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_msg *bm)
-{
-	struct pending p = { .msg = msg, .room = bm->room, .room_len = bm->room_len };
-	int rv = rc_frame_reader_init(&p.r, bm->body, bm->body_len);
-
-	if (rv == RC_OK && ((p.r.hdr.flags & (RC_FRAME_TICK | RC_FRAME_INDEX)) || !asm_frame_in_room(&p.r, bm)))
-		rv = RC_EPROTO;
-	if (rv != RC_OK) {
-		asm_bad(a, msg, rv, "frame");
-		return;
-	}
-	a->gw->m.bus_frames++;
-	a->gw->m.bus_events += p.r.hdr.count;
-	if (a->npending == ASM_MAX_PENDING)
-		asm_drop(a, 0); /* its index never came: the flush is repaired */
-	if (a->npending == a->cap) {
-		size_t ncap = a->cap ? a->cap * 2 : 16;
-		struct pending *np = realloc(a->pending, ncap * sizeof(*np));
-		struct rc_frame_reader *nm = np ? realloc(a->mine, ncap * sizeof(*nm)) : NULL;
-		if (np != NULL)
-			a->pending = np;
-		if (nm == NULL) {
-			nng_msg_free(msg); /* the index shows it missing */
-			return;
-		}
-		a->mine = nm;
-		a->cap = ncap;
-	}
-	a->pending[a->npending++] = p;
-}
-
-/* The flush of index hdr went to the repair stage: its frames and older are done, newer ones wait. */
-static void asm_done(struct gw_assembler *a, nng_msg *msg, const struct rc_frame_hdr *hdr)
-{
-	size_t keep = 0;
-
-	for (size_t i = 0; i < a->npending; i++) {
-		struct pending *p = &a->pending[i];
-		if (p->r.hdr.epoch == hdr->epoch && p->r.hdr.last_gseq > hdr->last_gseq)
-			a->pending[keep++] = *p;
-		else
-			nng_msg_free(p->msg);
-	}
-	a->npending = keep;
-	nng_msg_free(msg);
-}
-
-static void asm_index(struct gw_assembler *a, nng_msg *msg, const struct rc_bus_msg *bm)
-{
-	struct gw_hub *hub = &a->gw->hub;
-	struct rc_index_reader ir;
-	struct rc_index_entry e;
-	struct rc_frame_reader r;
-	uint64_t expected = 0, received = 0;
-	size_t nmine = 0;
-	uint8_t empty[RC_FRAME_HDR_SIZE];
-	int rv = rc_index_reader_init(&ir, bm->body, bm->body_len);
-
-	if (rv != RC_OK) {
-		asm_bad(a, msg, rv, "index");
-		return;
-	}
-	if (ir.hdr.flags & RC_FRAME_TICK)
-		a->gw->m.bus_ticks++;
-	if (ir.hdr.flags & RC_FRAME_WHOLE) {
-		/* the whole flush in one message: complete by construction; the hub skips rooms it has not */
-		a->gw->m.bus_frames++;
-		a->gw->m.bus_events += ir.whole.hdr.count;
-		gw_repair_flush(a->rp, &ir.whole, ir.first_gseq, true);
-		asm_done(a, msg, &ir.hdr);
-		return;
-	}
-	while (rc_index_reader_next(&ir, &e))
-		if (gw_hub_wants(hub, e.room, e.room_len))
-			expected += e.events;
-	/* this flush's frames have its last gseq; older ones lost their index */
-	for (size_t i = 0; i < a->npending; i++) {
-		struct pending *p = &a->pending[i];
-		if (p->r.hdr.epoch == ir.hdr.epoch && p->r.hdr.last_gseq == ir.hdr.last_gseq &&
-		    gw_hub_wants(hub, p->room, p->room_len)) {
-			received += p->r.hdr.count;
-			a->mine[nmine++] = p->r;
-		}
-	}
-	a->merged.len = 0;
-	if (nmine == 1) {
-		r = a->mine[0];
-	} else {
-		struct rc_frame_hdr hdr = { .epoch = ir.hdr.epoch, .last_gseq = ir.hdr.last_gseq };
-		const void *buf = empty;
-		size_t len = sizeof(empty);
-		if (nmine == 0) {
-			hdr.flags = ir.hdr.flags & RC_FRAME_TICK;
-			rc_frame_put_header(empty, &hdr);
-		} else if (rc_frame_merge(&a->merged, hdr, a->mine, nmine) == RC_OK) {
-			buf = a->merged.data;
-			len = a->merged.len;
-		} else {
-			/* deliver nothing of it: the repair replays the whole flush */
-			received = 0;
-			rc_frame_put_header(empty, &hdr);
-		}
-		rc_frame_reader_init(&r, buf, len);
-	}
-	gw_repair_flush(a->rp, &r, ir.first_gseq, received == expected);
-	asm_done(a, msg, &ir.hdr);
 }
 
 void gw_assembler_msg(void *arg, nng_msg *msg)
 {
 	struct gw_assembler *a = arg;
-	struct rc_bus_msg bm;
-	int rv = rc_bus_msg_parse(&bm, nng_msg_body(msg), nng_msg_len(msg));
 
-	if (rv != RC_OK)
-		asm_bad(a, msg, rv, "topic");
-	else if (bm.index)
-		asm_index(a, msg, &bm);
-	else
-		asm_frame(a, msg, &bm);
+	rc_flush_asm_msg(a->flush, msg);
 }

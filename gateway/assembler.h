@@ -1,16 +1,9 @@
 /*
- * assembler.h - puts the broker's flushes back together from the bus.
- *
- * The broker sends each flush as one frame per room, then an index with every
- * room's event count (common/frame.h). The gateway subscribes only to the
- * rooms it serves, so it receives a subset of the frames. The assembler keeps
- * the frames of the flush in progress; when the index arrives it checks that
- * every frame this gateway wants is there (the counts of the wanted rooms add
- * up), merges them into one frame in gseq order, and hands it to the repair
- * stage with the flush's first gseq and whether it is complete. A frame lost
- * by nng (or filtered before its room was subscribed) makes the flush
- * incomplete, a lost index makes the next flush start after a hole: either
- * way the repair stage replays the range.
+ * assembler.h - the gateway's side of the flush assembler (common/flush.h):
+ * the bus client's messages go in, each flush comes out to the repair stage
+ * (repair.h) with its first gseq and whether every frame of a room the hub
+ * wants arrived; the counts go to the gateway's bus metrics, corrupt
+ * messages to the log.
  * Loop thread only.
  */
 #ifndef GW_ASSEMBLER_H

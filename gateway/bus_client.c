@@ -147,7 +147,7 @@ bool gw_bus_connected(struct gw_bus *b)
 
 uint64_t gw_bus_dropped(struct gw_bus *b)
 {
-	return atomic_load(&b->dropped);
+	return b != NULL ? atomic_load(&b->dropped) : 0;
 }
 
 static void bus_discard(struct gw_inbox *ib, struct gw_inbox_item *item)

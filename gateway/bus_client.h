@@ -37,7 +37,7 @@ struct gw_bus_config {
 int gw_bus_start(uv_loop_t *loop, const struct gw_bus_config *cfg, struct gw_bus **out);
 /* True while connected to the broker's bus. Any thread. */
 bool gw_bus_connected(struct gw_bus *b);
-/* Frames dropped because the loop was behind. Any thread. */
+/* Messages dropped before the loop took them (the inbox full, or no memory). Any thread; NULL: 0. */
 uint64_t gw_bus_dropped(struct gw_bus *b);
 /* Subscribes to (on) or unsubscribes from (off) one room's events. Any thread. */
 void gw_bus_room(struct gw_bus *b, const char *room, size_t len, bool on);

@@ -1,19 +1,19 @@
 /*
  * conn.h - one HTTP/1.1 connection of the gateway.
  *
- * Requests are parsed with http-parser from a read buffer shared by the whole
- * loop; only what the router needs (url, a few headers, the body) is copied
- * into a request object that lives while the request is handled. Responses go
- * out in request order even when some are answered later (a POST waiting for
- * the broker): each such request holds a slot, and later responses queue
- * behind it. One write is in flight per connection; everything queued in a
- * loop turn goes out in one uv_write with several buffers.
+ * The connection reads into a buffer the whole loop shares, parses requests
+ * (request.h) and hands each whole one to its on_request. Responses go out in
+ * request order even when some are answered later (a POST waiting for the
+ * broker): each such request holds a slot, and later responses queue behind
+ * it. A connection can be upgraded to a one-way stream with an owner.
+ * Three files: conn.c (the connection's life: accept, read, dispatch, slots,
+ * timeouts, close), request.c (parsing) and output.c (the write path: one
+ * write in flight, everything queued in a loop turn in one send).
  * Loop thread only.
  */
 #ifndef GW_CONN_H
 #define GW_CONN_H
 
-#include <http_parser.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +22,7 @@
 #include "buf.h"
 #include "list.h"
 #include "outq.h"
+#include "request.h"
 #include "timer.h"
 
 struct gw;
@@ -31,22 +32,6 @@ struct gw_req;
 /* Bytes of the read buffer the loop's connections share (gw->readbuf). */
 #define GW_READBUF_SIZE (64 * 1024)
 
-/* The request being handled. */
-struct gw_req {
-	enum http_method method;
-	bool keep_alive;
-	struct rc_buf url;
-	struct rc_buf body;
-	struct rc_buf last_event_id, authorization, content_type, origin;
-	size_t header_bytes;
-	int error_status; /* a limit was hit while parsing: 413 or 431 */
-	/* header parsing state */
-	struct rc_buf *cur; /* the header value being read, NULL when ignored */
-	char field[32];
-	uint8_t field_len;
-	bool in_value;
-};
-
 /*
  * What the connection hands each whole request to (the router, in the
  * gateway: gw->on_request). It answers with gw_conn_respond/gw_conn_error,
@@ -54,6 +39,14 @@ struct gw_req {
  * connection's until the call returns.
  */
 typedef void (*gw_request_fn)(struct gw_conn *c, struct gw_req *req);
+
+/*
+ * Asked with the head of a request sent with Expect: 100-continue, before
+ * its body is read (gw->on_expect; NULL: always go on): true to have the
+ * client send it (100 Continue), or false after answering a final error
+ * with gw_conn_error (the body is then never read).
+ */
+typedef bool (*gw_expect_fn)(struct gw_conn *c, const struct gw_req *req);
 
 /*
  * The owner of an upgraded connection (a stream). drained: everything queued
@@ -78,8 +71,8 @@ struct gw_slot {
 struct gw_conn {
 	uv_tcp_t tcp;
 	struct gw *gw;
-	http_parser parser;
-	struct gw_req *req;      /* the request being parsed */
+	struct gw_req_parser parser;
+	struct gw_req *req;      /* the request being handled (during on_request) */
 	struct gw_req *deferred; /* a parsed request waiting for earlier responses */
 	char *stash;             /* input after the deferred request */
 	size_t stash_len;
@@ -123,6 +116,13 @@ struct gw_slot *gw_conn_slot(struct gw_conn *c);
 /* Fills a slot (takes the chunk); frees it when its connection is gone. */
 void gw_slot_fill(struct gw_slot *slot, struct gw_chunk *resp, bool close_after);
 
+/*
+ * Fills a slot with a response built as gw_conn_respond builds one (CORS
+ * included); close: close after it (so is it while the gateway stops).
+ */
+void gw_slot_respond(struct gw *gw, struct gw_slot *slot, int status, const char *content_type,
+		     const char *extra_headers, const char *body, size_t body_len, bool close);
+
 /* Queues output and schedules a write in this loop turn. */
 int gw_conn_send(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len);
 
@@ -134,6 +134,13 @@ int gw_conn_send(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32
  * gw_conn_send meanwhile takes it all at once.
  */
 int gw_conn_send_later(struct gw_conn *c, struct gw_chunk *chunk, uint32_t off, uint32_t len, uint64_t last);
+
+/*
+ * Between the connection's files: output.c calls this when everything queued
+ * was written (close after the last answer, tell the owner, or wait for the
+ * next request).
+ */
+void gw_conn_written(struct gw_conn *c);
 
 /* Closes the connection (idempotent); memory is freed in the close callback. */
 void gw_conn_close(struct gw_conn *c);
@@ -148,7 +155,5 @@ void gw_conn_flush_all(struct gw *gw);
  */
 void gw_conn_timers_init(struct gw *gw);
 
-/* Text of a status code ("Not Found"). */
-const char *gw_status_text(int status);
 
 #endif

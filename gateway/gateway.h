@@ -30,10 +30,11 @@ struct gw_workers;
 
 struct gw_options {
 	const char *listen, *broker_bus, *broker_api;
-	const char *publish_token, *cors_origin, *static_dir;
-	int64_t heartbeat_ms, max_client_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
+	const char *publish_token, *cors_origin, *static_dir, *allowed_hosts;
+	int64_t heartbeat_ms, max_client_buffer, max_response_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
 	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms, publish_linger_ms;
-	int64_t write_delay_ms;
+	int64_t publish_queue_bytes;
+	int64_t write_delay_ms, static_max_bytes;
 	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms, workers;
 	bool no_firehose, no_io_uring;
 	enum rc_log_level log_level;
@@ -53,6 +54,7 @@ struct gw {
 
 	uv_tcp_t listener;
 	gw_request_fn on_request; /* what connections hand their requests to (the router) */
+	gw_expect_fn on_expect;   /* what they ask before an Expect: 100-continue body (the router) */
 	struct gw_list conns;    /* every open connection */
 	struct gw_timer timer;   /* the one timer: the queues below */
 	struct gw_tq header_q;   /* connections reading a request (conn.c) */
@@ -69,11 +71,9 @@ struct gw {
 	uv_timer_t snapshot;        /* copies m to workers every GW_WORKERS_SNAPSHOT_MS */
 	uv_timer_t stop_timer;
 	bool stopping;
+	uint64_t accept_logged; /* loop time of the last 'accept failed' line */
 	char *readbuf;           /* shared by every read: reads never overlap */
 	struct gw_chunk *ping;   /* ": ping\n\n", shared by every stream */
 };
-
-/* Starts closing the gateway (SIGTERM): stops accepting, closes streams. */
-void gw_stop(struct gw *gw);
 
 #endif

@@ -193,30 +193,11 @@ void gw_hub_remove(struct gw_hub *hub, struct gw_stream *s)
 	}
 }
 
-static size_t digits(uint64_t v)
+/* Writes one SSE event into chunk c; id starts with the flush's id prefix (plen bytes, rc_id_prefix). */
+static void frame_event(struct gw_chunk *c, char *id, size_t plen, uint64_t gseq, const char *json, size_t json_len)
 {
-	size_t n = 1;
-	while (v >= 10) {
-		v /= 10;
-		n++;
-	}
-	return n;
-}
+	size_t n = rc_id_format_gseq(id, plen, gseq);
 
-/* Writes one SSE event into chunk c; the id is "<epoch>-<gseq>". */
-static void frame_event(struct gw_chunk *c, const char *ep, size_t eplen, uint64_t gseq, const char *json,
-			size_t json_len)
-{
-	char id[RC_ID_MAX];
-	size_t n;
-
-	memcpy(id, ep, eplen);
-	id[eplen] = '-';
-	n = eplen + 1 + digits(gseq);
-	for (size_t i = n; i > eplen + 1; i--) {
-		id[i - 1] = (char)('0' + gseq % 10);
-		gseq /= 10;
-	}
 	c->len += (uint32_t)rc_sse_format_event(c->data + c->len, id, n, json, json_len);
 }
 
@@ -351,8 +332,8 @@ size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
 	size_t n = 0, i = 0, fire_bytes = 0, global_bytes = 0, nreset = 0;
 	struct gw_chunk *fire = NULL, *global = NULL;
 	struct rc_frame_event ev;
-	char ep[RC_ID_MAX];
-	size_t eplen = rc_epoch_format(ep, r->hdr.epoch);
+	char id[RC_ID_MAX];
+	size_t plen = rc_id_prefix(id, r->hdr.epoch);
 	bool want_fire = hub->nfirehose > 0, want_global = !gw_list_empty(&hub->room_streams);
 	struct gw_list *pos, *tmp;
 	uint64_t upto;
@@ -376,7 +357,7 @@ size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
 		f->global = ev.room_len == 0;
 		f->json = ev.json;
 		f->json_len = ev.json_len;
-		f->len = (uint32_t)rc_sse_event_size(eplen + 1 + digits(ev.gseq), ev.json_len);
+		f->len = (uint32_t)rc_sse_event_size(plen + rc_id_gseq_len(ev.gseq), ev.json_len);
 		f->chunk = NULL;
 		f->room = NULL;
 		if (f->global) {
@@ -417,7 +398,7 @@ size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
 		if (c != NULL) {
 			f->chunk = c;
 			f->off = c->len;
-			frame_event(c, ep, eplen, f->gseq, f->json, f->json_len);
+			frame_event(c, id, plen, f->gseq, f->json, f->json_len);
 		}
 		if (want_fire) {
 			f->fire_off = fire->len;
@@ -425,7 +406,7 @@ size_t gw_hub_deliver(struct gw_hub *hub, struct rc_frame_reader *r)
 				memcpy(fire->data + fire->len, c->data + f->off, f->len);
 				fire->len += f->len;
 			} else {
-				frame_event(fire, ep, eplen, f->gseq, f->json, f->json_len);
+				frame_event(fire, id, plen, f->gseq, f->json, f->json_len);
 			}
 		}
 	}

@@ -58,7 +58,14 @@ static void gw_accept_cb(uv_stream_t *server, int status)
 	struct gw *gw = server->data;
 
 	if (status < 0) {
-		rc_log_warn("accept failed", "err=\"%s\"", uv_strerror(status));
+		/* out of descriptors (libuv closed the connection): count it, log it at most once a second */
+		uint64_t now = uv_now(gw->loop);
+		gw->m.accept_failures++;
+		if (now - gw->accept_logged >= 1000 || gw->accept_logged == 0) {
+			gw->accept_logged = now;
+			rc_log_warn("accept failed", "err=\"%s\" failures=%" PRIu64 " max_conns=%" PRId64, uv_strerror(status),
+				    gw->m.accept_failures, gw->opt.max_conns);
+		}
 		return;
 	}
 	gw_conn_accept(gw);
@@ -70,7 +77,8 @@ static void gw_stop_timeout_cb(uv_timer_t *t)
 	uv_stop(t->loop);
 }
 
-void gw_stop(struct gw *gw)
+/* Starts closing the gateway (SIGTERM): stops accepting, closes streams. */
+static void gw_stop(struct gw *gw)
 {
 	struct gw_list *pos, *tmp;
 
@@ -85,8 +93,13 @@ void gw_stop(struct gw *gw)
 	gw->assembler = NULL;
 	gw_repair_free(gw->repair);
 	gw->repair = NULL;
-	gw_api_stop(gw->api);
+	/*
+	 * Either order is safe (a batch in flight outlives the publisher and is
+	 * answered when the api calls back); this one answers the queued POSTs
+	 * at once instead of sending each to an api that refuses it.
+	 */
 	gw_publisher_fini(gw);
+	gw_api_stop(gw->api);
 	gw_timer_close(&gw->timer);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);
 	uv_close((uv_handle_t *)&gw->flusher, NULL);
@@ -144,15 +157,34 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss)
 	return RC_EINVAL;
 }
 
-static void raise_fd_limit(void)
+/* Descriptors kept for what is not a client: listeners, nng, io_uring, the loop's own, files, 503 answers. */
+#define GW_FD_RESERVE 128
+
+/*
+ * Many idle streams need many descriptors: takes what the hard limit allows.
+ * --max-conns 0 (the default) becomes that limit less GW_FD_RESERVE, so that
+ * a client past it gets the 503 of --max-conns, not a reset from an accept
+ * that found no descriptor; a larger --max-conns is kept, with a warning.
+ */
+static void fit_fd_limit(struct gw_options *o)
 {
 	struct rlimit rl;
+	int64_t fit = 0;
 
-	/* many idle streams need many descriptors: take what the hard limit allows */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+				getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		fit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10000000 ? 10000000 : (int64_t)rl.rlim_cur;
+		fit = fit > GW_FD_RESERVE + 1 ? fit - GW_FD_RESERVE : 1;
 	}
+	if (o->max_conns == 0)
+		o->max_conns = fit > 0 ? fit : 100000;
+	else if (fit > 0 && o->max_conns > fit)
+		rc_log_warn("--max-conns is above what the descriptor limit allows; clients past it get resets, not 503",
+			    "max_conns=%" PRId64 " fits=%" PRId64, o->max_conns, fit);
 }
 
 /* A loop of the gateway and what its thread needs around it. */
@@ -181,6 +213,7 @@ static void gw_snapshot_cb(uv_timer_t *t)
 {
 	struct gw *gw = t->data;
 
+	gw->m.bus_dropped = gw_bus_dropped(gw->bus); /* counted on nng's thread */
 	gw_workers_publish(gw->workers, gw->worker, &gw->m);
 }
 
@@ -201,6 +234,7 @@ static bool gw_setup(struct gw_worker *w)
 	gw_list_init(&gw->delay_q);
 	gw_hub_init(&gw->hub, gw);
 	gw->on_request = gw_route;
+	gw->on_expect = gw_route_expect;
 	gw->readbuf = malloc(GW_READBUF_SIZE);
 	gw->ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
 	if (gw->readbuf == NULL || gw->ping == NULL)
@@ -269,8 +303,10 @@ static void *gw_worker_main(void *arg)
 	}
 	/* the address bound, not the one configured: with port 0, the port picked */
 	gw_listen_name(w->listen_fd, bound, sizeof(bound));
-	rc_log_info("gateway ready", "listen=%s worker=%u broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64 " io_uring=%s",
-		    bound, gw->worker, gw->opt.broker_bus, gw->opt.broker_api, gw->opt.heartbeat_ms,
+	rc_log_info("gateway ready",
+		    "listen=%s worker=%u broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64 " max_conns=%" PRId64
+		    " io_uring=%s",
+		    bound, gw->worker, gw->opt.broker_bus, gw->opt.broker_api, gw->opt.heartbeat_ms, gw->opt.max_conns,
 		    gw->sender ? "true" : "false");
 	worker_started(w, true);
 	uv_run(gw->loop, UV_RUN_DEFAULT);
@@ -360,15 +396,18 @@ int main(int argc, char **argv)
 		.broker_api = "tcp://127.0.0.1:7411",
 		.heartbeat_ms = 15000,
 		.max_client_buffer = 1024 * 1024,
+		.max_response_buffer = 256 * 1024,
 		.max_rooms_per_stream = 64,
 		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
 		.max_body_bytes = 1024 * 1024,
-		.max_conns = 100000,
-		.max_header_bytes = 8192,
+		.max_conns = 0,
+		.max_header_bytes = 16384,
 		.header_timeout_ms = 10000,
 		.idle_timeout_ms = 60000,
 		.publish_timeout_ms = 5000,
 		.publish_linger_ms = 0,
+		.publish_queue_bytes = 16 * 1024 * 1024,
+		.static_max_bytes = 4 * 1024 * 1024,
 		.bus_recvbuf = 8192,
 		.bus_max_rooms = 256,
 		.repair_max_bytes = 64 * 1024 * 1024,
@@ -384,14 +423,17 @@ int main(int argc, char **argv)
 		  "': ping' after this long without a byte on a stream (0 = off)" },
 		{ "max-client-buffer", RC_OPT_SIZE, &o->max_client_buffer, 4096, INT32_MAX,
 		  "unsent bytes a stream may queue before it is closed" },
-		{ "max-rooms-per-stream", RC_OPT_INT, &o->max_rooms_per_stream, 1, 1024, "room_id values per stream" },
+		{ "max-response-buffer", RC_OPT_SIZE, &o->max_response_buffer, 4096, INT32_MAX,
+		  "unsent answers on a connection past which its next pipelined request waits (reading pauses); unread for --idle-timeout-ms: closed" },
+		{ "max-rooms-per-stream", RC_OPT_INT, &o->max_rooms_per_stream, 1, RC_REPLAY_MAX_ROOMS, "room_id values per stream" },
 		{ "no-firehose", RC_OPT_BOOL, &o->no_firehose, 0, 0, "refuse streams without room_id (403)" },
 		{ "no-io-uring", RC_OPT_BOOL, &o->no_io_uring, 0, 0,
 		  "write with write(2) per connection instead of batches through io_uring" },
-		{ "max-event-bytes", RC_OPT_SIZE, &o->max_event_bytes, 64, 16 * 1024 * 1024,
+		{ "max-event-bytes", RC_OPT_SIZE, &o->max_event_bytes, RC_MAX_EVENT_BYTES_MIN, RC_MAX_EVENT_BYTES_MAX,
 		  "largest serialized event accepted by POST" },
 		{ "max-body-bytes", RC_OPT_SIZE, &o->max_body_bytes, 64, 64 * 1024 * 1024, "largest request body (413)" },
-		{ "max-conns", RC_OPT_INT, &o->max_conns, 1, 10000000, "open connections; beyond: 503 and close" },
+		{ "max-conns", RC_OPT_INT, &o->max_conns, 0, 10000000,
+		  "open connections; beyond: 503 and close (0: the descriptor limit less 128)" },
 		{ "max-header-bytes", RC_OPT_SIZE, &o->max_header_bytes, 256, 1024 * 1024,
 		  "request line and headers (431)" },
 		{ "header-timeout-ms", RC_OPT_INT, &o->header_timeout_ms, 1, 3600000,
@@ -399,14 +441,20 @@ int main(int argc, char **argv)
 		{ "idle-timeout-ms", RC_OPT_INT, &o->idle_timeout_ms, 1, 86400000,
 		  "keep-alive connection idle between requests" },
 		{ "publish-timeout-ms", RC_OPT_INT, &o->publish_timeout_ms, 1, 600000,
-		  "wait for the broker on POST and replay (503)" },
+		  "wait for the broker on POST and replay (POST: 503 if the request was not sent, 504 if it was)" },
+		{ "publish-queue-bytes", RC_OPT_SIZE, &o->publish_queue_bytes, 1024, INT64_MAX,
+		  "bytes of events a gateway holds for the broker (queued or in flight); a POST past it: 503 overloaded" },
 		{ "publish-linger-ms", RC_OPT_INT, &o->publish_linger_ms, 0, 1000,
 		  "while POSTs flow, one that finds no broker request in flight waits this long for others (0: never; costs publishers that wait for each answer)" },
 		{ "write-delay-ms", RC_OPT_INT, &o->write_delay_ms, 0, 1000,
 		  "a live event less than this long after its stream's last output waits up to this long, so that those that follow go in the same send (0: at once; less CPU at high rates per room, more latency)" },
 		{ "publish-token", RC_OPT_STR, &o->publish_token, 0, 0, "POST needs 'Authorization: Bearer TOKEN'" },
+		{ "allowed-hosts", RC_OPT_STR, &o->allowed_hosts, 0, 0,
+		  "Host header values served, comma-separated (name: any port; name:port; *.domain); others get 403 (default: any; set it where browsers reach the gateway: a DNS-rebinding page could read the firehose and /metrics)" },
 		{ "cors-origin", RC_OPT_STR, &o->cors_origin, 0, 0, "Access-Control-Allow-Origin value (e.g. *)" },
 		{ "static-dir", RC_OPT_STR, &o->static_dir, 0, 0, "serve files from this directory (the demo page)" },
+		{ "static-max-bytes", RC_OPT_SIZE, &o->static_max_bytes, 0, INT32_MAX,
+		  "largest file --static-dir serves (read whole into memory; larger: 404)" },
 		{ "bus-recvbuf", RC_OPT_INT, &o->bus_recvbuf, 1, 65536, "bus messages queued in nng before it drops" },
 		{ "bus-max-rooms", RC_OPT_INT, &o->bus_max_rooms, 0, 1000000,
 		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here (0: no limit)" },
@@ -435,8 +483,10 @@ int main(int argc, char **argv)
 		o->cors_origin = NULL;
 	if (o->static_dir != NULL && *o->static_dir == '\0')
 		o->static_dir = NULL;
+	if (o->allowed_hosts != NULL && *o->allowed_hosts == '\0')
+		o->allowed_hosts = NULL;
 	rc_log_set_level(o->log_level);
 	signal(SIGPIPE, SIG_IGN);
-	raise_fd_limit();
+	fit_fd_limit(o);
 	return gw_run_workers(o, (struct sockaddr *)&addr);
 }

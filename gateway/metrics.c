@@ -34,6 +34,10 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 	metric(out, "roomcast_connections_accepted_total", "counter", "Connections accepted.", m->conns_accepted);
 	metric(out, "roomcast_connections_rejected_total", "counter", "Connections refused over --max-conns.",
 	       m->conns_rejected);
+	metric(out, "roomcast_accept_failures_total", "counter",
+	       "Connections the kernel had but the gateway could not accept (out of descriptors).", m->accept_failures);
+	metric(out, "roomcast_hosts_refused_total", "counter", "Requests refused for a Host not in --allowed-hosts.",
+	       m->hosts_refused);
 	metric(out, "roomcast_events_delivered_total", "counter", "Events queued to streams (one per stream).",
 	       m->events_delivered);
 	metric(out, "roomcast_bytes_delivered_total", "counter", "Bytes written to clients.", m->bytes_delivered);
@@ -43,14 +47,17 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 	       "Streams closed because their unsent output passed --max-client-buffer.", m->slow_closes);
 	metric(out, "roomcast_bus_frames_received_total", "counter",
 	       "Bus frames of events received from the broker (a small flush: one, whole; a larger one: one per room).",
-	       m->bus_frames);
+	       m->bus.frames);
 	metric(out, "roomcast_bus_events_received_total", "counter",
 	       "Events received from the broker (every room of a whole flush; of a larger one, the subscribed rooms and global events).",
-	       m->bus_events);
-	metric(out, "roomcast_bus_bad_frames_total", "counter", "Bus messages rejected as corrupt.",
-	       m->bus_bad_frames);
+	       m->bus.events);
+	metric(out, "roomcast_bus_bad_frames_total", "counter", "Bus messages rejected as corrupt.", m->bus.bad);
+	metric(out, "roomcast_bus_dropped_total", "counter",
+	       "Bus messages dropped because the loop was behind (its inbox of --bus-recvbuf messages was full); "
+	       "the gap is repaired by replay.",
+	       m->bus_dropped);
 	metric(out, "roomcast_bus_ticks_received_total", "counter", "Idle ticks received from the broker.",
-	       m->bus_ticks);
+	       m->bus.ticks);
 	metric(out, "roomcast_bus_rooms_subscribed", "gauge", "Rooms subscribed one by one on the bus.",
 	       m->bus_rooms_subscribed);
 	metric(out, "roomcast_bus_subscribed_all", "gauge",

@@ -8,15 +8,17 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "flush.h"
 
-/* Every member is a uint64_t or an array of them (gw_metrics_add relies on it). */
+/* Every member is a uint64_t, an array of them or a struct of them (gw_metrics_add relies on it). */
 struct gw_metrics {
 	uint64_t workers; /* gauge: 1 per loop, so the sum over workers is their number */
 	uint64_t conns_open, streams_open, firehose_open;
-	uint64_t conns_accepted, conns_rejected;
+	uint64_t conns_accepted, conns_rejected, accept_failures, hosts_refused;
 	uint64_t events_delivered, bytes_delivered, heartbeats;
 	uint64_t slow_closes;
-	uint64_t bus_frames, bus_events, bus_bad_frames, bus_ticks;
+	struct rc_flush_counts bus; /* counted by the assembler */
+	uint64_t bus_dropped; /* the bus client's count (gw_bus_dropped), copied in when the counters are read */
 	uint64_t bus_rooms_subscribed, bus_subscribed_all; /* gauges */
 	uint64_t gaps_detected, events_repaired, replays;
 	uint64_t resets_history_unavailable, resets_epoch_changed, resets_gap_unrecoverable;

@@ -12,13 +12,14 @@
 #include "error.h"
 #include "event.h"
 #include "gateway.h"
-
-#define PUBLISH_MAX_EVENTS 1000
+#include "json.h"
+#include "proto_limits.h"
+#include "response.h"
 
 /*
  * POSTs are coalesced: while one broker request is in flight, newly checked
  * POSTs queue up, and the next request carries all of them (up to the broker's
- * 1000 events per publish). One request in flight at a time keeps the order
+ * RC_PUBLISH_MAX_EVENTS events and RC_PUBLISH_BATCH_BYTES per publish). One request in flight at a time keeps the order
  * of POSTs, also of POSTs pipelined on one connection, and a burst of small
  * POSTs costs one broker round trip instead of one each.
  *
@@ -30,8 +31,14 @@
  * goes at once. POSTs that queued behind a request in flight never wait more.
  * Off by default: a publisher that waits for each answer before its next POST
  * would wait the linger every time (measured in docs/BENCHMARKS.md).
+ *
+ * A broker that hangs holds nothing for long: each POST waits at most
+ * --publish-timeout-ms from its arrival. One that is still queued then is
+ * answered 503 (it never left: nothing published); the request in flight is
+ * given what is left of its oldest POST's time, and ends 504 (sent, outcome
+ * unknown). The bytes of events queued or in flight are bounded by
+ * --publish-queue-bytes: a POST past it is answered 503 overloaded at once.
  */
-#define BATCH_MAX_BYTES (4 * 1024 * 1024)
 
 /* A checked POST waiting for the broker. */
 struct pub_call {
@@ -41,6 +48,8 @@ struct pub_call {
 	bool array; /* answer {"ids":[…]} rather than {"id":…} */
 	bool close;
 	bool solo;  /* send alone: it failed inside a batch */
+	struct gw_tq_entry wait; /* on p->waiting while queued */
+	uint64_t arrived;        /* loop time it was queued */
 	size_t nevents;
 	size_t len;    /* of events: compact events joined by commas */
 	char events[]; /* NUL-terminated */
@@ -48,15 +57,22 @@ struct pub_call {
 
 /* The gateway's publish queue (one per gateway loop). */
 struct gw_publisher {
+	struct gw *gw;
 	struct pub_call *head, *tail;
-	bool in_flight;
-	uint64_t last_sent; /* loop time of the last broker request (ms) */
-	uv_timer_t linger;  /* active while a POST lingers */
+	struct pub_batch *in_flight; /* the broker request out, or NULL */
+	uint64_t last_sent;          /* loop time of the last broker request (ms) */
+	uv_timer_t linger;           /* active while a POST lingers */
+	struct gw_tq waiting;        /* queued POSTs, by arrival: --publish-timeout-ms */
+	size_t bytes;                /* of the events queued or in flight */
 };
 
-/* A broker request carrying several POSTs. */
+/*
+ * A broker request carrying several POSTs. The api call owns it until its
+ * callback; p is NULL once the publisher is gone (gw_publisher_fini), and the
+ * POSTs are then answered without it.
+ */
 struct pub_batch {
-	struct gw *gw;
+	struct gw_publisher *p;
 	size_t n;
 	struct pub_call *calls[];
 };
@@ -66,22 +82,23 @@ static void publish_count(struct gw *gw, int status)
 	gw->m.publish_by_status[status / 100]++;
 }
 
-static void publish_answer(struct pub_call *pc, int status, const char *body, size_t len)
+/* Answers pc with a JSON body (b, which ends in a newline; b.err: out of memory) and frees pc. */
+static void publish_answer(struct pub_call *pc, int status, const struct rc_buf *b)
 {
-	struct rc_buf b;
-	struct gw_chunk *ch;
 	bool close = pc->close || status == 503;
+	struct gw_publisher *p = pc->gw->publisher;
+	const struct gw_response r = {
+		.status = status,
+		.content_type = "application/json",
+		.extra = status == 503 ? "Retry-After: 1\r\n" : NULL,
+		.cors_origin = pc->gw->opt.cors_origin,
+		.close = close,
+	};
+	struct gw_chunk *ch = b->err ? NULL : gw_response_new(&r, b->data ? b->data : "", b->len);
 
-	rc_buf_init(&b);
-	rc_buf_printf(&b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n", status,
-		      gw_status_text(status), len + 1);
-	if (pc->gw->opt.cors_origin != NULL)
-		rc_buf_printf(&b, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", pc->gw->opt.cors_origin);
-	rc_buf_puts(&b, close ? "Connection: close\r\n\r\n" : "\r\n");
-	rc_buf_append(&b, body, len);
-	rc_buf_append(&b, "\n", 1);
-	ch = b.err ? NULL : gw_chunk_dup(b.data, b.len);
-	rc_buf_fini(&b);
+	gw_tq_remove(&pc->wait);
+	if (p != NULL)
+		p->bytes -= pc->len;
 	gw_metrics_http(&pc->gw->m, status);
 	publish_count(pc->gw, status);
 	if (ch == NULL) {
@@ -98,10 +115,8 @@ static void publish_error(struct pub_call *pc, int status, const char *code, con
 	struct rc_buf b;
 
 	rc_buf_init(&b);
-	rc_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", code);
-	rc_buf_json_str(&b, message, strlen(message));
-	rc_buf_puts(&b, "}}");
-	publish_answer(pc, status, b.data ? b.data : "", b.len);
+	gw_response_error_json(&b, code, message);
+	publish_answer(pc, status, &b);
 	rc_buf_fini(&b);
 }
 
@@ -119,12 +134,12 @@ static void publish_ok(struct pub_call *pc, struct json_object *ids, size_t firs
 			rc_buf_append(&b, ",", 1);
 		rc_buf_json_str(&b, id ? id : "", id ? strlen(id) : 0);
 	}
-	rc_buf_puts(&b, pc->array ? "]}" : "}");
-	publish_answer(pc, 201, b.data ? b.data : "", b.len);
+	rc_buf_puts(&b, pc->array ? "]}\n" : "}\n");
+	publish_answer(pc, 201, &b);
 	rc_buf_fini(&b);
 }
 
-static void publisher_send(struct gw *gw);
+static void publisher_send(struct gw_publisher *p);
 
 /* Puts calls back at the head of the queue, in order, to be sent one by one. */
 static void publisher_requeue_solo(struct gw_publisher *p, struct pub_batch *batch)
@@ -139,21 +154,54 @@ static void publisher_requeue_solo(struct gw_publisher *p, struct pub_batch *bat
 	}
 }
 
-/* Loop thread: the broker answered a batch (or did not). */
-static void publish_done(void *arg, int err, const char *reply, size_t len)
+/*
+ * Answers the POSTs of a batch whose broker request failed with err: 503
+ * when the request never left the gateway (nothing published, safe to
+ * retry), 504 publish_outcome_unknown when it did (the broker may have
+ * published it: the lost connection, the timeout or the stop came after).
+ */
+static void publish_failed(struct pub_batch *batch, int err, bool sent)
+{
+	int status = 503;
+	const char *code = "broker_unavailable", *m;
+
+	if (sent) {
+		status = 504;
+		code = "publish_outcome_unknown";
+		if (err == RC_ETIMEDOUT)
+			m = "the broker did not answer in time; the events may have been published";
+		else if (err == RC_ECLOSED)
+			m = "the gateway stopped before the broker answered; the events may have been published";
+		else
+			m = "the broker connection was lost before the answer; the events may have been published";
+	} else if (err == RC_ENOMEM) {
+		code = "out_of_memory";
+		m = "the gateway is out of memory; nothing was published";
+	} else {
+		if (err == RC_ETIMEDOUT)
+			m = "the broker could not take the request in time; nothing was published";
+		else if (err == RC_ECLOSED)
+			m = "the gateway is stopping; nothing was published";
+		else
+			m = "the broker is unreachable; nothing was published";
+	}
+	for (size_t i = 0; i < batch->n; i++)
+		publish_error(batch->calls[i], status, code, m);
+}
+
+/* Loop thread: the broker answered a batch (or did not), also after gw_publisher_fini. */
+static void publish_done(void *arg, int err, bool sent, const char *reply, size_t len)
 {
 	struct pub_batch *batch = arg;
-	struct gw *gw = batch->gw;
+	struct gw_publisher *p = batch->p;
 	struct json_object *obj = NULL, *ok, *ids, *e, *code = NULL, *msg = NULL;
 	struct json_tokener *tok;
 	size_t first = 0;
 
-	gw->publisher->in_flight = false;
+	if (p != NULL)
+		p->in_flight = NULL;
 	if (err != RC_OK) {
-		const char *m = err == RC_ETIMEDOUT ? "the broker did not answer in time; the events may be published"
-						    : "the broker is unreachable; nothing was published";
-		for (size_t i = 0; i < batch->n; i++)
-			publish_error(batch->calls[i], 503, "broker_unavailable", m);
+		publish_failed(batch, err, sent);
 		goto out;
 	}
 	tok = json_tokener_new();
@@ -178,35 +226,78 @@ static void publish_done(void *arg, int err, const char *reply, size_t len)
 		const char *c = code ? json_object_get_string(code) : "broker_error";
 		const char *m = msg ? json_object_get_string(msg) : "the broker refused the events";
 		bool fatal = strcmp(c, "shutting_down") == 0 || strcmp(c, "internal") == 0 || code == NULL;
-		if (!fatal && batch->n > 1) {
+		bool room_limit = strcmp(c, "too_many_rooms") == 0; /* the broker's state, not the POST's fault */
+		if (!fatal && batch->n > 1 && p != NULL) {
 			/* one POST spoiled the batch: send each alone so only it fails */
-			publisher_requeue_solo(gw->publisher, batch);
+			publisher_requeue_solo(p, batch);
+			goto out;
+		}
+		if (!fatal && batch->n > 1) {
+			/* the broker published none of them, and the gateway is stopping */
+			for (size_t i = 0; i < batch->n; i++)
+				publish_error(batch->calls[i], 503, "broker_unavailable",
+					      "the gateway is stopping; nothing was published");
 			goto out;
 		}
 		for (size_t i = 0; i < batch->n; i++)
-			publish_error(batch->calls[i], strcmp(c, "too_large") == 0 ? 413 : fatal ? 503 : 400,
+			publish_error(batch->calls[i],
+				      strcmp(c, "too_large") == 0 ? 413
+				      : fatal || room_limit	  ? 503
+								  : 400,
 				      code ? c : "broker_error", m);
 	}
 out:
 	json_object_put(obj);
 	free(batch);
-	publisher_send(gw); /* what queued meanwhile has waited a round trip already */
+	if (p != NULL)
+		publisher_send(p); /* what queued meanwhile has waited a round trip already */
+}
+
+/* Takes pc off the queue (wherever it is) and answers it: its time ran out before it was sent. */
+static void publisher_expire(struct gw_publisher *p, struct pub_call *pc)
+{
+	struct pub_call **pp = &p->head, *prev = NULL;
+
+	while (*pp != NULL && *pp != pc) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (*pp == NULL)
+		return;
+	*pp = pc->next;
+	if (p->tail == pc)
+		p->tail = prev;
+	publish_error(pc, 503, "broker_unavailable",
+		      "the broker did not take the request within --publish-timeout-ms; nothing was published");
+}
+
+/* A queued POST's --publish-timeout-ms passed. */
+static void publisher_waited(struct gw_tq *q, struct gw_tq_entry *e)
+{
+	publisher_expire(q->data, gw_container_of(e, struct pub_call, wait));
 }
 
 /* Sends the queued POSTs as one broker request, unless one is in flight. */
-static void publisher_send(struct gw *gw)
+static void publisher_send(struct gw_publisher *p)
 {
-	struct gw_publisher *p = gw->publisher;
+	struct gw *gw = p->gw;
 	struct pub_batch *batch;
 	struct rc_buf req;
 	size_t n = 0, events = 0, bytes = 0;
+	uint64_t left;
+	int rv;
 
-	if (p->in_flight || p->head == NULL)
+	if (p->in_flight)
 		return;
 	uv_timer_stop(&p->linger);
+	/* POSTs whose time ran out while they waited (the timer may not have seen them yet) never leave */
+	while (p->head != NULL && uv_now(gw->loop) >= p->head->arrived + (uint64_t)gw->opt.publish_timeout_ms)
+		publisher_expire(p, p->head);
+	if (p->head == NULL)
+		return;
 	for (struct pub_call *pc = p->head; pc != NULL; pc = pc->next) {
-		if (n > 0 && (pc->solo || p->head->solo || events + pc->nevents > PUBLISH_MAX_EVENTS ||
-			      bytes + pc->len > BATCH_MAX_BYTES))
+		if (n > 0 && (pc->solo || p->head->solo || events + pc->nevents > RC_PUBLISH_MAX_EVENTS ||
+			      bytes + pc->len > RC_PUBLISH_BATCH_BYTES))
 			break;
 		n++;
 		events += pc->nevents;
@@ -215,12 +306,13 @@ static void publisher_send(struct gw *gw)
 	batch = malloc(sizeof(*batch) + n * sizeof(batch->calls[0]));
 	rc_buf_init(&req);
 	if (batch != NULL && rc_buf_reserve(&req, bytes + 64) == RC_OK) {
-		batch->gw = gw;
+		batch->p = p;
 		batch->n = n;
 		rc_buf_puts(&req, "{\"op\":\"publish\",\"events\":[");
 		for (size_t i = 0; i < n; i++) {
 			struct pub_call *pc = p->head;
 			p->head = pc->next;
+			gw_tq_remove(&pc->wait);
 			batch->calls[i] = pc;
 			if (i)
 				rc_buf_append(&req, ",", 1);
@@ -242,16 +334,19 @@ static void publisher_send(struct gw *gw)
 		p->tail = NULL;
 		return;
 	}
-	p->in_flight = true;
+	p->in_flight = batch;
 	p->last_sent = uv_now(gw->loop);
-	if (gw_api_call(gw->api, req.data, req.len, (int)gw->opt.publish_timeout_ms, publish_done, batch) != RC_OK)
-		publish_done(batch, RC_EIO, NULL, 0);
+	/* the oldest POST's time left: none waits longer than the timeout from its arrival */
+	left = batch->calls[0]->arrived + (uint64_t)gw->opt.publish_timeout_ms - p->last_sent;
+	rv = gw_api_call(gw->api, req.data, req.len, (int)left, publish_done, batch);
 	rc_buf_fini(&req);
+	if (rv != RC_OK)
+		publish_done(batch, rv, false, NULL, 0);
 }
 
 static void publisher_linger_cb(uv_timer_t *t)
 {
-	publisher_send(t->data);
+	publisher_send(gw_container_of(t, struct gw_publisher, linger));
 }
 
 /* A POST was queued: send now, or linger for company (see the top of the file). */
@@ -260,13 +355,13 @@ static void publisher_kick(struct gw *gw)
 	struct gw_publisher *p = gw->publisher;
 	uint64_t linger = (uint64_t)gw->opt.publish_linger_ms;
 
-	if (p->in_flight || uv_is_active((uv_handle_t *)&p->linger))
+	if (p->in_flight != NULL || uv_is_active((uv_handle_t *)&p->linger))
 		return; /* it goes with the next request */
 	if (linger > 0 && p->last_sent != 0 && uv_now(gw->loop) - p->last_sent <= linger) {
 		uv_timer_start(&p->linger, publisher_linger_cb, linger, 0);
 		return;
 	}
-	publisher_send(gw);
+	publisher_send(p);
 }
 
 int gw_publisher_init(struct gw *gw)
@@ -275,8 +370,9 @@ int gw_publisher_init(struct gw *gw)
 
 	if (p == NULL)
 		return RC_ENOMEM;
+	p->gw = gw;
 	uv_timer_init(gw->loop, &p->linger);
-	p->linger.data = gw;
+	gw_tq_init(&p->waiting, &gw->timer, (uint64_t)gw->opt.publish_timeout_ms, publisher_waited, p);
 	gw->publisher = p;
 	return RC_OK;
 }
@@ -292,13 +388,18 @@ void gw_publisher_fini(struct gw *gw)
 
 	if (p == NULL)
 		return;
+	gw->publisher = NULL; /* a POST that comes now (an answer below resuming its connection) gets 503 */
+	gw_tq_fini(&p->waiting);
 	while (p->head != NULL) {
 		struct pub_call *pc = p->head;
 		p->head = pc->next;
 		publish_error(pc, 503, "broker_unavailable", "the gateway is stopping; nothing was published");
 	}
+	p->tail = NULL;
+	/* the batch in flight stays with the api, which calls back at the latest in gw_api_stop */
+	if (p->in_flight != NULL)
+		p->in_flight->p = NULL;
 	uv_close((uv_handle_t *)&p->linger, publisher_closed);
-	gw->publisher = NULL;
 }
 
 static bool token_ok(const struct gw *gw, const struct gw_req *req)
@@ -331,26 +432,86 @@ static bool content_type_ok(const struct gw_req *req)
 	return false;
 }
 
-/* Checks one event; on failure answers and returns false. */
-static bool publish_check(struct gw_conn *c, struct json_object *ev, size_t i, bool array, struct rc_buf *out)
+/*
+ * Reads the body, one event or an array of 1-1000, in one pass: each event
+ * is checked and its compact text (as published, whitespace outside
+ * strings dropped) appended to out, joined by commas. On failure answers
+ * the request and returns false.
+ */
+static bool publish_read(struct gw_conn *c, const struct gw_req *req, struct rc_buf *out, bool *array, size_t *n)
 {
+	size_t max = (size_t)c->gw->opt.max_event_bytes;
 	struct rc_event_view v;
+	struct rc_json j;
 	char why[256], msg[300];
-	int rv = rc_event_check(ev, (size_t)c->gw->opt.max_event_bytes, &v, why, sizeof(why));
+	int rv = RC_OK;
 
-	if (rv != RC_OK) {
-		if (array)
-			snprintf(msg, sizeof(msg), "events[%zu].%s", i, why);
-		else
-			snprintf(msg, sizeof(msg), "%s", why);
-		publish_count(c->gw, rv == RC_ETOOBIG ? 413 : 400);
-		gw_conn_error(c, rv == RC_ETOOBIG ? 413 : 400, rv == RC_ETOOBIG ? "event_too_large" : "invalid_event",
-			      msg, NULL);
+	rc_json_init(&j, req->body.data ? req->body.data : "", req->body.len, NULL);
+	*n = 0;
+	*array = rc_json_peek(&j) == RC_JSON_ARRAY;
+	if (!*array) {
+		rv = rc_event_read(&j, out, max, &v, why, sizeof(why));
+		*n = 1;
+	} else {
+		j.root = "events"; /* errors name events[i] */
+		rc_json_begin(&j);
+		while (rv == RC_OK && rc_json_next(&j)) {
+			if (*n == RC_PUBLISH_MAX_EVENTS)
+				break;
+			if (*n > 0)
+				rc_buf_append(out, ",", 1);
+			rv = rc_event_read(&j, out, max, &v, why, sizeof(why));
+			(*n)++;
+		}
+		if (rv == RC_OK && !rc_json_failed(&j) && (*n == 0 || j.depth > 0)) {
+			snprintf(msg, sizeof(msg), "body: an array must hold 1-%d events", RC_PUBLISH_MAX_EVENTS);
+			publish_count(c->gw, 400);
+			gw_conn_error(c, 400, "invalid_event", msg, NULL);
+			return false;
+		}
+	}
+	if (rv == RC_OK && !rc_json_end(&j)) {
+		rv = RC_EPROTO;
+		rc_json_error(&j, why, sizeof(why));
+	}
+	switch (rv) {
+	case RC_OK: return true;
+	case RC_EPROTO:
+		snprintf(msg, sizeof(msg), "body is not valid JSON: %s", why);
+		publish_count(c->gw, 400);
+		gw_conn_error(c, 400, "invalid_json", msg, NULL);
+		break;
+	case RC_ETOOBIG:
+		publish_count(c->gw, 413);
+		gw_conn_error(c, 413, "event_too_large", why, NULL);
+		break;
+	case RC_ENOMEM:
+		publish_count(c->gw, 503);
+		gw_conn_error(c, 503, "out_of_memory", "the gateway is out of memory", NULL);
+		break;
+	default:
+		publish_count(c->gw, 400);
+		gw_conn_error(c, 400, "invalid_event", why, NULL);
+		break;
+	}
+	return false;
+}
+
+bool gw_publish_admit(struct gw_conn *c, const struct gw_req *req)
+{
+	struct gw *gw = c->gw;
+
+	if (!token_ok(gw, req)) {
+		publish_count(gw, 401);
+		gw_conn_error(c, 401, "unauthorized", "POST needs Authorization: Bearer <publish token>",
+			      "WWW-Authenticate: Bearer\r\n");
 		return false;
 	}
-	if (i > 0)
-		rc_buf_append(out, ",", 1);
-	rc_buf_append(out, v.json, v.json_len);
+	if (!content_type_ok(req)) {
+		publish_count(gw, 415);
+		gw_conn_error(c, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
+		return false;
+	}
 	return true;
 }
 
@@ -358,53 +519,31 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 {
 	struct gw *gw = c->gw;
 	struct gw_publisher *p = gw->publisher;
-	struct json_tokener *tok = NULL;
-	struct json_object *body = NULL;
 	struct pub_call *pc = NULL;
 	struct rc_buf out;
 	bool array;
 	size_t n;
 
 	rc_buf_init(&out);
-	if (!token_ok(gw, req)) {
-		publish_count(gw, 401);
-		gw_conn_error(c, 401, "unauthorized", "POST needs Authorization: Bearer <publish token>",
-			      "WWW-Authenticate: Bearer\r\n");
+	if (!gw_publish_admit(c, req))
+		goto out;
+	if (!publish_read(c, req, &out, &array, &n))
+		goto out;
+	if (p == NULL) {
+		publish_count(gw, 503);
+		gw_conn_error(c, 503, "broker_unavailable", "the gateway is stopping; nothing was published", NULL);
 		goto out;
 	}
-	if (!content_type_ok(req)) {
-		publish_count(gw, 415);
-		gw_conn_error(c, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
-		goto out;
-	}
-	tok = json_tokener_new_ex(64);
-	if (tok == NULL)
-		goto out_nomem;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	body = json_tokener_parse_ex(tok, req->body.data ? req->body.data : "", (int)req->body.len);
-	if (body == NULL || json_tokener_get_parse_end(tok) != req->body.len) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "body is not valid JSON: %s",
-			 body != NULL ? "trailing bytes after the value"
-			 : json_tokener_get_error(tok) == json_tokener_continue ? "unexpected end of input"
-										: json_tokener_error_desc(json_tokener_get_error(tok)));
-		publish_count(gw, 400);
-		gw_conn_error(c, 400, "invalid_json", msg, NULL);
-		goto out;
-	}
-	array = json_object_is_type(body, json_type_array);
-	n = array ? json_object_array_length(body) : 1;
-	if (array && (n == 0 || n > PUBLISH_MAX_EVENTS)) {
-		publish_count(gw, 400);
-		gw_conn_error(c, 400, "invalid_event", "body: an array must hold 1-1000 events", NULL);
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (!publish_check(c, array ? json_object_array_get_idx(body, i) : body, i, array, &out))
-			goto out;
 	if (!gw_api_connected(gw->api)) {
 		publish_count(gw, 503);
 		gw_conn_error(c, 503, "broker_unavailable", "the broker is unreachable; nothing was published",
+			      "Retry-After: 1\r\n");
+		goto out;
+	}
+	if (p->bytes + out.len > (size_t)gw->opt.publish_queue_bytes) {
+		publish_count(gw, 503);
+		gw_conn_error(c, 503, "overloaded",
+			      "the gateway holds --publish-queue-bytes of events for the broker already; nothing was published",
 			      "Retry-After: 1\r\n");
 		goto out;
 	}
@@ -425,6 +564,10 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 	else
 		p->head = pc;
 	p->tail = pc;
+	p->bytes += pc->len;
+	pc->arrived = uv_now(gw->loop);
+	gw_tq_entry_init(&pc->wait);
+	gw_tq_push(&p->waiting, &pc->wait);
 	pc = NULL; /* the queue owns it */
 	publisher_kick(gw);
 	goto out;
@@ -434,8 +577,5 @@ out_nomem:
 	gw_conn_error(c, 503, "out_of_memory", "the gateway is out of memory", NULL);
 out:
 	free(pc);
-	json_object_put(body);
-	if (tok != NULL)
-		json_tokener_free(tok);
 	rc_buf_fini(&out);
 }

@@ -10,10 +10,7 @@
 #include "gateway.h"
 #include "id.h"
 #include "log.h"
-
-#define REPAIR_PAGE_EVENTS 10000
-/* the broker's limit on rooms in one replay (BROKER_MAX_REPLAY_ROOMS) */
-#define GW_REPLAY_MAX_ROOMS 1024
+#include "proto_limits.h"
 
 /* Refetches when streams keep joining new rooms during a repair, before giving up. */
 #define REPAIR_MAX_REFETCH 16
@@ -187,7 +184,7 @@ static void repair_release(struct gw_repair *rp)
 	rp->repairing = false;
 }
 
-static void repair_done(void *arg, int err, const char *reply, size_t len)
+static void repair_done(void *arg, int err, bool sent, const char *reply, size_t len)
 {
 	struct repair_call *call = arg;
 	struct gw_repair *rp = call->rp;
@@ -195,6 +192,7 @@ static void repair_done(void *arg, int err, const char *reply, size_t len)
 	struct rc_frame_reader r;
 	struct gw_hub *hub;
 
+	(void)sent; /* a replay only reads */
 	free(call);
 	if (rp == NULL)
 		return;
@@ -252,9 +250,9 @@ static void repair_request(struct gw *gw, struct rc_buf *b)
 
 	rc_id_format(after, hub->epoch, hub->last_gseq);
 	rc_buf_printf(b, "{\"op\":\"replay\",\"after\":\"%s\",\"limit\":%d,\"format\":\"frame\"", after,
-		      REPAIR_PAGE_EVENTS);
+		      RC_REPAIR_PAGE_EVENTS);
 	/* the firehose, or more rooms than one replay takes: every event, the hub picks */
-	if (hub->nfirehose == 0 && hub->rooms.count <= GW_REPLAY_MAX_ROOMS) {
+	if (hub->nfirehose == 0 && hub->rooms.count <= RC_REPLAY_MAX_ROOMS) {
 		rc_buf_puts(b, ",\"rooms\":[");
 		gw_hub_room_names(hub, b);
 		rc_buf_puts(b, "]");

@@ -1,11 +1,9 @@
 #include "router.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <strings.h>
 
 #include "api_client.h"
 #include "bus_client.h"
@@ -15,10 +13,9 @@
 #include "gateway.h"
 #include "publish.h"
 #include "query.h"
+#include "static.h"
 #include "stream.h"
 #include "workers.h"
-
-#define STATIC_MAX_BYTES (4 * 1024 * 1024)
 
 static bool path_is(const char *path, size_t len, const char *want)
 {
@@ -136,6 +133,7 @@ static void route_metrics(struct gw_conn *c)
 	struct gw_metrics total; /* with --workers, every loop's counters */
 	struct rc_buf b;
 
+	c->gw->m.bus_dropped = gw_bus_dropped(c->gw->bus); /* counted on nng's thread */
 	gw_workers_sum(c->gw->workers, c->gw->worker, &c->gw->m, &total);
 	rc_buf_init(&b);
 	gw_metrics_render(&total, &b);
@@ -155,60 +153,85 @@ static void route_readyz(struct gw_conn *c)
 	gw_conn_respond(c, bus && api ? 200 : 503, "application/json", NULL, body, (size_t)n, false);
 }
 
-static const char *content_type_of(const char *path)
+/* One entry of --allowed-hosts against a Host header whose name is host[0..name_len). */
+static bool host_entry_matches(const char *e, size_t n, const char *host, size_t len, size_t name_len)
 {
-	static const struct {
-		const char *ext, *type;
-	} types[] = {
-		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
-		{ ".css", "text/css; charset=utf-8" },   { ".json", "application/json" },
-		{ ".svg", "image/svg+xml" },             { ".png", "image/png" },
-		{ ".ico", "image/x-icon" },              { ".txt", "text/plain; charset=utf-8" },
-	};
-	const char *dot = strrchr(path, '.');
-
-	for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
-		if (strcmp(dot, types[i].ext) == 0)
-			return types[i].type;
-	return "application/octet-stream";
+	if (n == 0)
+		return false;
+	if (n > 2 && e[0] == '*' && e[1] == '.') /* *.example.com: any subdomain, any port */
+		return name_len > n - 1 && strncasecmp(host + name_len - (n - 1), e + 1, n - 1) == 0;
+	if (e[n - 1] != ']' && memchr(e, ':', n) != NULL && e[0] != '[') /* name:port: exactly */
+		return n == len && strncasecmp(e, host, n) == 0;
+	if (e[0] == '[' && memchr(e, ']', n) != NULL && e[n - 1] != ']') /* [v6]:port: exactly */
+		return n == len && strncasecmp(e, host, n) == 0;
+	return n == name_len && strncasecmp(e, host, n) == 0; /* a name: any port */
 }
 
-/* Serves a file below --static-dir; false when there is none to serve. */
-static bool route_static(struct gw_conn *c, const char *path, size_t plen)
+/*
+ * Whether host[0..len) (a Host header: name, name:port or [v6]:port) is one
+ * of --allowed-hosts: comma-separated names, each matching any port, or
+ * name:port matching that port only, or *.suffix matching any subdomain.
+ * Names compare without case.
+ */
+static bool host_listed(const char *list, const char *host, size_t len)
 {
-	const char *dir = c->gw->opt.static_dir;
-	struct rc_buf rel, full;
-	struct stat st;
-	bool served = false;
-	char *data = NULL;
-	int fd = -1;
+	const char *colon = NULL;
+	size_t name_len;
 
-	if (dir == NULL)
+	/* the port starts at the last ':' unless that is inside [v6] */
+	for (size_t i = len; i-- > 0;) {
+		if (host[i] == ']')
+			break;
+		if (host[i] == ':') {
+			colon = host + i;
+			break;
+		}
+	}
+	name_len = colon ? (size_t)(colon - host) : len;
+	for (const char *p = list; *p != '\0';) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		while (n > 0 && *p == ' ') {
+			p++;
+			n--;
+		}
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		if (host_entry_matches(p, n, host, len, name_len))
+			return true;
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+/* --allowed-hosts: false (and answered 403) when the request names another host. */
+static bool route_host_ok(struct gw_conn *c, const struct gw_req *req)
+{
+	const char *list = c->gw->opt.allowed_hosts;
+
+	if (list == NULL || (req->host.len > 0 && host_listed(list, req->host.data, req->host.len)))
+		return true;
+	c->gw->m.hosts_refused++;
+	gw_conn_error(c, 403, "host_not_allowed", "the Host header names a host this gateway does not serve (--allowed-hosts)",
+		      NULL);
+	return false;
+}
+
+bool gw_route_expect(struct gw_conn *c, const struct gw_req *req)
+{
+	const char *url = req->url.data ? req->url.data : "";
+	const char *qmark = memchr(url, '?', req->url.len);
+	size_t plen = qmark ? (size_t)(qmark - url) : req->url.len;
+
+	if (!route_host_ok(c, req))
 		return false;
-	rc_buf_init(&rel);
-	rc_buf_init(&full);
-	if (gw_pct_decode(path, plen, false, &rel) != RC_OK || rel.len == 0 || memchr(rel.data, '\0', rel.len) ||
-	    strstr(rel.data, "..") != NULL || strstr(rel.data, "//") != NULL)
-		goto out;
-	rc_buf_printf(&full, "%s%s%s", dir, rel.data, rel.data[rel.len - 1] == '/' ? "index.html" : "");
-	if (full.err)
-		goto out;
-	fd = open(full.data, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX_BYTES)
-		goto out;
-	data = malloc((size_t)st.st_size + 1);
-	if (data == NULL || read(fd, data, (size_t)st.st_size) != st.st_size)
-		goto out;
-	gw_conn_respond(c, 200, content_type_of(full.data), "Cache-Control: no-cache\r\n", data, (size_t)st.st_size,
-			false);
-	served = true;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(data);
-	rc_buf_fini(&rel);
-	rc_buf_fini(&full);
-	return served;
+
+	/* a publish that would be refused is refused before its body comes; the rest are read */
+	if (req->method == HTTP_POST && (path_is(url, plen, "/api/v1/events") || path_is(url, plen, "/api/v1/im/events")))
+		return gw_publish_admit(c, req);
+	return true;
 }
 
 void gw_route(struct gw_conn *c, struct gw_req *req)
@@ -220,6 +243,9 @@ void gw_route(struct gw_conn *c, struct gw_req *req)
 	size_t qlen = qmark ? req->url.len - plen - 1 : 0;
 	enum http_method m = req->method;
 
+	/* probes name the address they reach, whatever the browsers' hosts are */
+	if (!path_is(url, plen, "/healthz") && !path_is(url, plen, "/readyz") && !route_host_ok(c, req))
+		return;
 	if (path_is(url, plen, "/api/v1/events") || path_is(url, plen, "/api/v1/im/events")) {
 		if (m == HTTP_GET)
 			route_stream(c, req, query, qlen);
@@ -247,7 +273,9 @@ void gw_route(struct gw_conn *c, struct gw_req *req)
 			route_metrics(c);
 		return;
 	}
-	if (m == HTTP_GET && route_static(c, url, plen))
+	if (m == HTTP_GET && c->gw->opt.static_dir != NULL) {
+		gw_static_get(c, req, url, plen);
 		return;
+	}
 	gw_conn_error(c, 404, "not_found", "no such path; streams are at /api/v1/events", NULL);
 }

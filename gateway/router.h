@@ -7,10 +7,15 @@
 #ifndef GW_ROUTER_H
 #define GW_ROUTER_H
 
+#include <stdbool.h>
+
 struct gw_conn;
 struct gw_req;
 
 /* Handles req on c: answers it, starts a stream, or forwards a publish. */
 void gw_route(struct gw_conn *c, struct gw_req *req);
+
+/* Before the body of a request sent with Expect: 100-continue: see gw_expect_fn. */
+bool gw_route_expect(struct gw_conn *c, const struct gw_req *req);
 
 #endif

@@ -10,9 +10,9 @@
 #include "error.h"
 #include "gateway.h"
 #include "id.h"
+#include "proto_limits.h"
+#include "response.h"
 #include "sse.h"
-
-#define REPLAY_PAGE_EVENTS 1000
 
 /* A replay request in flight; outlives its stream if the client leaves. */
 struct gw_replay_call {
@@ -23,10 +23,6 @@ static void stream_fetch(struct gw_stream *s);
 static void stream_drained(void *owner);
 static void stream_closed(void *owner);
 
-static const char stream_head[] = "HTTP/1.1 200 OK\r\n"
-				  "Content-Type: text/event-stream; charset=utf-8\r\n"
-				  "Cache-Control: no-cache\r\n"
-				  "X-Accel-Buffering: no\r\n";
 
 /*
  * Queues bytes (later: live events, which may wait --write-delay-ms for the
@@ -140,7 +136,7 @@ static bool reply_has(const char *p, size_t len, const char *needle)
 }
 
 /* The broker answered a replay page for s. */
-static void stream_replay_done(void *arg, int err, const char *reply, size_t len)
+static void stream_replay_done(void *arg, int err, bool sent, const char *reply, size_t len)
 {
 	struct gw_replay_call *rc = arg;
 	struct gw_stream *s = rc->s;
@@ -152,6 +148,7 @@ static void stream_replay_done(void *arg, int err, const char *reply, size_t len
 	char ep[RC_ID_MAX];
 	size_t eplen;
 
+	(void)sent; /* a replay only reads */
 	free(rc);
 	if (s == NULL)
 		return; /* the client left meanwhile */
@@ -226,7 +223,7 @@ static void stream_fetch(struct gw_stream *s)
 		rc_buf_puts(&b, "],\"global\":true");
 	}
 	rc_buf_printf(&b, ",\"after\":\"%s\",\"limit\":%d,\"max_bytes\":%" PRId64 ",\"format\":\"frame\"}", after,
-		      REPLAY_PAGE_EVENTS, gw->opt.max_client_buffer / 4);
+		      RC_RESUME_PAGE_EVENTS, gw->opt.max_client_buffer / 4);
 	rc = malloc(sizeof(*rc));
 	if (b.err || rc == NULL) {
 		free(rc);
@@ -323,7 +320,6 @@ static const struct gw_conn_owner_ops stream_conn_ops = {
 int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out)
 {
 	struct gw_stream *s = calloc(1, sizeof(*s) + req->nrooms * sizeof(struct gw_member));
-	struct rc_buf head;
 	struct gw_chunk *ch;
 
 	if (s == NULL)
@@ -333,13 +329,7 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 	s->firehose = req->nrooms == 0;
 	s->nrooms = (uint16_t)req->nrooms;
 	gw_tq_entry_init(&s->hb);
-	rc_buf_init(&head);
-	rc_buf_puts(&head, stream_head);
-	if (gw->opt.cors_origin != NULL)
-		rc_buf_printf(&head, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", gw->opt.cors_origin);
-	rc_buf_puts(&head, "Connection: close\r\n\r\n" RC_SSE_PREAMBLE);
-	ch = head.err ? NULL : gw_chunk_dup(head.data, head.len);
-	rc_buf_fini(&head);
+	ch = gw_response_stream_head(gw->opt.cors_origin);
 	if (ch == NULL || gw_hub_add(&gw->hub, s, req->rooms, req->room_lens) != RC_OK) {
 		gw_chunk_unref(ch);
 		free(s);

@@ -70,6 +70,15 @@ void gw_tq_init(struct gw_tq *q, struct gw_timer *t, uint64_t timeout_ms, gw_tq_
 	gw_list_insert_tail(&t->queues, &q->node);
 }
 
+void gw_tq_fini(struct gw_tq *q)
+{
+	struct gw_list *n;
+
+	while ((n = gw_list_first(&q->entries)) != NULL)
+		gw_list_remove(n);
+	gw_list_remove(&q->node);
+}
+
 void gw_tq_push(struct gw_tq *q, struct gw_tq_entry *e)
 {
 	gw_list_remove(&e->node);

@@ -57,6 +57,9 @@ void gw_timer_close(struct gw_timer *t);
 /* Registers q with t: entries wait timeout_ms (0: never), then go to expire. */
 void gw_tq_init(struct gw_tq *q, struct gw_timer *t, uint64_t timeout_ms, gw_tq_expire_fn expire, void *data);
 
+/* Unregisters q from its timer; its entries are left off every queue. */
+void gw_tq_fini(struct gw_tq *q);
+
 /* Initializes an entry that is on no queue. */
 static inline void gw_tq_entry_init(struct gw_tq_entry *e)
 {

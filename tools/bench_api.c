@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "log.h"
 #include "options.h"
+#include "proto_limits.h"
 #include "timed_call.h"
 
 struct bench {
@@ -127,7 +128,7 @@ int main(int argc, char **argv)
 	};
 	const struct rc_opt table[] = {
 		{ "broker-api", RC_OPT_STR, &b.api, 0, 0, "the broker's api address" },
-		{ "batch", RC_OPT_INT, &b.batch, 1, 1000, "events per publish request" },
+		{ "batch", RC_OPT_INT, &b.batch, 1, RC_PUBLISH_MAX_EVENTS, "events per publish request" },
 		{ "events", RC_OPT_INT, &b.events, 1, INT64_MAX, "stop after this many events" },
 		{ "conns", RC_OPT_INT, &b.conns, 1, 256, "concurrent publishers (threads, one socket each)" },
 		{ "event-bytes", RC_OPT_INT, &b.event_bytes, 64, 60000, "approximate size of each event" },

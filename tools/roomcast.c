@@ -5,6 +5,9 @@
  *   roomcast publish --ndjson < events.ndjson          one event per line
  *   roomcast tail [--room R] [--count N]               events from the bus
  *   roomcast stats                                     the broker's counters
+ *
+ * Exit codes: 0 done; 1 failed (a publish: nothing was published); 2 bad
+ * options; 3 a publish was sent but got no answer (it may have been published).
  */
 #include <json-c/json.h>
 #include <nng/nng.h>
@@ -20,17 +23,20 @@
 #include "buf.h"
 #include "error.h"
 #include "event.h"
+#include "flush.h"
 #include "frame.h"
 #include "id.h"
+#include "json.h"
 #include "log.h"
 #include "options.h"
+#include "proto_limits.h"
 #include "timed_call.h"
 
 #define CLI_EXIT_USAGE 2 /* bad options or arguments (SPEC); other failures exit 1 */
+/* publish: the request went out but no answer came, so it may have been published */
+#define CLI_EXIT_UNKNOWN 3
 /* nng 1.5.2 can hang in nng_close (timed_call.h): the CLI exits regardless after this */
 #define CLI_CLOSE_MS 1000
-#define NDJSON_BATCH 1000
-#define NDJSON_BATCH_BYTES (4 * 1024 * 1024)
 
 struct cli {
 	const char *broker_api, *broker_bus;
@@ -39,6 +45,7 @@ struct cli {
 	int64_t count, timeout_ms;
 	enum rc_log_level log_level;
 	nng_socket req;
+	bool unanswered; /* a request was sent and got no answer */
 	atomic_bool tail_connected;
 };
 
@@ -66,6 +73,8 @@ static int cli_connect(struct cli *c)
 		return cli_fail("cannot open a socket: %s", nng_strerror(rv));
 	nng_socket_set_ms(c->req, NNG_OPT_RECVTIMEO, (nng_duration)c->timeout_ms);
 	nng_socket_set_ms(c->req, NNG_OPT_SENDTIMEO, (nng_duration)c->timeout_ms);
+	/* never re-send behind the user's back (nng would after a lost connection): it could publish twice */
+	nng_socket_set_ms(c->req, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_size(c->req, NNG_OPT_RECVMAXSZ, 0);
 	if ((rv = nng_dial(c->req, c->broker_api, NULL, NNG_FLAG_NONBLOCK)) != 0) {
 		/* a nonblocking dial fails only on the address itself: a bad option */
@@ -75,7 +84,11 @@ static int cli_connect(struct cli *c)
 	return 0;
 }
 
-/* Sends one request and returns the parsed reply (caller puts it), or NULL. */
+/*
+ * Sends one request and returns the parsed reply (caller puts it), or NULL;
+ * sets c->unanswered when the request went out but no answer came (nng's
+ * send returns once the request is handed to the connection).
+ */
 static struct json_object *cli_call(struct cli *c, const char *req, size_t len)
 {
 	char *buf = NULL;
@@ -84,8 +97,14 @@ static struct json_object *cli_call(struct cli *c, const char *req, size_t len)
 	struct json_tokener *tok;
 	int rv;
 
-	if ((rv = nng_send(c->req, (void *)req, len, 0)) != 0 || (rv = nng_recv(c->req, &buf, &blen, NNG_FLAG_ALLOC)) != 0) {
-		cli_fail("broker api %s unreachable: %s", c->broker_api, nng_strerror(rv));
+	if ((rv = nng_send(c->req, (void *)req, len, 0)) != 0) {
+		cli_fail("broker api %s unreachable: %s; the request was not sent", c->broker_api, nng_strerror(rv));
+		return NULL;
+	}
+	if ((rv = nng_recv(c->req, &buf, &blen, NNG_FLAG_ALLOC)) != 0) {
+		c->unanswered = true;
+		cli_fail("no answer from the broker api %s: %s; the request was sent, so it may have been published",
+			 c->broker_api, nng_strerror(rv));
 		return NULL;
 	}
 	/* the reply is not NUL-terminated: parse exactly its bytes */
@@ -129,40 +148,84 @@ static int cli_print_ids(struct json_object *reply)
 	return 0;
 }
 
+/*
+ * Appends the members of the JSON object text (--data) to out, each after a
+ * comma, as written (compact: numbers and strings untouched), except type
+ * and room_id, which --type and --room give. Returns false with why set
+ * when text is not one strict JSON object.
+ */
+static bool cli_data_members(const char *text, struct rc_buf *out, char *why, size_t whylen)
+{
+	struct rc_json j;
+	const char *key;
+	size_t len;
+
+	rc_json_init(&j, text, strlen(text), NULL);
+	rc_json_limit(&j, RC_JSON_MAX_DEPTH); /* the object becomes the event */
+	if (rc_json_peek(&j) != RC_JSON_OBJECT) {
+		if (rc_json_value(&j) && rc_json_end(&j))
+			snprintf(why, whylen, "not an object");
+		else
+			rc_json_error(&j, why, whylen);
+		return false;
+	}
+	rc_json_begin(&j);
+	while (rc_json_next(&j)) {
+		if (rc_json_key_is(&j, "type") || rc_json_key_is(&j, "room_id")) {
+			rc_json_value(&j);
+			continue;
+		}
+		key = rc_json_key(&j, &len);
+		rc_buf_puts(out, ",\"");
+		rc_buf_append(out, key, len);
+		rc_buf_puts(out, "\":");
+		j.out = out;
+		rc_json_value(&j);
+		j.out = NULL;
+	}
+	if (!rc_json_end(&j)) {
+		rc_json_error(&j, why, whylen);
+		return false;
+	}
+	return true;
+}
+
 static int cli_publish_one(struct cli *c)
 {
-	struct json_object *ev, *req, *arr, *reply;
-	const char *s;
+	struct json_object *reply;
+	struct rc_buf req;
+	char why[256];
 	int rc = 1;
 
 	if (c->type == NULL) {
 		cli_fail("publish needs --type (or --ndjson)");
 		return CLI_EXIT_USAGE;
 	}
-	if (c->data != NULL) {
-		ev = json_tokener_parse(c->data);
-		if (ev == NULL || !json_object_is_type(ev, json_type_object)) {
-			json_object_put(ev);
-			cli_fail("--data must be a JSON object, got '%s'", c->data);
-			return CLI_EXIT_USAGE;
-		}
-	} else {
-		ev = json_object_new_object();
+	/* the event is built as text, so --data goes to the broker as written */
+	rc_buf_init(&req);
+	rc_buf_puts(&req, "{\"op\":\"publish\",\"events\":[{\"type\":");
+	rc_buf_json_str(&req, c->type, strlen(c->type));
+	if (c->room != NULL) {
+		rc_buf_puts(&req, ",\"room_id\":");
+		rc_buf_json_str(&req, c->room, strlen(c->room));
 	}
-	json_object_object_add(ev, "type", json_object_new_string(c->type));
-	if (c->room != NULL)
-		json_object_object_add(ev, "room_id", json_object_new_string(c->room));
-	req = json_object_new_object();
-	arr = json_object_new_array();
-	json_object_array_add(arr, ev);
-	json_object_object_add(req, "op", json_object_new_string("publish"));
-	json_object_object_add(req, "events", arr);
-	s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	reply = cli_call(c, s, strlen(s));
+	if (c->data != NULL && !cli_data_members(c->data, &req, why, sizeof(why))) {
+		rc_buf_fini(&req);
+		cli_fail("--data must be a JSON object, got '%s': %s", c->data, why);
+		return CLI_EXIT_USAGE;
+	}
+	rc_buf_puts(&req, "}]}");
+	if (req.err) {
+		rc_buf_fini(&req);
+		return cli_fail("out of memory");
+	}
+	reply = cli_call(c, req.data, req.len);
 	if (reply != NULL && cli_reply_ok(reply, ""))
 		rc = cli_print_ids(reply);
+	else if (reply == NULL && c->unanswered)
+		rc = CLI_EXIT_UNKNOWN;
 	json_object_put(reply);
-	json_object_put(req);
+	rc_buf_fini(&req);
 	return rc;
 }
 
@@ -182,6 +245,8 @@ static int cli_publish_batch(struct cli *c, struct rc_buf *b, size_t n, long fir
 	snprintf(ctx, sizeof(ctx), "batch from line %ld: ", first_line);
 	if (reply != NULL && cli_reply_ok(reply, ctx))
 		rc = cli_print_ids(reply);
+	else if (reply == NULL && c->unanswered)
+		rc = CLI_EXIT_UNKNOWN;
 	json_object_put(reply);
 	return rc;
 }
@@ -204,7 +269,7 @@ static int cli_publish_ndjson(struct cli *c)
 			line[--len] = '\0';
 		if (len == 0)
 			continue;
-		if (n > 0 && (n == NDJSON_BATCH || b.len + (size_t)len > NDJSON_BATCH_BYTES)) {
+		if (n > 0 && (n == RC_PUBLISH_MAX_EVENTS || b.len + (size_t)len > RC_PUBLISH_BATCH_BYTES)) {
 			rc = cli_publish_batch(c, &b, n, first);
 			b.len = 0;
 			rc_buf_puts(&b, head);
@@ -281,23 +346,61 @@ static int64_t cli_tail_print(struct cli *c, struct rc_frame_reader *r, int64_t 
 	return printed;
 }
 
+/* What tail's flush assembler calls back with. */
+struct cli_tail {
+	struct cli *c;
+	int64_t printed;
+	struct rc_buf out;
+};
+
+/* --room: that room and the global events (what tail subscribes to); else every room. */
+static bool cli_tail_wants(void *arg, const char *room, size_t room_len)
+{
+	const char *want = ((struct cli_tail *)arg)->c->room;
+
+	return want == NULL || room_len == 0 || (room_len == strlen(want) && memcmp(room, want, room_len) == 0);
+}
+
+/* A flush ended: its events are printed, up to --count. */
+static void cli_tail_flush(void *arg, struct rc_frame_reader *r, uint64_t first, bool complete)
+{
+	struct cli_tail *t = arg;
+
+	/* tail shows what the bus delivered: the events of a frame nng dropped are not printed */
+	(void)first;
+	(void)complete;
+	t->printed += cli_tail_print(t->c, r, t->c->count - t->printed, &t->out);
+}
+
+static void cli_tail_bad(void *arg, int err, const char *what, size_t len)
+{
+	(void)arg;
+	(void)err;
+	(void)what;
+	(void)len;
+	fprintf(stderr, "roomcast: skipped a corrupt bus message\n");
+}
+
 static int cli_tail(struct cli *c)
 {
+	struct cli_tail t = { .c = c };
+	struct rc_flush_cfg cfg = { .wants = cli_tail_wants, .done = cli_tail_flush, .bad = cli_tail_bad, .arg = &t };
+	struct rc_flush_asm *flush;
 	nng_socket sub;
-	int64_t printed = 0;
-	nng_msg **pending = NULL;
-	struct rc_frame_reader *frames = NULL;
-	size_t npending = 0, cap = 0;
-	struct rc_buf out, merged;
 	int rv;
 
 	if ((rv = nng_sub0_open(&sub)) != 0)
 		return cli_fail("cannot open a socket: %s", nng_strerror(rv));
+	if ((flush = rc_flush_asm_new(&cfg)) == NULL) {
+		rc_nng_close_within(sub, CLI_CLOSE_MS);
+		return cli_fail("out of memory");
+	}
 	if (c->room != NULL) {
 		/* the room, global events, and the indexes that close each flush */
 		char topic[RC_BUS_TOPIC_MAX];
 		size_t len = strlen(c->room);
 		if (!rc_room_valid(c->room, len)) {
+			rc_flush_asm_free(flush);
 			rc_nng_close_within(sub, CLI_CLOSE_MS);
 			cli_fail("bad --room '%s': 1-%d bytes of [A-Za-z0-9._:@-]", c->room, RC_ROOM_MAX);
 			return CLI_EXIT_USAGE;
@@ -315,80 +418,26 @@ static int cli_tail(struct cli *c)
 	/* tell a script that the subscription is in place: once connected, not at the dial */
 	nng_pipe_notify(sub, NNG_PIPE_EV_ADD_POST, cli_tail_connected, c);
 	if ((rv = nng_dial(sub, c->broker_bus, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		rc_flush_asm_free(flush);
 		rc_nng_close_within(sub, CLI_CLOSE_MS);
 		cli_fail("bad --broker-bus '%s': %s", c->broker_bus, nng_strerror(rv));
 		return CLI_EXIT_USAGE;
 	}
-	rc_buf_init(&out);
-	rc_buf_init(&merged);
-	while (c->count == 0 || printed < c->count) {
-		struct rc_frame_reader r;
-		struct rc_index_reader ir;
-		struct rc_bus_msg bm;
-		size_t n = 0;
+	rc_buf_init(&t.out);
+	/* each frame waits for its flush's index; the index prints the flush */
+	while (c->count == 0 || t.printed < c->count) {
 		nng_msg *msg;
 
 		if ((rv = nng_recvmsg(sub, &msg, 0)) != 0) {
 			cli_fail("bus %s: %s", c->broker_bus, nng_strerror(rv));
 			break;
 		}
-		if (rc_bus_msg_parse(&bm, nng_msg_body(msg), nng_msg_len(msg)) != RC_OK ||
-		    (bm.index ? rc_index_reader_init(&ir, bm.body, bm.body_len)
-			      : rc_frame_reader_init(&r, bm.body, bm.body_len)) != RC_OK) {
-			fprintf(stderr, "roomcast: skipped a corrupt bus message\n");
-			nng_msg_free(msg);
-			continue;
-		}
-		if (!bm.index) {
-			/* a frame waits for its flush's index */
-			if (npending == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				nng_msg **np = realloc(pending, ncap * sizeof(*np));
-				struct rc_frame_reader *nf = np ? realloc(frames, ncap * sizeof(*nf)) : NULL;
-				if (np != NULL)
-					pending = np;
-				if (nf == NULL) {
-					cli_fail("out of memory");
-					nng_msg_free(msg);
-					break;
-				}
-				frames = nf;
-				cap = ncap;
-			}
-			pending[npending++] = msg;
-			continue;
-		}
-		if (ir.hdr.flags & RC_FRAME_WHOLE) {
-			/* a whole flush: its events follow its index */
-			printed += cli_tail_print(c, &ir.whole, c->count - printed, &out);
-		} else {
-			/* the index: this flush's frames in gseq order; older ones lost their index */
-			for (size_t i = 0; i < npending; i++) {
-				rc_bus_msg_parse(&bm, nng_msg_body(pending[i]), nng_msg_len(pending[i]));
-				rc_frame_reader_init(&frames[n], bm.body, bm.body_len);
-				if (frames[n].hdr.last_gseq == ir.hdr.last_gseq && frames[n].hdr.epoch == ir.hdr.epoch)
-					n++;
-			}
-			struct rc_frame_hdr hdr = { .epoch = ir.hdr.epoch, .last_gseq = ir.hdr.last_gseq };
-			merged.len = 0;
-			if (n > 0 && rc_frame_merge(&merged, hdr, frames, n) == RC_OK) {
-				rc_frame_reader_init(&r, merged.data, merged.len);
-				printed += cli_tail_print(c, &r, c->count - printed, &out);
-			}
-		}
-		for (size_t i = 0; i < npending; i++)
-			nng_msg_free(pending[i]);
-		npending = 0;
-		nng_msg_free(msg);
+		rc_flush_asm_msg(flush, msg);
 	}
-	for (size_t i = 0; i < npending; i++)
-		nng_msg_free(pending[i]);
-	free(pending);
-	free(frames);
-	rc_buf_fini(&merged);
-	rc_buf_fini(&out);
+	rc_flush_asm_free(flush);
+	rc_buf_fini(&t.out);
 	rc_nng_close_within(sub, CLI_CLOSE_MS);
-	return c->count > 0 && printed < c->count ? 1 : 0;
+	return c->count > 0 && t.printed < c->count ? 1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -44,7 +44,7 @@ MUTATIONS = [
     ("${ROOMCAST_PUBLISH_TOKEN:-}", "fixed-token", "does not come from ${ROOMCAST_PUBLISH_TOKEN}"),
     ('"--timeout-ms", "1000"', '"--timeout", "1000"', "unknown option"),
     ("ROOMCAST_LISTEN: 0.0.0.0:8080", "ROOMCAST_LISTEN: 127.0.0.1:8080", "should be 0.0.0.0:PORT"),
-    ('command: ["roomcast-gateway"]', 'command: ["roomcast-gateway", "--max-conns", "0"]', "out of range"),
+    ('command: ["roomcast-gateway"]', 'command: ["roomcast-gateway", "--max-conns", "-1"]', "out of range"),
     ('DEMO_INTERVAL: "0.3"', 'DEMO_INTERVAL: "fast"', "DEMO_INTERVAL"),
 ]
 

@@ -10,7 +10,11 @@
  *   - replay after an id, for rooms and the firehose, paged, in json and frame
  *     format, and its errors (history_unavailable, epoch_mismatch, invalid_id);
  *   - 1,000 random byte strings and 1,000 mutated requests each get a reply,
- *     and the broker keeps serving.
+ *     and the broker keeps serving;
+ *   - memory: 100,000 new rooms cost what they hold, and --max-rooms refuses
+ *     the room beyond; 16 clients replaying a 60 MB history at once get
+ *     answers of at most --replay-max-bytes and the broker stays bounded;
+ *     a bus subscriber that reads nothing costs the broker a bounded amount.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
@@ -43,8 +54,8 @@
 #define LOAD_ROOMS 5 /* plus the global events, index LOAD_ROOMS */
 
 static const char *const known_codes[] = {
-	"bad_request", "invalid_field",	 "invalid_event",	"too_large",	 "unknown_op",
-	"invalid_id",  "epoch_mismatch", "history_unavailable", "shutting_down", NULL,
+	"bad_request",	  "invalid_field",	 "invalid_event", "too_large",	    "unknown_op", "invalid_id",
+	"epoch_mismatch", "history_unavailable", "shutting_down", "too_many_rooms", "busy",	    NULL,
 };
 
 static struct broker_fixture *start_broker(void **state, const char *const *args)
@@ -913,6 +924,297 @@ static void test_garbage(void **state)
 	free(buf);
 }
 
+/* ---- 7. memory under load ---- */
+
+/* ASan's shadow memory and quarantine make the resident set meaningless: measured, not checked. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_CHECKED false
+#else
+#define RSS_CHECKED true
+#endif
+
+/* A field of the broker's /proc status in kB ("VmRSS:", "VmHWM:"), 0 when unknown. */
+static size_t broker_status_kb(const struct broker_fixture *b, const char *field)
+{
+	char path[64], *status, *p;
+	size_t kb = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)b->proc.pid);
+	status = proc_read_file(path, NULL);
+	if (status != NULL && (p = strstr(status, field)) != NULL)
+		kb = (size_t)strtoull(p + strlen(field), NULL, 10);
+	free(status);
+	return kb;
+}
+
+/* The broker's resident set (VmRSS) in bytes, 0 when unknown. */
+static size_t broker_rss(const struct broker_fixture *b)
+{
+	return broker_status_kb(b, "VmRSS:") * 1024;
+}
+
+#define ROOMS_N 100000
+/* a room and its one event; before rooms' indexes were sized by what they hold: ~4.3 KB */
+#define ROOM_RSS_MAX 1024
+
+/*
+ * 100,000 events into 100,000 new rooms, 1,000 per publish: the broker grows
+ * by what the rooms and their events cost, and the room past --max-rooms is
+ * refused (too_many_rooms) while the rooms it has go on.
+ */
+static void test_room_memory(void **state)
+{
+	static const char *const args[] = { "--max-rooms", "100000", NULL };
+	struct broker_fixture *b = start_broker(state, args);
+	struct json_object *r;
+	struct rc_buf ev;
+	size_t rss0, rss1, room_bytes;
+	nng_socket s;
+
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	publish(b, s, "[{\"type\":\"warm\"}]", 1);
+	rss0 = broker_rss(b);
+	for (size_t k = 0; k < ROOMS_N / 1000; k++) {
+		rc_buf_init(&ev);
+		rc_buf_puts(&ev, "[");
+		for (size_t i = 0; i < 1000; i++)
+			rc_buf_printf(&ev, "%s{\"type\":\"t\",\"room_id\":\"room-%06zu\"}", i ? "," : "", k * 1000 + i);
+		rc_buf_puts(&ev, "]");
+		publish(b, s, ev.data, 1000);
+		rc_buf_fini(&ev);
+	}
+	rss1 = broker_rss(b);
+	r = call_ok(s, "{\"op\":\"stats\"}");
+	assert_int_equal(json_object_get_int64(json_get(r, "rooms")), ROOMS_N);
+	room_bytes = (size_t)json_object_get_int64(json_get(r, "room_bytes"));
+	json_object_put(r);
+	print_message("%d rooms of one event: the broker grew by %zu bytes a room (rooms and events; "
+		      "stats room_bytes: %zu a room)\n",
+		      ROOMS_N, rss1 > rss0 ? (rss1 - rss0) / ROOMS_N : 0, room_bytes / ROOMS_N);
+	if (RSS_CHECKED && rss0 > 0 && rss1 > rss0 && (rss1 - rss0) / ROOMS_N > ROOM_RSS_MAX)
+		fail_msg("the broker grew by %zu bytes a room, want <= %d", (rss1 - rss0) / ROOMS_N, ROOM_RSS_MAX);
+	/* one room more: refused whole, known rooms go on */
+	assert_code(s,
+		    "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"room-000001\"},"
+		    "{\"type\":\"t\",\"room_id\":\"one-more\"}]}",
+		    "too_many_rooms");
+	publish(b, s, "[{\"type\":\"t\",\"room_id\":\"room-000001\"},{\"type\":\"t\"}]", 2);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
+}
+
+/* Resets the broker's VmHWM to its current resident set (Linux clear_refs 5). */
+static bool reset_peak_rss(const struct broker_fixture *b)
+{
+	char path[64];
+	FILE *f;
+	bool ok;
+
+	snprintf(path, sizeof(path), "/proc/%d/clear_refs", (int)b->proc.pid);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return false;
+	ok = fputs("5", f) >= 0;
+	return fclose(f) == 0 && ok;
+}
+
+#define REPLAY_CLIENTS 16
+#define REPLAY_ROUNDS 3
+#define REPLAY_EVENT_PAD 6000
+#define REPLAY_EVENTS 10000 /* ~60 MB of history */
+#define REPLAY_CAP (4 << 20) /* the default --replay-max-bytes */
+/* peak growth while 16 clients replay: answers of 60 MB each grew the broker by ~1 GB before the cap */
+#define REPLAY_RSS_MAX (256u << 20)
+
+struct replayer {
+	const char *url;
+	size_t pages, busy, max_len;
+	char err[256];
+};
+
+static void *replayer_run(void *arg)
+{
+	static const char req[] = "{\"op\":\"replay\",\"limit\":10000,\"max_bytes\":1000000000,\"format\":\"frame\"}";
+	struct replayer *r = arg;
+	nng_socket s;
+
+	if (api_open(&s, r->url, API_TIMEOUT_MS) != 0) {
+		snprintf(r->err, sizeof(r->err), "cannot open the api socket");
+		return NULL;
+	}
+	while (r->pages < REPLAY_ROUNDS && r->err[0] == '\0') {
+		struct rc_frame_reader fr;
+		size_t len;
+		int err = 0;
+		char *raw = api_call_raw(s, req, sizeof(req) - 1, &len, &err);
+
+		if (raw == NULL) {
+			snprintf(r->err, sizeof(r->err), "no reply: %s", nng_strerror(err));
+		} else if (len >= 4 && memcmp(raw, "RCF1", 4) == 0) {
+			if (rc_frame_reader_init(&fr, raw, len) != RC_OK || !(fr.hdr.flags & RC_FRAME_MORE) ||
+			    fr.hdr.count == 0)
+				snprintf(r->err, sizeof(r->err), "a bad replay frame (%zu bytes)", len);
+			r->max_len = len > r->max_len ? len : r->max_len;
+			r->pages++;
+		} else if (strstr(raw, "\"busy\"") != NULL) {
+			r->busy++; /* asked again */
+		} else {
+			snprintf(r->err, sizeof(r->err), "%.200s", raw);
+		}
+		free(raw);
+	}
+	rc_nng_close_within(s, NNG_CLOSE_MS);
+	return NULL;
+}
+
+/*
+ * 16 clients each ask 3 times for the whole history of 60 MB at once: each
+ * answer holds at most --replay-max-bytes with MORE set, at most
+ * --max-replays answers are built at once (the others wait their turn), and
+ * the broker's peak resident set grows by a bounded amount.
+ */
+static void test_replay_memory(void **state)
+{
+	struct broker_fixture *b = start_broker(state, NULL);
+	struct replayer rs[REPLAY_CLIENTS];
+	pthread_t threads[REPLAY_CLIENTS];
+	size_t rss0, peak, busy = 0, max_len = 0;
+	struct rc_buf ev;
+	bool peak_reset;
+	nng_socket s;
+
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	rc_buf_init(&ev);
+	for (int k = 0; k < REPLAY_EVENTS / 100; k++) {
+		ev.len = 0;
+		rc_buf_puts(&ev, "[");
+		for (int i = 0; i < 100; i++)
+			rc_buf_printf(&ev, "%s{\"type\":\"t\",\"room_id\":\"r%d\",\"pad\":\"%0*d\"}", i ? "," : "",
+				      i % 10, REPLAY_EVENT_PAD, k);
+		rc_buf_puts(&ev, "]");
+		publish(b, s, ev.data, 100);
+	}
+	rc_buf_fini(&ev);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
+	peak_reset = reset_peak_rss(b);
+	rss0 = broker_rss(b);
+	memset(rs, 0, sizeof(rs));
+	for (int t = 0; t < REPLAY_CLIENTS; t++) {
+		rs[t].url = b->api_url;
+		assert_int_equal(pthread_create(&threads[t], NULL, replayer_run, &rs[t]), 0);
+	}
+	for (int t = 0; t < REPLAY_CLIENTS; t++) {
+		pthread_join(threads[t], NULL);
+		if (rs[t].err[0] != '\0')
+			fail_msg("replay client %d: %s", t, rs[t].err);
+		busy += rs[t].busy;
+		max_len = rs[t].max_len > max_len ? rs[t].max_len : max_len;
+	}
+	peak = broker_status_kb(b, peak_reset ? "VmHWM:" : "VmRSS:") * 1024;
+	print_message("%d clients x %d replays of a 60 MB history: answers of at most %zu bytes, %zu busy answers, "
+		      "the broker's %s grew by %zu MB\n",
+		      REPLAY_CLIENTS, REPLAY_ROUNDS, max_len, busy, peak_reset ? "peak" : "resident set",
+		      peak > rss0 ? (peak - rss0) >> 20 : 0);
+	if (max_len > REPLAY_CAP + 128)
+		fail_msg("a replay answer of %zu bytes, the cap is %d", max_len, REPLAY_CAP);
+	if (RSS_CHECKED && rss0 > 0 && peak > rss0 && peak - rss0 > REPLAY_RSS_MAX)
+		fail_msg("the broker grew by %zu MB during the replays, want <= %u", (peak - rss0) >> 20,
+			 REPLAY_RSS_MAX >> 20);
+}
+
+#define SLOW_PUBLISHES 2500
+#define SLOW_BATCH 100
+#define SLOW_PAD 1000 /* ~250 MB published in all */
+/* what the broker may grow by while a subscriber reads nothing (it grew by all it published before) */
+#define SLOW_RSS_MAX (128u << 20)
+
+/* Reads exactly n bytes (SO_RCVTIMEO bounds each wait); false on EOF, error or timeout. */
+static bool read_full(int fd, void *buf, size_t n)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t r = recv(fd, (char *)buf + got, n - got, 0);
+		if (r <= 0)
+			return false;
+		got += (size_t)r;
+	}
+	return true;
+}
+
+/*
+ * A bus subscriber over raw TCP that does the SP handshake (as a SUB), reads
+ * the tick the broker sends to a new subscriber (so its pipe is up), and then
+ * never reads again. Returns the fd, or -1.
+ */
+static int slow_subscriber(int port)
+{
+	static const uint8_t sp_sub[8] = { 0x00, 'S', 'P', 0x00, 0x00, 0x21, 0x00, 0x00 };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { .tv_sec = 10 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), small = 4096;
+	uint8_t hdr[8], len[8], body[256];
+	uint64_t n = 0;
+
+	if (fd < 0)
+		return -1;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || send(fd, sp_sub, 8, 0) != 8 ||
+	    !read_full(fd, hdr, 8) || hdr[1] != 'S' || !read_full(fd, len, 8))
+		goto fail;
+	for (int i = 0; i < 8; i++)
+		n = n << 8 | len[i];
+	if (n > sizeof(body) || !read_full(fd, body, (size_t)n))
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/*
+ * A bus subscriber that stops reading while ~250 MB of events are published:
+ * what the broker queues for it is bounded in bytes (nng drops the oldest
+ * messages for it), and the broker goes on serving.
+ */
+static void test_bus_slow_subscriber(void **state)
+{
+	static const char *const args[] = { "--history-bytes", "8m", NULL };
+	struct broker_fixture *b = start_broker(state, args);
+	struct json_object *r;
+	struct rc_buf ev;
+	size_t rss0, rss1;
+	nng_socket s;
+	int fd;
+
+	fd = slow_subscriber(b->bus_port);
+	if (fd < 0)
+		fail_msg("the raw bus subscriber could not connect");
+	assert_int_equal(api_open(&s, b->api_url, API_TIMEOUT_MS), 0);
+	rss0 = broker_rss(b);
+	rc_buf_init(&ev);
+	for (int k = 0; k < SLOW_PUBLISHES; k++) {
+		ev.len = 0;
+		rc_buf_puts(&ev, "[");
+		for (int i = 0; i < SLOW_BATCH; i++)
+			rc_buf_printf(&ev, "%s{\"type\":\"t\",\"room_id\":\"r%d\",\"pad\":\"%0*d\"}", i ? "," : "", k % 3,
+				      SLOW_PAD, i);
+		rc_buf_puts(&ev, "]");
+		publish(b, s, ev.data, SLOW_BATCH);
+	}
+	rc_buf_fini(&ev);
+	rss1 = broker_rss(b);
+	r = call_ok(s, "{\"op\":\"stats\"}");
+	print_message("~%d MB published with a bus subscriber that reads nothing: the broker grew by %zu MB "
+		      "(bus messages %" PRId64 ")\n",
+		      SLOW_PUBLISHES * SLOW_BATCH * SLOW_PAD >> 20, rss1 > rss0 ? (rss1 - rss0) >> 20 : 0,
+		      json_object_get_int64(json_get(json_get(r, "bus"), "frames")));
+	json_object_put(r);
+	close(fd);
+	rc_nng_close_within(s, NNG_CLOSE_MS);
+	if (RSS_CHECKED && rss0 > 0 && rss1 > rss0 && rss1 - rss0 > SLOW_RSS_MAX)
+		fail_msg("the broker grew by %zu MB, want <= %u", (rss1 - rss0) >> 20, SLOW_RSS_MAX >> 20);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -922,6 +1224,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_publishers_room_frames, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_replay, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_room_memory, NULL, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_memory, NULL, teardown),
+		cmocka_unit_test_setup_teardown(test_bus_slow_subscriber, NULL, teardown),
 	};
 
 	if (proc_init() != 0) {

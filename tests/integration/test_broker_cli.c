@@ -6,7 +6,8 @@
  *     the subcommand, ROOMCAST_* variables, flags winning) and `roomcast tail`
  *     receiving those events from the bus (small flushes whole, and with a
  *     broker that sends every flush room by room); `roomcast stats`; the CLI's errors
- *     and exit codes (2 for bad options);
+ *     and exit codes (2 for bad options; 3 for a publish whose connection was
+ *     lost after the send, which is never sent again);
  *   - roomcast-broker: SIGTERM/SIGINT exit 0 promptly after flushing the bus,
  *     logs of `level=... msg=...` lines, exit 2 on bad options, --help listing
  *     every option with its variable, options from the environment.
@@ -25,6 +26,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <signal.h>
@@ -47,9 +49,14 @@ static const char *const broker_options[] = {
 	"history-events",
 	"history-bytes",
 	"max-event-bytes",
+	"max-rooms",
+	"replay-max-bytes",
+	"max-replays",
+	"replay-wait-ms",
 	"api-workers",
 	"api-max-bytes",
 	"bus-sendbuf",
+	"bus-buffer-bytes",
 	"bus-frame-bytes",
 	"bus-whole-bytes",
 	"bus-tick-ms",
@@ -419,6 +426,137 @@ static void test_cli_errors(void **state)
 	run_fini(&r);
 }
 
+/*
+ * ---- a publish that got no answer ----
+ *
+ * A fake broker api on a plain TCP socket: it speaks the SP handshake as a
+ * REP socket and reads whole messages, so the test decides when the
+ * connection drops: right after the request came, as a broker that crashed
+ * before its answer would.
+ */
+
+#define SP_REP0 0x31 /* the SP protocol number of rep0 (req0: 0x30) */
+
+static int fake_api_listen(int *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t slen = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &slen), 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* Reads exactly len bytes within timeout_ms: 1, 0 at EOF (or reset), -1 at the deadline. */
+static int fake_api_read(int fd, void *buf, size_t len, int timeout_ms)
+{
+	int64_t deadline = proc_now_ms() + timeout_ms;
+	size_t got = 0;
+
+	while (got < len) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - proc_now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) == 0)
+			return -1;
+		n = read(fd, (char *)buf + got, len - got);
+		if (n <= 0)
+			return 0;
+		got += (size_t)n;
+	}
+	return 1;
+}
+
+/* Accepts a connection within timeout_ms and does the handshake; the fd, or -1. */
+static int fake_api_accept(int lfd, int timeout_ms)
+{
+	static const unsigned char hello[8] = { 0, 'S', 'P', 0, 0, SP_REP0, 0, 0 };
+	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+	unsigned char peer[8];
+	int fd;
+
+	if (poll(&pfd, 1, timeout_ms) != 1 || (fd = accept(lfd, NULL, NULL)) < 0)
+		return -1;
+	if (write(fd, hello, sizeof(hello)) != (ssize_t)sizeof(hello) ||
+	    fake_api_read(fd, peer, sizeof(peer), 5000) != 1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads one SP message (64-bit big-endian length, then the bytes): 1, 0 at EOF, -1 at the deadline. */
+static int fake_api_read_msg(int fd, int timeout_ms)
+{
+	unsigned char hdr[8];
+	uint64_t len = 0;
+	char *body;
+	int rv;
+
+	if ((rv = fake_api_read(fd, hdr, sizeof(hdr), timeout_ms)) != 1)
+		return rv;
+	for (int i = 0; i < 8; i++)
+		len = len << 8 | hdr[i];
+	assert_true(len > 0 && len < 1024 * 1024);
+	body = malloc(len);
+	assert_non_null(body);
+	rv = fake_api_read(fd, body, len, timeout_ms);
+	free(body);
+	return rv;
+}
+
+/* Closes with a reset, as the kernel does for a process that died with unread data. */
+static void fake_api_reset(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+static void test_cli_publish_lost_answer(void **state)
+{
+	int port, lfd = fake_api_listen(&port), fd;
+	char url[64];
+	struct proc p;
+	char *err;
+	int st;
+
+	(void)state;
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+	const char *const args[] = { "publish", "--type", "t", "--broker-api", url, "--timeout-ms", "10000", NULL };
+	struct proc_spec spec = { .path = RC_CLI_BIN, .argv = args, .env_drop_prefix = "ROOMCAST_" };
+	assert_int_equal(proc_spawn(&p, &spec), 0);
+
+	fd = fake_api_accept(lfd, CLI_TIMEOUT_MS);
+	assert_true(fd >= 0);
+	assert_int_equal(fake_api_read_msg(fd, CLI_TIMEOUT_MS), 1);
+	fake_api_reset(fd);
+	/* until the CLI exits: it may dial again, but must not send the publish again */
+	for (int64_t deadline = proc_now_ms() + CLI_TIMEOUT_MS; proc_running(&p);) {
+		if (proc_now_ms() > deadline)
+			fail_msg("roomcast publish did not exit after its connection was lost");
+		if ((fd = fake_api_accept(lfd, 50)) < 0)
+			continue;
+		st = fake_api_read_msg(fd, CLI_TIMEOUT_MS);
+		close(fd);
+		if (st == 1)
+			fail_msg("roomcast publish sent its request again after the connection was lost");
+	}
+	close(lfd);
+	st = proc_wait(&p, 0);
+	err = proc_stderr(&p);
+	if (st != 3 || strstr(err, "may have been published") == NULL)
+		fail_msg("a publish sent without an answer: exit %d (want 3), stderr: %s", st, err);
+	free(err);
+}
+
 /* ---- 6. the broker process ---- */
 
 static void assert_log_lines(const char *log)
@@ -662,6 +800,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cli_publish_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cli_publish_tail_room_frames, setup_room_frames, teardown),
 		cmocka_unit_test_setup_teardown(test_cli_errors, setup, teardown),
+		cmocka_unit_test_teardown(test_cli_publish_lost_answer, teardown_children),
 		cmocka_unit_test_setup_teardown(test_broker_sigterm, NULL, teardown),
 		cmocka_unit_test_setup_teardown(test_broker_sigint, NULL, teardown),
 		cmocka_unit_test_teardown(test_broker_bad_options, teardown_children),

@@ -1,5 +1,6 @@
 /*
- * test_bus.c - the clock of the broker bus's idle tick (broker/bus.c).
+ * test_bus.c - the clock of the broker bus's idle tick (broker/bus.c), and
+ * the length of its queues per subscriber (bounded in bytes).
  *
  * The tick waits on a condition variable with a deadline. Both must be on
  * CLOCK_MONOTONIC: on CLOCK_REALTIME, setting the wall clock back stops the
@@ -100,11 +101,48 @@ static void test_condvar_waits_on_the_monotonic_clock(void **state)
 	pthread_mutex_destroy(&w.mtx);
 }
 
+/*
+ * The queue per subscriber is sized so that the largest messages it can hold
+ * stay within buffer_bytes: the bound on what subscribers that read nothing
+ * cost the broker.
+ */
+static void test_queue_len_bounds_the_bytes(void **state)
+{
+	struct bus_config c = {
+		.max_frame_bytes = 64 * 1024, .max_event_bytes = 64 * 1024, .sendbuf = 8192, .buffer_bytes = 64 << 20
+	};
+	size_t m;
+
+	(void)state;
+	/* the defaults: a flush of 64 KiB or one event of 64 KiB, wrapped */
+	m = bus_max_message_bytes(&c);
+	assert_true(m >= 64 * 1024 + 128 + 22 && m < 66 * 1024);
+	assert_true(bus_queue_len(&c) > 512);
+	assert_true((size_t)bus_queue_len(&c) * m <= c.buffer_bytes);
+	/* a larger flush or event: fewer messages */
+	c.max_frame_bytes = 1 << 20;
+	assert_int_equal(bus_queue_len(&c), (64 << 20) / bus_max_message_bytes(&c));
+	c.max_frame_bytes = 4096;
+	c.max_event_bytes = 16 << 20;
+	assert_true((size_t)bus_queue_len(&c) * bus_max_message_bytes(&c) <= c.buffer_bytes);
+	assert_int_equal(bus_queue_len(&c), 3);
+	/* never below one, never above sendbuf; 0: sendbuf alone */
+	c.buffer_bytes = 1;
+	assert_int_equal(bus_queue_len(&c), 1);
+	c.max_event_bytes = 64;
+	c.buffer_bytes = (size_t)1 << 40;
+	assert_int_equal(bus_queue_len(&c), 8192);
+	c.buffer_bytes = 0;
+	c.sendbuf = 100;
+	assert_int_equal(bus_queue_len(&c), 100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_deadline_is_ms_from_now_on_the_monotonic_clock),
 		cmocka_unit_test(test_condvar_waits_on_the_monotonic_clock),
+		cmocka_unit_test(test_queue_len_bounds_the_bytes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /*
  * test_event.c - event validation and the compact one-line serialization
- * that subscribers receive (SPEC: Events).
+ * that subscribers receive (SPEC: Events): the event exactly as published,
+ * whitespace outside strings dropped.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,52 +13,65 @@
 
 #include <cmocka.h>
 #include <json-c/json.h>
-#include <math.h>
 
 #include "error.h"
 #include "event.h"
 
 #define MAX_BYTES RC_MAX_EVENT_BYTES_DEFAULT
 
-/* Parses text, which the test itself wrote and must be valid JSON. */
-static struct json_object *parse(const char *text)
+/* Checks text[0..len) from an exact-size copy (ASan sees reads past it); the compact event goes to out. */
+static int check_n(const char *text, size_t len, size_t max, struct rc_buf *out, struct rc_event_view *v, char *why,
+		   size_t whylen)
 {
-	struct json_object *obj = json_tokener_parse(text);
+	char *copy = malloc(len ? len : 1);
+	int rv;
 
-	if (obj == NULL)
-		fail_msg("test JSON does not parse: %s", text);
-	return obj;
+	assert_non_null(copy);
+	memcpy(copy, text, len);
+	rv = rc_event_check(copy, len, max, out, v, why, whylen);
+	free(copy);
+	return rv;
+}
+
+static int check(const char *text, struct rc_buf *out, struct rc_event_view *v, char *why, size_t whylen)
+{
+	return check_n(text, strlen(text), MAX_BYTES, out, v, why, whylen);
 }
 
 /* Checks text and expects it to be accepted with exactly this serialization. */
 static void assert_serializes(const char *text, const char *want)
 {
-	struct json_object *obj = parse(text);
+	struct rc_buf out;
 	struct rc_event_view v;
 	char why[256] = "";
 
-	if (rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why)) != RC_OK)
+	rc_buf_init(&out);
+	if (check(text, &out, &v, why, sizeof(why)) != RC_OK)
 		fail_msg("%s rejected: %s", text, why);
-	assert_int_equal(v.json_len, strlen(want));
-	assert_memory_equal(v.json, want, v.json_len);
-	json_object_put(obj);
+	assert_int_equal(v.json_off, 0);
+	if (v.json_len != strlen(want) || memcmp(out.data, want, v.json_len) != 0)
+		fail_msg("%s serializes to %.*s, want %s", text, (int)v.json_len, out.data, want);
+	assert_int_equal(out.len, v.json_len);
+	rc_buf_fini(&out);
 }
 
 /* Checks text, expects rv and a reason that starts with prefix. */
 static void assert_invalid(const char *text, int rv, const char *prefix)
 {
-	struct json_object *obj = json_tokener_parse(text);
+	struct rc_buf out;
 	struct rc_event_view v;
 	char why[256] = "";
-	int got = rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why));
+	int got;
 
+	rc_buf_init(&out);
+	got = check(text, &out, &v, why, sizeof(why));
 	if (got != rv)
 		fail_msg("%s: got %d (%s), want %d", text, got, why, rv);
 	if (why[0] == '\0')
 		fail_msg("%s: no reason given", text);
 	if (prefix != NULL && strncmp(why, prefix, strlen(prefix)) != 0)
 		fail_msg("%s: reason '%s' does not start with '%s'", text, why, prefix);
-	json_object_put(obj);
+	rc_buf_fini(&out);
 }
 
 /* Returns a malloc'ed string of n copies of c. */
@@ -74,34 +88,41 @@ static char *repeat(char c, size_t n)
 static void test_valid_room_event(void **state)
 {
 	static const char text[] = "{\"type\":\"message.created\",\"room_id\":\"room-1\",\"text\":\"hi\"}";
-	struct json_object *obj = parse(text);
+	struct rc_buf out;
 	struct rc_event_view v;
 	char why[128];
 
 	(void)state;
-	assert_int_equal(rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why)), RC_OK);
+	rc_buf_init(&out);
+	assert_int_equal(check(text, &out, &v, why, sizeof(why)), RC_OK);
 	assert_int_equal(v.type_len, strlen("message.created"));
 	assert_memory_equal(v.type, "message.created", v.type_len);
-	assert_non_null(v.room);
 	assert_int_equal(v.room_len, strlen("room-1"));
 	assert_memory_equal(v.room, "room-1", v.room_len);
 	assert_int_equal(v.json_len, strlen(text));
-	assert_memory_equal(v.json, text, v.json_len);
-	json_object_put(obj);
+	assert_memory_equal(out.data + v.json_off, text, v.json_len);
+	rc_buf_fini(&out);
 }
 
 static void test_valid_global_event(void **state)
 {
-	struct json_object *obj = parse("{\"type\":\"user.created\",\"user\":{\"id\":\"u1\"}}");
+	struct rc_buf out;
 	struct rc_event_view v;
 	char why[128];
 
 	(void)state;
-	assert_int_equal(rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why)), RC_OK);
-	assert_null(v.room);
+	rc_buf_init(&out);
+	assert_int_equal(check("{\"type\":\"user.created\",\"user\":{\"id\":\"u1\"}}", &out, &v, why, sizeof(why)),
+			 RC_OK);
 	assert_int_equal(v.room_len, 0);
 	assert_memory_equal(v.type, "user.created", v.type_len);
-	json_object_put(obj);
+	/* the compact event is appended to what out holds */
+	rc_buf_puts(&out, ",");
+	assert_int_equal(check("{ \"type\" : \"t\" }", &out, &v, why, sizeof(why)), RC_OK);
+	assert_int_equal(v.json_off, strlen("{\"type\":\"user.created\",\"user\":{\"id\":\"u1\"}},"));
+	assert_int_equal(v.json_len, strlen("{\"type\":\"t\"}"));
+	assert_string_equal(out.data, "{\"type\":\"user.created\",\"user\":{\"id\":\"u1\"}},{\"type\":\"t\"}");
+	rc_buf_fini(&out);
 }
 
 /* Other fields, nested values and field order are kept; whitespace is not. */
@@ -120,7 +141,7 @@ static void test_fields_kept_compact(void **state)
 	assert_serializes("{\"type\":\"t\",\"url\":\"https://x/y\"}", "{\"type\":\"t\",\"url\":\"https://x/y\"}");
 }
 
-/* Numbers keep their published spelling. */
+/* Numbers keep their published spelling, whatever a double or an int64 would make of them. */
 static void test_numbers_kept(void **state)
 {
 	(void)state;
@@ -128,16 +149,25 @@ static void test_numbers_kept(void **state)
 			  "\"f\":12345678901234567890,\"g\":-9223372036854775808,\"h\":2.0}",
 			  "{\"type\":\"price\",\"a\":1.50,\"b\":1e3,\"c\":-7,\"d\":0.1,\"e\":1E+3,"
 			  "\"f\":12345678901234567890,\"g\":-9223372036854775808,\"h\":2.0}");
+	/* beyond 64 bits, beyond a double, negative zero */
+	assert_serializes("{\"type\":\"n\", \"big\": 123456789012345678901234567890, \"neg\": "
+			  "-123456789012345678901234567890, \"u\": 18446744073709551616, \"z\": -0, \"zf\": -0.0,"
+			  " \"inf\": 1e400, \"ninf\": -1e400, \"tiny\": 1e-400, \"one\": 1.0, \"pi\": "
+			  "3.14159265358979323846264338327950288, \"a\": [ 9007199254740993 ] }",
+			  "{\"type\":\"n\",\"big\":123456789012345678901234567890,\"neg\":"
+			  "-123456789012345678901234567890,\"u\":18446744073709551616,\"z\":-0,\"zf\":-0.0,"
+			  "\"inf\":1e400,\"ninf\":-1e400,\"tiny\":1e-400,\"one\":1.0,\"pi\":"
+			  "3.14159265358979323846264338327950288,\"a\":[9007199254740993]}");
 }
 
-/* UTF-8 passes through unchanged; \u escapes become the same characters. */
+/* UTF-8 and escapes pass through unchanged. */
 static void test_unicode(void **state)
 {
 	(void)state;
 	assert_serializes("{\"type\":\"t\",\"text\":\"h\xc3\xa9llo \xe2\x98\x83 \xf0\x9f\x98\x80\"}",
 			  "{\"type\":\"t\",\"text\":\"h\xc3\xa9llo \xe2\x98\x83 \xf0\x9f\x98\x80\"}");
-	assert_serializes("{\"type\":\"t\",\"text\":\"h\\u00e9llo \\u2603 \\ud83d\\ude00\"}",
-			  "{\"type\":\"t\",\"text\":\"h\xc3\xa9llo \xe2\x98\x83 \xf0\x9f\x98\x80\"}");
+	assert_serializes("{\"type\":\"t\",\"text\":\"h\\u00e9llo \\u2603 \\ud83d\\ude00 \\/ \\\"\"}",
+			  "{\"type\":\"t\",\"text\":\"h\\u00e9llo \\u2603 \\ud83d\\ude00 \\/ \\\"\"}");
 }
 
 /* A payload is one SSE data: line, so it never holds a raw CR or LF. */
@@ -146,42 +176,28 @@ static void test_one_line(void **state)
 	static const char text[] =
 		"{\"type\":\"t\",\n\"text\":\"line1\\nline2\\r\\nend\",\r\n\"ctl\":\"\\u0001\\t\\u001f\",\n"
 		"\"nested\":{\"k\":[\"a\\nb\"]}\n}";
-	struct json_object *obj = parse(text), *back;
+	struct json_object *obj = json_tokener_parse(text), *back;
+	struct rc_buf out;
 	struct rc_event_view v;
 	char why[128];
 
 	(void)state;
-	assert_int_equal(rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why)), RC_OK);
-	assert_null(memchr(v.json, '\n', v.json_len));
-	assert_null(memchr(v.json, '\r', v.json_len));
-	assert_int_equal(strlen(v.json), v.json_len);
+	rc_buf_init(&out);
+	assert_int_equal(check(text, &out, &v, why, sizeof(why)), RC_OK);
+	assert_null(memchr(out.data, '\n', v.json_len));
+	assert_null(memchr(out.data, '\r', v.json_len));
+	assert_int_equal(strlen(out.data), v.json_len);
 	/* and it still means the same thing */
-	back = json_tokener_parse(v.json);
+	back = json_tokener_parse(out.data);
+	assert_non_null(obj);
 	assert_non_null(back);
 	assert_true(json_object_equal(obj, back));
 	json_object_put(back);
 	json_object_put(obj);
+	rc_buf_fini(&out);
 }
 
-/* Parses text as the broker and gateways do (strict, whole input). */
-static struct json_object *parse_strict(const char *text)
-{
-	struct json_tokener *tok = json_tokener_new();
-	struct json_object *obj;
-
-	assert_non_null(tok);
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	obj = json_tokener_parse_ex(tok, text, (int)strlen(text));
-	if (obj == NULL)
-		fail_msg("strict parse failed: %s", text);
-	json_tokener_free(tok);
-	return obj;
-}
-
-/*
- * json-c accepts NaN and Infinity even in strict mode, but they are not JSON:
- * a subscriber's JSON.parse would throw on the whole event.
- */
+/* NaN and Infinity are not JSON (a subscriber's JSON.parse would throw on the whole event). */
 static void test_non_json_numbers(void **state)
 {
 	static const char *const bad[] = {
@@ -189,46 +205,96 @@ static void test_non_json_numbers(void **state)
 		"{\"type\":\"t\",\"x\":Infinity}",
 		"{\"type\":\"t\",\"x\":-Infinity}",
 		"{\"type\":\"t\",\"a\":[1,{\"b\":[2,NaN]}]}",
+		"{\"type\":\"t\",\"x\":01}",
+		"{\"type\":\"t\",\"x\":1.}",
+		"{\"type\":\"t\",\"x\":.5}",
+		"{\"type\":\"t\",\"x\":+1}",
 	};
-	struct json_object *obj;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_invalid(bad[i], RC_EPROTO, bad[i][13] == 'x' ? "x: " : "a[1].b[1]: ");
+	/* a literal too large for a double is still valid JSON, kept as written */
+	assert_serializes("{\"type\":\"t\",\"big\":1e400,\"neg\":-1e400,\"tiny\":1e-400}",
+			  "{\"type\":\"t\",\"big\":1e400,\"neg\":-1e400,\"tiny\":1e-400}");
+}
+
+/* Text that is not strict JSON is RC_EPROTO, with the path of the field at fault. */
+static void test_not_json(void **state)
+{
+	static const struct {
+		const char *text, *why;
+	} bad[] = {
+		{ "{\"type\":\"a\",\"room_id\":\"r\",\"x\":\"\xff\"}", "x: invalid UTF-8" },
+		{ "{\"type\":\"a\",\"message\":{\"text\":\"\xc0\x80\"}}", "message.text: invalid UTF-8" },
+		{ "{\"type\":\"a\",\"items\":[1,2,3,\"\xed\xa0\x80\"]}", "items[3]: invalid UTF-8" },
+		{ "{\"type\":\"a\",\"x\":\"\xe0\x80\x80\"}", "x: invalid UTF-8" },
+		{ "{\"type\":\"a\",\"x\":\"\xf8\x88\x80\x80\x80\"}", "x: invalid UTF-8" },
+		{ "{\"type\":\"a\",\"k\xff\":1}", "invalid UTF-8 in a key" },
+		{ "{\"type\":\"a\",\"x\":\"tab\there\"}", "x: raw control character 0x09" },
+		{ "{\"type\":\"a\",\"x\":\"line\nbreak\"}", "x: raw control character 0x0a" },
+		{ "{\"type\":\"a\",\"x\":\"\\ud800\"}", "x: \\ud800 is half of a surrogate pair" },
+		{ "{\"type\":\"t\"} trailing", "trailing bytes after the value" },
+		{ "{\"type\":\"t\",}", "a key (a string) expected" },
+		{ "{\"type\":", "type: unexpected end of input" },
+		{ "", "unexpected end of input" },
+		/* not JSON wins over a broken rule */
+		{ "{\"type\":1,\"x\":\"\xff\"}", "x: invalid UTF-8" },
+		{ "{\"room_id\":\"a\"} x", "trailing bytes after the value" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_invalid(bad[i].text, RC_EPROTO, bad[i].why);
+}
+
+/* type and room_id once each: readers disagree on which of two counts. Other keys may repeat. */
+static void test_duplicates(void **state)
+{
+	(void)state;
+	assert_invalid("{\"type\":\"a\",\"type\":\"b\"}", RC_EINVAL, "type appears more than once");
+	assert_invalid("{\"type\":\"a\",\"type\":\"a\"}", RC_EINVAL, "type appears more than once");
+	assert_invalid("{\"type\":\"a\",\"typ\\u0065\":\"b\"}", RC_EINVAL, "type appears more than once");
+	assert_invalid("{\"type\":\"a\",\"room_id\":\"r\",\"room_id\":\"s\"}", RC_EINVAL,
+		       "room_id appears more than once");
+	assert_invalid("{\"type\":\"a\",\"room_id\":\"r\",\"room\\u005fid\":null}", RC_EINVAL,
+		       "room_id appears more than once");
+	assert_serializes("{\"type\":\"a\",\"x\":1,\"x\":2}", "{\"type\":\"a\",\"x\":1,\"x\":2}");
+	/* nested type and room_id keys are just fields */
+	assert_serializes("{\"type\":\"a\",\"o\":{\"type\":1,\"room_id\":[]}}",
+			  "{\"type\":\"a\",\"o\":{\"type\":1,\"room_id\":[]}}");
+}
+
+/* type and room_id are compared decoded, and kept as written. */
+static void test_escaped_fields(void **state)
+{
+	static const char text[] = "{\"\\u0074ype\":\"m\\u0073g.new\",\"room_id\":\"r\\u002d1\"}";
+	struct rc_buf out;
 	struct rc_event_view v;
 	char why[128];
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		obj = parse_strict(bad[i]);
-		if (rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why)) != RC_EINVAL)
-			fail_msg("%s accepted", bad[i]);
-		json_object_put(obj);
-	}
-	/* the same values built in code */
-	obj = parse("{\"type\":\"t\"}");
-	json_object_object_add(obj, "x", json_object_new_double(NAN));
-	assert_int_equal(rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why)), RC_EINVAL);
-	json_object_object_add(obj, "x", json_object_new_double(-INFINITY));
-	assert_int_equal(rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why)), RC_EINVAL);
-	json_object_put(obj);
-	/* a literal too large for a double is still valid JSON, kept as written */
-	obj = parse_strict("{\"type\":\"t\",\"big\":1e400,\"neg\":-1e400,\"tiny\":1e-400}");
-	assert_int_equal(rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why)), RC_OK);
-	assert_string_equal(v.json, "{\"type\":\"t\",\"big\":1e400,\"neg\":-1e400,\"tiny\":1e-400}");
-	json_object_put(obj);
+	rc_buf_init(&out);
+	assert_int_equal(check(text, &out, &v, why, sizeof(why)), RC_OK);
+	assert_int_equal(v.type_len, 7);
+	assert_memory_equal(v.type, "msg.new", 7);
+	assert_int_equal(v.room_len, 3);
+	assert_memory_equal(v.room, "r-1", 3);
+	assert_string_equal(out.data, text);
+	rc_buf_fini(&out);
+	assert_invalid("{\"type\":\"t\\u0020\"}", RC_EINVAL, "type must be");
+	assert_invalid("{\"type\":\"t\",\"room_id\":\"\\u00e9\"}", RC_EINVAL, "room_id must be");
 }
 
 static void test_not_an_object(void **state)
 {
-	struct rc_event_view v;
-	char why[128] = "";
-
 	(void)state;
-	assert_invalid("[{\"type\":\"t\"}]", RC_EINVAL, NULL);
+	assert_invalid("[{\"type\":\"t\"}]", RC_EINVAL, "an event must be a JSON object");
 	assert_invalid("\"type\"", RC_EINVAL, NULL);
 	assert_invalid("42", RC_EINVAL, NULL);
 	assert_invalid("1.5", RC_EINVAL, NULL);
 	assert_invalid("true", RC_EINVAL, NULL);
-	assert_invalid("null", RC_EINVAL, NULL); /* json-c: NULL */
-	assert_int_equal(rc_event_check(NULL, MAX_BYTES, &v, why, sizeof(why)), RC_EINVAL);
-	assert_true(why[0] != '\0');
+	assert_invalid("null", RC_EINVAL, NULL);
 }
 
 static void test_bad_type(void **state)
@@ -275,7 +341,7 @@ static void test_length_limits(void **state)
 	char *type64 = repeat('t', RC_TYPE_MAX), *type65 = repeat('t', RC_TYPE_MAX + 1);
 	char *room128 = repeat('r', RC_ROOM_MAX), *room129 = repeat('r', RC_ROOM_MAX + 1);
 	char text[512];
-	struct json_object *obj;
+	struct rc_buf out;
 	struct rc_event_view v;
 	char why[128];
 
@@ -283,12 +349,14 @@ static void test_length_limits(void **state)
 	assert_int_equal(RC_TYPE_MAX, 64);
 	assert_int_equal(RC_ROOM_MAX, 128);
 
+	rc_buf_init(&out);
 	snprintf(text, sizeof(text), "{\"type\":\"%s\",\"room_id\":\"%s\"}", type64, room128);
-	obj = parse(text);
-	assert_int_equal(rc_event_check(obj, MAX_BYTES, &v, why, sizeof(why)), RC_OK);
+	assert_int_equal(check(text, &out, &v, why, sizeof(why)), RC_OK);
 	assert_int_equal(v.type_len, 64);
+	assert_memory_equal(v.type, type64, 64);
 	assert_int_equal(v.room_len, 128);
-	json_object_put(obj);
+	assert_memory_equal(v.room, room128, 128);
+	rc_buf_fini(&out);
 
 	snprintf(text, sizeof(text), "{\"type\":\"%s\"}", type65);
 	assert_invalid(text, RC_EINVAL, "type");
@@ -337,56 +405,170 @@ static void test_charsets(void **state)
 	assert_false(rc_room_valid("room-1/extra", 7));
 }
 
-/* Builds {"type":"t","pad":"xxx"} whose serialization is exactly n bytes. */
-static struct json_object *event_of_size(size_t n)
+/* Builds {"type":"t","pad":"xxx"} whose serialization is exactly n bytes, with some whitespace. */
+static char *event_of_size(size_t n)
 {
 	static const size_t base = sizeof("{\"type\":\"t\",\"pad\":\"\"}") - 1;
-	char *pad = repeat('x', n - base);
-	struct json_object *obj = json_object_new_object();
+	char *pad = repeat('x', n - base), *text = malloc(n + 16);
 
-	json_object_object_add(obj, "type", json_object_new_string("t"));
-	json_object_object_add(obj, "pad", json_object_new_string(pad));
+	assert_non_null(text);
+	snprintf(text, n + 16, "{ \"type\":\"t\", \"pad\":\"%s\" }", pad);
 	free(pad);
-	return obj;
+	return text;
 }
 
 static void test_size_limit(void **state)
 {
 	static const size_t limits[] = { 100, 1000, RC_MAX_EVENT_BYTES_DEFAULT };
+	struct rc_buf out;
 	struct rc_event_view v;
 	char why[256];
 
 	(void)state;
 	assert_int_equal(RC_MAX_EVENT_BYTES_DEFAULT, 65536);
+	rc_buf_init(&out);
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
 		size_t max = limits[i];
-		struct json_object *at = event_of_size(max), *over = event_of_size(max + 1);
+		char *at = event_of_size(max), *over = event_of_size(max + 1);
 
-		assert_int_equal(rc_event_check(at, max, &v, why, sizeof(why)), RC_OK);
+		out.len = 0;
+		assert_int_equal(check_n(at, strlen(at), max, &out, &v, why, sizeof(why)), RC_OK);
 		assert_int_equal(v.json_len, max);
 		why[0] = '\0';
-		assert_int_equal(rc_event_check(over, max, &v, why, sizeof(why)), RC_ETOOBIG);
+		assert_int_equal(check_n(over, strlen(over), max, &out, &v, why, sizeof(why)), RC_ETOOBIG);
 		assert_true(why[0] != '\0');
+		assert_non_null(strstr(why, "more than the limit"));
 		/* the same event fits a larger limit */
-		assert_int_equal(rc_event_check(over, max + 1, &v, why, sizeof(why)), RC_OK);
-		json_object_put(at);
-		json_object_put(over);
+		assert_int_equal(check_n(over, strlen(over), max + 1, &out, &v, why, sizeof(why)), RC_OK);
+		free(at);
+		free(over);
 	}
+	rc_buf_fini(&out);
 }
 
 /* The reason is cut to whylen and always NUL-terminated. */
 static void test_short_why(void **state)
 {
-	struct json_object *obj = parse("{\"type\":\"t\",\"room_id\":\"\"}");
+	struct rc_buf out;
 	struct rc_event_view v;
 	char why[9];
 
 	(void)state;
+	rc_buf_init(&out);
 	memset(why, 'X', sizeof(why));
-	assert_int_equal(rc_event_check(obj, MAX_BYTES, &v, why, 8), RC_EINVAL);
+	assert_int_equal(check("{\"type\":\"t\",\"room_id\":\"\"}", &out, &v, why, 8), RC_EINVAL);
 	assert_string_equal(why, "room_id");
 	assert_int_equal(why[8], 'X');
-	json_object_put(obj);
+	memset(why, 'X', sizeof(why));
+	assert_int_equal(check("{\"type\":\"t\",\"room_id\":\"\xff\"}", &out, &v, why, 8), RC_EPROTO);
+	assert_string_equal(why, "room_id");
+	assert_int_equal(why[8], 'X');
+	rc_buf_fini(&out);
+}
+
+/* Events read one by one from an array, as the gateway and the broker do: paths name the element. */
+static void test_read_in_array(void **state)
+{
+	static const char text[] = " [ {\"type\":\"a\", \"room_id\":\"r1\"} , {\"type\":\"b\", \"n\":1.0},"
+				   "{\"type\":\"c\",\"room_id\":\"bad room\"}, 7, {\"type\":\"e\"} ] ";
+	static const char *const want_why[] = { NULL, NULL, "events[2].room_id must be", "events[3]: an event must be",
+						NULL };
+	struct rc_json j;
+	struct rc_buf out;
+	struct rc_event_view v;
+	char why[256];
+	size_t i = 0;
+
+	(void)state;
+	rc_buf_init(&out);
+	rc_json_init(&j, text, sizeof(text) - 1, NULL);
+	j.root = "events";
+	assert_true(rc_json_begin(&j));
+	while (rc_json_next(&j)) {
+		int rv;
+
+		assert_true(i < 5);
+		why[0] = '\0';
+		rv = rc_event_read(&j, &out, MAX_BYTES, &v, why, sizeof(why));
+		if (want_why[i] == NULL) {
+			if (rv != RC_OK)
+				fail_msg("events[%zu]: %s", i, why);
+		} else {
+			assert_int_equal(rv, RC_EINVAL);
+			if (strncmp(why, want_why[i], strlen(want_why[i])) != 0)
+				fail_msg("events[%zu]: '%s', want '%s'", i, why, want_why[i]);
+		}
+		rc_buf_puts(&out, "|");
+		i++;
+	}
+	assert_int_equal(i, 5);
+	assert_true(rc_json_end(&j));
+	assert_string_equal(out.data, "{\"type\":\"a\",\"room_id\":\"r1\"}|{\"type\":\"b\",\"n\":1.0}|"
+				      "{\"type\":\"c\",\"room_id\":\"bad room\"}|7|{\"type\":\"e\"}|");
+	rc_buf_fini(&out);
+
+	/* a JSON error stops the walk, named from the root */
+	rc_buf_init(&out);
+	rc_json_init(&j, "[{\"type\":\"a\"},{\"type\":\"b\",\"x\":{\"y\":\"\x01\"}}]", 38, NULL);
+	j.root = "events";
+	assert_true(rc_json_begin(&j));
+	assert_true(rc_json_next(&j));
+	assert_int_equal(rc_event_read(&j, &out, MAX_BYTES, &v, why, sizeof(why)), RC_OK);
+	assert_true(rc_json_next(&j));
+	assert_int_equal(rc_event_read(&j, &out, MAX_BYTES, &v, why, sizeof(why)), RC_EPROTO);
+	assert_string_equal(why, "events[1].x.y: raw control character 0x01 (escape it: \\u0001)");
+	assert_false(rc_json_next(&j));
+	rc_buf_fini(&out);
+}
+
+/* An event may nest RC_JSON_MAX_DEPTH levels, its own object included, wherever it sits. */
+static void test_depth(void **state)
+{
+	struct rc_buf text, out;
+	struct rc_event_view v;
+	char why[256];
+
+	(void)state;
+	for (int outer = 0; outer <= 2; outer++) {
+		for (int extra = 0; extra <= 1; extra++) {
+			int levels = RC_JSON_MAX_DEPTH + extra;
+			int rv;
+
+			rc_buf_init(&text);
+			rc_buf_init(&out);
+			/* outer arrays around the event, as the gateway's body and the broker's request have */
+			for (int i = 0; i < outer; i++)
+				rc_buf_puts(&text, "[");
+			rc_buf_puts(&text, "{\"type\":\"t\",\"x\":");
+			for (int i = 1; i < levels; i++)
+				rc_buf_puts(&text, "[");
+			for (int i = 1; i < levels; i++)
+				rc_buf_puts(&text, "]");
+			rc_buf_puts(&text, "}");
+			for (int i = 0; i < outer; i++)
+				rc_buf_puts(&text, "]");
+			{
+				struct rc_json j;
+
+				rc_json_init(&j, text.data, text.len, NULL);
+				for (int i = 0; i < outer; i++) {
+					assert_true(rc_json_begin(&j));
+					assert_true(rc_json_next(&j));
+				}
+				rv = rc_event_read(&j, &out, MAX_BYTES, &v, why, sizeof(why));
+			}
+			if (extra == 0) {
+				if (rv != RC_OK)
+					fail_msg("%d levels inside %d: %s", levels, outer, why);
+			} else {
+				assert_int_equal(rv, RC_EPROTO);
+				assert_non_null(strstr(why, "x[0][0]"));
+				assert_non_null(strstr(why, "nested deeper than 64 levels"));
+			}
+			rc_buf_fini(&text);
+			rc_buf_fini(&out);
+		}
+	}
 }
 
 int main(void)
@@ -399,6 +581,9 @@ int main(void)
 		cmocka_unit_test(test_unicode),
 		cmocka_unit_test(test_one_line),
 		cmocka_unit_test(test_non_json_numbers),
+		cmocka_unit_test(test_not_json),
+		cmocka_unit_test(test_duplicates),
+		cmocka_unit_test(test_escaped_fields),
 		cmocka_unit_test(test_not_an_object),
 		cmocka_unit_test(test_bad_type),
 		cmocka_unit_test(test_bad_room),
@@ -406,6 +591,8 @@ int main(void)
 		cmocka_unit_test(test_charsets),
 		cmocka_unit_test(test_size_limit),
 		cmocka_unit_test(test_short_why),
+		cmocka_unit_test(test_read_in_array),
+		cmocka_unit_test(test_depth),
 	};
 
 	return cmocka_run_group_tests_name("event", tests, NULL, NULL);

@@ -540,6 +540,135 @@ static void test_sink_refs_outlive_history(void **state)
 	seen_fini(&seen);
 }
 
+/* What the rooms cost per room, from the history's own count. */
+static size_t room_cost(struct history *h)
+{
+	struct history_stats st;
+
+	history_stats(h, &st);
+	assert_true(st.rooms > 0);
+	return st.room_bytes / st.rooms;
+}
+
+/* A room, its name and its index cost at most this (a name of 9 bytes, one event). */
+#define ROOM_COST_MAX 192
+
+/*
+ * 1,000 events in 1,000 new rooms, in one publish and then one by one: each
+ * room's index holds what the room holds (a 1,024-slot index reserved per
+ * room for a batch of 1,000 cost 8 KiB a room).
+ */
+static void test_room_cost(void **state)
+{
+	static char names[1000][16];
+	static struct hinput in[1000];
+	struct history *h = history_new(EPOCH, 100000, NO_LIMIT);
+	uint64_t first;
+
+	(void)state;
+	for (size_t i = 0; i < 1000; i++) {
+		snprintf(names[i], sizeof(names[i]), "room-%04zu", i);
+		in[i] = (struct hinput){ names[i], strlen(names[i]), "{\"type\":\"a\"}", 12 };
+	}
+	assert_int_equal(history_publish(h, in, 1000, &first), RC_OK);
+	if (room_cost(h) > ROOM_COST_MAX)
+		fail_msg("one publish into 1,000 new rooms: %zu bytes per room, want <= %d", room_cost(h),
+			 ROOM_COST_MAX);
+	for (size_t i = 0; i < 1000; i++) {
+		snprintf(names[i], sizeof(names[i]), "solo-%04zu", i);
+		in[i].room = names[i];
+		assert_int_equal(history_publish(h, &in[i], 1, &first), RC_OK);
+	}
+	print_message("room cost: %zu bytes per room (one event, names of 9 bytes)\n", room_cost(h));
+	if (room_cost(h) > ROOM_COST_MAX)
+		fail_msg("1,000 publishes into new rooms: %zu bytes per room, want <= %d", room_cost(h), ROOM_COST_MAX);
+	history_free(h);
+}
+
+/*
+ * A room's index shrinks when eviction empties most of it, and a room whose
+ * events were all evicted keeps no index; its rseq goes on where it was.
+ */
+static void test_room_index_shrinks(void **state)
+{
+	struct history *h = history_new(EPOCH, 1024, NO_LIMIT), *fresh = history_new(EPOCH, 1024, NO_LIMIT);
+	struct history_stats st, st_fresh;
+	struct seen seen = { .n = 0 };
+	static const char *const big[] = { "big", NULL };
+
+	(void)state;
+	for (int i = 0; i < 1024; i++)
+		publish1(h, "big");
+	/* 1,000 global events push out all but 24 of big's */
+	for (int i = 0; i < 1000; i++) {
+		publish1(h, NULL);
+		publish1(fresh, NULL);
+	}
+	for (int i = 0; i < 24; i++)
+		publish1(fresh, "big");
+	history_stats(h, &st);
+	history_stats(fresh, &st_fresh);
+	/* about what a history holding the same events costs (big's index: 64 slots, not 1,024) */
+	if (st.room_bytes > st_fresh.room_bytes + 64 * sizeof(uint64_t))
+		fail_msg("room bytes %zu after eviction, %zu for the same events published fresh", st.room_bytes,
+			 st_fresh.room_bytes);
+	/* the last 24 of big's go too: no index left for it */
+	for (int i = 0; i < 24; i++)
+		publish1(h, NULL);
+	history_stats(h, &st);
+	assert_int_equal(st.rooms, 1);
+	assert_replay(h, big, false, st.first_gseq - 1, NO_LIMIT, NULL, 0, false);
+	/* rseq goes on after 1,024 */
+	history_set_sink(h, seen_sink, &seen);
+	publish1(h, "big");
+	assert_int_equal(seen.n, 1);
+	assert_int_equal(seen.evs[0]->rseq, 1025);
+	seen_fini(&seen);
+	history_free(h);
+	history_free(fresh);
+}
+
+/* Beyond max_rooms a publish that would create a room is refused whole; known rooms go on. */
+static void test_max_rooms(void **state)
+{
+	struct history *h = history_new(EPOCH, 100, NO_LIMIT);
+	struct history_stats st;
+	struct seen seen = { .n = 0 };
+	struct hinput in[3] = {
+		{ "a", 1, "{\"type\":\"a\"}", 12 },
+		{ "new1", 4, "{\"type\":\"b\"}", 12 },
+		{ "new2", 4, "{\"type\":\"c\"}", 12 },
+	};
+	uint64_t first = 0;
+
+	(void)state;
+	history_set_max_rooms(h, 3);
+	publish1(h, "a");
+	publish1(h, "b");
+	publish1(h, NULL); /* global events are no room */
+	/* new1 would be the third room, new2 the fourth: nothing of the batch, and new1 is not kept */
+	assert_int_equal(history_publish(h, in, 3, &first), RC_ETOOBIG);
+	history_stats(h, &st);
+	assert_int_equal(st.rooms, 2);
+	assert_int_equal(st.last_gseq, 3);
+	/* the rooms there go on, rseq without a hole */
+	history_set_sink(h, seen_sink, &seen);
+	assert_int_equal(publish1(h, "a"), 4);
+	assert_int_equal(seen.evs[0]->rseq, 2);
+	/* one new room still fits */
+	assert_int_equal(history_publish(h, in, 2, &first), RC_OK);
+	assert_int_equal(first, 5);
+	assert_int_equal(history_publish(h, &in[2], 1, &first), RC_ETOOBIG);
+	history_stats(h, &st);
+	assert_int_equal(st.rooms, 3);
+	assert_int_equal(st.last_gseq, 6);
+	/* raised: it fits */
+	history_set_max_rooms(h, 4);
+	assert_int_equal(history_publish(h, &in[2], 1, &first), RC_OK);
+	seen_fini(&seen);
+	history_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -555,6 +684,9 @@ int main(void)
 		cmocka_unit_test(test_max_bytes),
 		cmocka_unit_test(test_result_outlives_eviction),
 		cmocka_unit_test(test_sink_refs_outlive_history),
+		cmocka_unit_test(test_room_cost),
+		cmocka_unit_test(test_room_index_shrinks),
+		cmocka_unit_test(test_max_rooms),
 	};
 
 	return cmocka_run_group_tests_name("history", tests, NULL, NULL);

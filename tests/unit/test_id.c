@@ -1,10 +1,12 @@
 /*
  * test_id.c - public event ids: formatting, parsing, and the strictness that
- * makes "parse then re-format" give back the same string.
+ * makes "parse then re-format" give back the same string; the fast
+ * formatter (rc_id_prefix + rc_id_format_gseq) writes rc_id_format's bytes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -78,6 +80,88 @@ static void test_round_trip(void **state)
 			rc_id_format(again, id.epoch, id.gseq);
 			assert_string_equal(again, buf);
 		}
+	}
+}
+
+/*
+ * The fast formatter against rc_id_format for (epoch, gseq): same bytes, same
+ * length, rc_id_gseq_len agreeing, a NUL after, the prefix left alone, and
+ * nothing written past the id's NUL.
+ */
+static void assert_fast_matches(uint64_t epoch, uint64_t gseq)
+{
+	char want[RC_ID_MAX], got[RC_ID_MAX], prefix[RC_ID_MAX];
+	size_t want_len = rc_id_format(want, epoch, gseq);
+	size_t plen = rc_id_prefix(got, epoch), len;
+
+	memcpy(prefix, got, plen);
+	memset(got + plen, '#', sizeof(got) - plen);
+	len = rc_id_format_gseq(got, plen, gseq);
+	if (len != want_len || memcmp(got, want, want_len + 1) != 0)
+		fail_msg("epoch %" PRIx64 " gseq %" PRIu64 ": got '%.*s' (%zu), want '%s' (%zu)", epoch, gseq, (int)len,
+			 got, len, want, want_len);
+	assert_int_equal(rc_id_gseq_len(gseq), len - plen);
+	assert_memory_equal(got, prefix, plen);
+	for (size_t i = len + 1; i < sizeof(got); i++)
+		assert_int_equal(got[i], '#');
+}
+
+static void test_fast_format_boundaries(void **state)
+{
+	static const uint64_t epochs[] = { 1, 0xa, 0xf, 0x10, 0x6f1c2a9e, 0x1000000000000000ULL, UINT64_MAX };
+	uint64_t p = 1;
+
+	(void)state;
+	for (size_t e = 0; e < sizeof(epochs) / sizeof(epochs[0]); e++) {
+		assert_fast_matches(epochs[e], 0);
+		assert_fast_matches(epochs[e], 1);
+		assert_fast_matches(epochs[e], UINT64_MAX);
+		assert_fast_matches(epochs[e], UINT64_MAX - 1);
+		assert_fast_matches(epochs[e], UINT64_MAX / 10);
+		assert_fast_matches(epochs[e], UINT32_MAX);
+		assert_fast_matches(epochs[e], (uint64_t)UINT32_MAX + 1);
+	}
+	/* every power of ten, and its neighbours: where the length changes */
+	for (int k = 1; k <= 19; k++) {
+		p *= 10;
+		assert_fast_matches(0x6f1c2a9e, p - 1);
+		assert_fast_matches(0x6f1c2a9e, p);
+		assert_fast_matches(0x6f1c2a9e, p + 1);
+		assert_fast_matches(UINT64_MAX, p - 1);
+		assert_fast_matches(UINT64_MAX, p);
+		assert_int_equal(rc_id_gseq_len(p - 1), (size_t)k);
+		assert_int_equal(rc_id_gseq_len(p), (size_t)k + 1);
+	}
+	/* 0..100099 in one run: every pair of digits in every position of a short id */
+	for (uint64_t g = 0; g < 100100; g++)
+		assert_fast_matches(0x6f1c2a9e, g);
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* A random value of 1-64 significant bits: every length of id turns up. */
+static uint64_t random_width(uint64_t *s)
+{
+	unsigned bits = (unsigned)(xorshift(s) % 64) + 1;
+	uint64_t v = xorshift(s);
+
+	return bits == 64 ? v : v & ((1ull << bits) - 1);
+}
+
+static void test_fast_format_random(void **state)
+{
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+	(void)state;
+	for (int i = 0; i < 200000; i++) {
+		uint64_t epoch = random_width(&rng) | 1; /* an epoch is never 0 */
+		assert_fast_matches(epoch, random_width(&rng));
 	}
 }
 
@@ -211,6 +295,8 @@ int main(void)
 		cmocka_unit_test(test_format_examples),
 		cmocka_unit_test(test_epoch_format),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_fast_format_boundaries),
+		cmocka_unit_test(test_fast_format_random),
 		cmocka_unit_test(test_parse_valid),
 		cmocka_unit_test(test_parse_uses_len),
 		cmocka_unit_test(test_reject_empty),

@@ -97,7 +97,8 @@ static char *call_raw(struct fixture *f, const void *req, size_t len, size_t *re
 	assert_non_null(copy);
 	memcpy(copy, req, len);
 	rc_buf_init(&reply);
-	ops_handle(&f->br, copy, len, &reply);
+	if (ops_handle(&f->br, copy, len, false, &reply) == OPS_DONE_REPLAY)
+		ops_replay_done(&f->br);
 	free(copy);
 	assert_int_equal(reply.err, 0);
 	out = rc_buf_take(&reply, reply_len);
@@ -255,7 +256,7 @@ static void test_publish_ok(void **state)
 	assert_ok(r);
 	assert_string_equal(json_object_get_string(json_object_array_get_idx(jget(r, "ids"), 0)), EPOCH_STR "-5");
 	json_object_put(r);
-	/* the payload is kept as published, compact on one line */
+	/* the payload is kept as published (escapes too), compact on one line */
 	char req[512];
 	snprintf(req, sizeof(req), "{\"op\":\"publish\",\"events\":[  %s  ]}", ev);
 	r = call(f, req);
@@ -264,7 +265,7 @@ static void test_publish_ok(void **state)
 	raw = call_raw(f, "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-5\"}",
 		       strlen("{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-5\"}"), &rlen);
 	if (strstr(raw, "\"event\":{\"type\":\"message.created\",\"room_id\":\"room-1\","
-			"\"message\":{\"text\":\"a/b \\\"q\\\" \xc3\xa9\",\"n\":[1,2.5,true,null]}}") == NULL)
+			"\"message\":{\"text\":\"a/b \\\"q\\\" \\u00e9\",\"n\":[1,2.5,true,null]}}") == NULL)
 		fail_msg("payload changed: %s", raw);
 	free(raw);
 	r = call(f, "{\"op\":\"replay\",\"rooms\":[\"room-1\"],\"global\":false}");
@@ -279,6 +280,150 @@ static void test_publish_ok(void **state)
 	json_object_put(want);
 	json_object_put(r);
 	assert_int_equal(last_gseq(f), 6);
+}
+
+/* Replays everything after gseq and returns the raw reply (malloc'ed). */
+static char *replay_raw_after(struct fixture *f, uint64_t gseq)
+{
+	char req[128];
+	size_t rlen;
+
+	snprintf(req, sizeof(req), "{\"op\":\"replay\",\"after\":\"" EPOCH_STR "-%llu\"}", (unsigned long long)gseq);
+	return call_raw(f, req, strlen(req), &rlen);
+}
+
+/*
+ * A publish keeps each event exactly as published, whitespace outside
+ * strings dropped: numbers beyond 64 bits and beyond a double, -0, 1.0,
+ * escapes. The broker never re-serializes them.
+ */
+static void test_publish_exact(void **state)
+{
+	static const char req[] =
+		"{ \"events\" : [ { \"type\":\"n\", \"room_id\":\"r\", \"big\": 123456789012345678901234567890,"
+		" \"neg\": -123456789012345678901234567890, \"f\": 1.0, \"e\": 1e400, \"z\": -0, \"d\": 0.1,"
+		" \"s\": \"\\u00e9\\ud83d\\ude00 \\/ \xc3\xa9\" } ,\n\t{\"type\":\"g\",\"x\":[ 1 , 2 ]} ], "
+		"\"op\" : \"p\\u0075blish\" }";
+	static const char want0[] = "{\"type\":\"n\",\"room_id\":\"r\",\"big\":123456789012345678901234567890,"
+				    "\"neg\":-123456789012345678901234567890,\"f\":1.0,\"e\":1e400,\"z\":-0,\"d\":0.1,"
+				    "\"s\":\"\\u00e9\\ud83d\\ude00 \\/ \xc3\xa9\"}";
+	static const char want1[] = "{\"type\":\"g\",\"x\":[1,2]}";
+	struct fixture *f = *state;
+	struct json_object *r;
+	char *raw, want[1024];
+
+	r = call(f, req);
+	assert_ok(r);
+	json_object_put(r);
+	raw = replay_raw_after(f, 0);
+	snprintf(want, sizeof(want), "\"rseq\":1,\"event\":%s}", want0);
+	if (strstr(raw, want) == NULL)
+		fail_msg("event 1 changed: %s", raw);
+	snprintf(want, sizeof(want), "\"rseq\":1,\"event\":%s}", want1);
+	if (strstr(raw, want) == NULL)
+		fail_msg("event 2 changed: %s", raw);
+	free(raw);
+	/* the room is the decoded room_id, escapes or not */
+	r = call(f, "{\"op\":\"publish\",\"events\":[{\"type\":\"n\",\"room_id\":\"\\u0072\"}]}");
+	assert_ok(r);
+	json_object_put(r);
+	r = call(f, "{\"op\":\"replay\",\"rooms\":[\"r\"],\"global\":false}");
+	assert_ok(r);
+	assert_int_equal(json_object_array_length(jget(r, "events")), 2);
+	json_object_put(r);
+	/* an event nested 64 levels is fine */
+	{
+		struct rc_buf b;
+
+		rc_buf_init(&b);
+		rc_buf_puts(&b, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"x\":");
+		for (int i = 1; i < 64; i++)
+			rc_buf_puts(&b, "[");
+		for (int i = 1; i < 64; i++)
+			rc_buf_puts(&b, "]");
+		rc_buf_puts(&b, "}]}");
+		r = call(f, b.data);
+		assert_ok(r);
+		json_object_put(r);
+		rc_buf_fini(&b);
+	}
+	assert_int_equal(last_gseq(f), 4);
+}
+
+/* Requests that are not strict JSON are bad_request with the field named; nothing is published. */
+static void test_publish_strict(void **state)
+{
+	static const struct {
+		const char *req;
+		const char *code, *field;
+	} cases[] = {
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"room_id\":\"r\",\"x\":\"\xff\"}]}", "bad_request",
+		  "request is not one JSON object: events[0].x: invalid UTF-8" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\"},{\"type\":\"a\",\"m\":{\"t\":\"\xc0\x80\"}}]}",
+		  "bad_request", "events[1].m.t: invalid UTF-8" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"x\":\"\xed\xa0\x80\"}]}", "bad_request",
+		  "events[0].x: invalid UTF-8" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"k\xff\":1}]}", "bad_request",
+		  "events[0]: invalid UTF-8 in a key" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"x\":\"a\tb\"}]}", "bad_request",
+		  "events[0].x: raw control character 0x09" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"x\":\"\\ud800\"}]}", "bad_request",
+		  "events[0].x: \\ud800 is half of a surrogate pair" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"x\":NaN}]}", "bad_request",
+		  "events[0].x: unexpected character 'N'" },
+		/* the reader stops at the first error: a JSON error after a rule error still wins */
+		{ "{\"op\":\"publish\",\"events\":[{\"room_id\":\"r\"},{\"type\":\"a\",\"x\":\"\x01\"}]}", "bad_request",
+		  "events[1].x: raw control character 0x01" },
+		/* outside the events too, whatever the op */
+		{ "{\"op\":\"ping\",\"x\":\"\xff\"}", "bad_request", "x: invalid UTF-8" },
+		{ "{\"op\":\"p\xffing\"}", "bad_request", "op: invalid UTF-8" },
+		/* duplicates of what decides the request */
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"type\":\"b\"}]}", "invalid_event",
+		  "events[0].type appears more than once" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\",\"room_id\":\"r\",\"room_id\":\"s\"}]}",
+		  "invalid_event", "events[0].room_id appears more than once" },
+		{ "{\"op\":\"ping\",\"op\":\"publish\",\"events\":[{\"type\":\"a\"}]}", "invalid_field",
+		  "op appears more than once" },
+		{ "{\"op\":\"publish\",\"op\":\"publish\",\"events\":[{\"type\":\"a\"}]}", "invalid_field",
+		  "op appears more than once" },
+		{ "{\"op\":\"publish\",\"events\":[{\"type\":\"a\"}],\"events\":[{\"type\":\"b\"}]}", "invalid_field",
+		  "events appears more than once" },
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_error(call(f, cases[i].req), cases[i].code, cases[i].field);
+	assert_int_equal(last_gseq(f), 0);
+}
+
+/* One nesting limit: any request the reader accepts, json-c reads too (it used to stop at 32). */
+static void test_nesting_one_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r;
+	struct rc_buf b;
+
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"replay\",\"x\":");
+	for (int i = 0; i < 60; i++)
+		rc_buf_puts(&b, "[");
+	for (int i = 0; i < 60; i++)
+		rc_buf_puts(&b, "]");
+	rc_buf_puts(&b, "}");
+	r = call(f, b.data);
+	assert_ok(r);
+	json_object_put(r);
+	rc_buf_fini(&b);
+	/* deeper than the reader tracks: named */
+	rc_buf_init(&b);
+	rc_buf_puts(&b, "{\"op\":\"replay\",\"x\":");
+	for (int i = 0; i < 70; i++)
+		rc_buf_puts(&b, "[");
+	for (int i = 0; i < 70; i++)
+		rc_buf_puts(&b, "]");
+	rc_buf_puts(&b, "}");
+	assert_error(call(f, b.data), "bad_request", "x[0][0]");
+	rc_buf_fini(&b);
 }
 
 /* Appends n events {"type":"t","i":k} to b, comma-separated, in brackets. */
@@ -417,7 +562,7 @@ static void test_replay_errors(void **state)
 	/* more rooms than allowed */
 	rc_buf_init(&b);
 	rc_buf_puts(&b, "{\"op\":\"replay\",\"rooms\":[");
-	for (int i = 0; i <= BROKER_MAX_REPLAY_ROOMS; i++)
+	for (int i = 0; i <= RC_REPLAY_MAX_ROOMS; i++)
 		rc_buf_printf(&b, "%s\"r%d\"", i ? "," : "", i);
 	rc_buf_puts(&b, "]}");
 	assert_error(call(f, b.data), "invalid_field", "rooms");
@@ -485,7 +630,7 @@ static void test_request_errors(void **state)
 		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].req);
 		assert_error(call_bytes(f, cases[i].req, len), cases[i].code, cases[i].field);
 	}
-	/* nesting deeper than the parser allows */
+	/* nesting deeper than the reader allows: the message names the field and the limit */
 	rc_buf_init(&b);
 	rc_buf_puts(&b, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"x\":");
 	for (int i = 0; i < 100; i++)
@@ -493,7 +638,8 @@ static void test_request_errors(void **state)
 	for (int i = 0; i < 100; i++)
 		rc_buf_puts(&b, "]");
 	rc_buf_puts(&b, "}]}");
-	assert_error(call(f, b.data), "bad_request", "request");
+	assert_error(call(f, b.data), "bad_request", "request is not one JSON object: events[0].x[0][0]");
+	assert_error(call(f, b.data), "bad_request", "nested deeper than 64 levels");
 	rc_buf_fini(&b);
 	/* an absurd op name is cut in the message */
 	rc_buf_init(&b);
@@ -504,6 +650,102 @@ static void test_request_errors(void **state)
 	assert_error(call(f, b.data), "unknown_op", "op 'ooo");
 	rc_buf_fini(&b);
 	assert_int_equal(last_gseq(f), 0);
+}
+
+/* True when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF). */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = s[i];
+		size_t len;
+		uint32_t cp, min;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			len = 2, cp = c & 0x1f, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3, cp = c & 0x0f, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4, cp = c & 0x07, min = 0x10000;
+		} else {
+			return false;
+		}
+		if (n - i < len)
+			return false;
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+/*
+ * Whatever bytes an op name holds (invalid UTF-8, a character cut by the
+ * 64-byte limit of the echo, escapes of lone surrogates), the error reply is
+ * valid UTF-8 and strict JSON, and echoes the name's valid start.
+ */
+static void test_replies_are_utf8(void **state)
+{
+	static const struct {
+		const char *op;	  /* the bytes between the quotes of "op" */
+		const char *echo; /* what the message must contain */
+	} cases[] = {
+		{ "\xff\xfe", "op '" },
+		{ "bad\xc3", "op 'bad" },				     /* a character cut at the end */
+		{ "x\xc3(y", "op 'x" },					     /* a lead byte without its continuation */
+		{ "\xe2\x82", "op '" },					     /* 2 of 3 bytes */
+		{ "\xc0\xaf", "op '" },					     /* an overlong '/' */
+		{ "\xed\xa0\x80", "op '" },				     /* an encoded surrogate */
+		{ "\xf4\x90\x80\x80", "op '" },				     /* past U+10FFFF */
+		{ "\x80\x80\x80", "op '" },				     /* continuations alone */
+		{ "\\ud800x", "op '" },					     /* a lone surrogate as an escape */
+		{ "caf\xc3\xa9", "op 'caf\xc3\xa9'" },			     /* valid: echoed as it is */
+		{ "\xf0\x9f\x98\x80 smile", "op '\xf0\x9f\x98\x80 smile'" }, /* 4 bytes */
+	};
+	struct fixture *f = *state;
+	struct rc_buf req;
+
+	rc_buf_init(&req);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]) + 3; i++) {
+		size_t rlen;
+		char *raw;
+		struct json_tokener *tok;
+		struct json_object *obj;
+
+		req.len = 0;
+		rc_buf_puts(&req, "{\"op\":\"");
+		if (i < sizeof(cases) / sizeof(cases[0])) {
+			rc_buf_puts(&req, cases[i].op);
+		} else {
+			/* long names of multibyte characters: the 64-byte cut falls inside one */
+			const char *ch = i % 3 == 0 ? "\xc3\xa9" : i % 3 == 1 ? "\xe2\x82\xac" : "\xf0\x9f\x98\x80";
+			rc_buf_puts(&req, i % 3 == 0 ? "a" : "ab");
+			for (int k = 0; k < 40; k++)
+				rc_buf_puts(&req, ch);
+		}
+		rc_buf_puts(&req, "\"}");
+		raw = call_raw(f, req.data, req.len, &rlen);
+		if (!utf8_valid((const unsigned char *)raw, rlen))
+			fail_msg("request %zu: the reply is not UTF-8: %s", i, raw);
+		tok = json_tokener_new();
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+		obj = json_tokener_parse_ex(tok, raw, (int)rlen);
+		if (obj == NULL || json_tokener_get_parse_end(tok) != rlen)
+			fail_msg("request %zu: the reply is not strict JSON: %s", i, raw);
+		json_tokener_free(tok);
+		assert_error(obj, "unknown_op", i < sizeof(cases) / sizeof(cases[0]) ? cases[i].echo : "op 'a");
+		free(raw);
+	}
+	rc_buf_fini(&req);
 }
 
 static void test_shutting_down(void **state)
@@ -661,6 +903,126 @@ static void test_replay_frame(void **state)
 	assert_error(call(f, "{\"op\":\"replay\",\"format\":\"frame\",\"after\":\"x\"}"), "invalid_id", "after");
 }
 
+/*
+ * The broker's cap on what one replay answer holds wins over what the client
+ * asks (limit, max_bytes); "more" (or the MORE flag) says to page on, and the
+ * pages add up to every event. An event larger than the cap comes alone.
+ */
+static void test_replay_cap(void **state)
+{
+	enum { N = 50, CAP = 4096, SLACK = 128 };
+	struct fixture *f = *state;
+	struct rc_buf b;
+	char after[RC_ID_MAX + 16];
+
+	f->br.replay_max_bytes = CAP;
+	rc_buf_init(&b);
+	for (int i = 0; i < N; i++) {
+		b.len = 0;
+		rc_buf_printf(&b, "[{\"type\":\"t\",\"room_id\":\"r\",\"i\":%d,\"pad\":\"%0300d\"}]", i, 0);
+		publish(f, b.data, 1);
+	}
+	for (int frame = 0; frame < 2; frame++) {
+		size_t got = 0, pages = 0;
+		bool more = true;
+
+		after[0] = '\0';
+		while (more) {
+			size_t len;
+			char *raw;
+
+			b.len = 0;
+			rc_buf_printf(&b, "{\"op\":\"replay\",\"rooms\":[\"r\"],\"limit\":10000,\"max_bytes\":100000000%s%s}",
+				      frame ? ",\"format\":\"frame\"" : "", after);
+			raw = call_raw(f, b.data, b.len, &len);
+			if (len > CAP + SLACK)
+				fail_msg("%s page %zu: %zu bytes, the cap is %d", frame ? "frame" : "json", pages, len, CAP);
+			if (frame) {
+				struct rc_frame_reader rd;
+				struct rc_frame_event ev;
+				assert_int_equal(rc_frame_reader_init(&rd, raw, len), RC_OK);
+				more = (rd.hdr.flags & RC_FRAME_MORE) != 0;
+				while (rc_frame_reader_next(&rd, &ev)) {
+					got++;
+					snprintf(after, sizeof(after), ",\"after\":\"" EPOCH_STR "-%llu\"",
+						 (unsigned long long)ev.gseq);
+				}
+			} else {
+				struct json_object *r = json_tokener_parse(raw), *evs = jget(r, "events");
+				size_t n = json_object_array_length(evs);
+				assert_ok(r);
+				more = json_object_get_boolean(jget(r, "more"));
+				got += n;
+				if (n > 0)
+					snprintf(after, sizeof(after), ",\"after\":\"%s\"",
+						 json_object_get_string(jget(json_object_array_get_idx(evs, n - 1), "id")));
+				json_object_put(r);
+			}
+			free(raw);
+			pages++;
+			assert_true(pages <= N);
+		}
+		assert_int_equal(got, N);
+		assert_true(pages > 1);
+	}
+	/* an event larger than the cap: alone in its answer */
+	b.len = 0;
+	rc_buf_printf(&b, "[{\"type\":\"big\",\"room_id\":\"r\",\"pad\":\"%06000d\"},{\"type\":\"t\",\"room_id\":\"r\"}]", 0);
+	publish(f, b.data, 2);
+	b.len = 0;
+	rc_buf_printf(&b, "{\"op\":\"replay\",\"rooms\":[\"r\"],\"after\":\"" EPOCH_STR "-%d\"}", N);
+	struct json_object *r = call(f, b.data);
+	assert_ok(r);
+	assert_int_equal(json_object_array_length(jget(r, "events")), 1);
+	assert_true(json_object_get_boolean(jget(r, "more")));
+	json_object_put(r);
+	rc_buf_fini(&b);
+}
+
+/*
+ * Beyond max_replays answers in flight, a replay waits (OPS_WAIT: nothing
+ * done, nothing counted) while the caller may wait, then is answered busy;
+ * other ops go on. A slot is free again once its answer was handed over.
+ */
+static void test_max_replays(void **state)
+{
+	static const char replay[] = "{\"op\":\"replay\",\"format\":\"frame\"}";
+	struct fixture *f = *state;
+	struct rc_buf a, b, c;
+	struct json_object *r;
+
+	f->br.max_replays = 2;
+	publish(f, "[{\"type\":\"t\"}]", 1);
+	rc_buf_init(&a);
+	rc_buf_init(&b);
+	rc_buf_init(&c);
+	assert_int_equal(ops_handle(&f->br, replay, sizeof(replay) - 1, true, &a), OPS_DONE_REPLAY);
+	assert_int_equal(ops_handle(&f->br, replay, sizeof(replay) - 1, true, &b), OPS_DONE_REPLAY);
+	/* both answers still in flight */
+	assert_int_equal(ops_handle(&f->br, replay, sizeof(replay) - 1, true, &c), OPS_WAIT);
+	assert_int_equal(c.len, 0);
+	assert_int_equal(ops_handle(&f->br, replay, sizeof(replay) - 1, false, &c), OPS_DONE);
+	r = json_tokener_parse(c.data);
+	assert_error(r, "busy", "replay");
+	/* a replay that is refused for its fields takes no slot; other ops go on */
+	assert_error(call(f, "{\"op\":\"replay\",\"limit\":0}"), "invalid_field", "limit");
+	assert_int_equal(last_gseq(f), 1);
+	ops_replay_done(&f->br);
+	r = call(f, "{\"op\":\"replay\"}");
+	assert_ok(r);
+	json_object_put(r);
+	ops_replay_done(&f->br);
+	r = call(f, "{\"op\":\"stats\"}");
+	assert_int_equal(json_object_get_int64(jget(r, "replays_busy")), 1);
+	assert_int_equal(json_object_get_int64(jget(r, "replays_in_flight")), 0);
+	/* publish, 2 replays, busy, refused replay, ping, replay, stats: the wait was not a request */
+	assert_int_equal(json_object_get_int64(jget(r, "requests")), 8);
+	json_object_put(r);
+	rc_buf_fini(&a);
+	rc_buf_fini(&b);
+	rc_buf_fini(&c);
+}
+
 /* Published events reach the bus, in order. */
 static void test_bus_delivery(void **state)
 {
@@ -756,7 +1118,7 @@ static void *race_publisher(void *arg)
 	while (!atomic_load(&r->done)) {
 		struct rc_buf reply;
 		rc_buf_init(&reply);
-		ops_handle(&r->f->br, req, sizeof(req) - 1, &reply);
+		ops_handle(&r->f->br, req, sizeof(req) - 1, false, &reply);
 		rc_buf_fini(&reply);
 	}
 	return NULL;
@@ -786,20 +1148,47 @@ static void test_replay_all_while_evicting(void **state)
 	assert_int_equal(failures, 0);
 }
 
+/* A publish that would pass the history's room limit: 503-worthy too_many_rooms, nothing published. */
+static void test_too_many_rooms(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r;
+
+	history_set_max_rooms(f->br.hist, 2);
+	publish(f, "[{\"type\":\"t\",\"room_id\":\"a\"},{\"type\":\"t\",\"room_id\":\"b\"},{\"type\":\"t\"}]", 3);
+	assert_error(call(f, "{\"op\":\"publish\",\"events\":[{\"type\":\"t\",\"room_id\":\"a\"},"
+			     "{\"type\":\"t\",\"room_id\":\"c\"}]}"),
+		     "too_many_rooms", "events");
+	assert_int_equal(last_gseq(f), 3);
+	/* the rooms it has go on */
+	assert_int_equal(publish(f, "[{\"type\":\"t\",\"room_id\":\"b\"}]", 1), 4);
+	r = call(f, "{\"op\":\"stats\"}");
+	assert_int_equal(json_object_get_int64(jget(r, "rooms")), 2);
+	assert_true(json_object_get_int64(jget(r, "room_bytes")) > 0);
+	json_object_put(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_ping_stats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_ok, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_exact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_strict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nesting_one_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_evicted, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_request_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replies_are_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutting_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_replays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bus_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_all_while_evicting, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_rooms, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("ops", tests, NULL, NULL);

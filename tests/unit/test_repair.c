@@ -123,10 +123,11 @@ static void answer_text(const char *text)
 
 static int barrier_done;
 
-static void barrier_cb(void *arg, int err, const char *reply, size_t len)
+static void barrier_cb(void *arg, int err, bool sent, const char *reply, size_t len)
 {
 	(void)arg;
 	(void)err;
+	(void)sent;
 	(void)reply;
 	(void)len;
 	barrier_done = 1;

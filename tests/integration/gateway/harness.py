@@ -242,17 +242,20 @@ class Cluster:
         self.broker = Broker(p, bus, api)
         return self.broker
 
-    def start_gateway(self, *extra, broker=None, bus=None, api=None, listen=None, ready=True, env=None):
+    def start_gateway(self, *extra, broker=None, bus=None, api=None, listen=None, ready=True, env=None,
+                      wrap=None):
         """
         Starts a gateway with extra options (and env: extra environment
         variables) on listen (default port 0), reads the port it bound from
         its ready lines (every worker's, with --workers), then waits for
-        /readyz 200 on it (ready=False: /healthz 200).
+        /readyz 200 on it (ready=False: /healthz 200). wrap: a command line
+        that runs it (e.g. prlimit ... --), the same process.
         """
         broker = broker or self.broker
         bus = bus or broker.bus
         api = api or broker.api
-        argv = [GATEWAY_BIN, "--listen", listen or "%s:0" % HOST, "--broker-bus", bus, "--broker-api", api]
+        argv = list(wrap or []) + [GATEWAY_BIN, "--listen", listen or "%s:0" % HOST, "--broker-bus", bus,
+                                   "--broker-api", api]
         argv += list(extra)
         workers = 1
         for i, a in enumerate(extra):

@@ -1,7 +1,7 @@
 """
 HTTP behaviour of the gateway outside publishing: subscribe errors (400, 403,
-404, 405, 431), CORS, /healthz, /readyz, /metrics, keep-alive, pipelining,
---max-conns.
+404, 405, 431), CORS, /healthz, /readyz, /metrics (bus messages dropped by a
+loop that fell behind included), keep-alive, pipelining, --max-conns.
 """
 
 import json
@@ -71,16 +71,17 @@ class SubscribeErrorTest(GatewayTest):
         r = request(self.gw.port, "DELETE", "/api/v1/im/events")
         self.assertJSONError(r, 405)
 
-    def test_headers_over_8k_are_431(self):
-        r = self.get("/api/v1/events?room_id=a", headers={"X-Big": "a" * 9000})
+    def test_headers_over_16k_are_431(self):
+        # the default --max-header-bytes is 16 KiB (the largest stream URL is 8,278 bytes)
+        r = self.get("/api/v1/events?room_id=a", headers={"X-Big": "a" * 17000})
         self.assertJSONError(r, 431)
-        r = self.get("/healthz", headers={"X-H%d" % i: "v" * 100 for i in range(100)})
+        r = self.get("/healthz", headers={"X-H%d" % i: "v" * 100 for i in range(170)})
         self.assertJSONError(r, 431)
         # a long URL counts too
-        r = self.get("/api/v1/events?room_id=a&pad=" + "p" * 9000)
+        r = self.get("/api/v1/events?room_id=a&pad=" + "p" * 17000)
         self.assertJSONError(r, 431)
         # just under the limit is fine
-        self.assertEqual(self.get("/healthz", headers={"X-Big": "a" * 7000}).status, 200)
+        self.assertEqual(self.get("/healthz", headers={"X-Big": "a" * 15000}).status, 200)
 
     def test_firehose_is_403_with_no_firehose(self):
         gw = self.cluster.start_gateway("--no-firehose")
@@ -160,6 +161,7 @@ class OpsTest(GatewayTest):
             "roomcast_heartbeats_sent_total": "counter",
             "roomcast_slow_client_closes_total": "counter",
             "roomcast_bus_frames_received_total": "counter",
+            "roomcast_bus_dropped_total": "counter",
             "roomcast_publish_requests_total": "counter",
             "roomcast_http_responses_total": "counter",
         }
@@ -172,6 +174,7 @@ class OpsTest(GatewayTest):
         self.assertGreaterEqual(values["roomcast_heartbeats_sent_total"], 1)
         self.assertEqual(values["roomcast_slow_client_closes_total"], 0)
         self.assertGreaterEqual(values["roomcast_bus_frames_received_total"], 1)
+        self.assertEqual(values["roomcast_bus_dropped_total"], 0)
         self.assertEqual(values['roomcast_publish_requests_total{status="2xx"}'], 1)
         self.assertGreaterEqual(values['roomcast_http_responses_total{status="201"}'], 1)
         self.assertGreaterEqual(values['roomcast_http_responses_total{status="404"}'], 1)
@@ -230,6 +233,27 @@ class OpsTest(GatewayTest):
             c.close()
             return False
         harness.wait_until(reopened, scaled(5), "a stream to open after one closed")
+
+
+class BusDropTest(GatewayTest):
+    def test_inbox_drops_are_counted_and_repaired(self):
+        # a frame per room, into an inbox of one message: the loop falls behind at once
+        self.cluster.start_broker("--bus-whole-bytes", "0")
+        gw = self.cluster.start_gateway("--bus-recvbuf", "1")
+        fire = self.sse(gw, "/api/v1/events")
+        fire.keep_raw(False)
+        self.assertEqual(harness.get_metrics(gw.port)["roomcast_bus_dropped_total"], 0)
+        ids = []
+        for i in range(10):
+            ids += publish(gw.port, [{"type": "d", "room_id": "r%d" % j} for j in range(500)])
+            if harness.get_metrics(gw.port)["roomcast_bus_dropped_total"] > 0:
+                break
+        # the holes were repaired: every event, in order
+        self.assertEqual([e.id for e in fire.events_until(ids[-1], timeout=scaled(30))], ids)
+        m = harness.get_metrics(gw.port)
+        self.assertGreater(m["roomcast_bus_dropped_total"], 0)
+        self.assertGreater(m["roomcast_gaps_detected_total"], 0)
+        self.assertGreater(m["roomcast_events_repaired_total"], 0)
 
 
 class TimeoutTest(GatewayTest):

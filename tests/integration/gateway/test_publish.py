@@ -2,10 +2,17 @@
 Publishing over HTTP: POST /api/v1/events answers and errors (400, 401, 413,
 415, 503), all-or-none arrays; --publish-linger-ms: while publishes flow, a
 POST that finds the publisher idle waits for others and they reach the broker
-in one request (counted by the broker's stats), with 0 it never waits.
+in one request (counted by the broker's stats), with 0 it never waits. A POST
+whose broker request went out and got no answer is 504
+publish_outcome_unknown, one whose request never left is 503; a gateway
+stopped while POSTs wait on the broker exits cleanly.
 """
 
 import json
+import os
+import signal
+import socket
+import time
 
 import harness
 from harness import GatewayTest, RawHTTP, http_request_bytes, parse_id, post_json, publish, request, scaled
@@ -158,9 +165,9 @@ class NoBrokerTest(GatewayTest):
         self.assertEqual(r.status, 503, r)
         self.assertFalse(r.json()["ready"])
         r = post_json(gw.port, {"type": "t", "room_id": "a"})
-        self.assertJSONError(r, 503)
+        self.assertJSONError(r, 503, code="broker_unavailable", message_has="nothing was published")
         r = post_json(gw.port, [{"type": "t"}, {"type": "u"}])
-        self.assertJSONError(r, 503)
+        self.assertJSONError(r, 503, code="broker_unavailable")
         # validation still comes first
         self.assertJSONError(post_json(gw.port, {"room_id": "a"}), 400)
         # a stream can open and waits for the broker
@@ -178,8 +185,123 @@ class NoBrokerTest(GatewayTest):
         self.assertEqual(self.cluster.broker.proc.stop(), 0)
         harness.wait_until(lambda: request(gw.port, "GET", "/readyz").status == 503, scaled(10),
                            "/readyz to turn 503")
-        self.assertJSONError(post_json(gw.port, {"type": "t"}), 503)
+        self.assertJSONError(post_json(gw.port, {"type": "t"}), 503, code="broker_unavailable")
 
+
+PAD = 2000  # bytes of padding in a POST whose broker request the tests look for
+
+
+def unread_api_bytes(broker):
+    """
+    Bytes waiting in the broker's accepted api connections that it has not
+    read (rx_queue in /proc/net/tcp). With the broker SIGSTOPped, a request a
+    gateway sent lands there (loopback) and stays: proof that it left the
+    gateway, whose nng send completed before the bytes were written.
+    """
+    port = int(broker.api.rsplit(":", 1)[1])
+    total = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:  # ESTABLISHED, the broker's side
+                total += int(queues.split(":")[1], 16)
+    return total
+
+
+def is_stopped(proc):
+    """True when every thread of proc is stopped (SIGSTOP)."""
+    for tid in os.listdir("/proc/%d/task" % proc.pid):
+        with open("/proc/%d/task/%s/stat" % (proc.pid, tid)) as f:
+            if f.read().rpartition(")")[2].split()[0] != "T":
+                return False
+    return True
+
+
+def sigstop(proc):
+    """SIGSTOPs proc and waits until it is stopped (kill(2) returns before every thread is)."""
+    proc.signal(signal.SIGSTOP)
+    harness.wait_until(lambda: is_stopped(proc), scaled(10), "%s to stop" % proc.name)
+
+
+def post_bytes(event):
+    body = json.dumps(event).encode()
+    return http_request_bytes("POST", "/api/v1/events", body, {"Content-Type": "application/json"})
+
+
+class PublishOutcomeTest(GatewayTest):
+    """
+    A POST the broker did not answer: 503 broker_unavailable when its request
+    never left the gateway (nothing published, safe to retry), 504
+    publish_outcome_unknown when it did (the broker may have published it).
+    The broker is SIGSTOPped so that a request stays unanswered.
+    """
+
+    def tearDown(self):
+        # a broker left stopped by a failed test would not exit on SIGTERM
+        b = self.cluster.broker
+        if b is not None and b.proc.alive() and is_stopped(b.proc):
+            b.proc.kill()
+        super().tearDown()
+
+    def pipelined_posts_one_sent(self, gw):
+        """
+        Stops the broker and sends two POSTs at once on one connection: the
+        first one's request goes to the broker (waited for), the second waits
+        in the gateway behind it (one broker request in flight at a time).
+        Returns the connection.
+        """
+        broker = self.cluster.broker
+        sigstop(broker.proc)
+        raw = RawHTTP(gw.port, timeout=scaled(30))
+        self.addCleanup(raw.close)
+        raw.send(post_bytes({"type": "first", "pad": "p" * PAD}) + post_bytes({"type": "second"}))
+        harness.wait_until(lambda: unread_api_bytes(broker) >= PAD, scaled(10),
+                           "the first POST's request to reach the stopped broker")
+        return raw
+
+    def test_connection_lost_after_the_send_is_504_and_before_it_503(self):
+        self.cluster.start_broker()
+        # far longer than the test takes to kill the broker: the lost connection ends the wait, not the timeout
+        gw = self.cluster.start_gateway("--publish-timeout-ms", str(int(scaled(3) * 1000)))
+        raw = self.pipelined_posts_one_sent(gw)
+        self.cluster.broker.proc.kill()
+        self.assertJSONError(raw.read_response(), 504, code="publish_outcome_unknown", message_has="connection")
+        # the second POST's request was never sent: nothing was published (503 at once, or once
+        # --publish-timeout-ms has passed when nng reports the lost connection after the gateway tried)
+        self.assertJSONError(raw.read_response(), 503, code="broker_unavailable", message_has="nothing was published")
+        m = harness.get_metrics(gw.port)
+        self.assertEqual(m['roomcast_http_responses_total{status="504"}'], 1)
+        self.assertEqual(m['roomcast_publish_requests_total{status="5xx"}'], 2)
+
+    def test_timeout_after_the_send_is_504_and_the_event_may_be_published(self):
+        self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--publish-timeout-ms", "300")
+        s = self.sse(gw, "/api/v1/events?room_id=a")
+        broker = self.cluster.broker
+        sigstop(broker.proc)
+        try:
+            r = post_json(gw.port, {"type": "late", "room_id": "a", "pad": "p" * PAD})
+            self.assertGreaterEqual(unread_api_bytes(broker), PAD, "the request reached the broker")
+        finally:
+            broker.proc.signal(signal.SIGCONT)
+        self.assertJSONError(r, 504, code="publish_outcome_unknown", message_has="in time")
+        # the broker reads the request once it runs again: published after all
+        self.assertEqual(json.loads(s.events(1)[0].data)["type"], "late")
+
+    def test_sigterm_while_posts_wait_for_the_broker(self):
+        # one POST's request in flight, one queued behind it, when the gateway stops: the publisher
+        # goes first, and the api answers the request in flight after it (a NULL dereference once)
+        self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--publish-timeout-ms", str(int(scaled(30) * 1000)))
+        raw = self.pipelined_posts_one_sent(gw)
+        gw.proc.signal(signal.SIGTERM)
+        self.assertExitsOnSignal(gw.proc, scaled(5))
+        # the connection closed with the waiting POSTs unanswered (HTTP: outcome unknown)
+        with self.assertRaises((EOFError, ConnectionResetError)):
+            raw.read_response()
+        self.cluster.broker.proc.kill()
 
 
 class PublishLingerTest(GatewayTest):
@@ -222,6 +344,63 @@ class PublishLingerTest(GatewayTest):
     def test_no_linger_sends_each_post_that_finds_the_publisher_idle(self):
         # the second POST queues behind the first one's request: one request each
         self.assertEqual(self.run_case(0), (3, 3))
+
+
+
+class HungBrokerTest(GatewayTest):
+    """
+    A broker that hangs (SIGSTOP): every POST is answered within
+    --publish-timeout-ms of its arrival, the one sent 504 (outcome unknown),
+    those that never left 503; the bytes queued for the broker are bounded.
+    """
+
+    def tearDown(self):
+        b = self.cluster.broker
+        if b is not None and b.proc.alive() and is_stopped(b.proc):
+            b.proc.signal(signal.SIGCONT)
+        super().tearDown()
+
+    def test_each_post_waits_at_most_the_timeout_from_its_arrival(self):
+        broker = self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--publish-timeout-ms", "1000")
+        sigstop(broker.proc)
+        conns = [RawHTTP(gw.port, timeout=scaled(30)) for _ in range(6)]
+        for c in conns:
+            self.addCleanup(c.close)
+        t0 = time.monotonic()
+        for i, c in enumerate(conns):
+            c.send(post_bytes({"type": "hung", "i": i}))
+        got = [c.read_response() for c in conns]
+        took = time.monotonic() - t0
+        statuses = sorted(r.status for r in got)
+        # one request went to the broker (504); the others never left (503, safe to retry)
+        self.assertEqual(statuses, [503] * 5 + [504], got)
+        for r in got:
+            self.assertJSONError(r, r.status, "publish_outcome_unknown" if r.status == 504 else "broker_unavailable")
+        self.assertLess(took, 1.0 + scaled(1.0), "answers within the timeout of each POST's arrival: %.1f s" % took)
+
+    def test_bytes_queued_for_the_broker_are_bounded(self):
+        broker = self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--publish-timeout-ms", "5000", "--publish-queue-bytes", "200000")
+        sigstop(broker.proc)
+        conns = [RawHTTP(gw.port, timeout=scaled(30)) for _ in range(12)]
+        for c in conns:
+            self.addCleanup(c.close)
+        for i, c in enumerate(conns):
+            c.send(post_bytes({"type": "big", "i": i, "pad": "x" * 30000}))
+        # the ones past the bound are answered at once, while the broker still hangs
+        overloaded = []
+        for c in conns:
+            c.sock.settimeout(0.5 * harness.TIME_SCALE)
+            try:
+                r = c.read_response()
+            except socket.timeout:
+                continue
+            overloaded.append(r)
+        self.assertGreaterEqual(len(overloaded), 4, "POSTs past --publish-queue-bytes answered at once")
+        for r in overloaded:
+            self.assertJSONError(r, 503, "overloaded")
+            self.assertEqual(r.headers.get("retry-after"), "1")
 
 
 if __name__ == "__main__":

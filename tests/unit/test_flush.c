@@ -1,14 +1,14 @@
 /*
- * test_assembler.c - putting the broker's flushes back together
- * (gateway/assembler.c): frames wait for their index; the wanted rooms'
- * counts decide whether a flush is complete; several frames merge into gseq
- * order; frames of a flush whose index was lost are dropped; a whole flush
- * in one message; ticks; corrupt messages are counted and dropped.
+ * test_flush.c - putting the broker's flushes back together
+ * (common/flush.c): frames wait for their index; the wanted rooms' counts
+ * decide whether a flush is complete; several frames merge into gseq order;
+ * frames of a flush whose index was lost are dropped; a whole flush in one
+ * message; ticks; corrupt messages are counted, reported and dropped; the
+ * frames kept waiting are bounded.
  *
- * The assembler is linked here on its own: the two functions it calls in the
- * rest of the gateway, gw_hub_wants() and gw_repair_flush(), are defined by
- * this test, which records what the assembler handed over. Messages are
- * built the way the broker's bus.c builds them (common/frame.h).
+ * The test is the assembler's subscriber: its callbacks say which rooms are
+ * wanted and record what the assembler handed over. Messages are built the
+ * way the broker's bus.c builds them (common/frame.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,24 +20,23 @@
 
 #include <cmocka.h>
 
-#include "assembler.h"
 #include "error.h"
+#include "flush.h"
 #include "frame.h"
-#include "gateway.h"
-#include "repair.h"
 
 #define EPOCH 0x6f1c2a9eu
 
-/* ---- the test's side of the gateway ---- */
+/* ---- the test's side: the subscriber ---- */
 
-static struct gw gw;
+/* What the assembler counted. */
+static struct rc_flush_counts counted;
 
-/* Rooms this "gateway" wants ("*": every room); global events always. */
+/* Rooms this subscriber wants ("*": every room); global events always. */
 static const char *wanted[8];
 
-bool gw_hub_wants(const struct gw_hub *hub, const char *room, size_t room_len)
+static bool wants(void *arg, const char *room, size_t room_len)
 {
-	(void)hub;
+	(void)arg;
 	if (room_len == 0)
 		return true;
 	for (int i = 0; i < 8 && wanted[i] != NULL; i++)
@@ -46,7 +45,7 @@ bool gw_hub_wants(const struct gw_hub *hub, const char *room, size_t room_len)
 	return false;
 }
 
-/* What the assembler handed to the repair stage. */
+/* What the assembler handed to the subscriber. */
 struct handed {
 	uint64_t first, last;
 	bool complete, tick;
@@ -58,12 +57,12 @@ struct handed {
 static struct handed handed[16];
 static size_t nhanded;
 
-void gw_repair_flush(struct gw_repair *rp, struct rc_frame_reader *r, uint64_t first, bool complete)
+static void done(void *arg, struct rc_frame_reader *r, uint64_t first, bool complete)
 {
 	struct handed *h = &handed[nhanded++];
 	struct rc_frame_event ev;
 
-	(void)rp;
+	(void)arg;
 	assert_true(nhanded <= 16);
 	assert_int_equal(r->hdr.epoch, EPOCH);
 	h->first = first;
@@ -77,6 +76,20 @@ void gw_repair_flush(struct gw_repair *rp, struct rc_frame_reader *r, uint64_t f
 		snprintf(h->room[h->n], sizeof(h->room[h->n]), "%.*s", (int)ev.room_len, ev.room);
 		h->n++;
 	}
+}
+
+/* The corrupt messages reported, in order ("topic", "frame" or "index"). */
+static const char *bad_what[8];
+static size_t nbad;
+
+static void bad(void *arg, int err, const char *what, size_t len)
+{
+	(void)arg;
+	(void)len;
+	assert_true(err == RC_EPROTO || err == RC_ETRUNC);
+	if (nbad < 8)
+		bad_what[nbad] = what;
+	nbad++;
 }
 
 /* Checks that count flushes were handed, the last one complete or not, with n events; returns it. */
@@ -162,20 +175,23 @@ static nng_msg *whole_msg(uint64_t first, uint64_t last, const char *const *room
 	return msg_of(RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN, buf, off);
 }
 
+static const struct rc_flush_cfg cfg = { .wants = wants, .done = done, .bad = bad, .counts = &counted };
+
 static int setup(void **state)
 {
-	memset(&gw, 0, sizeof(gw));
+	memset(&counted, 0, sizeof(counted));
 	memset(handed, 0, sizeof(handed));
 	memset(wanted, 0, sizeof(wanted));
 	nhanded = 0;
-	*state = gw_assembler_new(&gw, NULL);
+	nbad = 0;
+	*state = rc_flush_asm_new(&cfg);
 	return *state == NULL ? -1 : 0;
 }
 
 static int teardown(void **state)
 {
 	/* frames still waiting are freed here: ASan's leak check covers them */
-	gw_assembler_free(*state);
+	rc_flush_asm_free(*state);
 	return 0;
 }
 
@@ -184,19 +200,19 @@ static int teardown(void **state)
 /* Rooms a and b wanted, c not: a's and b's events in gseq order, c's left out, complete. */
 static void test_merge_wanted_rooms(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const uint64_t ga[] = { 10, 12 }, gb[] = { 11, 14 }, gc[] = { 13 }, gg[] = { 15 };
 	static const char *const rooms[] = { "a", "b", "c", "" };
 	static const uint32_t counts[] = { 2, 2, 1, 1 };
 
 	wanted[0] = "a";
 	wanted[1] = "b";
-	gw_assembler_msg(a, frame("a", ga, 2, 15, EPOCH));
-	gw_assembler_msg(a, frame("b", gb, 2, 15, EPOCH));
-	gw_assembler_msg(a, frame("c", gc, 1, 15, EPOCH));
-	gw_assembler_msg(a, frame(NULL, gg, 1, 15, EPOCH));
+	rc_flush_asm_msg(a, frame("a", ga, 2, 15, EPOCH));
+	rc_flush_asm_msg(a, frame("b", gb, 2, 15, EPOCH));
+	rc_flush_asm_msg(a, frame("c", gc, 1, 15, EPOCH));
+	rc_flush_asm_msg(a, frame(NULL, gg, 1, 15, EPOCH));
 	assert_int_equal(nhanded, 0); /* nothing before the index */
-	gw_assembler_msg(a, index_msg(0, 10, 15, rooms, counts, 4));
+	rc_flush_asm_msg(a, index_msg(0, 10, 15, rooms, counts, 4));
 	assert_int_equal(nhanded, 1);
 	assert_int_equal(handed[0].first, 10);
 	assert_int_equal(handed[0].last, 15);
@@ -209,37 +225,37 @@ static void test_merge_wanted_rooms(void **state)
 		assert_int_equal(handed[0].gseq[i], want[i]);
 		assert_string_equal(handed[0].room[i], want_room[i]);
 	}
-	assert_int_equal(gw.m.bus_frames, 4);
-	assert_int_equal(gw.m.bus_events, 6);
-	assert_int_equal(gw.m.bus_bad_frames, 0);
+	assert_int_equal(counted.frames, 4);
+	assert_int_equal(counted.events, 6);
+	assert_int_equal(counted.bad, 0);
 }
 
 /* One frame: handed over as it is. */
 static void test_single_frame(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const uint64_t g[] = { 3, 4, 5 };
 	static const char *const rooms[] = { "a" };
 	static const uint32_t counts[] = { 3 };
 
 	wanted[0] = "a";
-	gw_assembler_msg(a, frame("a", g, 3, 5, EPOCH));
-	gw_assembler_msg(a, index_msg(0, 3, 5, rooms, counts, 1));
+	rc_flush_asm_msg(a, frame("a", g, 3, 5, EPOCH));
+	rc_flush_asm_msg(a, index_msg(0, 3, 5, rooms, counts, 1));
 	assert_int_equal(assert_handed(1, true, 3)->gseq[2], 5);
 }
 
 /* nng dropped b's frame: the flush is incomplete; an unwanted room missing does not count. */
 static void test_missing_frame_is_incomplete(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const uint64_t ga[] = { 20 };
 	static const char *const rooms[] = { "a", "b", "zzz" };
 	static const uint32_t counts[] = { 1, 1, 5 };
 
 	wanted[0] = "a";
 	wanted[1] = "b";
-	gw_assembler_msg(a, frame("a", ga, 1, 26, EPOCH));
-	gw_assembler_msg(a, index_msg(0, 20, 26, rooms, counts, 3));
+	rc_flush_asm_msg(a, frame("a", ga, 1, 26, EPOCH));
+	rc_flush_asm_msg(a, index_msg(0, 20, 26, rooms, counts, 3));
 	assert_int_equal(nhanded, 1);
 	assert_false(handed[0].complete);
 	assert_int_equal(handed[0].first, 20);
@@ -247,8 +263,8 @@ static void test_missing_frame_is_incomplete(void **state)
 
 	/* the same without wanting b: complete */
 	wanted[1] = NULL;
-	gw_assembler_msg(a, frame("a", ga, 1, 26, EPOCH));
-	gw_assembler_msg(a, index_msg(0, 20, 26, rooms, counts, 3));
+	rc_flush_asm_msg(a, frame("a", ga, 1, 26, EPOCH));
+	rc_flush_asm_msg(a, index_msg(0, 20, 26, rooms, counts, 3));
 	assert_int_equal(nhanded, 2);
 	assert_true(handed[1].complete);
 }
@@ -256,17 +272,17 @@ static void test_missing_frame_is_incomplete(void **state)
 /* Frames of flush 1 whose index never came are dropped when flush 2's index comes. */
 static void test_lost_index_drops_old_frames(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const uint64_t g1[] = { 1, 2 }, g2[] = { 4 };
 	static const char *const rooms[] = { "a" };
 	static const uint32_t counts[] = { 1 };
 
 	wanted[0] = "*";
-	gw_assembler_msg(a, frame("a", g1, 2, 3, EPOCH));
-	gw_assembler_msg(a, frame("a", g2, 1, 5, EPOCH));
-	gw_assembler_msg(a, index_msg(0, 4, 5, rooms, counts, 1));
+	rc_flush_asm_msg(a, frame("a", g1, 2, 3, EPOCH));
+	rc_flush_asm_msg(a, frame("a", g2, 1, 5, EPOCH));
+	rc_flush_asm_msg(a, index_msg(0, 4, 5, rooms, counts, 1));
 	assert_int_equal(nhanded, 1);
-	assert_int_equal(handed[0].first, 4); /* the repair stage sees the hole before 4 */
+	assert_int_equal(handed[0].first, 4); /* the subscriber sees the hole before 4 */
 	assert_true(handed[0].complete);
 	assert_int_equal(handed[0].n, 1);
 	assert_int_equal(handed[0].gseq[0], 4);
@@ -275,16 +291,16 @@ static void test_lost_index_drops_old_frames(void **state)
 /* A frame of the next flush that came before this flush's index waits for its own. */
 static void test_newer_frame_waits(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const uint64_t g1[] = { 1 }, g2[] = { 2 };
 	static const char *const rooms[] = { "a" };
 	static const uint32_t counts[] = { 1 };
 
 	wanted[0] = "a";
-	gw_assembler_msg(a, frame("a", g1, 1, 1, EPOCH));
-	gw_assembler_msg(a, frame("a", g2, 1, 2, EPOCH)); /* cannot happen in order, but must not be lost */
-	gw_assembler_msg(a, index_msg(0, 1, 1, rooms, counts, 1));
-	gw_assembler_msg(a, index_msg(0, 2, 2, rooms, counts, 1));
+	rc_flush_asm_msg(a, frame("a", g1, 1, 1, EPOCH));
+	rc_flush_asm_msg(a, frame("a", g2, 1, 2, EPOCH)); /* cannot happen in order, but must not be lost */
+	rc_flush_asm_msg(a, index_msg(0, 1, 1, rooms, counts, 1));
+	rc_flush_asm_msg(a, index_msg(0, 2, 2, rooms, counts, 1));
 	assert_int_equal(nhanded, 2);
 	assert_int_equal(handed[0].gseq[0], 1);
 	assert_int_equal(handed[1].n, 1);
@@ -299,7 +315,7 @@ static void test_newer_frame_waits(void **state)
  */
 static void test_whole_flush(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const char *const whole_rooms[] = { "a", "b", "", "c" };
 	static const uint64_t old[] = { 7 }, next[] = { 45 };
 	static const char *const rooms[] = { "a" };
@@ -307,8 +323,8 @@ static void test_whole_flush(void **state)
 	const struct handed *h;
 
 	wanted[0] = "a";
-	gw_assembler_msg(a, frame("a", old, 1, 8, EPOCH)); /* its index is lost */
-	gw_assembler_msg(a, whole_msg(40, 43, whole_rooms));
+	rc_flush_asm_msg(a, frame("a", old, 1, 8, EPOCH)); /* its index is lost */
+	rc_flush_asm_msg(a, whole_msg(40, 43, whole_rooms));
 	h = assert_handed(1, true, 4);
 	assert_int_equal(h->first, 40);
 	assert_int_equal(h->last, 43);
@@ -316,61 +332,90 @@ static void test_whole_flush(void **state)
 		assert_int_equal(h->gseq[i], 40 + i);
 		assert_string_equal(h->room[i], whole_rooms[i]);
 	}
-	assert_int_equal(gw.m.bus_frames, 2);
-	assert_int_equal(gw.m.bus_events, 5);
-	gw_assembler_msg(a, frame("a", next, 1, 45, EPOCH));
-	gw_assembler_msg(a, index_msg(0, 44, 45, rooms, counts, 1));
+	assert_int_equal(counted.frames, 2);
+	assert_int_equal(counted.events, 5);
+	rc_flush_asm_msg(a, frame("a", next, 1, 45, EPOCH));
+	rc_flush_asm_msg(a, index_msg(0, 44, 45, rooms, counts, 1));
 	assert_int_equal(assert_handed(2, true, 1)->gseq[0], 45);
-	assert_int_equal(gw.m.bus_bad_frames, 0);
+	assert_int_equal(counted.bad, 0);
 }
 
 /* An idle tick: an empty, complete flush after the last gseq; a frame of another epoch is dropped. */
 static void test_tick_and_epoch(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const uint64_t g[] = { 8 };
 	static const char *const rooms[] = { "a" };
 	static const uint32_t counts[] = { 1 };
 
 	wanted[0] = "a";
-	gw_assembler_msg(a, index_msg(RC_FRAME_TICK, 8, 7, NULL, NULL, 0));
+	rc_flush_asm_msg(a, index_msg(RC_FRAME_TICK, 8, 7, NULL, NULL, 0));
 	assert_int_equal(nhanded, 1);
 	assert_true(handed[0].tick);
 	assert_true(handed[0].complete);
 	assert_int_equal(handed[0].first, 8);
 	assert_int_equal(handed[0].last, 7);
 	assert_int_equal(handed[0].n, 0);
-	assert_int_equal(gw.m.bus_ticks, 1);
+	assert_int_equal(counted.ticks, 1);
 
-	gw_assembler_msg(a, frame("a", g, 1, 8, EPOCH + 1));
-	gw_assembler_msg(a, index_msg(0, 8, 8, rooms, counts, 1));
+	rc_flush_asm_msg(a, frame("a", g, 1, 8, EPOCH + 1));
+	rc_flush_asm_msg(a, index_msg(0, 8, 8, rooms, counts, 1));
 	assert_handed(2, false, 0);
 }
 
-/* Garbage never reaches the repair stage; it is counted. */
+/* Garbage never reaches the subscriber; it is counted. */
 static void test_corrupt_messages(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const uint8_t junk[] = { 'R', 'C', 'F', '1', 1, 0, 0, 0, 1, 2, 3 };
 	static const uint64_t g[] = { 1 };
 	nng_msg *m;
 
 	wanted[0] = "*";
-	gw_assembler_msg(a, msg_of("x\0", 2, junk, sizeof(junk)));     /* unknown topic */
-	gw_assembler_msg(a, msg_of("ra\0", 3, junk, sizeof(junk)));    /* truncated frame */
-	gw_assembler_msg(a, msg_of("i\0", 2, junk, sizeof(junk)));     /* truncated index */
-	gw_assembler_msg(a, msg_of("rbad room\0", 10, junk, 0));       /* bad room in the topic */
+	rc_flush_asm_msg(a, msg_of("x\0", 2, junk, sizeof(junk)));  /* unknown topic */
+	rc_flush_asm_msg(a, msg_of("ra\0", 3, junk, sizeof(junk))); /* truncated frame */
+	rc_flush_asm_msg(a, msg_of("i\0", 2, junk, sizeof(junk)));  /* truncated index */
+	rc_flush_asm_msg(a, msg_of("rbad room\0", 10, junk, 0));    /* bad room in the topic */
 	m = frame("a", g, 1, 1, EPOCH);
 	nng_msg_chop(m, 1); /* one byte short */
-	gw_assembler_msg(a, m);
+	rc_flush_asm_msg(a, m);
 	/* room b's event under room a's topic */
 	m = frame("b", g, 1, 1, EPOCH);
 	assert_int_equal(nng_msg_trim(m, 3), 0);
 	assert_int_equal(nng_msg_insert(m, "ra\0", 3), 0);
-	gw_assembler_msg(a, m);
-	assert_int_equal(gw.m.bus_bad_frames, 6);
+	rc_flush_asm_msg(a, m);
+	assert_int_equal(counted.bad, 6);
 	assert_int_equal(nhanded, 0);
-	assert_int_equal(gw.m.bus_frames, 0);
+	assert_int_equal(counted.frames, 0);
+	assert_int_equal(nbad, 6);
+	static const char *const want_what[] = { "topic", "frame", "index", "topic", "frame", "frame" };
+	for (size_t i = 0; i < 6; i++)
+		assert_string_equal(bad_what[i], want_what[i]);
+}
+
+/*
+ * At most max_pending frames wait: beyond, the oldest goes, and its flush is
+ * handed over incomplete when its index comes late. Without counters given,
+ * the assembler counts for itself.
+ */
+static void test_max_pending(void **state)
+{
+	struct rc_flush_cfg small = { .wants = wants, .done = done, .max_pending = 4 };
+	struct rc_flush_asm *a = rc_flush_asm_new(&small);
+	static const char *const rooms[] = { "a" };
+	static const uint32_t one[] = { 1 };
+
+	(void)state;
+	assert_non_null(a);
+	wanted[0] = "a";
+	for (uint64_t g = 1; g <= 5; g++)
+		rc_flush_asm_msg(a, frame("a", &g, 1, g, EPOCH)); /* flushes 1..5, no index yet */
+	rc_flush_asm_msg(a, index_msg(0, 1, 1, rooms, one, 1));
+	assert_handed(1, false, 0); /* flush 1's frame was the oldest: dropped */
+	rc_flush_asm_msg(a, index_msg(0, 2, 2, rooms, one, 1));
+	assert_int_equal(assert_handed(2, true, 1)->gseq[0], 2);
+	assert_int_equal(counted.frames, 0); /* counted inside */
+	rc_flush_asm_free(a); /* frames 3..5 still wait: freed here */
 }
 
 /*
@@ -378,11 +423,11 @@ static void test_corrupt_messages(void **state)
  * (as nng drops them): every flush whose index arrives is handed over, in
  * order; complete exactly when none of its wanted frames was lost, and then
  * with exactly its wanted events; a flush whose index was lost is not handed
- * over, so the next one starts after a hole the repair stage sees.
+ * over, so the next one starts after a hole the subscriber sees.
  */
 static void test_random_losses(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const char *const names[] = { "a", "b", "c", "d", "e", "" };
 	uint64_t next = 1, rng = 0x9e3779b97f4a7c15ull, prev_last = 0;
 	size_t checked = 0;
@@ -412,21 +457,22 @@ static void test_random_losses(void **state)
 			rc[nrooms++] = (uint32_t)counts[r];
 			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
 			lost = (rng >> 40) % 7 == 0;
-			if (gw_hub_wants(NULL, names[r], strlen(names[r])))
+			if (wants(NULL, names[r], strlen(names[r])))
 				lost_wanted |= lost;
 			if (!lost)
-				gw_assembler_msg(a, frame(r == 5 ? NULL : names[r], gseqs[r], counts[r], next - 1, EPOCH));
+				rc_flush_asm_msg(a,
+						 frame(r == 5 ? NULL : names[r], gseqs[r], counts[r], next - 1, EPOCH));
 		}
 		for (uint64_t g = first; g < next; g++)
 			for (int r = 0; r < 6; r++)
 				for (size_t k = 0; k < counts[r]; k++)
-					if (gseqs[r][k] == g && gw_hub_wants(NULL, names[r], strlen(names[r])))
+					if (gseqs[r][k] == g && wants(NULL, names[r], strlen(names[r])))
 						want[want_n++] = g;
 		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
 		index_lost = (rng >> 40) % 9 == 0;
 		nhanded = 0;
 		if (!index_lost)
-			gw_assembler_msg(a, index_msg(0, first, next - 1, rooms, rc, nrooms));
+			rc_flush_asm_msg(a, index_msg(0, first, next - 1, rooms, rc, nrooms));
 		if (index_lost) {
 			assert_int_equal(nhanded, 0);
 			continue;
@@ -450,7 +496,7 @@ static void test_random_losses(void **state)
 /* Random bytes after every kind of topic: never handed over unless valid, never a crash or a leak. */
 static void test_fuzz(void **state)
 {
-	struct gw_assembler *a = *state;
+	struct rc_flush_asm *a = *state;
 	static const char *const topics[] = { "i", "g", "ra", "rb", "x", "" };
 	uint64_t rng = 0x2545f4914f6cdd1dull;
 	int handed_any = 0;
@@ -477,7 +523,7 @@ static void test_fuzz(void **state)
 		}
 		m = msg_of(topics[t], strlen(topics[t]) + 1, body, len);
 		nhanded = 0;
-		gw_assembler_msg(a, m);
+		rc_flush_asm_msg(a, m);
 		/* whatever was handed over was a valid flush */
 		if (nhanded == 1) {
 			assert_true(handed[0].first <= handed[0].last + 1);
@@ -498,10 +544,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_whole_flush, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tick_and_epoch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_messages, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_losses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fuzz, setup, teardown),
 	};
 
-	rc_log_set_level(RC_LOG_ERROR); /* the corrupt messages are logged as warnings */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
