@@ -119,6 +119,12 @@ static void hub_room_unref(struct gw_hub *hub, struct gw_room *r)
 
 int gw_hub_add(struct gw_hub *hub, struct gw_stream *s, const char *const *rooms, const size_t *lens)
 {
+	gw_list_init(&s->hub_node);
+	for (uint16_t i = 0; i < s->nrooms; i++) {
+		gw_list_init(&s->members[i].node);
+		s->members[i].room = NULL;
+		s->members[i].stream = s;
+	}
 	for (uint16_t i = 0; i < s->nrooms; i++) {
 		struct gw_member *m = &s->members[i];
 		struct rc_strmap_entry *e;
@@ -146,7 +152,6 @@ int gw_hub_add(struct gw_hub *hub, struct gw_stream *s, const char *const *rooms
 		}
 		r = e->value;
 		m->room = r;
-		m->stream = s;
 		gw_list_insert_tail(&r->members, &m->node);
 		r->nmembers++;
 		continue;
@@ -157,8 +162,6 @@ fail:
 			hub_room_unref(hub, s->members[j].room);
 			s->members[j].room = NULL;
 		}
-		for (uint16_t j = i; j < s->nrooms; j++)
-			s->members[j].room = NULL;
 		return RC_ENOMEM;
 	}
 	if (s->firehose) {
@@ -205,22 +208,41 @@ static struct gw_chunk *slab_get(struct gw_chunk **slot, size_t bytes)
 	return *slot;
 }
 
-void gw_hub_bus_known(struct gw_hub *hub)
+void gw_hub_start(struct gw_hub *hub, uint64_t epoch, uint64_t gseq)
 {
 	struct gw_list *lists[2] = { &hub->room_streams, &hub->firehose }, *pos, *tmp;
 
+	hub->epoch = epoch;
+	hub->last_gseq = gseq;
+	/* the resumes that waited for the position: they replay up to at least here */
 	for (int i = 0; i < 2; i++)
 		gw_list_each_safe(pos, tmp, lists[i])
 			gw_stream_bus_known(gw_container_of(pos, struct gw_stream, hub_node));
 }
 
-void gw_hub_reset_all(struct gw_hub *hub, const char *reason, uint64_t epoch, uint64_t gseq)
+/* Sends stream.reset (reason, id: the position) to every stream. */
+static void hub_reset_all(struct gw_hub *hub, const char *reason)
 {
 	struct gw_list *lists[2] = { &hub->room_streams, &hub->firehose }, *pos, *tmp;
 
 	for (int i = 0; i < 2; i++)
 		gw_list_each_safe(pos, tmp, lists[i])
-			gw_stream_reset(gw_container_of(pos, struct gw_stream, hub_node), reason, epoch, gseq);
+			gw_stream_reset(gw_container_of(pos, struct gw_stream, hub_node), reason, hub->epoch,
+					hub->last_gseq);
+}
+
+void gw_hub_restart(struct gw_hub *hub, uint64_t epoch)
+{
+	hub->epoch = epoch;
+	hub->last_gseq = 0;
+	hub_reset_all(hub, "epoch_changed");
+}
+
+uint64_t gw_hub_skip(struct gw_hub *hub, uint64_t gseq)
+{
+	gw_hub_advance(hub, gseq);
+	hub_reset_all(hub, "gap_unrecoverable");
+	return hub->last_gseq;
 }
 
 /*
@@ -239,10 +261,7 @@ static size_t hub_reset_missed(struct gw_list *list, bool members, uint64_t gseq
 	gw_list_each_safe(pos, tmp, list) {
 		struct gw_stream *s = members ? gw_container_of(pos, struct gw_member, node)->stream
 					      : gw_container_of(pos, struct gw_stream, hub_node);
-		if (s->last_gseq < gseq) {
-			gw_stream_reset(s, "gap_unrecoverable", epoch, upto);
-			n++;
-		}
+		n += gw_stream_missed(s, gseq, epoch, upto);
 	}
 	return n;
 }

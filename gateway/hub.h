@@ -45,7 +45,12 @@ struct gw_room {
 	bool dead;
 };
 
-/* One stream's membership in one room. */
+/*
+ * One stream's membership in one room. The memberships (struct gw_stream's
+ * members[] and hub_node) are the hub's records, embedded in the stream so
+ * that a stream is one allocation: only the hub writes them (gw_hub_add,
+ * gw_hub_remove); the stream reads its rooms' names from them.
+ */
 struct gw_member {
 	struct gw_list node;
 	struct gw_room *room;
@@ -78,6 +83,7 @@ struct gw_hub {
 	struct gw_list room_streams; /* streams with a room filter (they get global events) */
 	struct gw_list firehose;     /* streams without a filter (they get everything) */
 	uint32_t nfirehose;
+	/* the position: read by others, changed only through the functions below */
 	uint64_t epoch;     /* 0 until the first frame */
 	uint64_t last_gseq; /* last gseq delivered in order */
 	struct gw_framed *scratch;
@@ -91,7 +97,11 @@ struct gw_hub {
 void gw_hub_init(struct gw_hub *hub, struct gw *gw);
 void gw_hub_fini(struct gw_hub *hub);
 
-/* Adds a stream that follows rooms[0..s->nrooms) (none: firehose). Returns 0 or RC_ENOMEM. */
+/*
+ * Adds a stream that follows rooms[0..s->nrooms) (none: firehose): sets up
+ * its memberships (s->members, s->hub_node). Returns 0, or RC_ENOMEM with the
+ * stream in no room.
+ */
 int gw_hub_add(struct gw_hub *hub, struct gw_stream *s, const char *const *rooms, const size_t *lens);
 /* Removes a stream (safe during a delivery). */
 void gw_hub_remove(struct gw_hub *hub, struct gw_stream *s);
@@ -116,14 +126,28 @@ static inline void gw_hub_advance(struct gw_hub *hub, uint64_t gseq)
 		hub->last_gseq = gseq;
 }
 
+/*
+ * The first bus frame: the gateway is at (epoch, gseq), where streams start;
+ * the resumes that waited for it start now.
+ */
+void gw_hub_start(struct gw_hub *hub, uint64_t epoch, uint64_t gseq);
+
+/*
+ * The broker restarted without its history (a new epoch): the position is
+ * (epoch, 0) and every stream gets stream.reset epoch_changed.
+ */
+void gw_hub_restart(struct gw_hub *hub, uint64_t epoch);
+
+/*
+ * The events up to gseq cannot be delivered (a bus gap that could not be
+ * repaired): the position moves to gseq (never back) and every stream gets
+ * stream.reset gap_unrecoverable with the id there, going on live after it.
+ * Returns the position.
+ */
+uint64_t gw_hub_skip(struct gw_hub *hub, uint64_t gseq);
+
 struct rc_buf;
 /* Appends the rooms with streams here as JSON strings separated by commas. */
 void gw_hub_room_names(const struct gw_hub *hub, struct rc_buf *b);
-
-/* The first bus frame set the epoch and last gseq: resumes waiting for it start. */
-void gw_hub_bus_known(struct gw_hub *hub);
-
-/* Sends stream.reset (reason, id epoch-gseq) to every stream. */
-void gw_hub_reset_all(struct gw_hub *hub, const char *reason, uint64_t epoch, uint64_t gseq);
 
 #endif

@@ -109,12 +109,9 @@ static void repair_reset_all(struct gw_repair *rp, uint64_t resume, const char *
 	struct gw_hub *hub = &rp->gw->hub;
 	char id[RC_ID_MAX];
 
-	if (resume < hub->last_gseq)
-		resume = hub->last_gseq;
+	resume = gw_hub_skip(hub, resume);
 	rc_id_format(id, hub->epoch, resume);
 	rc_log_warn("bus gap could not be repaired; streams reset", "why=\"%s\" resume_after=%s", why, id);
-	hub->last_gseq = resume;
-	gw_hub_reset_all(hub, "gap_unrecoverable", hub->epoch, resume);
 }
 
 /* The gap cannot be filled: reset every stream, then deliver what was held after the gap. */
@@ -307,10 +304,7 @@ void gw_repair_flush(struct gw_repair *rp, struct rc_frame_reader *r, uint64_t f
 
 	if (hub->epoch == 0) {
 		/* the first flush: streams start from here */
-		hub->epoch = r->hdr.epoch;
-		hub->last_gseq = first - 1;
-		/* resumes that waited for this start now: they replay up to at least here */
-		gw_hub_bus_known(hub);
+		gw_hub_start(hub, r->hdr.epoch, first - 1);
 	} else if (r->hdr.epoch != hub->epoch) {
 		char e[RC_ID_MAX];
 		rc_epoch_format(e, r->hdr.epoch);
@@ -320,9 +314,7 @@ void gw_repair_flush(struct gw_repair *rp, struct rc_frame_reader *r, uint64_t f
 		rp->call = NULL;
 		rp->repairing = false;
 		repair_drop_held(rp);
-		hub->epoch = r->hdr.epoch;
-		hub->last_gseq = 0;
-		gw_hub_reset_all(hub, "epoch_changed", hub->epoch, 0);
+		gw_hub_restart(hub, r->hdr.epoch);
 	}
 	if (rp->repairing) {
 		if (repair_hold(rp, r, first, complete))

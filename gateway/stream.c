@@ -118,6 +118,14 @@ void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, ui
 	gw_chunk_unref(ch);
 }
 
+bool gw_stream_missed(struct gw_stream *s, uint64_t gseq, uint64_t epoch, uint64_t upto)
+{
+	if (s->last_gseq >= gseq)
+		return false;
+	gw_stream_reset(s, "gap_unrecoverable", epoch, upto);
+	return true;
+}
+
 static bool reply_has(const char *p, size_t len, const char *needle)
 {
 	size_t n = strlen(needle);
@@ -321,9 +329,6 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 	s->firehose = req->nrooms == 0;
 	s->nrooms = (uint16_t)req->nrooms;
 	gw_tq_entry_init(&s->hb);
-	gw_list_init(&s->hub_node);
-	for (uint16_t i = 0; i < s->nrooms; i++)
-		gw_list_init(&s->members[i].node);
 	ch = gw_response_stream_head(gw->opt.cors_origin);
 	if (ch == NULL || gw_hub_add(&gw->hub, s, req->rooms, req->room_lens) != RC_OK) {
 		gw_chunk_unref(ch);

@@ -34,7 +34,7 @@ struct gw_stream {
 	struct gw *gw;
 	struct gw_conn *conn;
 	struct gw_tq_entry hb;   /* on gw->hb_q */
-	struct gw_list hub_node; /* hub->room_streams or hub->firehose */
+	struct gw_list hub_node; /* the hub's: on hub->room_streams or hub->firehose */
 	uint64_t last_write;     /* loop time of the last byte queued */
 	uint64_t last_gseq;      /* last event delivered: never send one twice */
 	bool firehose;
@@ -47,7 +47,7 @@ struct gw_stream {
 	struct gw_replay_call *replay; /* the replay request in flight */
 	struct gw_held *held;
 	size_t nheld, capheld, held_bytes;
-	struct gw_member members[];
+	struct gw_member members[]; /* the hub's records of the stream's rooms (hub.h) */
 };
 
 /* The request's filter, checked by the router. */
@@ -76,6 +76,13 @@ void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run);
  * or gap_unrecoverable.
  */
 void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, uint64_t gseq);
+
+/*
+ * The hub could not frame event gseq for s (out of memory): unless s had it
+ * already, s gets stream.reset gap_unrecoverable with the id (epoch, upto) and
+ * goes on live after it. Returns whether s was reset.
+ */
+bool gw_stream_missed(struct gw_stream *s, uint64_t gseq, uint64_t epoch, uint64_t upto);
 
 /*
  * The gateway learnt the epoch and last id from its first bus frame: a stream

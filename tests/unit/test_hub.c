@@ -1,16 +1,18 @@
 /*
- * test_hub.c - the fan-out of a flush (gateway/hub.c) when memory runs out:
- * every stream either gets each event it wants, framed with its id, or a
- * stream.reset (gap_unrecoverable) with the id after which it goes on live;
- * a stream that had the events already gets neither; a stream whose reset
- * closes it leaves the hub during the delivery (its room goes after it); the
- * position moves to the frame's last event either way and the next frame is
- * delivered whole.
+ * test_hub.c - the hub (gateway/hub.c) on a real gateway loop (gw_fixture.h):
+ * which rooms it wants from the bus as streams come and go (a room from its
+ * first stream here to its last, everything with a firehose or past
+ * --bus-max-rooms, back to rooms well under it), and the fan-out of a flush
+ * when memory runs out: every stream either gets each event it wants, framed
+ * with its id, or a stream.reset (gap_unrecoverable) with the id after which
+ * it goes on live, or is closed (its client resumes from the last id it got,
+ * so nothing it got may have a hole before it); a stream that had the events
+ * already gets nothing; the position moves to the frame's last event either
+ * way and the next frames are delivered whole.
  *
- * hub.c is linked on its own with outq.c: the gateway functions it calls (the
- * bus subscriptions, the stream's delivery and reset) are defined here and
- * record what they get. The test executable is linked with
- * -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc: while armed, the wrappers
+ * The streams are real connections read by the test. The test executable is
+ * linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc (the gateway
+ * library's allocations go through the wrappers): while armed, the wrappers
  * make the Nth allocation fail (only it, or it and every later one), and the
  * test fails each allocation of a delivery in turn.
  */
@@ -25,15 +27,13 @@
 
 #include <cmocka.h>
 
-#include "bus_client.h"
+#include "buf.h"
 #include "frame.h"
-#include "gateway.h"
+#include "gw_fixture.h"
 #include "hub.h"
 #include "log.h"
-#include "stream.h"
 
-#define EPOCH	0x6f1c2a9eu
-#define MAX_GOT 16
+#define EPOCH GWF_EPOCH
 
 /* ---- allocation failures ---- */
 
@@ -96,332 +96,328 @@ void *__wrap_realloc(void *p, size_t n)
 	return oom_fail() ? NULL : __real_realloc(p, n);
 }
 
-/* ---- the test's side of the gateway ---- */
+/* ---- membership and the bus ---- */
 
-/* What one stream was handed. */
-struct seen {
-	struct gw_stream *s;
-	const char *name;
-	uint64_t got[MAX_GOT];
-	size_t ngot;
-	char reset[64]; /* the last reset, "reason epoch-gseq" */
-	size_t nresets;
-	bool close_on_reset; /* the stream leaves the hub (and is freed) from its reset */
-};
-
-static struct gw gw;
-static struct seen seen[10];
-static size_t nseen;
-
-static struct seen *seen_of(const struct gw_stream *s)
-{
-	for (size_t i = 0; i < nseen; i++)
-		if (seen[i].s == s)
-			return &seen[i];
-	fail_msg("a stream the test does not know");
-	return NULL;
-}
-
-void gw_bus_room(struct gw_bus *b, const char *room, size_t len, bool on)
-{
-	(void)b;
-	(void)room;
-	(void)len;
-	(void)on;
-}
-
-void gw_bus_all(struct gw_bus *b, bool on)
-{
-	(void)b;
-	(void)on;
-}
-
-void gw_stream_bus_known(struct gw_stream *s)
-{
-	(void)s;
-}
-
-/* As stream.c: events at or below the stream's last gseq are skipped; each one is checked to be its own SSE text. */
-void gw_stream_deliver(struct gw_stream *s, const struct gw_run *run)
-{
-	struct seen *t = seen_of(s);
-
-	assert_true(run->n > 0);
-	assert_non_null(run->chunk);
-	if (run->ev[run->n - 1].gseq <= s->last_gseq)
-		return;
-	for (size_t i = 0; i < run->n; i++) {
-		const struct gw_framed *f = &run->ev[i];
-		uint32_t off = run->fire ? f->fire_off : f->off;
-		char want[64];
-		int n = snprintf(want, sizeof(want), "id: %x-%llu\n", EPOCH, (unsigned long long)f->gseq);
-
-		assert_true(off + f->len <= run->chunk->len);
-		assert_true(f->len > (uint32_t)n);
-		assert_memory_equal(run->chunk->data + off, want, (size_t)n);
-		if (f->gseq <= s->last_gseq)
-			continue;
-		assert_true(t->ngot < MAX_GOT);
-		t->got[t->ngot++] = f->gseq;
-	}
-	s->last_gseq = run->ev[run->n - 1].gseq;
-}
-
-/* As stream.c: the stream goes on live after (epoch, gseq). */
-void gw_stream_reset(struct gw_stream *s, const char *reason, uint64_t epoch, uint64_t gseq)
-{
-	struct seen *t = seen_of(s);
-
-	snprintf(t->reset, sizeof(t->reset), "%s %llx-%llu", reason, (unsigned long long)epoch,
-		 (unsigned long long)gseq);
-	t->nresets++;
-	s->last_gseq = gseq;
-	if (t->close_on_reset) {
-		/* a stream that leaves the hub during the delivery: the hub must stay safe */
-		gw_hub_remove(&gw.hub, s);
-		free(s);
-		t->s = NULL;
-	}
-}
-
-/* ---- streams and frames ---- */
-
-/* A stream following rooms (none: the firehose), added to the hub. */
-static struct seen *stream(const char *name, const char *const *rooms, size_t nrooms)
-{
-	struct gw_stream *s = calloc(1, sizeof(*s) + nrooms * sizeof(struct gw_member));
-	size_t lens[4];
-	struct seen *t = &seen[nseen++];
-
-	assert_non_null(s);
-	assert_true(nrooms <= 4 && nseen <= 10);
-	memset(t, 0, sizeof(*t));
-	t->s = s;
-	t->name = name;
-	s->gw = &gw;
-	s->firehose = nrooms == 0;
-	s->nrooms = (uint16_t)nrooms;
-	gw_tq_entry_init(&s->hb);
-	gw_list_init(&s->hub_node);
-	for (size_t i = 0; i < nrooms; i++) {
-		gw_list_init(&s->members[i].node);
-		lens[i] = strlen(rooms[i]);
-	}
-	assert_int_equal(gw_hub_add(&gw.hub, s, rooms, lens), 0);
-	s->last_gseq = gw.hub.last_gseq;
-	return t;
-}
-
-struct ev {
-	uint64_t gseq;
-	const char *room; /* NULL: global */
-};
-
-/* Hands a frame of events evs[0..n) (flush last_gseq: the last event's) to the hub. */
-static size_t deliver(const struct ev *evs, size_t n)
-{
-	uint8_t buf[2048];
-	struct rc_frame_hdr hdr = { .epoch = EPOCH, .last_gseq = evs[n - 1].gseq, .count = (uint32_t)n };
-	struct rc_frame_reader r;
-	size_t len = RC_FRAME_HDR_SIZE;
-
-	rc_frame_put_header(buf, &hdr);
-	for (size_t i = 0; i < n; i++) {
-		struct rc_frame_event ev = {
-			.gseq = evs[i].gseq,
-			.rseq = 1,
-			.room = evs[i].room,
-			.room_len = (uint16_t)(evs[i].room ? strlen(evs[i].room) : 0),
-			.json = "{\"type\":\"t\"}",
-			.json_len = 12,
-		};
-		len += rc_frame_put_event(buf + len, &ev);
-	}
-	assert_int_equal(rc_frame_reader_init(&r, buf, len), 0);
-	return gw_hub_deliver(&gw.hub, &r);
-}
-
-/* 1 in a, 2 in b, 3 global, 4 in a, 5 in d */
-static const struct ev frame1[] = { { 1, "a" }, { 2, "b" }, { 3, NULL }, { 4, "a" }, { 5, "d" } };
-static const struct ev frame2[] = { { 6, "a" } };
-
-static const char *const rooms_a[] = { "a" }, *const rooms_b[] = { "b" }, *const rooms_ab[] = { "a", "b" },
-			 *const rooms_c[] = { "c" }, *const rooms_d[] = { "d" };
-
-/* The streams of every test, and what each wants of frame1 (0-terminated). */
-static struct world {
-	struct seen *a, *b, *ab, *c, *d, *fire, *fire2, *ahead;
-} w;
-
-static const uint64_t want_a[] = { 1, 3, 4, 0 }, want_b[] = { 2, 3, 0 }, want_ab[] = { 1, 2, 3, 4, 0 },
-		      want_c[] = { 3, 0 }, want_d[] = { 3, 5, 0 }, want_fire[] = { 1, 2, 3, 4, 5, 0 },
-		      want_none[] = { 0 };
+static struct gwf fx;
 
 static int setup(void **state)
 {
-	(void)state;
-	memset(&gw, 0, sizeof(gw));
-	nseen = 0;
-	gw_hub_init(&gw.hub, &gw);
-	gw.hub.epoch = EPOCH;
-	w.a = stream("a", rooms_a, 1);
-	w.b = stream("b", rooms_b, 1);
-	w.ab = stream("ab", rooms_ab, 2);
-	w.c = stream("c", rooms_c, 1);
-	/* the only stream of room d: when its reset closes it, the room goes, after the delivery */
-	w.d = stream("d", rooms_d, 1);
-	w.d->close_on_reset = true;
-	w.fire = stream("fire", NULL, 0);
-	w.fire2 = stream("fire2", NULL, 0);
-	/* a resume whose replay already went past frame1: it misses nothing */
-	w.ahead = stream("ahead", rooms_a, 1);
-	w.ahead->s->last_gseq = 5;
+	gwf_start(&fx, NULL);
+	*state = &fx;
+	return 0;
+}
+
+static int setup_max_rooms(void **state)
+{
+	struct gw_options o;
+
+	gwf_options(&o);
+	o.bus_max_rooms = 2;
+	gwf_start(&fx, &o);
+	*state = &fx;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	(void)state;
 	oom_disarm();
-	for (size_t i = 0; i < nseen; i++) {
-		if (seen[i].s == NULL)
-			continue; /* closed by its reset */
-		gw_hub_remove(&gw.hub, seen[i].s);
-		free(seen[i].s);
-	}
-	nseen = 0;
-	gw_hub_fini(&gw.hub);
+	gwf_stop(*state);
 	return 0;
 }
 
-/* Whether t got exactly want (0-terminated) and no reset. */
-static bool got_all(const struct seen *t, const uint64_t *want)
+static bool wants(struct gwf *f, const char *room)
 {
-	size_t n = 0;
-
-	while (want[n] != 0)
-		n++;
-	if (t->nresets != 0 || t->ngot != n)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (t->got[i] != want[i])
-			return false;
-	return true;
+	return gw_hub_wants(&f->gw.hub, room, strlen(room));
 }
 
-static uint64_t last_got(const struct seen *t)
+/* The client closes and the gateway notices (no write needed). */
+static void leave(struct gwf *f, struct gwf_client *c)
 {
-	return t->ngot > 0 ? t->got[t->ngot - 1] : 0;
+	uint64_t open = f->gw.m.streams_open;
+
+	gwf_close(c);
+	GWF_WAIT(f, f->gw.m.streams_open == open - 1);
 }
 
-/* t got every event it wants of frame1, or a reset after which it goes on live after 5. */
-static void check_stream(const struct seen *t, const uint64_t *want, const char *when)
+/* A room is wanted from its first stream to its last; global events always. */
+static void test_rooms_from_first_stream_to_last(void **state)
 {
-	if (got_all(t, want))
-		return;
-	if (t->nresets == 1 && strcmp(t->reset, "gap_unrecoverable 6f1c2a9e-5") == 0)
-		return;
-	fail_msg("%s: stream %s got %zu of its events and %zu resets (%s)", when, t->name, t->ngot, t->nresets,
-		 t->nresets ? t->reset : "none");
+	struct gwf *f = *state;
+	struct gwf_client *a, *ab, *a2;
+	struct rc_buf names;
+
+	assert_true(gw_hub_wants(&f->gw.hub, NULL, 0));
+	assert_false(wants(f, "a"));
+	a = gwf_stream(f, "room_id=a", NULL);
+	assert_true(wants(f, "a"));
+	assert_false(wants(f, "b"));
+	assert_int_equal(f->gw.hub.sub_gen, 1);
+	ab = gwf_stream(f, "room_id=a,b", NULL);
+	a2 = gwf_stream(f, "room_id=a", NULL);
+	assert_true(wants(f, "b"));
+	assert_int_equal(f->gw.hub.sub_gen, 2); /* b was new, a was not */
+	assert_int_equal(f->gw.m.bus_rooms_subscribed, 2);
+	assert_int_equal(f->gw.m.bus_subscribed_all, 0);
+	rc_buf_init(&names);
+	gw_hub_room_names(&f->gw.hub, &names);
+	rc_buf_append(&names, "", 1);
+	assert_true(strcmp(names.data, "\"a\",\"b\"") == 0 || strcmp(names.data, "\"b\",\"a\"") == 0);
+	rc_buf_fini(&names);
+
+	leave(f, ab);
+	assert_false(wants(f, "b"));
+	assert_true(wants(f, "a"));
+	assert_int_equal(f->gw.m.bus_rooms_subscribed, 1);
+	leave(f, a);
+	assert_true(wants(f, "a"));
+	leave(f, a2);
+	assert_false(wants(f, "a"));
+	assert_int_equal(f->gw.m.bus_rooms_subscribed, 0);
+	assert_int_equal(f->gw.hub.rooms.count, 0);
+	assert_true(gw_hub_wants(&f->gw.hub, NULL, 0));
 }
 
-/* After frame1 (whatever failed): each stream whole or reset; the hub is at 5; frame2 goes through. */
-static void check_frame1_then_frame2(const char *when)
+/* A firehose stream wants every room (the bus takes everything) and gets it; its rooms' streams get theirs. */
+static void test_firehose_takes_everything(void **state)
 {
-	check_stream(w.a, want_a, when);
-	check_stream(w.b, want_b, when);
-	check_stream(w.ab, want_ab, when);
-	check_stream(w.c, want_c, when);
-	check_stream(w.d, want_d, when);
-	check_stream(w.fire, want_fire, when);
-	check_stream(w.fire2, want_fire, when);
-	if (!got_all(w.ahead, want_none))
-		fail_msg("%s: stream ahead, which missed nothing, got %zu events and %zu resets", when, w.ahead->ngot,
-			 w.ahead->nresets);
-	if (gw.hub.last_gseq != 5)
-		fail_msg("%s: the hub is at %llu, not 5", when, (unsigned long long)gw.hub.last_gseq);
+	struct gwf *f = *state;
+	struct gwf_client *a = gwf_stream(f, "room_id=a", NULL), *fire;
+	static const struct gwf_ev evs[] = { { 1, "zzz", NULL }, { 2, "a", NULL }, { 3, NULL, NULL } };
 
-	/* nothing of the failure stays behind: the next frame reaches everyone who wants it */
-	assert_int_equal(deliver(frame2, 1), 1);
-	assert_int_equal(gw.hub.last_gseq, 6);
-	assert_int_equal(last_got(w.a), 6);
-	assert_int_equal(last_got(w.ab), 6);
-	assert_int_equal(last_got(w.fire), 6);
-	assert_int_equal(last_got(w.fire2), 6);
-	assert_int_equal(last_got(w.ahead), 6);
+	assert_false(wants(f, "zzz"));
+	fire = gwf_stream(f, NULL, NULL);
+	assert_true(wants(f, "zzz"));
+	assert_int_equal(f->gw.hub.sub_gen, 2);
+	assert_int_equal(f->gw.m.bus_subscribed_all, 1);
+	assert_int_equal(f->gw.m.bus_rooms_subscribed, 0);
+	assert_int_equal(gwf_deliver(f, evs, 3), 3);
+	for (uint64_t g = 1; g <= 3; g++)
+		gwf_take(f, fire, gwf_event_text(g, NULL));
+	gwf_take(f, a, gwf_event_text(2, NULL));
+	gwf_take(f, a, gwf_event_text(3, NULL));
+	leave(f, fire);
+	assert_false(wants(f, "zzz"));
+	assert_true(wants(f, "a"));
+	assert_int_equal(f->gw.m.bus_subscribed_all, 0);
+	assert_int_equal(f->gw.m.bus_rooms_subscribed, 1);
 }
 
-/* ---- tests ---- */
+/* Past --bus-max-rooms the bus takes everything (the hub filters); back to rooms at half of it. */
+static void test_bus_max_rooms(void **state)
+{
+	struct gwf *f = *state;
+	struct gwf_client *r1 = gwf_stream(f, "room_id=r1", NULL), *r2 = gwf_stream(f, "room_id=r2", NULL), *r3;
+
+	assert_int_equal(f->gw.m.bus_subscribed_all, 0);
+	assert_int_equal(f->gw.m.bus_rooms_subscribed, 2);
+	r3 = gwf_stream(f, "room_id=r3", NULL);
+	assert_int_equal(f->gw.m.bus_subscribed_all, 1);
+	assert_int_equal(f->gw.m.bus_rooms_subscribed, 0);
+	assert_false(wants(f, "other")); /* taken from the bus, dropped here */
+	leave(f, r3);
+	assert_int_equal(f->gw.m.bus_subscribed_all, 1); /* no flapping at the edge */
+	leave(f, r2);
+	assert_int_equal(f->gw.m.bus_subscribed_all, 0);
+	assert_int_equal(f->gw.m.bus_rooms_subscribed, 1);
+	assert_true(wants(f, "r1"));
+	(void)r1;
+}
+
+/* ---- out of memory during a delivery ---- */
+
+/* 1 in a, 2 in b, 3 global, 4 in a, 5 in d; then 6 in a; then 7 global, which every stream wants. */
+static const struct gwf_ev frame1[] = {
+	{ 1, "a", NULL }, { 2, "b", NULL }, { 3, NULL, NULL }, { 4, "a", NULL }, { 5, "d", NULL }
+};
+static const struct gwf_ev frame2[] = { { 6, "a", NULL } };
+static const struct gwf_ev frame3[] = { { 7, NULL, NULL } };
+
+/* A stream of the world, and what it wants of frame1, then frame2 and frame3 (0-terminated). */
+struct member {
+	const char *name, *query;
+	uint64_t want1[6], want2[3];
+	struct gwf_client *c;
+};
+
+static struct member world[] = {
+	{ "a", "room_id=a", { 1, 3, 4, 0 }, { 6, 7, 0 }, NULL },
+	{ "b", "room_id=b", { 2, 3, 0 }, { 7, 0 }, NULL },
+	{ "ab", "room_id=a,b", { 1, 2, 3, 4, 0 }, { 6, 7, 0 }, NULL },
+	{ "c", "room_id=c", { 3, 0 }, { 7, 0 }, NULL },
+	{ "d", "room_id=d", { 3, 5, 0 }, { 7, 0 }, NULL }, /* the only stream of room d */
+	{ "fire", NULL, { 1, 2, 3, 4, 5, 0 }, { 6, 7, 0 }, NULL },
+	{ "fire2", NULL, { 1, 2, 3, 4, 5, 0 }, { 6, 7, 0 }, NULL },
+	/* a resume whose replay already went past frame1: it misses nothing */
+	{ "ahead", "room_id=a", { 0 }, { 6, 7, 0 }, NULL },
+};
+#define NWORLD (sizeof(world) / sizeof(world[0]))
+#define AHEAD  (&world[NWORLD - 1])
+
+static int setup_world(void **state)
+{
+	static const struct gwf_ev replay[] = { { 5, "a", NULL } };
+	uint8_t buf[256];
+	size_t len;
+
+	setup(state);
+	gw_hub_start(&fx.gw.hub, EPOCH, 0);
+	for (size_t i = 0; i + 1 < NWORLD; i++)
+		world[i].c = gwf_stream(&fx, world[i].query, NULL);
+	/* ahead resumes after 4: its replay has 5, the broker's last */
+	AHEAD->c = gwf_stream(&fx, AHEAD->query, "6f1c2a9e-4");
+	gwf_api_request(&fx);
+	len = gwf_frame(buf, sizeof(buf), EPOCH, 5, RC_FRAME_REPLAY, replay, 1);
+	gwf_api_reply(&fx, buf, len);
+	gwf_take(&fx, AHEAD->c, gwf_event_text(5, NULL));
+	return 0;
+}
+
+static bool text_is(const char *p, const char *want)
+{
+	return strncmp(p, want, strlen(want)) == 0;
+}
+
+/* Whether p, cut by the close, is the start of want. */
+static bool text_cut(const char *p, const char *want)
+{
+	return strlen(p) < strlen(want) && strncmp(p, want, strlen(p)) == 0;
+}
+
+/*
+ * What m's client got after frame1..3: the events it wants in order, except
+ * that a reset after 5 may replace what it did not get of frame1, and that a
+ * close may end it anywhere (but not after a hole). Returns 'w' whole, 'r'
+ * reset, 'c' closed.
+ */
+static char check_member(const struct member *m, const char *when)
+{
+	uint64_t want[8];
+	size_t n = 0, n1, j = 0;
+	const char *p = gwf_rest(m->c);
+	char what = 'w';
+
+	for (size_t i = 0; m->want1[i] != 0; i++)
+		want[n++] = m->want1[i];
+	n1 = n;
+	for (size_t i = 0; m->want2[i] != 0; i++)
+		want[n++] = m->want2[i];
+	while (*p != '\0') {
+		const char *ev = j < n ? gwf_event_text(want[j], NULL) : "";
+		const char *reset = gwf_reset_text("gap_unrecoverable", EPOCH, 5);
+		if (j < n && text_is(p, ev)) {
+			p += strlen(ev);
+			j++;
+		} else if (what == 'w' && j < n1 && text_is(p, reset)) {
+			/* it had not got everything of frame1: goes on after 5 */
+			p += strlen(reset);
+			j = n1;
+			what = 'r';
+		} else if (m->c->eof && (text_cut(p, ev) || (what == 'w' && j < n1 && text_cut(p, reset)))) {
+			break;
+		} else {
+			fail_msg("%s: stream %s got, after %zu of its events:\n%s", when, m->name, j, p);
+		}
+	}
+	if (m->c->eof)
+		return 'c';
+	if (j != n)
+		fail_msg("%s: stream %s got %zu of its %zu events and no close", when, m->name, j, n);
+	return what;
+}
+
+/* Frame1 was delivered (whatever failed): the hub is at 5; frame2 and 3 go through; each stream is checked. */
+static void check_world(struct gwf *f, const char *when, char *outcome)
+{
+	if (f->gw.hub.last_gseq != 5)
+		fail_msg("%s: the hub is at %llu, not 5", when, (unsigned long long)f->gw.hub.last_gseq);
+	assert_int_equal(gwf_deliver(f, frame2, 1), 1);
+	assert_int_equal(f->gw.hub.last_gseq, 6);
+	assert_int_equal(gwf_deliver(f, frame3, 1), 1);
+	for (size_t i = 0; i < NWORLD; i++)
+		GWF_WAIT(f, world[i].c->eof || gwf_has(world[i].c, "id: 6f1c2a9e-7\n"));
+	for (size_t i = 0; i < NWORLD; i++)
+		outcome[i] = check_member(&world[i], when);
+	if (outcome[NWORLD - 1] == 'r')
+		fail_msg("%s: stream ahead, which missed nothing, was reset", when);
+}
 
 /* With memory, every stream gets its events, each framed once with its id. */
 static void test_delivers_each_stream_its_events(void **state)
 {
-	(void)state;
-	assert_int_equal(deliver(frame1, 5), 5);
-	assert_true(got_all(w.a, want_a));
-	assert_true(got_all(w.b, want_b));
-	assert_true(got_all(w.ab, want_ab));
-	assert_true(got_all(w.c, want_c));
-	assert_true(got_all(w.d, want_d));
-	assert_true(got_all(w.fire, want_fire));
-	assert_true(got_all(w.ahead, want_none));
-	check_frame1_then_frame2("no failure");
+	struct gwf *f = *state;
+	char outcome[NWORLD];
+
+	assert_int_equal(gwf_deliver(f, frame1, 5), 5);
+	check_world(f, "no failure", outcome);
+	for (size_t i = 0; i < NWORLD; i++)
+		assert_int_equal(outcome[i], 'w');
 }
 
 /* The delivery's scratch cannot grow: every stream that wanted an event of the frame is reset after it. */
 static void test_scratch_fails_resets_the_streams_that_wanted_events(void **state)
 {
-	(void)state;
+	struct gwf *f = *state;
+	char outcome[NWORLD];
+
 	oom_arm(0, false); /* the first allocation of the first delivery is the scratch */
-	deliver(frame1, 5);
+	gwf_deliver(f, frame1, 5);
 	oom_disarm();
 	assert_int_equal(oom.failed, 1);
-	assert_int_equal(w.a->nresets, 1);
-	assert_string_equal(w.a->reset, "gap_unrecoverable 6f1c2a9e-5");
-	assert_int_equal(w.c->nresets, 1); /* the global event */
-	assert_int_equal(w.d->nresets, 1);
-	assert_null(w.d->s); /* closed by its reset */
-	assert_int_equal(w.fire->nresets, 1);
-	assert_int_equal(w.ahead->nresets, 0);
-	check_frame1_then_frame2("scratch");
+	check_world(f, "scratch", outcome);
+	for (size_t i = 0; i + 1 < NWORLD; i++)
+		if (outcome[i] != 'r')
+			fail_msg("stream %s was not reset", world[i].name);
+	assert_int_equal(outcome[NWORLD - 1], 'w');
+	assert_int_equal(f->gw.m.resets_gap_unrecoverable, NWORLD - 1);
 }
 
 /*
  * Each allocation of a delivery fails in turn, alone and with every later one:
- * no stream misses an event without a reset.
+ * no stream misses an event without a reset or a close.
  */
 static void test_each_allocation_fails(void **state)
 {
-	char when[64];
+	char when[64], outcome[NWORLD];
 	bool fresh = true; /* as setup left it */
+	size_t closed = 0, reset = 0;
 	long k;
 
 	for (int sticky = 0; sticky <= 1; sticky++) {
 		for (k = 0;; k++) {
 			if (!fresh) {
 				teardown(state);
-				setup(state);
+				setup_world(state);
 			}
 			fresh = false;
 			oom_arm(k, sticky);
-			deliver(frame1, 5);
+			gwf_deliver(*state, frame1, 5);
 			oom_disarm();
 			if (oom.failed == 0)
 				break; /* the delivery makes fewer than k + 1 allocations */
 			snprintf(when, sizeof(when), "allocation %ld failing%s", k + 1, sticky ? " with the rest" : "");
-			check_frame1_then_frame2(when);
+			check_world(*state, when, outcome);
+			for (size_t i = 0; i < NWORLD; i++) {
+				closed += outcome[i] == 'c';
+				reset += outcome[i] == 'r';
+			}
 		}
 		assert_true(k >= 3); /* the scratch and at least two slabs */
 	}
+	/* both ways out were taken: resets, and closes when not even a reset could be queued */
+	assert_true(reset > 0);
+	assert_true(closed > 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_delivers_each_stream_its_events, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_scratch_fails_resets_the_streams_that_wanted_events, setup,
+		cmocka_unit_test_setup_teardown(test_rooms_from_first_stream_to_last, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_firehose_takes_everything, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bus_max_rooms, setup_max_rooms, teardown),
+		cmocka_unit_test_setup_teardown(test_delivers_each_stream_its_events, setup_world, teardown),
+		cmocka_unit_test_setup_teardown(test_scratch_fails_resets_the_streams_that_wanted_events, setup_world,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_each_allocation_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_each_allocation_fails, setup_world, teardown),
 	};
 
 	rc_log_set_level(RC_LOG_ERROR); /* the resets are logged as warnings */
