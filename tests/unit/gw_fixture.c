@@ -23,6 +23,7 @@
 #include "frame.h"
 #include "hub.h"
 #include "id.h"
+#include "publish.h"
 #include "router.h"
 #include "sse.h"
 #include "stream.h"
@@ -38,14 +39,16 @@ void gwf_options(struct gw_options *o)
 		.broker_api = "inproc://unused",
 		.heartbeat_ms = 0,
 		.max_client_buffer = 1024 * 1024,
+		.max_response_buffer = 256 * 1024,
 		.max_rooms_per_stream = 64,
 		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
 		.max_body_bytes = 1024 * 1024,
 		.max_conns = 100000,
-		.max_header_bytes = 8192,
+		.max_header_bytes = 16384,
 		.header_timeout_ms = 10000,
 		.idle_timeout_ms = 60000,
 		.publish_timeout_ms = 5000,
+		.publish_queue_bytes = 16 * 1024 * 1024,
 		.bus_recvbuf = 8192,
 		.bus_max_rooms = 256,
 		.repair_max_bytes = 64 * 1024 * 1024,
@@ -98,6 +101,7 @@ void gwf_start(struct gwf *f, const struct gw_options *o)
 	gw_list_init(&gw->delay_q);
 	gw_hub_init(&gw->hub, gw);
 	gw->on_request = gw_route;
+	gw->on_expect = gw_route_expect;
 	gw->readbuf = malloc(GW_READBUF_SIZE);
 	gw->ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
 	assert_non_null(gw->readbuf);
@@ -125,6 +129,9 @@ void gwf_start(struct gwf *f, const struct gw_options *o)
 	assert_int_equal(nng_rep0_open(&f->rep), 0);
 	assert_int_equal(nng_listen(f->rep, url, NULL, 0), 0);
 	assert_int_equal(gw_api_start(gw->loop, url, &gw->api), RC_OK);
+	assert_int_equal(gw_publisher_init(gw), RC_OK);
+	/* the api dials in the background: a POST before it is connected would get 503 */
+	GWF_WAIT(f, gw_api_connected(gw->api));
 }
 
 void gwf_api_stop(struct gwf *f)
@@ -148,6 +155,7 @@ void gwf_stop(struct gwf *f)
 	gw_list_each_safe(pos, tmp, &gw->conns)
 		gw_conn_close(gw_container_of(pos, struct gw_conn, node));
 	uv_close((uv_handle_t *)&gw->listener, NULL);
+	gw_publisher_fini(gw);
 	gwf_api_stop(f);
 	gw_timer_close(&gw->timer);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);

@@ -4,8 +4,9 @@
  * stubs).
  *
  * gwf_start sets up a struct gw on its own uv loop as gateway/main.c's
- * gw_setup does (the timer and its queues, the hub, the write flushes before
- * and after each loop turn, the router as on_request), listening on
+ * gw_setup does (the timer and its queues, the hub, the publisher, the write
+ * flushes before and after each loop turn, the router as on_request and
+ * on_expect), listening on
  * 127.0.0.1 port 0. There is no broker: gw.bus is NULL (the hub's
  * subscriptions go nowhere; its gauges and gw_hub_wants tell its decisions),
  * and gw.api is the real api client, dialled over inproc to a REP socket the

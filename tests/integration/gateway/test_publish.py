@@ -381,7 +381,8 @@ class HungBrokerTest(GatewayTest):
 
     def test_bytes_queued_for_the_broker_are_bounded(self):
         broker = self.cluster.start_broker()
-        gw = self.cluster.start_gateway("--publish-timeout-ms", "5000", "--publish-queue-bytes", "200000")
+        # a timeout longer than the test: nothing queued is answered by it meanwhile
+        gw = self.cluster.start_gateway("--publish-timeout-ms", "60000", "--publish-queue-bytes", "200000")
         sigstop(broker.proc)
         conns = [RawHTTP(gw.port, timeout=scaled(30)) for _ in range(12)]
         for c in conns:
