@@ -40,6 +40,9 @@ struct gw_options {
 	enum rc_log_level log_level;
 };
 
+/* o = the defaults of every option (--max-conns 0: fitted to the descriptor limit at start). */
+void gw_options_defaults(struct gw_options *o);
+
 struct gw {
 	uv_loop_t *loop;
 	struct gw_options opt;

@@ -33,30 +33,14 @@
 
 void gwf_options(struct gw_options *o)
 {
-	*o = (struct gw_options){
-		.listen = "127.0.0.1:0",
-		.broker_bus = "inproc://unused",
-		.broker_api = "inproc://unused",
-		.heartbeat_ms = 0,
-		.max_client_buffer = 1024 * 1024,
-		.max_response_buffer = 256 * 1024,
-		.max_rooms_per_stream = 64,
-		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
-		.max_body_bytes = 1024 * 1024,
-		.max_conns = 100000,
-		.max_header_bytes = 16384,
-		.header_timeout_ms = 10000,
-		.idle_timeout_ms = 60000,
-		.publish_timeout_ms = 5000,
-		.publish_queue_bytes = 16 * 1024 * 1024,
-		.bus_recvbuf = 8192,
-		.bus_max_rooms = 256,
-		.repair_max_bytes = 64 * 1024 * 1024,
-		.shutdown_ms = 3000,
-		.workers = 1,
-		.no_io_uring = true,
-		.log_level = RC_LOG_ERROR,
-	};
+	gw_options_defaults(o);
+	o->listen = "127.0.0.1:0";
+	o->broker_bus = "inproc://unused";
+	o->broker_api = "inproc://unused";
+	o->heartbeat_ms = 0;
+	o->max_conns = 100000;
+	o->no_io_uring = true;
+	o->log_level = RC_LOG_ERROR;
 }
 
 static void gwf_flush_cb(uv_check_t *h)

@@ -53,7 +53,7 @@ struct gwf {
 	size_t nclients;
 };
 
-/* main.c's defaults, except heartbeats off and no io_uring: change, then gwf_start. */
+/* The gateway's defaults (gw_options_defaults), except heartbeats off and no io_uring: change, then gwf_start. */
 void gwf_options(struct gw_options *o);
 
 /* Sets up f with options o (NULL: gwf_options); fails the test if it cannot. */

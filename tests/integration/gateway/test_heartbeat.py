@@ -18,6 +18,25 @@ ON_TIME_MS = 25 * harness.TIME_SCALE
 JITTER_MS = 15
 
 
+def publish_in_background(port, room, count, interval, stop=None):
+    """Publishes count events to room, one every interval seconds, on a thread; returns (thread, errors)."""
+    errors = []
+
+    def publisher():
+        try:
+            for i in range(count):
+                if stop is not None and stop.is_set():
+                    break
+                publish(port, {"type": "tick", "room_id": room, "i": i})
+                time.sleep(interval)
+        except Exception as e:
+            errors.append(e)
+
+    t = threading.Thread(target=publisher)
+    t.start()
+    return t, errors
+
+
 def pings(items):
     return [i for i in items if isinstance(i, SSEComment) and i.text == "ping"]
 
@@ -82,18 +101,7 @@ class HeartbeatTest(GatewayTest):
         # after events stop, the next ping comes HB_MS after the last one
         gw = self.cluster.start_gateway("--heartbeat-ms", str(HB_MS))
         c = self.sse(gw, "/api/v1/events?room_id=chat")
-        errors = []
-
-        def publisher():
-            try:
-                for i in range(8):
-                    publish(gw.port, {"type": "tick", "room_id": "chat", "i": i})
-                    time.sleep(0.1)
-            except Exception as e:
-                errors.append(e)
-
-        t = threading.Thread(target=publisher)
-        t.start()
+        t, errors = publish_in_background(gw.port, "chat", 8, 0.1)
         try:
             items = c.collect(1.8)
         finally:
@@ -119,20 +127,7 @@ class HeartbeatTest(GatewayTest):
         c = self.sse(gw, "/api/v1/events?room_id=busy")
         other = self.sse(gw, "/api/v1/events?room_id=quiet")
         stop = threading.Event()
-        errors = []
-
-        def publisher():
-            try:
-                for i in range(100):
-                    if stop.is_set():
-                        break
-                    publish(gw.port, {"type": "tick", "room_id": "busy", "i": i})
-                    time.sleep(0.1)
-            except Exception as e:
-                errors.append(e)
-
-        t = threading.Thread(target=publisher)
-        t.start()
+        t, errors = publish_in_background(gw.port, "busy", 100, 0.1, stop)
         try:
             items = c.collect(1.5)
             quiet_items = other.collect(0.1)
