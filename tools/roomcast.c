@@ -5,6 +5,8 @@
  *   roomcast publish --ndjson < events.ndjson          one event per line
  *   roomcast tail [--room R] [--count N]               events from the bus
  *   roomcast stats                                     the broker's counters
+ *   roomcast token --secret-file F --sub S --rooms R,P:* [--ttl 1h] ...   mint a token (token.h)
+ *   roomcast keygen --alg RS256 --kid K --out F [--jwks-out F]          make a key (token.h)
  *
  * Exit codes: 0 done; 1 failed (a publish: nothing was published); 2 bad
  * options; 3 a publish was sent but got no answer (it may have been published).
@@ -31,6 +33,7 @@
 #include "options.h"
 #include "proto_limits.h"
 #include "timed_call.h"
+#include "token.h"
 
 #define CLI_EXIT_USAGE 2 /* bad options or arguments (SPEC); other failures exit 1 */
 /* publish: the request went out but no answer came, so it may have been published */
@@ -448,6 +451,7 @@ int main(int argc, char **argv)
 		.timeout_ms = 5000,
 		.log_level = RC_LOG_WARN,
 	};
+	struct cli_token_opts t = { 0 };
 	const struct rc_opt table[] = {
 		{ "broker-api", RC_OPT_STR, &c.broker_api, 0, 0, "the broker's api address" },
 		{ "broker-bus", RC_OPT_STR, &c.broker_bus, 0, 0, "the broker's bus address (tail)" },
@@ -459,12 +463,29 @@ int main(int argc, char **argv)
 		{ "timeout-ms", RC_OPT_INT, &c.timeout_ms, 1, 3600000,
 		  "give up on the broker after this long (tail: with --count)" },
 		{ "log-level", RC_OPT_LOG, &c.log_level, 0, 0, "debug, info, warn or error" },
+		{ "secret-file", RC_OPT_STR, &t.secret_file, 0, 0, "token: sign HS256 with this HMAC secret file" },
+		{ "key-file", RC_OPT_STR, &t.key_file, 0, 0, "token: sign with this private JWK (RS256, ES256...)" },
+		{ "sub", RC_OPT_STR, &t.sub, 0, 0, "token: the subject (user or service id)" },
+		{ "rooms", RC_OPT_STR, &t.rooms, 0, 0, "token: rooms it may read: ids or prefixes (lobby,team-42:*)" },
+		{ "publish", RC_OPT_STR, &t.publish, 0, 0, "token: rooms it may publish to ($global: global events)" },
+		{ "publish-global", RC_OPT_BOOL, &t.publish_global, 0, 0, "token: it may publish global events" },
+		{ "firehose", RC_OPT_BOOL, &t.firehose, 0, 0, "token: it may open the firehose (every room)" },
+		{ "ttl", RC_OPT_STR, &t.ttl, 0, 0, "token: lifetime: seconds or 30m, 1h, 7d (default 1h)" },
+		{ "aud", RC_OPT_STR, &t.aud, 0, 0, "token: the audience claim" },
+		{ "iss", RC_OPT_STR, &t.iss, 0, 0, "token: the issuer claim" },
+		{ "jti", RC_OPT_STR, &t.jti, 0, 0, "token: its id (default: random)" },
+		{ "kid", RC_OPT_STR, &t.kid, 0, 0, "token: the header's kid (default: the key's); keygen: the key's" },
+		{ "alg", RC_OPT_STR, &t.alg, 0, 0, "token: the algorithm (default: the key's); keygen: required" },
+		{ "out", RC_OPT_STR, &t.out, 0, 0, "keygen: the file for the secret or private key (default stdout)" },
+		{ "jwks-out", RC_OPT_STR, &t.jwks_out, 0, 0, "keygen: the file for the public JWKS (default stdout)" },
 		{ NULL, 0, NULL, 0, 0, NULL },
 	};
 	static const char usage[] = "usage: roomcast publish --room R --type T [--data JSON]\n"
 				    "       roomcast publish --ndjson < events.ndjson\n"
 				    "       roomcast tail [--room R] [--count N]\n"
-				    "       roomcast stats";
+				    "       roomcast stats\n"
+				    "       roomcast token --secret-file F|--key-file F --sub S --rooms R[,P:*] [--ttl 1h]\n"
+				    "       roomcast keygen --alg HS256|RS256|ES256 [--kid K] [--out F] [--jwks-out F]";
 	struct rc_opts_result res;
 	const char *cmd;
 	int rc;
@@ -481,8 +502,12 @@ int main(int argc, char **argv)
 	rc_log_set_level(c.log_level);
 	if (strcmp(cmd, "tail") == 0)
 		return cli_tail(&c);
+	if (strcmp(cmd, "token") == 0)
+		return cli_token(&t);
+	if (strcmp(cmd, "keygen") == 0)
+		return cli_keygen(&t);
 	if (strcmp(cmd, "publish") != 0 && strcmp(cmd, "stats") != 0) {
-		fprintf(stderr, "roomcast: unknown command '%s': publish, tail or stats\n", cmd);
+		fprintf(stderr, "roomcast: unknown command '%s': publish, tail, stats, token or keygen\n", cmd);
 		return 2;
 	}
 	if ((rc = cli_connect(&c)) != 0)
