@@ -117,6 +117,41 @@ class DurableTest(harness.GatewayTest):
         for i in ids:
             self.assertEqual(seen.get(i), acked[i], i)
 
+    def test_fsync_always_group_commit_then_sigkill(self):
+        c = self.cluster
+        data = self.data_dir()
+        c.start_broker("--data-dir", data, "--fsync", "always")
+        gw = c.start_gateway()
+        ids = []
+        lock = threading.Lock()
+
+        def publisher(k):
+            for i in range(40):
+                body = ev(i, p=k)
+                r = harness.post_json(gw.port, body)
+                if r.status == 201:
+                    with lock:
+                        ids.append((r.json()["id"], body))
+
+        threads = [threading.Thread(target=publisher, args=(k,), daemon=True) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(scaled(60))
+        self.assertEqual(len(ids), 160)
+        st = self.broker_stats()["store"]
+        self.assertEqual(st["fsync"], "always")
+        self.assertGreater(st["fsyncs"], 0)
+        self.assertLessEqual(st["fsyncs"], self.broker_stats()["publishes"], "never more than one per publish")
+        self.assertEqual(st["fsync_errors"], 0)
+        old = c.broker
+        old.proc.kill()
+        c.start_broker("--data-dir", data, "--fsync", "always", bus=old.bus, api=old.api)
+        last = max(ids, key=lambda x: gseq_of(x[0]))[0]
+        got = {e.id: json.loads(e.data) for e in self.replay_all(gw, epoch_of(last), last)}
+        for i, body in ids:
+            self.assertEqual(got.get(i), body, i)
+
     # -- 2. torn tail --
 
     def test_torn_tail_is_cut(self):
