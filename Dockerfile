@@ -26,7 +26,8 @@ RUN apt-get update \
         libuv1 libnng1 libjson-c5 libhttp-parser2.9 liburing2 libcjose0 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --user-group --uid 10001 --home-dir /nonexistent --no-create-home \
-        --shell /usr/sbin/nologin roomcast
+        --shell /usr/sbin/nologin roomcast \
+ && install -d -o roomcast -g roomcast /var/lib/roomcast
 COPY --from=build /build/broker/roomcast-broker /build/gateway/roomcast-gateway /build/tools/roomcast /usr/local/bin/
 COPY scripts/demo-publisher /usr/local/bin/roomcast-demo-publisher
 COPY web/ /usr/share/roomcast/web/

@@ -12,10 +12,12 @@
 #include "bus.h"
 #include "history.h"
 #include "proto_limits.h" /* what one publish or replay may hold */
+#include "store.h"
 
 struct broker {
 	struct history *hist;
 	struct bus *bus;
+	struct store *store; /* NULL: memory only (--store memory) */
 	size_t max_event_bytes;
 	size_t replay_max_bytes; /* what one replay answer's events may take (0: no cap; at least one event) */
 	int max_replays;	 /* replay answers built or being handed over at once (0: no limit) */

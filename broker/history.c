@@ -2,9 +2,13 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "buf.h"
 #include "error.h"
 #include "frame.h"
+#include "segment.h"
+#include "store.h"
 
 /*
  * A room: its sequence and the gseqs of its retained events, oldest first.
@@ -32,7 +36,16 @@ struct history {
 	size_t room_bytes; /* the rooms' entries, names, structs and indexes (not the map's buckets) */
 	history_sink_fn sink;
 	void *sink_arg;
+	uint64_t max_age_ms; /* 0: none */
+	struct store *store; /* NULL: memory only */
 };
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 void hevent_ref(struct hevent *ev)
 {
@@ -186,6 +199,23 @@ uint64_t history_epoch(const struct history *h)
 	return h->epoch;
 }
 
+void history_set_epoch(struct history *h, uint64_t epoch)
+{
+	h->epoch = epoch;
+}
+
+void history_set_store(struct history *h, struct store *s)
+{
+	h->store = s;
+}
+
+void history_set_max_age(struct history *h, uint64_t max_age_ms)
+{
+	pthread_rwlock_wrlock(&h->lock);
+	h->max_age_ms = max_age_ms;
+	pthread_rwlock_unlock(&h->lock);
+}
+
 void history_set_sink(struct history *h, history_sink_fn fn, void *arg)
 {
 	h->sink = fn;
@@ -265,8 +295,92 @@ static void history_evict_one(struct history *h)
 	hevent_unref(ev);
 }
 
+/* True when the oldest retained event is past the max age at now. Caller holds the lock. */
+static bool history_oldest_expired(const struct history *h, uint64_t now)
+{
+	return h->max_age_ms != 0 && h->first_gseq <= h->last_gseq &&
+	       h->ring[h->first_gseq % h->max_events]->time_ms + h->max_age_ms <= now;
+}
+
+static void history_rooms_put(struct rc_strmap_entry *e, void *arg)
+{
+	struct hroom *r = e->value;
+	struct rc_buf *b = arg;
+	struct seg_record rec = { .type = SEG_REC_ROOM, .rseq = r->rseq, .room = e->key, .room_len = e->key_len };
+
+	if (rc_buf_reserve(b, b->len + seg_record_size(e->key_len, 0, 0)) == RC_OK)
+		b->len += seg_encode((uint8_t *)b->data + b->len, &rec);
+}
+
+/* Deletes the store's segments that hold only evicted events, with a checkpoint of the rooms first. */
+static void history_trim_store(struct history *h)
+{
+	struct rc_buf b;
+	struct seg_record g = { .type = SEG_REC_ROOM, .rseq = h->global.rseq };
+
+	if (h->store == NULL || !store_trim_due(h->store, h->first_gseq))
+		return;
+	rc_buf_init(&b);
+	if (rc_buf_reserve(&b, SEG_HDR_SIZE + seg_record_size(0, 0, 0)) == RC_OK) {
+		seg_put_header((uint8_t *)b.data, h->last_gseq + 1);
+		b.len = SEG_HDR_SIZE;
+		b.len += seg_encode((uint8_t *)b.data + b.len, &g);
+		rc_strmap_each(&h->rooms, history_rooms_put, &b);
+	}
+	if (!b.err)
+		store_trim(h->store, h->first_gseq, (const uint8_t *)b.data, b.len);
+	rc_buf_fini(&b);
+}
+
+void history_expire(struct history *h, uint64_t now_ms)
+{
+	pthread_rwlock_wrlock(&h->lock);
+	while (history_oldest_expired(h, now_ms))
+		history_evict_one(h);
+	history_trim_store(h);
+	pthread_rwlock_unlock(&h->lock);
+}
+
+/* Undoes what a failed publish did to rooms[0..upto]. Caller holds the write lock. */
+static void history_publish_undo(struct history *h, const struct hinput *in, struct hroom **rooms, size_t upto)
+{
+	for (size_t j = 0; j <= upto; j++)
+		if (rooms[j] != NULL)
+			rooms[j]->pending = 0;
+	/* the rooms this batch created go again: they hold nothing and count toward max_rooms */
+	for (size_t j = 0; j <= upto; j++)
+		history_room_drop_unused(h, in[j].room, in[j].room_len);
+}
+
+/* Encodes the publish's records (gseqs from h->last_gseq + 1) into enc and appends them to the store. */
+static int history_append_store(struct history *h, struct hevent **evs, struct hroom **rooms, size_t n, uint8_t *enc)
+{
+	size_t off = 0;
+	int rv;
+
+	for (size_t i = 0; i < n; i++) {
+		struct seg_record rec = {
+			.type = SEG_REC_EVENT,
+			.gseq = h->last_gseq + 1 + i,
+			.rseq = ++rooms[i]->rseq,
+			.time_ms = evs[i]->time_ms,
+			.room = evs[i]->room,
+			.room_len = evs[i]->room_len,
+			.json = evs[i]->json,
+			.json_len = evs[i]->json_len,
+		};
+		off += seg_encode(enc + off, &rec);
+	}
+	for (size_t i = 0; i < n; i++)
+		rooms[i]->rseq--; /* taken for real below, when nothing can fail any more */
+	rv = store_append(h->store, enc, off, h->last_gseq + 1);
+	return rv;
+}
+
 int history_publish(struct history *h, const struct hinput *in, size_t n, uint64_t *first_gseq)
 {
+	uint64_t now = wall_ms();
+	uint8_t *enc = NULL;
 	struct hevent **evs = calloc(n ? n : 1, sizeof(*evs));
 	struct hroom **rooms = calloc(n ? n : 1, sizeof(*rooms));
 	struct hslab *slab = NULL;
@@ -282,6 +396,14 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 	slab = malloc(size);
 	if (slab == NULL)
 		goto out_free;
+	if (h->store != NULL) {
+		size_t elen = 0;
+		for (size_t i = 0; i < n; i++)
+			elen += seg_record_size(in[i].room_len, 0, in[i].json_len);
+		enc = malloc(elen ? elen : 1);
+		if (enc == NULL)
+			goto out_free;
+	}
 	atomic_init(&slab->live, (unsigned)n);
 	p = (char *)slab + ((sizeof(struct hslab) + 7) & ~(size_t)7);
 	for (size_t i = 0; i < n; i++) {
@@ -290,6 +412,7 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 		atomic_init(&evs[i]->ref, 1);
 		evs[i]->slab = slab;
 		evs[i]->json_len = (uint32_t)in[i].json_len;
+		evs[i]->time_ms = now;
 		memcpy(evs[i]->json, in[i].json, in[i].json_len);
 		evs[i]->json[in[i].json_len] = '\0';
 	}
@@ -304,16 +427,17 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 			rv = hroom_reserve(h, rooms[i], (size_t)rooms[i]->len + rooms[i]->pending);
 		}
 		if (rv != RC_OK) {
-			for (size_t j = 0; j <= i; j++)
-				if (rooms[j] != NULL)
-					rooms[j]->pending = 0;
-			/* the rooms this batch created go again: they hold nothing and count toward max_rooms */
-			for (size_t j = 0; j <= i; j++)
-				history_room_drop_unused(h, in[j].room, in[j].room_len);
+			history_publish_undo(h, in, rooms, i);
 			pthread_rwlock_unlock(&h->lock);
 			goto out_free;
 		}
 		evs[i]->room_len = (uint16_t)in[i].room_len;
+	}
+	/* on disk (or in the page cache) before any gseq is taken: a failed write publishes nothing */
+	if (h->store != NULL && n > 0 && (rv = history_append_store(h, evs, rooms, n, enc)) != RC_OK) {
+		history_publish_undo(h, in, rooms, n - 1);
+		pthread_rwlock_unlock(&h->lock);
+		goto out_free;
 	}
 	*first_gseq = h->last_gseq + 1;
 	for (size_t i = 0; i < n; i++) {
@@ -322,7 +446,8 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 		size_t cost = hevent_cost(ev);
 
 		while (h->first_gseq <= h->last_gseq &&
-		       (h->last_gseq - h->first_gseq + 1 >= h->max_events || h->bytes + cost > h->max_bytes))
+		       (h->last_gseq - h->first_gseq + 1 >= h->max_events || h->bytes + cost > h->max_bytes ||
+			history_oldest_expired(h, now)))
 			history_evict_one(h);
 		ev->gseq = ++h->last_gseq;
 		ev->rseq = ++r->rseq;
@@ -338,15 +463,94 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 	/* still under the lock: the sink sees publishes in gseq order */
 	if (h->sink != NULL && n > 0)
 		h->sink(h->sink_arg, evs, n);
+	history_trim_store(h);
 	pthread_rwlock_unlock(&h->lock);
 	rv = RC_OK;
 	slab = NULL; /* the history owns the events now */
 
 out_free:
+	free(enc);
 	free(slab);
 	free(evs);
 	free(rooms);
 	return rv;
+}
+
+int history_restore(void *arg, const struct seg_record *rec)
+{
+	struct history *h = arg;
+	const char *room = rec->room_len ? rec->room : NULL;
+	size_t max_rooms = h->max_rooms;
+	struct hroom *r = NULL;
+	struct hslab *slab;
+	struct hevent *ev;
+	const char *name;
+	size_t off = (sizeof(struct hslab) + 7) & ~(size_t)7;
+	int rv;
+
+	h->max_rooms = 0; /* what was published stays, whatever the limit is now */
+	rv = history_room_upsert(h, room, rec->room_len, &r, &name);
+	h->max_rooms = max_rooms;
+	if (rv != RC_OK)
+		return rv;
+	if (rec->type == SEG_REC_ROOM) {
+		if (rec->rseq > r->rseq)
+			r->rseq = rec->rseq;
+		return RC_OK;
+	}
+	if (h->first_gseq > h->last_gseq) {
+		/* empty: the history goes on from this event */
+		h->first_gseq = rec->gseq;
+		h->last_gseq = rec->gseq - 1;
+	}
+	if (rec->gseq != h->last_gseq + 1)
+		return RC_EINVAL;
+	if (hroom_reserve(h, r, (size_t)r->len + 1) != RC_OK)
+		return RC_ENOMEM;
+	slab = malloc(off + hevent_size(rec->json_len));
+	if (slab == NULL)
+		return RC_ENOMEM;
+	atomic_init(&slab->live, 1);
+	ev = (struct hevent *)((char *)slab + off);
+	atomic_init(&ev->ref, 1);
+	ev->slab = slab;
+	ev->gseq = rec->gseq;
+	ev->rseq = rec->rseq;
+	ev->time_ms = rec->time_ms;
+	ev->room = name;
+	ev->room_len = rec->room_len;
+	ev->json_len = rec->json_len;
+	memcpy(ev->json, rec->json, rec->json_len);
+	ev->json[rec->json_len] = '\0';
+	{
+		size_t cost = hevent_cost(ev);
+		uint64_t now = wall_ms();
+		r->pending++; /* the eviction below must not shrink r's index below this event */
+		while (h->first_gseq <= h->last_gseq &&
+		       (h->last_gseq - h->first_gseq + 1 >= h->max_events || h->bytes + cost > h->max_bytes ||
+			history_oldest_expired(h, now)))
+			history_evict_one(h);
+		r->pending--;
+		h->last_gseq = ev->gseq;
+		h->ring[ev->gseq % h->max_events] = ev;
+		h->bytes += cost;
+		r->gs[(r->head + r->len) & (r->cap - 1)] = ev->gseq;
+		r->len++;
+		if (ev->rseq > r->rseq)
+			r->rseq = ev->rseq;
+	}
+	/* an event past the max age already: it goes at once (its room keeps the rseq) */
+	while (history_oldest_expired(h, wall_ms()))
+		history_evict_one(h);
+	return RC_OK;
+}
+
+void history_restore_next(struct history *h, uint64_t next_gseq)
+{
+	if (h->first_gseq > h->last_gseq && next_gseq > h->last_gseq + 1) {
+		h->first_gseq = next_gseq;
+		h->last_gseq = next_gseq - 1;
+	}
 }
 
 /* What the events of a result add up to so far. */
@@ -361,8 +565,8 @@ static size_t hevent_answer_size(const struct hevent *ev)
 }
 
 /* True when ev does not fit in the result any more (limit, max_bytes or max_answer_bytes). */
-static bool result_full(const struct history_query *q, const struct history_result *res,
-			const struct result_acc *acc, const struct hevent *ev)
+static bool result_full(const struct history_query *q, const struct history_result *res, const struct result_acc *acc,
+			const struct hevent *ev)
 {
 	if (res->count == q->limit)
 		return true;

@@ -23,6 +23,8 @@
 #include "strmap.h"
 
 struct hroom;
+struct seg_record;
+struct store;
 
 /*
  * The events of one publish share one allocation (a slab); it is freed when
@@ -37,6 +39,7 @@ struct hevent {
 	atomic_uint ref;
 	struct hslab *slab;
 	uint64_t gseq, rseq;
+	uint64_t time_ms; /* wall clock at publish (for --history-max-age) */
 	const char *room; /* NULL for a global event; lives as long as the history */
 	uint16_t room_len;
 	uint32_t json_len;
@@ -68,6 +71,8 @@ struct history *history_new(uint64_t epoch, size_t max_events, size_t max_bytes)
 void history_free(struct history *h);
 
 uint64_t history_epoch(const struct history *h);
+/* Sets the epoch (recovery, before publishing starts: the store's). */
+void history_set_epoch(struct history *h, uint64_t epoch);
 
 /*
  * Bounds the rooms the history keeps (0, the default: no bound). Rooms are
@@ -77,13 +82,40 @@ uint64_t history_epoch(const struct history *h);
  */
 void history_set_max_rooms(struct history *h, size_t max_rooms);
 
+/*
+ * Drops events older than max_age_ms (0: no age limit) on each publish and
+ * on history_expire().
+ */
+void history_set_max_age(struct history *h, uint64_t max_age_ms);
+
+/* Drops the events older than the max age at now_ms (wall clock). */
+void history_expire(struct history *h, uint64_t now_ms);
+
+/*
+ * Makes publishes durable in s (called once before publishing starts): each
+ * is appended to the log before its gseqs are taken (a failed append
+ * publishes nothing: RC_EIO), and old segments go with the events they hold.
+ */
+void history_set_store(struct history *h, struct store *s);
+
+/*
+ * Recovery, before publishing starts: a room record sets a room's rseq; an
+ * event record is stored as published (its gseq must follow the last). Rooms
+ * are restored whatever max_rooms says. Returns 0 or RC_ENOMEM (a store_record_fn).
+ */
+int history_restore(void *h, const struct seg_record *r);
+
+/* After recovery: the next publish gets gseq next_gseq (when no restored event says more). */
+void history_restore_next(struct history *h, uint64_t next_gseq);
+
 /* Sets where published events go (called once before publishing starts). */
 void history_set_sink(struct history *h, history_sink_fn fn, void *arg);
 
 /*
  * Publishes n events atomically: all get consecutive gseqs. Writes the first
- * gseq to *first_gseq. Returns 0, RC_ETOOBIG (a new room beyond max_rooms) or
- * RC_ENOMEM; on an error nothing was published.
+ * gseq to *first_gseq. Returns 0, RC_ETOOBIG (a new room beyond max_rooms),
+ * RC_EIO (the store could not write) or RC_ENOMEM; on an error nothing was
+ * published.
  */
 int history_publish(struct history *h, const struct hinput *in, size_t n, uint64_t *first_gseq);
 
@@ -93,8 +125,8 @@ struct history_query {
 	const size_t *room_lens;
 	size_t nrooms;
 	bool with_global; /* include global events (ignored for the firehose) */
-	uint64_t after;   /* gseq: events with a greater gseq are returned */
-	bool oldest;      /* ignore after: start at the oldest retained event */
+	uint64_t after;	  /* gseq: events with a greater gseq are returned */
+	bool oldest;	  /* ignore after: start at the oldest retained event */
 	size_t limit;
 	size_t max_bytes; /* stop before the events' json passes this (0: no limit; at least one event) */
 	/*
@@ -111,8 +143,8 @@ struct history_query {
 struct history_result {
 	struct hevent **events; /* references the caller releases with history_result_fini */
 	size_t count;
-	bool more;          /* limit, max_bytes or max_answer_bytes cut the result */
-	uint64_t last_gseq; /* the broker's last gseq at the time of the query */
+	bool more;	     /* limit, max_bytes or max_answer_bytes cut the result */
+	uint64_t last_gseq;  /* the broker's last gseq at the time of the query */
 	uint64_t first_gseq; /* oldest gseq still retained (last_gseq + 1 when empty) */
 };
 

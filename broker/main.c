@@ -4,8 +4,11 @@
  * Threads: main (signals), the bus sender (bus.c), and nng's task threads that
  * run the api workers (api.c). See docs/ARCHITECTURE.md.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
+#include <string.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -24,6 +27,7 @@
 #include "id.h"
 #include "log.h"
 #include "options.h"
+#include "store.h"
 
 struct broker_options {
 	const char *bus, *api;
@@ -31,8 +35,49 @@ struct broker_options {
 	int64_t replay_max_bytes, max_replays, replay_wait_ms;
 	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_buffer_bytes, bus_frame_bytes, bus_whole_bytes,
 		bus_tick_ms;
+	const char *store, *data_dir, *fsync, *history_max_age;
+	int64_t fsync_interval_ms, segment_bytes;
+	bool repair;
 	enum rc_log_level log_level;
 };
+
+/* Parses a duration like 90, 90s, 15m, 1h, 2d or 500ms (a bare number: seconds) into ms; false when it is not one. */
+static bool parse_duration_ms(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1000;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return false;
+	if (strcmp(end, "ms") == 0)
+		mul = 1;
+	else if (*end == '\0' || strcmp(end, "s") == 0)
+		mul = 1000;
+	else if (strcmp(end, "m") == 0)
+		mul = 60 * 1000;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600 * 1000;
+	else if (strcmp(end, "d") == 0)
+		mul = 86400 * 1000;
+	else
+		return false;
+	if (v > UINT64_MAX / mul)
+		return false;
+	*out = v * mul;
+	return true;
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static uint64_t new_epoch(void)
 {
@@ -86,6 +131,10 @@ int main(int argc, char **argv)
 		.bus_whole_bytes = 16 * 1024,
 		.bus_tick_ms = 1000,
 		.log_level = RC_LOG_INFO,
+		.fsync = "interval",
+		.fsync_interval_ms = 1000,
+		.segment_bytes = 64 * 1024 * 1024,
+		.history_max_age = "0",
 	};
 	const struct rc_opt table[] = {
 		{ "bus", RC_OPT_STR, &o.bus, 0, 0, "nng address the event bus (PUB) listens on" },
@@ -121,10 +170,30 @@ int main(int argc, char **argv)
 		  "a flush of at most this many bytes of events goes to every gateway as one message (0: never); "
 		  "larger ones go room by room" },
 		{ "bus-tick-ms", RC_OPT_INT, &o.bus_tick_ms, 10, 60000, "idle tick interval on the bus" },
+		{ "store", RC_OPT_STR, &o.store, 0, 0,
+		  "memory (history lost on restart: a new epoch) or file (history, epoch and sequences in --data-dir); "
+		  "default: file when --data-dir is set, else memory" },
+		{ "data-dir", RC_OPT_STR, &o.data_dir, 0, 0,
+		  "directory of the durable history (implies --store file)" },
+		{ "fsync", RC_OPT_STR, &o.fsync, 0, 0,
+		  "none, interval or always: when the log is flushed to disk (a crash of the process loses nothing "
+		  "acknowledged with any; a power loss up to --fsync-interval-ms with interval, nothing with always)" },
+		{ "fsync-interval-ms", RC_OPT_INT, &o.fsync_interval_ms, 10, 60000,
+		  "flush period with --fsync interval" },
+		{ "segment-bytes", RC_OPT_SIZE, &o.segment_bytes, 4096, 1024 * 1024 * 1024,
+		  "size of one log segment file (old segments are deleted whole)" },
+		{ "history-max-age", RC_OPT_STR, &o.history_max_age, 0, 0,
+		  "events older than this are dropped from the history (e.g. 90s, 15m, 1h, 2d; 0: no age limit)" },
+		{ "repair", RC_OPT_BOOL, &o.repair, 0, 0,
+		  "start even if the log is corrupt in the middle: cut it at the bad record, log what was dropped and "
+		  "start a new epoch" },
 		{ "log-level", RC_OPT_LOG, &o.log_level, 0, 0, "debug, info, warn or error" },
 		{ NULL, 0, NULL, 0, 0, NULL },
 	};
 	struct rc_opts_result res;
+	struct store_config sc = { 0 };
+	struct store_recovery rec;
+	uint64_t max_age_ms = 0;
 	struct broker br = { 0 };
 	struct bus *bus = NULL;
 	struct api *api = NULL;
@@ -132,7 +201,8 @@ int main(int argc, char **argv)
 	int sig = 0, rc = 1;
 	char epoch[RC_ID_MAX];
 
-	if ((rc = rc_opts_main("roomcast-broker", "usage: roomcast-broker [options]", table, argc, argv, 0, &res)) != -1)
+	if ((rc = rc_opts_main("roomcast-broker", "usage: roomcast-broker [options]", table, argc, argv, 0, &res)) !=
+	    -1)
 		return rc;
 	rc_opts_result_fini(&res);
 	rc = 1;
@@ -148,10 +218,58 @@ int main(int argc, char **argv)
 	br.max_event_bytes = (size_t)o.max_event_bytes;
 	br.replay_max_bytes = (size_t)o.replay_max_bytes;
 	br.max_replays = (int)o.max_replays;
+	if (o.store == NULL)
+		o.store = o.data_dir != NULL ? "file" : "memory";
+	if (strcmp(o.store, "memory") != 0 && strcmp(o.store, "file") != 0) {
+		fprintf(stderr, "roomcast-broker: --store must be memory or file, not '%s'\n", o.store);
+		return 2;
+	}
+	if (strcmp(o.store, "file") == 0 && (o.data_dir == NULL || *o.data_dir == '\0')) {
+		fprintf(stderr, "roomcast-broker: --store file needs --data-dir\n");
+		return 2;
+	}
+	if (strcmp(o.store, "memory") == 0 && o.data_dir != NULL) {
+		fprintf(stderr, "roomcast-broker: --data-dir needs --store file\n");
+		return 2;
+	}
+	if (!store_fsync_parse(o.fsync, &sc.fsync)) {
+		fprintf(stderr, "roomcast-broker: --fsync must be none, interval or always, not '%s'\n", o.fsync);
+		return 2;
+	}
+	if (!parse_duration_ms(o.history_max_age, &max_age_ms)) {
+		fprintf(stderr,
+			"roomcast-broker: --history-max-age must be a duration like 90s, 15m, 1h or 0, not '%s'\n",
+			o.history_max_age);
+		return 2;
+	}
+	signal(SIGXFSZ,
+	       SIG_IGN); /* a file-size limit: the write fails with EFBIG, the publish with storage_unavailable */
 	br.hist = history_new(new_epoch(), (size_t)o.history_events, (size_t)o.history_bytes);
 	if (br.hist == NULL) {
 		rc_log_error("cannot allocate the history", "events=%" PRId64, o.history_events);
 		return 1;
+	}
+	history_set_max_age(br.hist, max_age_ms);
+	if (strcmp(o.store, "file") == 0) {
+		sc.dir = o.data_dir;
+		sc.interval_ms = (int)o.fsync_interval_ms;
+		sc.segment_bytes = (size_t)o.segment_bytes;
+		sc.repair = o.repair;
+		if (store_open(&sc, history_epoch(br.hist), history_restore, br.hist, &br.store, &rec) != RC_OK) {
+			history_free(br.hist);
+			return 1;
+		}
+		history_restore_next(br.hist, rec.next_gseq);
+		history_set_epoch(br.hist, store_epoch(br.store));
+		history_set_store(br.hist, br.store);
+		if (rec.repaired)
+			rc_log_warn("--repair: the log was cut; a new epoch starts", "dropped_bytes=%" PRIu64,
+				    rec.cut_bytes);
+		rc_log_info("history recovered",
+			    "data_dir=%s events=%" PRIu64 " rooms_checkpointed=%" PRIu64 " next_gseq=%" PRIu64
+			    " cut_bytes=%" PRIu64 " fresh=%d recovery_ms=%.1f fsync=%s",
+			    o.data_dir, rec.events, rec.rooms, rec.next_gseq, rec.cut_bytes, rec.fresh, rec.ms,
+			    store_fsync_name(sc.fsync));
 	}
 	struct bus_config bc = {
 		.url = o.bus,
@@ -180,10 +298,17 @@ int main(int argc, char **argv)
 	rc_epoch_format(epoch, history_epoch(br.hist));
 	rc_log_info("broker ready",
 		    "epoch=%s bus=%s api=%s history_events=%" PRId64 " history_bytes=%" PRId64
-		    " bus_queue=%d bus_message_max=%zu",
+		    " bus_queue=%d bus_message_max=%zu store=%s",
 		    epoch, bus_url(bus), api_url(api), o.history_events, o.history_bytes, bus_queue_len(&bc),
-		    bus_max_message_bytes(&bc));
-	sigwait(&sigs, &sig);
+		    bus_max_message_bytes(&bc), o.store);
+	for (;;) {
+		struct timespec tick = { 1, 0 };
+		sig = sigtimedwait(&sigs, NULL, &tick);
+		if (sig > 0)
+			break;
+		if (max_age_ms != 0)
+			history_expire(br.hist, wall_ms()); /* --history-max-age without publishes */
+	}
 	rc_log_info("stopping", "signal=%d", sig);
 	atomic_store(&br.stopping, true);
 	rc = 0;
@@ -198,6 +323,7 @@ out:
 	api_stop(api);
 	bus_stop(bus);
 	history_free(br.hist);
+	store_close(br.store);
 	if (rc == 0)
 		rc_log_info("broker stopped", NULL);
 	return rc;

@@ -56,7 +56,7 @@ struct ops_req {
 	char why[256];	   /* its reason, "events[3].type missing" */
 	struct rc_buf buf; /* each event's compact text, then its room */
 	struct hinput in[RC_PUBLISH_MAX_EVENTS]; /* json and room lengths; pointers set by op_publish */
-	size_t off[RC_PUBLISH_MAX_EVENTS];	    /* where each event starts in buf */
+	size_t off[RC_PUBLISH_MAX_EVENTS];	 /* where each event starts in buf */
 };
 
 /* Reads the events array at j's position into r, checking each event. */
@@ -189,8 +189,19 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 			    "events: a new room would pass the broker's limit of rooms (--max-rooms); nothing was "
 			    "published");
 		return;
+	} else if (rv == RC_EIO) {
+		reply_error(br, reply, "storage_unavailable",
+			    "events: the broker cannot write its log (disk full or I/O error); nothing was published");
+		return;
 	} else if (rv != RC_OK) {
 		reply_error(br, reply, "internal", "events: %s; nothing was published", rc_strerror(rv));
+		return;
+	}
+	/* --fsync always: answered once on disk, with one fdatasync for every publish waiting (group commit) */
+	if (br->store != NULL && store_fsync_mode(br->store) == STORE_FSYNC_ALWAYS && store_sync(br->store) != RC_OK) {
+		reply_error(br, reply, "storage_unavailable",
+			    "events: published but the log could not be flushed to disk (fdatasync failed); a power "
+			    "loss may lose them");
 		return;
 	}
 	br->publishes++;
@@ -263,7 +274,8 @@ static enum ops_outcome op_replay(struct broker *br, struct json_object *req, bo
 	struct json_object *rooms = NULL, *v;
 	const char *names[RC_REPLAY_MAX_ROOMS];
 	size_t lens[RC_REPLAY_MAX_ROOMS];
-	struct history_query q = { .with_global = true, .limit = RC_REPLAY_DEFAULT_EVENTS,
+	struct history_query q = { .with_global = true,
+				   .limit = RC_REPLAY_DEFAULT_EVENTS,
 				   .max_answer_bytes = br->replay_max_bytes };
 	struct history_result res;
 	enum ops_outcome outcome;
@@ -391,11 +403,25 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 		      "\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64
 		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ",\"replays_in_flight\":%d"
 		      ",\"replays_busy\":%" PRIu64 ","
-		      "\"bus\":{\"frames\":%" PRIu64 ",\"events\":%" PRIu64 ",\"bytes\":%" PRIu64
-		      ",\"ticks\":%" PRIu64 ",\"send_errors\":%" PRIu64 "}}",
-		      hs.last_gseq, hs.rooms, hs.room_bytes, hs.events, hs.bytes, hs.first_gseq, br->requests, br->errors,
-		      br->publishes, br->events_published, br->replays, atomic_load(&br->replays_in_flight),
+		      "\"bus\":{\"frames\":%" PRIu64 ",\"events\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"ticks\":%" PRIu64
+		      ",\"send_errors\":%" PRIu64 "}}",
+		      hs.last_gseq, hs.rooms, hs.room_bytes, hs.events, hs.bytes, hs.first_gseq, br->requests,
+		      br->errors, br->publishes, br->events_published, br->replays, atomic_load(&br->replays_in_flight),
 		      br->replays_busy, bs.frames, bs.events, bs.bytes, bs.ticks, bs.send_errors);
+	if (br->store != NULL) {
+		struct store_stats ss;
+		store_stats(br->store, &ss);
+		reply->len--; /* the closing brace */
+		rc_buf_printf(reply,
+			      ",\"store\":{\"fsync\":\"%s\",\"bytes\":%" PRIu64 ",\"segments\":%" PRIu64
+			      ",\"oldest_gseq\":%" PRIu64 ",\"fsyncs\":%" PRIu64 ",\"fsync_us_last\":%" PRIu64
+			      ",\"fsync_us_max\":%" PRIu64 ",\"fsync_us_avg\":%" PRIu64 ",\"write_errors\":%" PRIu64
+			      ",\"fsync_errors\":%" PRIu64 ",\"recovery_ms\":%.1f}}",
+			      store_fsync_name(store_fsync_mode(br->store)), ss.bytes, ss.segments, ss.first_gseq,
+			      ss.fsyncs, ss.fsync_us_last, ss.fsync_us_max,
+			      ss.fsyncs ? ss.fsync_us_total / ss.fsyncs : 0, ss.write_errors, ss.fsync_errors,
+			      ss.recovery_ms);
+	}
 }
 
 static void op_ping(struct broker *br, struct rc_buf *reply)

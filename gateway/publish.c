@@ -225,7 +225,8 @@ static void publish_done(void *arg, int err, bool sent, const char *reply, size_
 	{
 		const char *c = code ? json_object_get_string(code) : "broker_error";
 		const char *m = msg ? json_object_get_string(msg) : "the broker refused the events";
-		bool fatal = strcmp(c, "shutting_down") == 0 || strcmp(c, "internal") == 0 || code == NULL;
+		bool fatal = strcmp(c, "shutting_down") == 0 || strcmp(c, "internal") == 0 ||
+			     strcmp(c, "storage_unavailable") == 0 || code == NULL;
 		bool room_limit = strcmp(c, "too_many_rooms") == 0; /* the broker's state, not the POST's fault */
 		if (!fatal && batch->n > 1 && p != NULL) {
 			/* one POST spoiled the batch: send each alone so only it fails */
