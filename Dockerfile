@@ -10,12 +10,14 @@
 # docker-compose.yml checks the broker with `roomcast stats`, and the demo
 # publisher disables it.
 
-# --- build: the normal CMake build, with the packages scripts/install-deps names
+# --- build: the normal CMake build, with the packages scripts/install-deps names;
+# ROOMCAST_TESTS=OFF: the tests and the benchmark are not configured (they need
+# Python 3 and cmocka, and .dockerignore leaves tests/ and bench/ out)
 FROM debian:bookworm AS build
 COPY scripts/install-deps /src/scripts/install-deps
 RUN /src/scripts/install-deps build && rm -rf /var/lib/apt/lists/*
 COPY . /src
-RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROOMCAST_WERROR=ON \
+RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROOMCAST_WERROR=ON -DROOMCAST_TESTS=OFF \
  && cmake --build /build -j "$(nproc)" --target roomcast-broker roomcast-gateway roomcast \
  && strip /build/broker/roomcast-broker /build/gateway/roomcast-gateway /build/tools/roomcast
 
