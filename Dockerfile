@@ -5,6 +5,10 @@
 #   docker run roomcast roomcast-broker                  # the broker
 #   docker-compose up                                    # the whole system (docker-compose.yml)
 #
+# It builds from debian:bookworm and Debian's packages alone (the lb service's
+# nginx too: deploy/Dockerfile.lb), so a machine that reaches only Debian's
+# mirrors builds it.
+#
 # The HEALTHCHECK below is the gateway's (GET /healthz on 127.0.0.1:8080, the
 # image's ROOMCAST_LISTEN). Other commands override it: the broker service in
 # docker-compose.yml checks the broker with `roomcast stats`, and the demo
