@@ -5,17 +5,23 @@
 #   docker run roomcast roomcast-broker                  # the broker
 #   docker-compose up                                    # the whole system (docker-compose.yml)
 #
+# It builds from debian:bookworm and Debian's packages alone (the lb service's
+# nginx too: deploy/Dockerfile.lb), so a machine that reaches only Debian's
+# mirrors builds it.
+#
 # The HEALTHCHECK below is the gateway's (GET /healthz on 127.0.0.1:8080, the
 # image's ROOMCAST_LISTEN). Other commands override it: the broker service in
 # docker-compose.yml checks the broker with `roomcast stats`, and the demo
 # publisher disables it.
 
-# --- build: the normal CMake build, with the packages scripts/install-deps names
+# --- build: the normal CMake build, with the packages scripts/install-deps names;
+# ROOMCAST_TESTS=OFF: the tests and the benchmark are not configured (they need
+# Python 3 and cmocka, and .dockerignore leaves tests/ and bench/ out)
 FROM debian:bookworm AS build
 COPY scripts/install-deps /src/scripts/install-deps
 RUN /src/scripts/install-deps build && rm -rf /var/lib/apt/lists/*
 COPY . /src
-RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROOMCAST_WERROR=ON \
+RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROOMCAST_WERROR=ON -DROOMCAST_TESTS=OFF \
  && cmake --build /build -j "$(nproc)" --target roomcast-broker roomcast-gateway roomcast \
  && strip /build/broker/roomcast-broker /build/gateway/roomcast-gateway /build/tools/roomcast
 

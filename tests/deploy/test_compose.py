@@ -37,8 +37,8 @@ def test_compose_file_agrees_with_the_binaries():
 
 # (what to change in docker-compose.yml, what check-compose must then say)
 MUTATIONS = [
-    ("ROOMCAST_HEARTBEAT_MS: 15000", "ROOMCAST_HEARTBEAT_MS: 15s", "expected an integer"),
-    ("ROOMCAST_HEARTBEAT_MS: 15000", "ROOMCAST_HEARTBEAT: 15000", "ROOMCAST_HEARTBEAT is not a variable"),
+    ("ROOMCAST_HEARTBEAT_MS: ${ROOMCAST_HEARTBEAT_MS:-15000}", "ROOMCAST_HEARTBEAT_MS: 15s", "expected an integer"),
+    ("ROOMCAST_HEARTBEAT_MS: ${ROOMCAST_HEARTBEAT_MS:-15000}", "ROOMCAST_HEARTBEAT: 15000", "ROOMCAST_HEARTBEAT is not a variable"),
     ("ROOMCAST_BUS: tcp://0.0.0.0:7410", "ROOMCAST_BROKER_BUS: tcp://0.0.0.0:7410", "not a variable of roomcast-broker"),
     ("tcp://broker:7411", "tcp://localhost:7411", "is not the broker service's api"),
     ("${ROOMCAST_PUBLISH_TOKEN:-}", "fixed-token", "does not come from ${ROOMCAST_PUBLISH_TOKEN}"),
@@ -46,6 +46,8 @@ MUTATIONS = [
     ("ROOMCAST_LISTEN: 0.0.0.0:8080", "ROOMCAST_LISTEN: 127.0.0.1:8080", "should be 0.0.0.0:PORT"),
     ('command: ["roomcast-gateway"]', 'command: ["roomcast-gateway", "--max-conns", "-1"]', "out of range"),
     ('DEMO_INTERVAL: "0.3"', 'DEMO_INTERVAL: "fast"', "DEMO_INTERVAL"),
+    ("    build:\n      context: .\n      dockerfile: deploy/Dockerfile.lb\n", "", "would come from a registry"),
+    ("dockerfile: deploy/Dockerfile.lb", "dockerfile: deploy/Dockerfile.nginx", "does not exist"),
 ]
 
 
