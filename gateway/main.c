@@ -497,8 +497,12 @@ int main(int argc, char **argv)
 		o->static_dir = NULL;
 	if (o->allowed_hosts != NULL && *o->allowed_hosts == '\0')
 		o->allowed_hosts = NULL;
-	if (o->auth_cookie != NULL && *o->auth_cookie == '\0')
-		o->auth_cookie = NULL;
+	/* empty (an unset compose variable): not given */
+	const char **unset_if_empty[] = { &o->auth_cookie, &o->jwt_secret_file, &o->jwt_keys_file, &o->jwt_audience,
+					  &o->jwt_issuer };
+	for (size_t i = 0; i < sizeof(unset_if_empty) / sizeof(unset_if_empty[0]); i++)
+		if (*unset_if_empty[i] != NULL && **unset_if_empty[i] == '\0')
+			*unset_if_empty[i] = NULL;
 	rc_log_set_level(o->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	if (gw_auth_new(o, &o->jwt) != RC_OK)
