@@ -322,13 +322,20 @@ static const struct gw_conn_owner_ops stream_conn_ops = {
 	.closed = stream_closed,
 };
 
+size_t gw_stream_size(size_t nrooms)
+{
+	return sizeof(struct gw_stream) + nrooms * sizeof(struct gw_member);
+}
+
 int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out)
 {
-	struct gw_stream *s = calloc(1, sizeof(*s) + req->nrooms * sizeof(struct gw_member));
+	/* malloc, not calloc: glibc's calloc skips the tcache, which holds the block the router kept for it */
+	struct gw_stream *s = malloc(gw_stream_size(req->nrooms));
 	struct gw_chunk *ch;
 
 	if (s == NULL)
 		return RC_ENOMEM;
+	memset(s, 0, gw_stream_size(req->nrooms));
 	s->gw = gw;
 	s->conn = conn;
 	s->firehose = req->nrooms == 0;

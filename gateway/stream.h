@@ -64,6 +64,9 @@ struct gw_stream_req {
 	const struct rc_grant_stamp *stamp; /* --auth jwt: the verified token's; NULL: none */
 };
 
+/* The bytes gw_stream_open allocates for a stream of nrooms rooms (0: firehose). */
+size_t gw_stream_size(size_t nrooms);
+
 /*
  * Turns conn into a stream (gw_conn_upgrade): writes the response head and
  * preamble and registers it. The stream lives until the connection's close
