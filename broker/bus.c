@@ -63,6 +63,22 @@ static int bus_slot_cmp(const void *a, const void *b)
 	return x->i < y->i ? -1 : x->i > y->i;
 }
 
+int bus_control(struct bus *b, const char *body, size_t len)
+{
+	nng_msg *msg;
+
+	if (nng_msg_alloc(&msg, RC_BUS_TOPIC_CONTROL_LEN + len) != 0)
+		return RC_ENOMEM;
+	memcpy(nng_msg_body(msg), RC_BUS_TOPIC_CONTROL, RC_BUS_TOPIC_CONTROL_LEN);
+	memcpy((char *)nng_msg_body(msg) + RC_BUS_TOPIC_CONTROL_LEN, body, len);
+	if (nng_sendmsg(b->sock, msg, 0) != 0) {
+		nng_msg_free(msg);
+		b->send_errors++;
+		return RC_EIO;
+	}
+	return RC_OK;
+}
+
 static int bus_send_msg(struct bus *b, nng_msg *msg, size_t events)
 {
 	size_t len = nng_msg_len(msg);

@@ -65,6 +65,13 @@ const char *bus_url(const struct bus *b);
 
 void bus_stats(struct bus *b, struct bus_stats *st);
 
+/*
+ * Sends body[0..len) (JSON) under the control topic (RC_BUS_TOPIC_CONTROL),
+ * at once and outside the event sequence: a revocation for every gateway.
+ * Any thread (nng's send is). Returns 0, RC_ENOMEM or RC_EIO.
+ */
+int bus_control(struct bus *b, const char *body, size_t len);
+
 /* Sends what is queued, stops the thread, closes the socket and frees b. NULL ok. */
 void bus_stop(struct bus *b);
 

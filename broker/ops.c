@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "event.h"
@@ -437,6 +438,41 @@ static void op_ping(struct broker *br, struct rc_buf *reply)
 	rc_buf_append(reply, "}", 1);
 }
 
+/*
+ * {"op":"revoke","sub":ID} or {"op":"revoke","jti":ID}, optional "until"
+ * (unix seconds; default now + 1 day): tells every gateway on the bus to
+ * close the streams of that subject or token and to refuse it until then.
+ */
+static void op_revoke(struct broker *br, struct json_object *req, struct rc_buf *reply)
+{
+	struct json_object *id = NULL, *until;
+	bool jti = json_object_object_get_ex(req, "jti", &id);
+	int64_t u = (int64_t)time(NULL) + 86400;
+	struct rc_buf msg;
+
+	if ((!jti && !json_object_object_get_ex(req, "sub", &id)) || !json_object_is_type(id, json_type_string) ||
+	    json_object_get_string_len(id) < 1 || json_object_get_string_len(id) > 255) {
+		reply_error(br, reply, "invalid_field", "revoke needs sub or jti: a string of 1-255 bytes");
+		return;
+	}
+	if (json_object_object_get_ex(req, "until", &until)) {
+		if (!json_object_is_type(until, json_type_int) || json_object_get_int64(until) < 0) {
+			reply_error(br, reply, "invalid_field", "until must be unix seconds");
+			return;
+		}
+		u = json_object_get_int64(until);
+	}
+	rc_buf_init(&msg);
+	rc_buf_printf(&msg, "{\"op\":\"revoke\",\"%s\":", jti ? "jti" : "sub");
+	rc_buf_json_str(&msg, json_object_get_string(id), (size_t)json_object_get_string_len(id));
+	rc_buf_printf(&msg, ",\"until\":%" PRId64 "}", u);
+	if (msg.err || bus_control(br->bus, msg.data, msg.len) != RC_OK)
+		reply_error(br, reply, "internal", "the revocation could not be sent on the bus");
+	else
+		rc_buf_printf(reply, "{\"ok\":true,\"until\":%" PRId64 "}", u);
+	rc_buf_fini(&msg);
+}
+
 /* How much of an unknown op's name an error echoes: at most 64 bytes, not ending inside a UTF-8 character. */
 static size_t op_echo_len(const char *name, size_t len)
 {
@@ -508,8 +544,10 @@ enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool
 		op_stats(br, reply);
 	else if (strcmp(name, "ping") == 0)
 		op_ping(br, reply);
+	else if (strcmp(name, "revoke") == 0)
+		op_revoke(br, obj, reply);
 	else
-		reply_error(br, reply, "unknown_op", "op '%.*s' is not one of publish, replay, stats, ping",
+		reply_error(br, reply, "unknown_op", "op '%.*s' is not one of publish, replay, stats, ping, revoke",
 			    (int)op_echo_len(name, (size_t)json_object_get_string_len(op)), name);
 out:
 	json_object_put(obj);

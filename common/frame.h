@@ -109,6 +109,9 @@ size_t rc_bus_topic(char *buf, const char *room, size_t room_len);
 /* The topic of the index, with its NUL. */
 #define RC_BUS_TOPIC_INDEX "i"
 #define RC_BUS_TOPIC_INDEX_LEN 2
+/* Control messages (JSON: revocations, docs/PROTOCOL.md); every gateway subscribes to it. */
+#define RC_BUS_TOPIC_CONTROL "c"
+#define RC_BUS_TOPIC_CONTROL_LEN 2
 
 /* A bus message split at its topic. */
 struct rc_bus_msg {

@@ -116,6 +116,7 @@ int gw_bus_start(uv_loop_t *loop, const struct gw_bus_config *cfg, struct gw_bus
 	/* the index and global events always; rooms as streams come (gw_bus_room) */
 	bus_topic(b, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN, true);
 	bus_topic(b, "g", 2, true);
+	bus_topic(b, RC_BUS_TOPIC_CONTROL, RC_BUS_TOPIC_CONTROL_LEN, true);
 	nng_socket_set_int(b->sock, NNG_OPT_RECVBUF, cfg->recvbuf);
 	nng_socket_set_size(b->sock, NNG_OPT_RECVMAXSZ, 0);
 	nng_socket_set_ms(b->sock, NNG_OPT_RECONNMINT, 100);

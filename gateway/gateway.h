@@ -27,6 +27,8 @@ struct gw_repair;
 struct gw_assembler;
 struct gw_sender;
 struct gw_workers;
+struct gw_auth;
+struct rc_jwt;
 
 struct gw_options {
 	const char *listen, *broker_bus, *broker_api;
@@ -37,6 +39,11 @@ struct gw_options {
 	int64_t write_delay_ms, static_max_bytes;
 	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms, workers;
 	bool no_firehose, no_io_uring;
+	/* --auth jwt: the verifier all workers share (auth.h), NULL with --auth none */
+	const char *auth, *jwt_alg, *jwt_secret_file, *jwt_keys_file, *jwt_audience, *jwt_issuer, *auth_cookie;
+	int64_t jwt_leeway_s;
+	bool auth_query_param;
+	struct rc_jwt *jwt;
 	enum rc_log_level log_level;
 };
 
@@ -54,6 +61,7 @@ struct gw {
 	struct gw_api *api;
 	struct gw_publisher *publisher;
 	struct gw_sender *sender; /* batched writes through io_uring; NULL: write(2) */
+	struct gw_auth *auth;     /* --auth jwt: the expiry heap and revocations (auth.h); NULL: none */
 
 	uv_tcp_t listener;
 	gw_request_fn on_request; /* what connections hand their requests to (the router) */

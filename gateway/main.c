@@ -16,12 +16,15 @@
 #include <unistd.h>
 
 #include "api_client.h"
+#include "auth.h"
 #include "assembler.h"
 #include "bus_client.h"
 #include "conn.h"
 #include "error.h"
 #include "event.h"
+#include "frame.h"
 #include "gateway.h"
+#include "jwt.h"
 #include "log.h"
 #include "options.h"
 #include "publish.h"
@@ -100,6 +103,7 @@ static void gw_stop(struct gw *gw)
 	 */
 	gw_publisher_fini(gw);
 	gw_api_stop(gw->api);
+	gw_auth_loop_stop(gw);
 	gw_timer_close(&gw->timer);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);
 	uv_close((uv_handle_t *)&gw->flusher, NULL);
@@ -217,6 +221,21 @@ static void gw_snapshot_cb(uv_timer_t *t)
 	gw_workers_publish(gw->workers, gw->worker, &gw->m);
 }
 
+/* A bus message: the control topic (revocations) to auth.c, the rest to the assembler. */
+static void gw_bus_msg(void *arg, nng_msg *msg)
+{
+	struct gw *gw = arg;
+	const char *body = nng_msg_body(msg);
+	size_t len = nng_msg_len(msg);
+
+	if (len >= RC_BUS_TOPIC_CONTROL_LEN && memcmp(body, RC_BUS_TOPIC_CONTROL, RC_BUS_TOPIC_CONTROL_LEN) == 0) {
+		gw_auth_control(gw, body + RC_BUS_TOPIC_CONTROL_LEN, len - RC_BUS_TOPIC_CONTROL_LEN);
+		nng_msg_free(msg);
+		return;
+	}
+	gw_assembler_msg(gw->assembler, msg);
+}
+
 /* Sets up the loop and everything on it; false: the worker cannot run. */
 static bool gw_setup(struct gw_worker *w)
 {
@@ -272,10 +291,10 @@ static bool gw_setup(struct gw_worker *w)
 		.url = o->broker_bus,
 		.recvbuf = (int)o->bus_recvbuf,
 		.inbox_max = (size_t)o->bus_recvbuf,
-		.fn = gw_assembler_msg,
-		.arg = gw->assembler,
+		.fn = gw_bus_msg,
+		.arg = gw,
 	};
-	if (gw->assembler == NULL || gw_bus_start(gw->loop, &bc, &gw->bus) != RC_OK)
+	if (gw->assembler == NULL || gw_auth_loop_start(gw) != RC_OK || gw_bus_start(gw->loop, &bc, &gw->bus) != RC_OK)
 		return false;
 	/* libuv hands a signal to the handles of every loop */
 	uv_signal_init(gw->loop, &gw->sigterm);
@@ -319,6 +338,7 @@ static void *gw_worker_main(void *arg)
 		return NULL; /* the close still running uses gw */
 	}
 	gw_hub_fini(&gw->hub);
+	gw_auth_loop_fini(gw);
 	gw_sender_free(gw->sender);
 	gw_chunk_unref(gw->ping);
 	free(gw->readbuf);
@@ -424,6 +444,22 @@ int main(int argc, char **argv)
 		  "while POSTs flow, one that finds no broker request in flight waits this long for others (0: never; costs publishers that wait for each answer)" },
 		{ "write-delay-ms", RC_OPT_INT, &o->write_delay_ms, 0, 1000,
 		  "a live event less than this long after its stream's last output waits up to this long, so that those that follow go in the same send (0: at once; less CPU at high rates per room, more latency)" },
+		{ "auth", RC_OPT_STR, &o->auth, 0, 0,
+		  "who may read a room: none (anyone) or jwt (a token granting each room; docs/PROTOCOL.md)" },
+		{ "jwt-alg", RC_OPT_STR, &o->jwt_alg, 0, 0,
+		  "--auth jwt: the algorithms accepted, comma-separated (HS256, RS256, ES256, ...; never none)" },
+		{ "jwt-secret-file", RC_OPT_STR, &o->jwt_secret_file, 0, 0,
+		  "--auth jwt: the HMAC secret (32-4096 bytes); reloaded on SIGHUP and when it changes" },
+		{ "jwt-keys-file", RC_OPT_STR, &o->jwt_keys_file, 0, 0,
+		  "--auth jwt: a JWKS file (keys chosen by kid); reloaded on SIGHUP and when it changes" },
+		{ "jwt-leeway-s", RC_OPT_INT, &o->jwt_leeway_s, 0, RC_JWT_LEEWAY_MAX_S,
+		  "--auth jwt: clock skew allowed on exp and nbf (an open stream ends at exp plus this)" },
+		{ "jwt-audience", RC_OPT_STR, &o->jwt_audience, 0, 0, "--auth jwt: aud must contain this (default: not checked)" },
+		{ "jwt-issuer", RC_OPT_STR, &o->jwt_issuer, 0, 0, "--auth jwt: iss must be this (default: not checked)" },
+		{ "auth-cookie", RC_OPT_STR, &o->auth_cookie, 0, 0,
+		  "--auth jwt: also take the token from this cookie (browsers' EventSource); the Authorization header wins" },
+		{ "auth-query-param", RC_OPT_BOOL, &o->auth_query_param, 0, 0,
+		  "--auth jwt: also take the token from ?access_token= (it ends up in proxy and access logs)" },
 		{ "publish-token", RC_OPT_STR, &o->publish_token, 0, 0, "POST needs 'Authorization: Bearer TOKEN'" },
 		{ "allowed-hosts", RC_OPT_STR, &o->allowed_hosts, 0, 0,
 		  "Host header values served, comma-separated (name: any port; name:port; *.domain); others get 403 (default: any; set it where browsers reach the gateway: a DNS-rebinding page could read the firehose and /metrics)" },
@@ -461,8 +497,18 @@ int main(int argc, char **argv)
 		o->static_dir = NULL;
 	if (o->allowed_hosts != NULL && *o->allowed_hosts == '\0')
 		o->allowed_hosts = NULL;
+	/* empty (an unset compose variable): not given */
+	const char **unset_if_empty[] = { &o->auth_cookie, &o->jwt_secret_file, &o->jwt_keys_file, &o->jwt_audience,
+					  &o->jwt_issuer };
+	for (size_t i = 0; i < sizeof(unset_if_empty) / sizeof(unset_if_empty[0]); i++)
+		if (*unset_if_empty[i] != NULL && **unset_if_empty[i] == '\0')
+			*unset_if_empty[i] = NULL;
 	rc_log_set_level(o->log_level);
 	signal(SIGPIPE, SIG_IGN);
+	if (gw_auth_new(o, &o->jwt) != RC_OK)
+		return 2;
 	fit_fd_limit(o);
-	return gw_run_workers(o, (struct sockaddr *)&addr);
+	rc = gw_run_workers(o, (struct sockaddr *)&addr);
+	rc_jwt_free(o->jwt);
+	return rc;
 }

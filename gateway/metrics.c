@@ -45,6 +45,14 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 	       m->heartbeats);
 	metric(out, "roomcast_slow_client_closes_total", "counter",
 	       "Streams closed because their unsent output passed --max-client-buffer.", m->slow_closes);
+	metric(out, "roomcast_auth_refused_total", "counter",
+	       "Requests answered 401 with --auth jwt (no token, a bad, expired or revoked one).", m->auth_refused);
+	metric(out, "roomcast_auth_forbidden_total", "counter",
+	       "Requests answered 403 with --auth jwt (a room or the firehose not granted).", m->auth_forbidden);
+	metric(out, "roomcast_streams_expired_total", "counter", "Streams ended with stream.expired (their token expired).",
+	       m->streams_expired);
+	metric(out, "roomcast_streams_revoked_total", "counter",
+	       "Streams ended with stream.revoked (roomcast revoke of their sub or jti).", m->streams_revoked);
 	metric(out, "roomcast_bus_frames_received_total", "counter",
 	       "Bus frames of events received from the broker (a small flush: one, whole; a larger one: one per room).",
 	       m->bus.frames);

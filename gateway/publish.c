@@ -7,11 +7,13 @@
 #include <strings.h>
 
 #include "api_client.h"
+#include "auth.h"
 #include "buf.h"
 #include "conn.h"
 #include "error.h"
 #include "event.h"
 #include "gateway.h"
+#include "grant.h"
 #include "json.h"
 #include "proto_limits.h"
 #include "response.h"
@@ -410,7 +412,7 @@ static bool token_ok(const struct gw *gw, const struct gw_req *req)
 	unsigned char diff = 0;
 
 	if (want == NULL || *want == '\0')
-		return true;
+		return gw->opt.jwt == NULL;
 	if (req->authorization.len < 7 || strncasecmp(req->authorization.data, "Bearer ", 7) != 0)
 		return false;
 	wl = strlen(want);
@@ -433,13 +435,32 @@ static bool content_type_ok(const struct gw_req *req)
 	return false;
 }
 
+/* With a grant (--auth jwt, not the service token): false after answering 403 naming the room. */
+static bool publish_granted(struct gw_conn *c, const struct rc_grant *g, const struct rc_event_view *v)
+{
+	char msg[200];
+
+	if (g == NULL || gw_auth_can_publish(g, v->room, v->room_len))
+		return true;
+	if (v->room_len == 0)
+		snprintf(msg, sizeof(msg), "the token does not grant publishing global events (\"%s\")", RC_GRANT_GLOBAL);
+	else
+		snprintf(msg, sizeof(msg), "the token does not grant publishing to room '%.*s'", (int)v->room_len, v->room);
+	publish_count(c->gw, 403);
+	c->gw->m.auth_forbidden++;
+	gw_conn_error(c, 403, "forbidden", msg, NULL);
+	return false;
+}
+
 /*
  * Reads the body, one event or an array of 1-1000, in one pass: each event
- * is checked and its compact text (as published, whitespace outside
- * strings dropped) appended to out, joined by commas. On failure answers
- * the request and returns false.
+ * is checked (and, with a grant g, its room against the publish grant) and
+ * its compact text (as published, whitespace outside strings dropped)
+ * appended to out, joined by commas. On failure answers the request and
+ * returns false.
  */
-static bool publish_read(struct gw_conn *c, const struct gw_req *req, struct rc_buf *out, bool *array, size_t *n)
+static bool publish_read(struct gw_conn *c, const struct gw_req *req, const struct rc_grant *g, struct rc_buf *out,
+			 bool *array, size_t *n)
 {
 	size_t max = (size_t)c->gw->opt.max_event_bytes;
 	struct rc_event_view v;
@@ -453,6 +474,8 @@ static bool publish_read(struct gw_conn *c, const struct gw_req *req, struct rc_
 	if (!*array) {
 		rv = rc_event_read(&j, out, max, &v, why, sizeof(why));
 		*n = 1;
+		if (rv == RC_OK && !publish_granted(c, g, &v))
+			return false;
 	} else {
 		j.root = "events"; /* errors name events[i] */
 		rc_json_begin(&j);
@@ -463,6 +486,8 @@ static bool publish_read(struct gw_conn *c, const struct gw_req *req, struct rc_
 				rc_buf_append(out, ",", 1);
 			rv = rc_event_read(&j, out, max, &v, why, sizeof(why));
 			(*n)++;
+			if (rv == RC_OK && !publish_granted(c, g, &v))
+				return false;
 		}
 		if (rv == RC_OK && !rc_json_failed(&j) && (*n == 0 || j.depth > 0)) {
 			snprintf(msg, sizeof(msg), "body: an array must hold 1-%d events", RC_PUBLISH_MAX_EVENTS);
@@ -498,11 +523,22 @@ static bool publish_read(struct gw_conn *c, const struct gw_req *req, struct rc_
 	return false;
 }
 
-bool gw_publish_admit(struct gw_conn *c, const struct gw_req *req)
+/*
+ * Who publishes: the service --publish-token (*g NULL), or with --auth jwt a
+ * token from the Authorization header (*g its grant, the caller's to free).
+ * False after answering 401 (or 415).
+ */
+static bool publish_admit(struct gw_conn *c, const struct gw_req *req, struct rc_grant **g)
 {
 	struct gw *gw = c->gw;
 
-	if (!token_ok(gw, req)) {
+	*g = NULL;
+	if (gw->opt.jwt != NULL && !token_ok(gw, req)) {
+		if (!gw_auth_request(c, req, "", 0, false, g)) {
+			publish_count(gw, 401);
+			return false;
+		}
+	} else if (!token_ok(gw, req)) {
 		publish_count(gw, 401);
 		gw_conn_error(c, 401, "unauthorized", "POST needs Authorization: Bearer <publish token>",
 			      "WWW-Authenticate: Bearer\r\n");
@@ -511,9 +547,20 @@ bool gw_publish_admit(struct gw_conn *c, const struct gw_req *req)
 	if (!content_type_ok(req)) {
 		publish_count(gw, 415);
 		gw_conn_error(c, 415, "unsupported_media_type", "Content-Type must be application/json", NULL);
+		rc_grant_free(*g);
+		*g = NULL;
 		return false;
 	}
 	return true;
+}
+
+bool gw_publish_admit(struct gw_conn *c, const struct gw_req *req)
+{
+	struct rc_grant *g;
+	bool ok = publish_admit(c, req, &g);
+
+	rc_grant_free(g);
+	return ok;
 }
 
 void gw_publish(struct gw_conn *c, struct gw_req *req)
@@ -521,14 +568,15 @@ void gw_publish(struct gw_conn *c, struct gw_req *req)
 	struct gw *gw = c->gw;
 	struct gw_publisher *p = gw->publisher;
 	struct pub_call *pc = NULL;
+	struct rc_grant *g = NULL;
 	struct rc_buf out;
 	bool array;
 	size_t n;
 
 	rc_buf_init(&out);
-	if (!gw_publish_admit(c, req))
+	if (!publish_admit(c, req, &g))
 		goto out;
-	if (!publish_read(c, req, &out, &array, &n))
+	if (!publish_read(c, req, g, &out, &array, &n))
 		goto out;
 	if (p == NULL) {
 		publish_count(gw, 503);
@@ -577,6 +625,7 @@ out_nomem:
 	publish_count(gw, 503);
 	gw_conn_error(c, 503, "out_of_memory", "the gateway is out of memory", NULL);
 out:
+	rc_grant_free(g);
 	free(pc);
 	rc_buf_fini(&out);
 }

@@ -29,6 +29,7 @@ void gw_req_free(struct gw_req *r)
 	rc_buf_fini(&r->origin);
 	rc_buf_fini(&r->expect);
 	rc_buf_fini(&r->host);
+	rc_buf_fini(&r->cookie);
 	free(r);
 }
 
@@ -98,6 +99,7 @@ static struct rc_buf *header_target(struct gw_req *r)
 		{ "origin", offsetof(struct gw_req, origin) },
 		{ "expect", offsetof(struct gw_req, expect) },
 		{ "host", offsetof(struct gw_req, host) },
+		{ "cookie", offsetof(struct gw_req, cookie) },
 	};
 
 	for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++)

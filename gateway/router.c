@@ -6,11 +6,13 @@
 #include <strings.h>
 
 #include "api_client.h"
+#include "auth.h"
 #include "bus_client.h"
 #include "conn.h"
 #include "error.h"
 #include "event.h"
 #include "gateway.h"
+#include "grant.h"
 #include "publish.h"
 #include "query.h"
 #include "static.h"
@@ -31,6 +33,8 @@ static void route_stream(struct gw_conn *c, struct gw_req *req, const char *quer
 	size_t *offs = calloc(max + 1, sizeof(size_t)), *lens = calloc(max + 1, sizeof(size_t));
 	const char **rooms = calloc(max + 1, sizeof(char *));
 	struct gw_stream_req sr = { 0 };
+	struct rc_grant *grant = NULL;
+	struct rc_grant_stamp stamp;
 	struct gw_query q;
 	struct gw_stream *s;
 	size_t n = 0;
@@ -96,6 +100,26 @@ static void route_stream(struct gw_conn *c, struct gw_req *req, const char *quer
 	}
 	for (size_t i = 0; i < n; i++)
 		rooms[i] = names.data + offs[i];
+	if (gw->opt.jwt != NULL) {
+		/*
+		 * The stream's block, taken before the verification's temporaries
+		 * and given back right before gw_stream_open asks for the same
+		 * size: malloc hands it back (tcache is LIFO), so the long-lived
+		 * stream does not land among the holes those temporaries leave
+		 * (that fragmentation cost 0.35 KiB per stream).
+		 */
+		void *spot = malloc(gw_stream_size(n));
+		bool ok = gw_auth_request(c, req, query, qlen, true, &grant);
+		free(spot);
+		if (!ok)
+			goto out;
+	}
+	if (grant != NULL) {
+		if (!gw_auth_rooms(c, grant, rooms, lens, n))
+			goto out;
+		rc_grant_stamp(grant, &stamp);
+		sr.stamp = &stamp;
+	}
 	sr.rooms = rooms;
 	sr.room_lens = lens;
 	sr.nrooms = n;
@@ -110,6 +134,7 @@ static void route_stream(struct gw_conn *c, struct gw_req *req, const char *quer
 	if (gw_stream_open(gw, c, &sr, &s) != RC_OK)
 		gw_conn_error(c, 503, "out_of_memory", "the gateway could not open the stream", NULL);
 out:
+	rc_grant_free(grant);
 	rc_buf_fini(&key);
 	rc_buf_fini(&val);
 	rc_buf_fini(&names);

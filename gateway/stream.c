@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api_client.h"
+#include "auth.h"
 #include "buf.h"
 #include "conn.h"
 #include "error.h"
@@ -33,7 +34,11 @@ static void stream_closed(void *owner);
 static bool stream_queue_as(struct gw_stream *s, struct gw_chunk *chunk, uint32_t off, uint32_t len, bool later)
 {
 	struct gw *gw = s->gw;
-	int rv = later ? gw_conn_send_later(s->conn, chunk, off, len, s->last_write)
+	int rv;
+
+	if (s->ended)
+		return false;
+	rv = later ? gw_conn_send_later(s->conn, chunk, off, len, s->last_write)
 		       : gw_conn_send(s->conn, chunk, off, len);
 
 	if (rv != RC_OK) {
@@ -317,20 +322,35 @@ static const struct gw_conn_owner_ops stream_conn_ops = {
 	.closed = stream_closed,
 };
 
+size_t gw_stream_size(size_t nrooms)
+{
+	return sizeof(struct gw_stream) + nrooms * sizeof(struct gw_member);
+}
+
 int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out)
 {
-	struct gw_stream *s = calloc(1, sizeof(*s) + req->nrooms * sizeof(struct gw_member));
+	/* malloc, not calloc: glibc's calloc skips the tcache, which holds the block the router kept for it */
+	struct gw_stream *s = malloc(gw_stream_size(req->nrooms));
 	struct gw_chunk *ch;
 
 	if (s == NULL)
 		return RC_ENOMEM;
+	memset(s, 0, gw_stream_size(req->nrooms));
 	s->gw = gw;
 	s->conn = conn;
 	s->firehose = req->nrooms == 0;
 	s->nrooms = (uint16_t)req->nrooms;
 	gw_tq_entry_init(&s->hb);
 	ch = gw_response_stream_head(gw->opt.cors_origin);
-	if (ch == NULL || gw_hub_add(&gw->hub, s, req->rooms, req->room_lens) != RC_OK) {
+	if (req->stamp != NULL)
+		s->stamp = *req->stamp;
+	if (ch == NULL || (req->stamp != NULL && gw_auth_track(gw, s) != RC_OK)) {
+		gw_chunk_unref(ch);
+		free(s);
+		return RC_ENOMEM;
+	}
+	if (gw_hub_add(&gw->hub, s, req->rooms, req->room_lens) != RC_OK) {
+		gw_auth_untrack(gw, s);
 		gw_chunk_unref(ch);
 		free(s);
 		return RC_ENOMEM;
@@ -362,6 +382,7 @@ static void stream_closed(void *owner)
 	struct gw *gw = s->gw;
 
 	gw_hub_remove(&gw->hub, s);
+	gw_auth_untrack(gw, s);
 	gw_tq_remove(&s->hb);
 	if (s->replay != NULL)
 		s->replay->s = NULL;
@@ -371,6 +392,37 @@ static void stream_closed(void *owner)
 	if (s->firehose)
 		gw->m.firehose_open--;
 	free(s);
+}
+
+void gw_stream_end(struct gw_stream *s, const char *type)
+{
+	struct gw_hub *hub = &s->gw->hub;
+	struct rc_buf b;
+	struct gw_chunk *ch;
+	char id[RC_ID_MAX];
+
+	if (s->conn->closing || s->ended)
+		return;
+	rc_buf_init(&b);
+	/* before the first bus frame there is no id: the client keeps the one it had */
+	if (hub->epoch != 0) {
+		rc_id_format(id, hub->epoch, s->last_gseq);
+		rc_buf_printf(&b, "id: %s\n", id);
+	}
+	rc_buf_printf(&b, "event: %s\ndata: {\"type\":\"%s\"}\n\n", type, type);
+	ch = b.err ? NULL : gw_chunk_dup(b.data, b.len);
+	rc_buf_fini(&b);
+	if (ch == NULL || !stream_queue(s, ch, 0, ch->len)) {
+		gw_chunk_unref(ch);
+		gw_conn_close(s->conn);
+		return;
+	}
+	gw_chunk_unref(ch);
+	s->ended = true;
+	gw_tq_remove(&s->hb);
+	stream_drop_held(s);
+	/* the connection closes once the message is written (gw_conn_written) */
+	s->conn->close_after_write = true;
 }
 
 /* Holds a live event during catch-up; false when the stream is closing. */

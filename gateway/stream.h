@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "grant.h"
 #include "hub.h"
 #include "list.h"
 #include "outq.h"
@@ -40,7 +41,10 @@ struct gw_stream {
 	bool firehose;
 	bool catchup;            /* replaying history: live events are held */
 	bool fetch_on_drain;     /* ask for the next replay page once the queue drains */
+	bool ended;              /* its last message is queued (stream.expired, stream.revoked): nothing more */
 	uint16_t nrooms;
+	uint32_t auth_slot;      /* 1 + its index in the expiry heap (auth.h); 0: not on it */
+	struct rc_grant_stamp stamp; /* --auth jwt: its token's expiry, sub and jti hashes */
 	uint64_t resume_epoch;
 	char *wait_id;           /* the Last-Event-ID of a resume waiting for the first bus frame */
 	size_t wait_id_len;
@@ -57,7 +61,11 @@ struct gw_stream_req {
 	size_t nrooms; /* 0: firehose */
 	const char *last_event_id; /* NULL when absent */
 	size_t last_event_id_len;
+	const struct rc_grant_stamp *stamp; /* --auth jwt: the verified token's; NULL: none */
 };
+
+/* The bytes gw_stream_open allocates for a stream of nrooms rooms (0: firehose). */
+size_t gw_stream_size(size_t nrooms);
 
 /*
  * Turns conn into a stream (gw_conn_upgrade): writes the response head and
@@ -89,6 +97,14 @@ bool gw_stream_missed(struct gw_stream *s, uint64_t gseq, uint64_t epoch, uint64
  * that asked to resume before that starts its resume (or reset) now.
  */
 void gw_stream_bus_known(struct gw_stream *s);
+
+/*
+ * Ends the stream with a last message that is neither data nor stream.reset:
+ * `id:` (the last event it delivered, so Last-Event-ID resumes after it),
+ * `event: <type>` and `data: {"type":"<type>"}`, then closes once it is
+ * written. type: stream.expired (its token expired) or stream.revoked.
+ */
+void gw_stream_end(struct gw_stream *s, const char *type);
 
 /*
  * Registers the heartbeat queue with gw->timer: a stream that has queued no

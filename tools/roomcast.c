@@ -7,6 +7,7 @@
  *   roomcast stats                                     the broker's counters
  *   roomcast token --secret-file F --sub S --rooms R,P:* [--ttl 1h] ...   mint a token (token.h)
  *   roomcast keygen --alg RS256 --kid K --out F [--jwks-out F]          make a key (token.h)
+ *   roomcast revoke --sub ID | --jti ID                every gateway closes the streams of it
  *
  * Exit codes: 0 done; 1 failed (a publish: nothing was published); 2 bad
  * options; 3 a publish was sent but got no answer (it may have been published).
@@ -443,6 +444,30 @@ static int cli_tail(struct cli *c)
 	return c->count > 0 && t.printed < c->count ? 1 : 0;
 }
 
+/* revoke: the broker tells every gateway on its bus (they close the matching streams within a second). */
+static int cli_revoke(struct cli *c, const struct cli_token_opts *t)
+{
+	struct json_object *req, *reply;
+	const char *id = t->jti ? t->jti : t->sub;
+	bool ok;
+
+	if ((t->sub == NULL) == (t->jti == NULL) || *id == '\0') {
+		fprintf(stderr, "roomcast: revoke needs exactly one of --sub ID or --jti ID\n");
+		return CLI_EXIT_USAGE;
+	}
+	req = json_object_new_object();
+	json_object_object_add(req, "op", json_object_new_string("revoke"));
+	json_object_object_add(req, t->jti ? "jti" : "sub", json_object_new_string(id));
+	reply = cli_call(c, json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN),
+			 strlen(json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN)));
+	json_object_put(req);
+	if (reply == NULL)
+		return 1;
+	ok = cli_reply_ok(reply, "revoke: ");
+	json_object_put(reply);
+	return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {
@@ -465,7 +490,7 @@ int main(int argc, char **argv)
 		{ "log-level", RC_OPT_LOG, &c.log_level, 0, 0, "debug, info, warn or error" },
 		{ "secret-file", RC_OPT_STR, &t.secret_file, 0, 0, "token: sign HS256 with this HMAC secret file" },
 		{ "key-file", RC_OPT_STR, &t.key_file, 0, 0, "token: sign with this private JWK (RS256, ES256...)" },
-		{ "sub", RC_OPT_STR, &t.sub, 0, 0, "token: the subject (user or service id)" },
+		{ "sub", RC_OPT_STR, &t.sub, 0, 0, "token: the subject (user or service id); revoke: the subject whose streams end" },
 		{ "rooms", RC_OPT_STR, &t.rooms, 0, 0, "token: rooms it may read: ids or prefixes (lobby,team-42:*)" },
 		{ "publish", RC_OPT_STR, &t.publish, 0, 0, "token: rooms it may publish to ($global: global events)" },
 		{ "publish-global", RC_OPT_BOOL, &t.publish_global, 0, 0, "token: it may publish global events" },
@@ -473,7 +498,7 @@ int main(int argc, char **argv)
 		{ "ttl", RC_OPT_STR, &t.ttl, 0, 0, "token: lifetime: seconds or 30m, 1h, 7d (default 1h)" },
 		{ "aud", RC_OPT_STR, &t.aud, 0, 0, "token: the audience claim" },
 		{ "iss", RC_OPT_STR, &t.iss, 0, 0, "token: the issuer claim" },
-		{ "jti", RC_OPT_STR, &t.jti, 0, 0, "token: its id (default: random)" },
+		{ "jti", RC_OPT_STR, &t.jti, 0, 0, "token: its id (default: random); revoke: the token whose streams end" },
 		{ "kid", RC_OPT_STR, &t.kid, 0, 0, "token: the header's kid (default: the key's); keygen: the key's" },
 		{ "alg", RC_OPT_STR, &t.alg, 0, 0, "token: the algorithm (default: the key's); keygen: required" },
 		{ "out", RC_OPT_STR, &t.out, 0, 0, "keygen: the file for the secret or private key (default stdout)" },
@@ -484,6 +509,7 @@ int main(int argc, char **argv)
 				    "       roomcast publish --ndjson < events.ndjson\n"
 				    "       roomcast tail [--room R] [--count N]\n"
 				    "       roomcast stats\n"
+				    "       roomcast revoke --sub ID | --jti ID\n"
 				    "       roomcast token --secret-file F|--key-file F --sub S --rooms R[,P:*] [--ttl 1h]\n"
 				    "       roomcast keygen --alg HS256|RS256|ES256 [--kid K] [--out F] [--jwks-out F]";
 	struct rc_opts_result res;
@@ -506,14 +532,16 @@ int main(int argc, char **argv)
 		return cli_token(&t);
 	if (strcmp(cmd, "keygen") == 0)
 		return cli_keygen(&t);
-	if (strcmp(cmd, "publish") != 0 && strcmp(cmd, "stats") != 0) {
-		fprintf(stderr, "roomcast: unknown command '%s': publish, tail, stats, token or keygen\n", cmd);
+	if (strcmp(cmd, "publish") != 0 && strcmp(cmd, "stats") != 0 && strcmp(cmd, "revoke") != 0) {
+		fprintf(stderr, "roomcast: unknown command '%s': publish, tail, stats, revoke, token or keygen\n", cmd);
 		return 2;
 	}
 	if ((rc = cli_connect(&c)) != 0)
 		return rc;
 	if (strcmp(cmd, "stats") == 0)
 		rc = cli_stats(&c);
+	else if (strcmp(cmd, "revoke") == 0)
+		rc = cli_revoke(&c, &t);
 	else
 		rc = c.ndjson ? cli_publish_ndjson(&c) : cli_publish_one(&c);
 	rc_nng_close_within(c.req, CLI_CLOSE_MS);

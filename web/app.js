@@ -4,6 +4,11 @@
 // "data:" is the event's JSON, "id:" its id. The browser reconnects by itself
 // (the server sends "retry: 3000") and then sends Last-Event-ID, so events
 // published while it was away are replayed, on whichever gateway it reaches.
+//
+// With the gateways on --auth jwt --auth-cookie roomcast_token (scripts/run
+// with ROOMCAST_AUTH=jwt), EventSource cannot send headers: the page takes a
+// token from its URL (#token=...), keeps it in that cookie, which the browser
+// sends with the stream, and uses it as the publish token too.
 'use strict';
 
 const MAX_SHOWN = 200;
@@ -18,6 +23,15 @@ const ui = {
 
 let source = null;
 let room = null;
+
+// #token=JWT: into the cookie the gateways read (--auth-cookie), and out of the URL
+(function takeToken() {
+  const m = /[#&]token=([A-Za-z0-9._~-]+)/.exec(location.hash);
+  if (!m) return;
+  document.cookie = 'roomcast_token=' + m[1] + '; path=/; SameSite=Strict';
+  ui.token.value = m[1];
+  history.replaceState(null, '', location.pathname + location.search);
+})();
 
 function setState(state) {
   ui.state.textContent = state;
@@ -43,6 +57,11 @@ function join(newRoom) {
     // CONNECTING: the browser retries by itself; CLOSED: it gave up (e.g. a 4xx)
     setState(source.readyState === EventSource.CONNECTING ? 'reconnecting' : 'closed');
   };
+  // the token ran out or was revoked: the browser reconnects, and a token no
+  // longer valid gets 401 (never an anonymous stream): EventSource then stops
+  for (const end of ['stream.expired', 'stream.revoked']) {
+    source.addEventListener(end, () => addNotice(`${end}: reconnecting needs a valid token (reload with #token=...)`));
+  }
   source.onmessage = (msg) => {
     let event;
     try {
