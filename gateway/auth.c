@@ -77,7 +77,7 @@ int gw_auth_new(const struct gw_options *o, struct rc_jwt **out)
 static void heap_set(struct gw_auth *a, uint32_t i, struct gw_stream *s)
 {
 	a->heap[i] = s;
-	s->auth_slot = i + 1;
+	s->auth->slot = i + 1;
 }
 
 static void heap_up(struct gw_auth *a, uint32_t i)
@@ -86,7 +86,7 @@ static void heap_up(struct gw_auth *a, uint32_t i)
 
 	while (i > 0) {
 		uint32_t p = (i - 1) / 2;
-		if (a->heap[p]->stamp.exp <= s->stamp.exp)
+		if (a->heap[p]->auth->stamp.exp <= s->auth->stamp.exp)
 			break;
 		heap_set(a, i, a->heap[p]);
 		i = p;
@@ -102,9 +102,9 @@ static void heap_down(struct gw_auth *a, uint32_t i)
 		uint32_t l = 2 * i + 1, m = l;
 		if (l >= a->n)
 			break;
-		if (l + 1 < a->n && a->heap[l + 1]->stamp.exp < a->heap[l]->stamp.exp)
+		if (l + 1 < a->n && a->heap[l + 1]->auth->stamp.exp < a->heap[l]->auth->stamp.exp)
 			m = l + 1;
-		if (a->heap[m]->stamp.exp >= s->stamp.exp)
+		if (a->heap[m]->auth->stamp.exp >= s->auth->stamp.exp)
 			break;
 		heap_set(a, i, a->heap[m]);
 		i = m;
@@ -136,16 +136,16 @@ void gw_auth_untrack(struct gw *gw, struct gw_stream *s)
 	struct gw_auth *a = gw->auth;
 	uint32_t i;
 
-	if (a == NULL || s->auth_slot == 0)
+	if (a == NULL || s->auth == NULL || s->auth->slot == 0)
 		return;
-	i = s->auth_slot - 1;
-	s->auth_slot = 0;
+	i = s->auth->slot - 1;
+	s->auth->slot = 0;
 	if (i == --a->n)
 		return;
 	struct gw_stream *m = a->heap[a->n];
 	heap_set(a, i, m);
 	heap_up(a, i);
-	heap_down(a, m->auth_slot - 1);
+	heap_down(a, m->auth->slot - 1);
 }
 
 /* ---- the loop's handles ---- */
@@ -171,7 +171,7 @@ static void auth_sweep_cb(uv_timer_t *t)
 	struct gw *gw = a->gw;
 	int64_t now = (int64_t)time(NULL);
 
-	while (a->n > 0 && a->heap[0]->stamp.exp + gw->opt.jwt_leeway_s <= now) {
+	while (a->n > 0 && a->heap[0]->auth->stamp.exp + gw->opt.jwt_leeway_s <= now) {
 		struct gw_stream *s = a->heap[0];
 		gw_auth_untrack(gw, s);
 		gw->m.streams_expired++;
@@ -405,7 +405,9 @@ static void auth_remember(struct gw_auth *a, uint64_t hash, bool jti, int64_t un
 
 static bool auth_matches(const struct gw_stream *s, uint64_t hash, bool jti)
 {
-	return jti ? s->stamp.jti_hash == hash : s->stamp.sub_hash == hash;
+	if (s->auth == NULL)
+		return false;
+	return jti ? s->auth->stamp.jti_hash == hash : s->auth->stamp.sub_hash == hash;
 }
 
 /* Ends the loop's streams whose stamp matches; returns how many. */

@@ -108,7 +108,7 @@ static void route_stream(struct gw_conn *c, struct gw_req *req, const char *quer
 		 * stream does not land among the holes those temporaries leave
 		 * (that fragmentation cost 0.35 KiB per stream).
 		 */
-		void *spot = malloc(gw_stream_size(n));
+		void *spot = malloc(gw_stream_size(n, true));
 		bool ok = gw_auth_request(c, req, query, qlen, true, &grant);
 		free(spot);
 		if (!ok)

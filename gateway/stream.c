@@ -322,28 +322,31 @@ static const struct gw_conn_owner_ops stream_conn_ops = {
 	.closed = stream_closed,
 };
 
-size_t gw_stream_size(size_t nrooms)
+size_t gw_stream_size(size_t nrooms, bool auth)
 {
-	return sizeof(struct gw_stream) + nrooms * sizeof(struct gw_member);
+	return sizeof(struct gw_stream) + nrooms * sizeof(struct gw_member) + (auth ? sizeof(struct gw_stream_auth) : 0);
 }
 
 int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_req *req, struct gw_stream **out)
 {
 	/* malloc, not calloc: glibc's calloc skips the tcache, which holds the block the router kept for it */
-	struct gw_stream *s = malloc(gw_stream_size(req->nrooms));
+	size_t size = gw_stream_size(req->nrooms, req->stamp != NULL);
+	struct gw_stream *s = malloc(size);
 	struct gw_chunk *ch;
 
 	if (s == NULL)
 		return RC_ENOMEM;
-	memset(s, 0, gw_stream_size(req->nrooms));
+	memset(s, 0, size);
 	s->gw = gw;
 	s->conn = conn;
 	s->firehose = req->nrooms == 0;
 	s->nrooms = (uint16_t)req->nrooms;
 	gw_tq_entry_init(&s->hb);
 	ch = gw_response_stream_head(gw->opt.cors_origin);
-	if (req->stamp != NULL)
-		s->stamp = *req->stamp;
+	if (req->stamp != NULL) {
+		s->auth = (struct gw_stream_auth *)&s->members[req->nrooms];
+		s->auth->stamp = *req->stamp;
+	}
 	if (ch == NULL || (req->stamp != NULL && gw_auth_track(gw, s) != RC_OK)) {
 		gw_chunk_unref(ch);
 		free(s);

@@ -31,6 +31,12 @@ struct gw_held {
 
 struct gw_replay_call;
 
+/* What a stream keeps of its token (--auth jwt only: without, the stream has none of it). */
+struct gw_stream_auth {
+	struct rc_grant_stamp stamp; /* its expiry, sub and jti hashes */
+	uint32_t slot;               /* 1 + its index in the expiry heap (auth.h); 0: not on it */
+};
+
 struct gw_stream {
 	struct gw *gw;
 	struct gw_conn *conn;
@@ -43,8 +49,7 @@ struct gw_stream {
 	bool fetch_on_drain;     /* ask for the next replay page once the queue drains */
 	bool ended;              /* its last message is queued (stream.expired, stream.revoked): nothing more */
 	uint16_t nrooms;
-	uint32_t auth_slot;      /* 1 + its index in the expiry heap (auth.h); 0: not on it */
-	struct rc_grant_stamp stamp; /* --auth jwt: its token's expiry, sub and jti hashes */
+	struct gw_stream_auth *auth; /* --auth jwt: its token, in the stream's block after members[]; else NULL */
 	uint64_t resume_epoch;
 	char *wait_id;           /* the Last-Event-ID of a resume waiting for the first bus frame */
 	size_t wait_id_len;
@@ -64,8 +69,8 @@ struct gw_stream_req {
 	const struct rc_grant_stamp *stamp; /* --auth jwt: the verified token's; NULL: none */
 };
 
-/* The bytes gw_stream_open allocates for a stream of nrooms rooms (0: firehose). */
-size_t gw_stream_size(size_t nrooms);
+/* The bytes gw_stream_open allocates for a stream of nrooms rooms (0: firehose), with a token or not. */
+size_t gw_stream_size(size_t nrooms, bool auth);
 
 /*
  * Turns conn into a stream (gw_conn_upgrade): writes the response head and
