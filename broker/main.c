@@ -325,8 +325,9 @@ int main(int argc, char **argv)
 		sig = sigtimedwait(&sigs, NULL, &tick);
 		if (sig > 0)
 			break;
-		if (max_age_ms != 0)
-			history_expire(br.hist, wall_ms()); /* --history-max-age without publishes */
+		/* --history-max-age and the keys' window go on without publishes */
+		if (max_age_ms != 0 || idem_window_ms != 0)
+			history_expire(br.hist, wall_ms());
 	}
 	rc_log_info("stopping", "signal=%d", sig);
 	atomic_store(&br.stopping, true);
