@@ -6,6 +6,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "event.h"
 #include "frame.h"
 #include "segment.h"
 #include "store.h"
@@ -38,6 +39,7 @@ struct history {
 	void *sink_arg;
 	uint64_t max_age_ms; /* 0: none */
 	struct store *store; /* NULL: memory only */
+	struct idem *keys;   /* idempotency keys of the window */
 };
 
 static uint64_t wall_ms(void)
@@ -150,7 +152,10 @@ struct history *history_new(uint64_t epoch, size_t max_events, size_t max_bytes)
 	if (max_events == 0)
 		max_events = 1;
 	h->ring = calloc(max_events, sizeof(*h->ring));
-	if (h->ring == NULL) {
+	h->keys = idem_new(HISTORY_IDEM_WINDOW_MS, HISTORY_IDEM_MAX_KEYS);
+	if (h->ring == NULL || h->keys == NULL) {
+		free(h->ring);
+		idem_free(h->keys);
 		free(h);
 		return NULL;
 	}
@@ -162,6 +167,19 @@ struct history *history_new(uint64_t epoch, size_t max_events, size_t max_bytes)
 	h->last_gseq = 0;
 	rc_strmap_init(&h->rooms);
 	return h;
+}
+
+int history_set_idempotency(struct history *h, uint64_t window_ms, size_t max_keys)
+{
+	struct idem *t = idem_new(window_ms, max_keys);
+
+	if (t == NULL)
+		return RC_ENOMEM;
+	pthread_rwlock_wrlock(&h->lock);
+	idem_free(h->keys);
+	h->keys = t;
+	pthread_rwlock_unlock(&h->lock);
+	return RC_OK;
 }
 
 void history_set_max_rooms(struct history *h, size_t max_rooms)
@@ -190,6 +208,7 @@ void history_free(struct history *h)
 	rc_strmap_each(&h->rooms, history_free_room, NULL);
 	rc_strmap_fini(&h->rooms);
 	free(h->global.gs);
+	idem_free(h->keys);
 	pthread_rwlock_destroy(&h->lock);
 	free(h);
 }
@@ -312,7 +331,22 @@ static void history_rooms_put(struct rc_strmap_entry *e, void *arg)
 		b->len += seg_encode((uint8_t *)b->data + b->len, &rec);
 }
 
-/* Deletes the store's segments that hold only evicted events, with a checkpoint of the rooms first. */
+static void history_keys_put(void *arg, const char *key, size_t len, uint64_t gseq, uint64_t time_ms)
+{
+	struct rc_buf *b = arg;
+	struct seg_record rec = {
+		.type = SEG_REC_KEY, .gseq = gseq, .time_ms = time_ms, .key = key, .key_len = (uint16_t)len
+	};
+
+	if (rc_buf_reserve(b, b->len + seg_record_size(0, len, 0)) == RC_OK)
+		b->len += seg_encode((uint8_t *)b->data + b->len, &rec);
+}
+
+/*
+ * Deletes the store's segments that hold only evicted events, with a
+ * checkpoint of the rooms first, and of the keys whose event records go
+ * with those segments (the rest are in the log).
+ */
 static void history_trim_store(struct history *h)
 {
 	struct rc_buf b;
@@ -326,6 +360,7 @@ static void history_trim_store(struct history *h)
 		b.len = SEG_HDR_SIZE;
 		b.len += seg_encode((uint8_t *)b.data + b.len, &g);
 		rc_strmap_each(&h->rooms, history_rooms_put, &b);
+		idem_each(h->keys, h->first_gseq, history_keys_put, &b);
 	}
 	if (!b.err)
 		store_trim(h->store, h->first_gseq, (const uint8_t *)b.data, b.len);
@@ -337,6 +372,7 @@ void history_expire(struct history *h, uint64_t now_ms)
 	pthread_rwlock_wrlock(&h->lock);
 	while (history_oldest_expired(h, now_ms))
 		history_evict_one(h);
+	idem_expire(h->keys, now_ms);
 	history_trim_store(h);
 	pthread_rwlock_unlock(&h->lock);
 }
@@ -353,7 +389,8 @@ static void history_publish_undo(struct history *h, const struct hinput *in, str
 }
 
 /* Encodes the publish's records (gseqs from h->last_gseq + 1) into enc and appends them to the store. */
-static int history_append_store(struct history *h, struct hevent **evs, struct hroom **rooms, size_t n, uint8_t *enc)
+static int history_append_store(struct history *h, const struct hinput *in, struct hevent **evs, struct hroom **rooms,
+				size_t n, uint8_t *enc)
 {
 	size_t off = 0;
 	int rv;
@@ -366,6 +403,8 @@ static int history_append_store(struct history *h, struct hevent **evs, struct h
 			.time_ms = evs[i]->time_ms,
 			.room = evs[i]->room,
 			.room_len = evs[i]->room_len,
+			.key = in[i].key,
+			.key_len = (uint16_t)in[i].key_len,
 			.json = evs[i]->json,
 			.json_len = evs[i]->json_len,
 		};
@@ -377,34 +416,79 @@ static int history_append_store(struct history *h, struct hevent **evs, struct h
 	return rv;
 }
 
-int history_publish(struct history *h, const struct hinput *in, size_t n, uint64_t *first_gseq)
+/*
+ * Marks the events of a batch whose key an earlier event of the batch has:
+ * src[i] is the first event with event i's key (i itself when none did).
+ * Before the lock: it needs nothing of the history. RC_ENOMEM.
+ */
+static int history_batch_keys(const struct hinput *in, size_t n, size_t *src)
+{
+	struct rc_strmap seen;
+	size_t keyed = 0;
+	int rv = RC_OK;
+
+	for (size_t i = 0; i < n; i++) {
+		src[i] = i;
+		keyed += in[i].key_len > 0;
+	}
+	if (keyed < 2)
+		return RC_OK;
+	rc_strmap_init(&seen);
+	for (size_t i = 0; i < n && rv == RC_OK; i++) {
+		struct rc_strmap_entry *e;
+		int added = 0;
+
+		if (in[i].key_len == 0)
+			continue;
+		e = rc_strmap_upsert(&seen, in[i].key, in[i].key_len, &added);
+		if (e == NULL)
+			rv = RC_ENOMEM;
+		else if (added)
+			e->value = (void *)(uintptr_t)i;
+		else
+			src[i] = (size_t)(uintptr_t)e->value;
+	}
+	rc_strmap_fini(&seen);
+	return rv;
+}
+
+int history_publish(struct history *h, const struct hinput *in, size_t n, uint64_t *gseqs, size_t *published)
 {
 	uint64_t now = wall_ms();
 	uint8_t *enc = NULL;
 	struct hevent **evs = calloc(n ? n : 1, sizeof(*evs));
 	struct hroom **rooms = calloc(n ? n : 1, sizeof(*rooms));
+	struct hinput *fin = calloc(n ? n : 1, sizeof(*fin)); /* the events to publish: those without a known key */
+	size_t *src = calloc(n ? n : 1, sizeof(*src)), *at = calloc(n ? n : 1, sizeof(*at));
 	struct hslab *slab = NULL;
-	size_t size = (sizeof(struct hslab) + 7) & ~(size_t)7;
+	size_t size = (sizeof(struct hslab) + 7) & ~(size_t)7, m = 0;
+	bool keys = idem_window_ms(h->keys) > 0; /* set before publishing starts */
 	char *p;
 	int rv = RC_ENOMEM;
 
-	if (evs == NULL || rooms == NULL)
+	if (published != NULL)
+		*published = 0;
+	if (evs == NULL || rooms == NULL || fin == NULL || src == NULL || at == NULL)
 		goto out_free;
+	if (keys && history_batch_keys(in, n, src) != RC_OK)
+		goto out_free;
+	if (!keys)
+		for (size_t i = 0; i < n; i++)
+			src[i] = i;
 	for (size_t i = 0; i < n; i++)
 		size += hevent_size(in[i].json_len);
-	/* one allocation for the whole publish */
+	/* one allocation for the whole publish (events a known key answers take their place unused) */
 	slab = malloc(size);
 	if (slab == NULL)
 		goto out_free;
 	if (h->store != NULL) {
 		size_t elen = 0;
 		for (size_t i = 0; i < n; i++)
-			elen += seg_record_size(in[i].room_len, 0, in[i].json_len);
+			elen += seg_record_size(in[i].room_len, keys ? in[i].key_len : 0, in[i].json_len);
 		enc = malloc(elen ? elen : 1);
 		if (enc == NULL)
 			goto out_free;
 	}
-	atomic_init(&slab->live, (unsigned)n);
 	p = (char *)slab + ((sizeof(struct hslab) + 7) & ~(size_t)7);
 	for (size_t i = 0; i < n; i++) {
 		evs[i] = (struct hevent *)p;
@@ -418,29 +502,46 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 	}
 
 	pthread_rwlock_wrlock(&h->lock);
-	/* everything that can fail happens before the first gseq is assigned */
+	/* keys seen within the window are answered with their gseq; the others are published, in order */
+	if (keys)
+		idem_expire(h->keys, now);
 	for (size_t i = 0; i < n; i++) {
-		rv = history_room_upsert(h, in[i].room, in[i].room_len, &rooms[i], &evs[i]->room);
+		if (src[i] != i)
+			continue; /* the batch has this key already */
+		if (keys && in[i].key_len > 0 && idem_get(h->keys, in[i].key, in[i].key_len, now, &gseqs[i])) {
+			src[i] = SIZE_MAX;
+			continue;
+		}
+		at[i] = m;
+		fin[m] = in[i];
+		if (!keys)
+			fin[m].key_len = 0;
+		evs[m] = evs[i];
+		m++;
+	}
+	atomic_init(&slab->live, (unsigned)m);
+	/* everything that can fail happens before the first gseq is assigned */
+	for (size_t i = 0; i < m; i++) {
+		rv = history_room_upsert(h, fin[i].room, fin[i].room_len, &rooms[i], &evs[i]->room);
 		if (rv == RC_OK) {
 			/* each room's index gets room for its own events of the batch */
 			rooms[i]->pending++;
 			rv = hroom_reserve(h, rooms[i], (size_t)rooms[i]->len + rooms[i]->pending);
 		}
 		if (rv != RC_OK) {
-			history_publish_undo(h, in, rooms, i);
+			history_publish_undo(h, fin, rooms, i);
 			pthread_rwlock_unlock(&h->lock);
 			goto out_free;
 		}
-		evs[i]->room_len = (uint16_t)in[i].room_len;
+		evs[i]->room_len = (uint16_t)fin[i].room_len;
 	}
 	/* on disk (or in the page cache) before any gseq is taken: a failed write publishes nothing */
-	if (h->store != NULL && n > 0 && (rv = history_append_store(h, evs, rooms, n, enc)) != RC_OK) {
-		history_publish_undo(h, in, rooms, n - 1);
+	if (h->store != NULL && m > 0 && (rv = history_append_store(h, fin, evs, rooms, m, enc)) != RC_OK) {
+		history_publish_undo(h, fin, rooms, m - 1);
 		pthread_rwlock_unlock(&h->lock);
 		goto out_free;
 	}
-	*first_gseq = h->last_gseq + 1;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < m; i++) {
 		struct hevent *ev = evs[i];
 		struct hroom *r = rooms[i];
 		size_t cost = hevent_cost(ev);
@@ -459,20 +560,38 @@ int history_publish(struct history *h, const struct hinput *in, size_t n, uint64
 		r->pending--;
 		if (h->sink != NULL)
 			hevent_ref(ev);
+		/* out of memory: the key is not remembered, and a retry with it would publish again */
+		if (fin[i].key_len > 0)
+			idem_put(h->keys, fin[i].key, fin[i].key_len, ev->gseq, now, now);
 	}
 	/* still under the lock: the sink sees publishes in gseq order */
-	if (h->sink != NULL && n > 0)
-		h->sink(h->sink_arg, evs, n);
-	history_trim_store(h);
+	if (h->sink != NULL && m > 0)
+		h->sink(h->sink_arg, evs, m);
+	if (m > 0)
+		history_trim_store(h);
+	for (size_t i = 0; i < n; i++) {
+		if (src[i] == i)
+			gseqs[i] = evs[at[i]]->gseq;
+		else if (src[i] != SIZE_MAX)
+			gseqs[i] = gseqs[src[i]]; /* src[i] < i: already set */
+		if (src[i] != i)
+			idem_hit(h->keys);
+	}
 	pthread_rwlock_unlock(&h->lock);
 	rv = RC_OK;
-	slab = NULL; /* the history owns the events now */
+	if (published != NULL)
+		*published = m;
+	if (m > 0)
+		slab = NULL; /* the history owns the events now */
 
 out_free:
 	free(enc);
 	free(slab);
 	free(evs);
 	free(rooms);
+	free(fin);
+	free(src);
+	free(at);
 	return rv;
 }
 
@@ -488,6 +607,11 @@ int history_restore(void *arg, const struct seg_record *rec)
 	size_t off = (sizeof(struct hslab) + 7) & ~(size_t)7;
 	int rv;
 
+	if (rec->key_len > 0 && rc_key_valid(rec->key, rec->key_len) &&
+	    idem_put(h->keys, rec->key, rec->key_len, rec->gseq, rec->time_ms, wall_ms()) != RC_OK)
+		return RC_ENOMEM;
+	if (rec->type == SEG_REC_KEY)
+		return RC_OK;
 	h->max_rooms = 0; /* what was published stays, whatever the limit is now */
 	rv = history_room_upsert(h, room, rec->room_len, &r, &name);
 	h->max_rooms = max_rooms;
@@ -713,5 +837,7 @@ void history_stats(struct history *h, struct history_stats *st)
 	st->bytes = h->bytes;
 	st->rooms = h->rooms.count;
 	st->room_bytes = h->room_bytes + h->rooms.nbuckets * sizeof(*h->rooms.buckets);
+	idem_stats(h->keys, &st->keys);
+	st->idem_window_ms = idem_window_ms(h->keys);
 	pthread_rwlock_unlock(&h->lock);
 }

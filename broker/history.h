@@ -9,6 +9,13 @@
  * room has an index so a replay of a few rooms does not scan everything,
  * sized by the events the room holds (none when it holds none).
  *
+ * An event may carry an idempotency key: a key published within the
+ * window (history_set_idempotency) is answered with the gseq it was
+ * published as, and the event is not published again (idem.h holds the
+ * keys, under the history's lock). Keys go to the log with their events
+ * and, once those segments are deleted, to the rooms checkpoint, so a
+ * restart on the same --data-dir knows them for the rest of their window.
+ *
  * Thread-safe: any thread may call any function (a rwlock guards the state).
  */
 #ifndef RC_HISTORY_H
@@ -20,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "idem.h"
 #include "strmap.h"
 
 struct hroom;
@@ -52,12 +60,14 @@ void hevent_unref(struct hevent *ev);
 /* Writes ev as a frame event at buf (rc_frame_event_size bytes); returns the bytes written. */
 size_t hevent_put_frame(uint8_t *buf, const struct hevent *ev);
 
-/* An event to publish: room may be NULL (global). Borrowed for the call. */
+/* An event to publish: room may be NULL (global), key too (no idempotency key). Borrowed for the call. */
 struct hinput {
 	const char *room;
 	size_t room_len;
 	const char *json;
 	size_t json_len;
+	const char *key; /* 1-RC_KEY_MAX bytes (event.h checks them) */
+	size_t key_len;
 };
 
 /* Receives the events of one publish, in gseq order, each with a new reference it must release. */
@@ -88,7 +98,17 @@ void history_set_max_rooms(struct history *h, size_t max_rooms);
  */
 void history_set_max_age(struct history *h, uint64_t max_age_ms);
 
-/* Drops the events older than the max age at now_ms (wall clock). */
+/*
+ * Keys are remembered window_ms (0: keys are ignored), at most max_keys
+ * (the oldest goes first). Called before recovery and publishing; the
+ * default is HISTORY_IDEM_WINDOW_MS and HISTORY_IDEM_MAX_KEYS. RC_ENOMEM
+ * leaves the table as it was.
+ */
+int history_set_idempotency(struct history *h, uint64_t window_ms, size_t max_keys);
+#define HISTORY_IDEM_WINDOW_MS (2 * 60 * 1000)
+#define HISTORY_IDEM_MAX_KEYS  100000
+
+/* Drops the events older than the max age (and the keys past their window) at now_ms (wall clock). */
 void history_expire(struct history *h, uint64_t now_ms);
 
 /*
@@ -100,7 +120,8 @@ void history_set_store(struct history *h, struct store *s);
 
 /*
  * Recovery, before publishing starts: a room record sets a room's rseq; an
- * event record is stored as published (its gseq must follow the last). Rooms
+ * event record is stored as published (its gseq must follow the last); the
+ * key of an event or key record still within the window is remembered. Rooms
  * are restored whatever max_rooms says. Returns 0 or RC_ENOMEM (a store_record_fn).
  */
 int history_restore(void *h, const struct seg_record *r);
@@ -112,12 +133,15 @@ void history_restore_next(struct history *h, uint64_t next_gseq);
 void history_set_sink(struct history *h, history_sink_fn fn, void *arg);
 
 /*
- * Publishes n events atomically: all get consecutive gseqs. Writes the first
- * gseq to *first_gseq. Returns 0, RC_ETOOBIG (a new room beyond max_rooms),
+ * Publishes n events atomically: writes each one's gseq to gseqs[i] (n
+ * slots). An event whose key is known (published within the window, or
+ * earlier in this batch) gets that gseq and is not published again; the
+ * others get consecutive gseqs, in order. *published (may be NULL): how
+ * many were published. Returns 0, RC_ETOOBIG (a new room beyond max_rooms),
  * RC_EIO (the store could not write) or RC_ENOMEM; on an error nothing was
  * published.
  */
-int history_publish(struct history *h, const struct hinput *in, size_t n, uint64_t *first_gseq);
+int history_publish(struct history *h, const struct hinput *in, size_t n, uint64_t *gseqs, size_t *published);
 
 /* A replay request: rooms == NULL means every event (the firehose). */
 struct history_query {
@@ -160,6 +184,8 @@ struct history_stats {
 	uint64_t last_gseq, first_gseq;
 	size_t events, bytes, rooms;
 	size_t room_bytes; /* what the rooms cost: table, names and per-room indexes (malloc's overhead not counted) */
+	struct idem_stats keys;
+	uint64_t idem_window_ms;
 };
 void history_stats(struct history *h, struct history_stats *st);
 

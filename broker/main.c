@@ -35,8 +35,8 @@ struct broker_options {
 	int64_t replay_max_bytes, max_replays, replay_wait_ms;
 	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_buffer_bytes, bus_frame_bytes, bus_whole_bytes,
 		bus_tick_ms;
-	const char *store, *data_dir, *fsync, *history_max_age;
-	int64_t fsync_interval_ms, segment_bytes;
+	const char *store, *data_dir, *fsync, *history_max_age, *idempotency_window;
+	int64_t fsync_interval_ms, segment_bytes, idempotency_max_keys;
 	bool repair;
 	enum rc_log_level log_level;
 };
@@ -135,6 +135,8 @@ int main(int argc, char **argv)
 		.fsync_interval_ms = 1000,
 		.segment_bytes = 64 * 1024 * 1024,
 		.history_max_age = "0",
+		.idempotency_window = "2m",
+		.idempotency_max_keys = HISTORY_IDEM_MAX_KEYS,
 	};
 	const struct rc_opt table[] = {
 		{ "bus", RC_OPT_STR, &o.bus, 0, 0, "nng address the event bus (PUB) listens on" },
@@ -184,6 +186,11 @@ int main(int argc, char **argv)
 		  "size of one log segment file (old segments are deleted whole)" },
 		{ "history-max-age", RC_OPT_STR, &o.history_max_age, 0, 0,
 		  "events older than this are dropped from the history (e.g. 90s, 15m, 1h, 2d; 0: no age limit)" },
+		{ "idempotency-window", RC_OPT_STR, &o.idempotency_window, 0, 0,
+		  "an event's idempotency key is remembered this long: the same key again gets the original id and "
+		  "publishes nothing (e.g. 2m, 1h; 0: keys are ignored)" },
+		{ "idempotency-max-keys", RC_OPT_INT, &o.idempotency_max_keys, 1, 100000000,
+		  "keys remembered at most; beyond, the oldest is forgotten before its window ends" },
 		{ "repair", RC_OPT_BOOL, &o.repair, 0, 0,
 		  "start even if the log is corrupt in the middle: cut it at the bad record, log what was dropped and "
 		  "start a new epoch" },
@@ -193,7 +200,7 @@ int main(int argc, char **argv)
 	struct rc_opts_result res;
 	struct store_config sc = { 0 };
 	struct store_recovery rec;
-	uint64_t max_age_ms = 0;
+	uint64_t max_age_ms = 0, idem_window_ms = 0;
 	struct broker br = { 0 };
 	struct bus *bus = NULL;
 	struct api *api = NULL;
@@ -242,6 +249,12 @@ int main(int argc, char **argv)
 			o.history_max_age);
 		return 2;
 	}
+	if (!parse_duration_ms(o.idempotency_window, &idem_window_ms)) {
+		fprintf(stderr,
+			"roomcast-broker: --idempotency-window must be a duration like 2m, 90s, 1h or 0, not '%s'\n",
+			o.idempotency_window);
+		return 2;
+	}
 	signal(SIGXFSZ,
 	       SIG_IGN); /* a file-size limit: the write fails with EFBIG, the publish with storage_unavailable */
 	br.hist = history_new(new_epoch(), (size_t)o.history_events, (size_t)o.history_bytes);
@@ -250,6 +263,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	history_set_max_age(br.hist, max_age_ms);
+	/* before recovery: it remembers the keys of the log still within the window */
+	if (history_set_idempotency(br.hist, idem_window_ms, (size_t)o.idempotency_max_keys) != RC_OK) {
+		rc_log_error("cannot allocate the idempotency key table", NULL);
+		history_free(br.hist);
+		return 1;
+	}
 	if (strcmp(o.store, "file") == 0) {
 		sc.dir = o.data_dir;
 		sc.interval_ms = (int)o.fsync_interval_ms;
@@ -306,8 +325,9 @@ int main(int argc, char **argv)
 		sig = sigtimedwait(&sigs, NULL, &tick);
 		if (sig > 0)
 			break;
-		if (max_age_ms != 0)
-			history_expire(br.hist, wall_ms()); /* --history-max-age without publishes */
+		/* --history-max-age and the keys' window go on without publishes */
+		if (max_age_ms != 0 || idem_window_ms != 0)
+			history_expire(br.hist, wall_ms());
 	}
 	rc_log_info("stopping", "signal=%d", sig);
 	atomic_store(&br.stopping, true);

@@ -55,9 +55,10 @@ struct ops_req {
 	size_t n;	   /* events in the array (more than RC_PUBLISH_MAX_EVENTS are counted, not kept) */
 	int err;	   /* the first event that breaks a rule (RC_EINVAL, RC_ETOOBIG, RC_ENOMEM), or 0 */
 	char why[256];	   /* its reason, "events[3].type missing" */
-	struct rc_buf buf; /* each event's compact text, then its room */
-	struct hinput in[RC_PUBLISH_MAX_EVENTS]; /* json and room lengths; pointers set by op_publish */
+	struct rc_buf buf; /* each event's compact text (without its key), then its room, then its key */
+	struct hinput in[RC_PUBLISH_MAX_EVENTS]; /* json, room and key lengths; pointers set by op_publish */
 	size_t off[RC_PUBLISH_MAX_EVENTS];	 /* where each event starts in buf */
+	uint64_t gseqs[RC_PUBLISH_MAX_EVENTS];	 /* the answer */
 };
 
 /* Reads the events array at j's position into r, checking each event. */
@@ -97,7 +98,9 @@ static void ops_read_events(struct broker *br, struct rc_json *j, struct ops_req
 		}
 		r->in[i].json_len = v.json_len;
 		r->in[i].room_len = v.room_len;
+		r->in[i].key_len = v.key_len;
 		rc_buf_append(&r->buf, v.room, v.room_len);
+		rc_buf_append(&r->buf, v.key, v.key_len);
 	}
 }
 
@@ -148,8 +151,8 @@ static bool ops_read(struct broker *br, const char *req, size_t len, struct ops_
 /* Publishes the events ops_read checked. */
 static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *reply)
 {
-	uint64_t epoch = history_epoch(br->hist), first;
-	size_t n = r->n;
+	uint64_t epoch = history_epoch(br->hist);
+	size_t n = r->n, published = 0;
 	int rv;
 
 	if (atomic_load(&br->stopping)) {
@@ -183,8 +186,10 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 	for (size_t i = 0; i < n; i++) {
 		r->in[i].json = r->buf.data + r->off[i];
 		r->in[i].room = r->in[i].room_len ? r->in[i].json + r->in[i].json_len : NULL;
+		r->in[i].key = r->in[i].key_len ? r->in[i].json + r->in[i].json_len + r->in[i].room_len : NULL;
 	}
-	rv = history_publish(br->hist, r->in, n, &first);
+	/* an event whose key is known is answered with the original id and not published again */
+	rv = history_publish(br->hist, r->in, n, r->gseqs, &published);
 	if (rv == RC_ETOOBIG) {
 		reply_error(br, reply, "too_many_rooms",
 			    "events: a new room would pass the broker's limit of rooms (--max-rooms); nothing was "
@@ -198,7 +203,11 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 		reply_error(br, reply, "internal", "events: %s; nothing was published", rc_strerror(rv));
 		return;
 	}
-	/* --fsync always: answered once on disk, with one fdatasync for every publish waiting (group commit) */
+	/*
+	 * --fsync always: answered once on disk, with one fdatasync for every
+	 * publish waiting (group commit); also when every key was known: the
+	 * original publish may still be waiting for its fdatasync
+	 */
 	if (br->store != NULL && store_fsync_mode(br->store) == STORE_FSYNC_ALWAYS && store_sync(br->store) != RC_OK) {
 		reply_error(br, reply, "storage_unavailable",
 			    "events: published but the log could not be flushed to disk (fdatasync failed); a power "
@@ -206,12 +215,12 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 		return;
 	}
 	br->publishes++;
-	br->events_published += n;
+	br->events_published += published;
 	rc_buf_puts(reply, "{\"ok\":true,\"ids\":[");
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			rc_buf_append(reply, ",", 1);
-		put_id(reply, epoch, first + i);
+		put_id(reply, epoch, r->gseqs[i]);
 	}
 	rc_buf_puts(reply, "]}");
 }
@@ -409,6 +418,11 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 		      hs.last_gseq, hs.rooms, hs.room_bytes, hs.events, hs.bytes, hs.first_gseq, br->requests,
 		      br->errors, br->publishes, br->events_published, br->replays, atomic_load(&br->replays_in_flight),
 		      br->replays_busy, bs.frames, bs.events, bs.bytes, bs.ticks, bs.send_errors);
+	reply->len--; /* the closing brace */
+	rc_buf_printf(reply,
+		      ",\"idempotency\":{\"window_ms\":%" PRIu64 ",\"keys\":%" PRIu64 ",\"bytes\":%" PRIu64
+		      ",\"hits\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"expired\":%" PRIu64 "}}",
+		      hs.idem_window_ms, hs.keys.keys, hs.keys.bytes, hs.keys.hits, hs.keys.evicted, hs.keys.expired);
 	if (br->store != NULL) {
 		struct store_stats ss;
 		store_stats(br->store, &ss);

@@ -100,7 +100,7 @@ enum seg_decode_result seg_decode(const uint8_t *p, size_t len, struct seg_recor
 	r->room_len = get16(b + 2);
 	r->key_len = get16(b + 4);
 	r->json_len = get32(b + 8);
-	if ((r->type != SEG_REC_EVENT && r->type != SEG_REC_ROOM) || b[1] != 0 ||
+	if ((r->type != SEG_REC_EVENT && r->type != SEG_REC_ROOM && r->type != SEG_REC_KEY) || b[1] != 0 ||
 	    (uint64_t)SEG_BODY_FIXED + r->room_len + r->key_len + r->json_len != body)
 		return SEG_DEC_BADLEN; /* a sound checksum over fields that do not add up: written so, corrupt */
 	r->gseq = get64(b + 12);

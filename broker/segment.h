@@ -10,7 +10,8 @@
  *
  * all little-endian. SEG_REC_EVENT is a published event (room_len 0: a global
  * event); SEG_REC_ROOM (in the rooms checkpoint file only) carries a room's
- * rseq. The scanner stops at the first record that is not whole and sound and
+ * rseq; SEG_REC_KEY (there too) an idempotency key whose event record may be
+ * gone: its gseq and time_ms. The scanner stops at the first record that is not whole and sound and
  * says whether what follows looks like a torn write (the tail of the last
  * write) or corruption.
  */
@@ -27,7 +28,7 @@
 #define SEG_BODY_FIXED 36						/* the body before room, key and json */
 #define SEG_MAX_BODY   (SEG_BODY_FIXED + 0xffff + 0xffff + (16u << 20)) /* > RC_MAX_EVENT_BYTES_MAX */
 
-enum seg_rec_type { SEG_REC_EVENT = 1, SEG_REC_ROOM = 2 };
+enum seg_rec_type { SEG_REC_EVENT = 1, SEG_REC_ROOM = 2, SEG_REC_KEY = 3 };
 
 struct seg_record {
 	uint8_t type;

@@ -7,7 +7,10 @@
  * the strict reader (json.h), which writes it back compact with every string
  * and number byte for byte as published. `type` and `room_id` may each appear
  * once (a second one is refused: readers disagree on which one counts); any
- * other key is the publisher's business, duplicates included.
+ * other key is the publisher's business, duplicates included. A top-level
+ * `key` (an idempotency key, 1-128 bytes of printable ASCII without space,
+ * at most once) is taken out: it is reported in the view and left out of
+ * the compact text, so it is never stored or delivered.
  * Pure functions; any thread.
  */
 #ifndef RC_EVENT_H
@@ -26,25 +29,28 @@ struct rc_event_view {
 	size_t type_len;
 	char room[RC_ROOM_MAX]; /* decoded; room_len 0: a global event */
 	size_t room_len;
+	char key[RC_KEY_MAX]; /* decoded; key_len 0: no idempotency key */
+	size_t key_len;
 	size_t json_off; /* the compact event is out->data[json_off .. json_off + json_len) */
 	size_t json_len;
 };
 
-/* True when s[0..len) is a valid room id / event type. */
+/* True when s[0..len) is a valid room id / event type / idempotency key. */
 bool rc_room_valid(const char *s, size_t len);
 bool rc_type_valid(const char *s, size_t len);
+bool rc_key_valid(const char *s, size_t len);
 
 /*
  * Reads the value at j's position as an event, at most RC_JSON_MAX_DEPTH
- * levels deep, and appends its compact text to out (j's own output is
- * left as it was). Returns:
+ * levels deep, and appends its compact text, without its `key` member, to
+ * out (j's own output is left as it was). Returns:
  * - RC_OK;
  * - RC_EPROTO: the text is not strict JSON; j has failed and why holds
  *   rc_json_error's "<path>: <reason>";
  * - RC_EINVAL: the event breaks an event rule; why starts with the field,
  *   e.g. "type missing", "events[2].room_id must be 1-128 bytes of
  *   [A-Za-z0-9._:@-]" (the path of the event first, if any);
- * - RC_ETOOBIG: its compact text is longer than max_bytes;
+ * - RC_ETOOBIG: its compact text (without the key) is longer than max_bytes;
  * with RC_EINVAL and RC_ETOOBIG, j is past the event and may go on.
  * why is cut to whylen (after a whole character). out->err tells an
  * allocation failure, which the caller checks.

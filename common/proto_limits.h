@@ -29,6 +29,14 @@
 #define RC_ROOM_MAX 128
 
 /*
+ * An idempotency key (an event's `key` field, the Idempotency-Key header,
+ * `roomcast publish --key`): 1-128 bytes of printable ASCII without space
+ * (0x21-0x7e). Otherwise: POST answers 400 invalid_event, the broker api
+ * invalid_event, `roomcast publish --key` exits 2; nothing is published.
+ */
+#define RC_KEY_MAX 128
+
+/*
  * --max-event-bytes (broker and gateway): the default and the flag's bounds
  * on an event's compact serialization. A larger event: POST answers 413
  * event_too_large, the broker api too_large; nothing of the batch is

@@ -453,16 +453,49 @@ static bool publish_granted(struct gw_conn *c, const struct rc_grant *g, const s
 }
 
 /*
+ * Gives the event just read (the last bytes of out, its compact text
+ * without its key) its idempotency key back as a last member, for the
+ * broker, which takes it out again.
+ */
+static void publish_put_key(struct rc_buf *out, const char *key, size_t len)
+{
+	if (len == 0 || out->err || out->len == 0)
+		return;
+	out->len--; /* the event's closing brace */
+	rc_buf_puts(out, ",\"key\":");
+	rc_buf_json_str(out, key, len);
+	rc_buf_append(out, "}", 1);
+}
+
+/* The Idempotency-Key header's value without surrounding blanks (len 0: none). */
+static const char *publish_header_key(const struct gw_req *req, size_t *len)
+{
+	const char *k = req->idempotency_key.data;
+	size_t n = req->idempotency_key.len;
+
+	while (n > 0 && (*k == ' ' || *k == '\t')) {
+		k++;
+		n--;
+	}
+	while (n > 0 && (k[n - 1] == ' ' || k[n - 1] == '\t'))
+		n--;
+	*len = n;
+	return k;
+}
+
+/*
  * Reads the body, one event or an array of 1-1000, in one pass: each event
  * is checked (and, with a grant g, its room against the publish grant) and
- * its compact text (as published, whitespace outside strings dropped)
- * appended to out, joined by commas. On failure answers the request and
- * returns false.
+ * its compact text (as published, whitespace outside strings dropped, its
+ * idempotency key, from its `key` field or the Idempotency-Key header, as a
+ * last member) appended to out, joined by commas. On failure answers the
+ * request and returns false.
  */
 static bool publish_read(struct gw_conn *c, const struct gw_req *req, const struct rc_grant *g, struct rc_buf *out,
 			 bool *array, size_t *n)
 {
-	size_t max = (size_t)c->gw->opt.max_event_bytes;
+	size_t max = (size_t)c->gw->opt.max_event_bytes, hkey_len;
+	const char *hkey = publish_header_key(req, &hkey_len);
 	struct rc_event_view v;
 	struct rc_json j;
 	char why[256], msg[300];
@@ -471,11 +504,31 @@ static bool publish_read(struct gw_conn *c, const struct gw_req *req, const stru
 	rc_json_init(&j, req->body.data ? req->body.data : "", req->body.len, NULL);
 	*n = 0;
 	*array = rc_json_peek(&j) == RC_JSON_ARRAY;
+	if (hkey_len > 0 && (*array || !rc_key_valid(hkey, hkey_len))) {
+		if (*array)
+			snprintf(msg, sizeof(msg),
+				 "Idempotency-Key is for a single-event POST: in an array, give each "
+				 "event its own key field");
+		else
+			snprintf(msg, sizeof(msg),
+				 "Idempotency-Key must be 1-%d bytes of printable ASCII without space", RC_KEY_MAX);
+		publish_count(c->gw, 400);
+		gw_conn_error(c, 400, "invalid_event", msg, NULL);
+		return false;
+	}
 	if (!*array) {
 		rv = rc_event_read(&j, out, max, &v, why, sizeof(why));
 		*n = 1;
 		if (rv == RC_OK && !publish_granted(c, g, &v))
 			return false;
+		if (rv == RC_OK && hkey_len > 0 && v.key_len > 0) {
+			rv = RC_EINVAL;
+			snprintf(why, sizeof(why),
+				 "key: give the idempotency key as the Idempotency-Key header or as "
+				 "the event's key field, not both");
+		}
+		if (rv == RC_OK)
+			publish_put_key(out, hkey_len > 0 ? hkey : v.key, hkey_len > 0 ? hkey_len : v.key_len);
 	} else {
 		j.root = "events"; /* errors name events[i] */
 		rc_json_begin(&j);
@@ -485,6 +538,8 @@ static bool publish_read(struct gw_conn *c, const struct gw_req *req, const stru
 			if (*n > 0)
 				rc_buf_append(out, ",", 1);
 			rv = rc_event_read(&j, out, max, &v, why, sizeof(why));
+			if (rv == RC_OK)
+				publish_put_key(out, v.key, v.key_len);
 			(*n)++;
 			if (rv == RC_OK && !publish_granted(c, g, &v))
 				return false;

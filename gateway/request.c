@@ -26,6 +26,7 @@ void gw_req_free(struct gw_req *r)
 	rc_buf_fini(&r->last_event_id);
 	rc_buf_fini(&r->authorization);
 	rc_buf_fini(&r->content_type);
+	rc_buf_fini(&r->idempotency_key);
 	rc_buf_fini(&r->origin);
 	rc_buf_fini(&r->expect);
 	rc_buf_fini(&r->host);
@@ -100,6 +101,7 @@ static struct rc_buf *header_target(struct gw_req *r)
 		{ "expect", offsetof(struct gw_req, expect) },
 		{ "host", offsetof(struct gw_req, host) },
 		{ "cookie", offsetof(struct gw_req, cookie) },
+		{ "idempotency-key", offsetof(struct gw_req, idempotency_key) },
 	};
 
 	for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++)

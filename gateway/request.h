@@ -27,6 +27,7 @@ struct gw_req {
 	struct rc_buf url;
 	struct rc_buf body;
 	struct rc_buf last_event_id, authorization, content_type, origin, expect, host, cookie;
+	struct rc_buf idempotency_key; /* POST: the event's idempotency key */
 	bool expect_continue; /* Expect: 100-continue with a body to come */
 	size_t header_bytes;
 	int error_status; /* a limit was hit while parsing: 413 or 431 */

@@ -146,10 +146,11 @@ out:
 
 static void route_preflight(struct gw_conn *c)
 {
-	static const char hdrs[] = "Allow: GET, POST, OPTIONS\r\n"
-				   "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
-				   "Access-Control-Allow-Headers: Content-Type, Authorization, Last-Event-ID\r\n"
-				   "Access-Control-Max-Age: 600\r\n";
+	static const char hdrs[] =
+		"Allow: GET, POST, OPTIONS\r\n"
+		"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+		"Access-Control-Allow-Headers: Content-Type, Authorization, Last-Event-ID, Idempotency-Key\r\n"
+		"Access-Control-Max-Age: 600\r\n";
 	gw_conn_respond(c, 204, NULL, hdrs, "", 0, false);
 }
 

@@ -1,7 +1,7 @@
 /*
  * roomcast: the command-line client of the broker.
  *
- *   roomcast publish --room R --type T [--data JSON]   one event, prints its id
+ *   roomcast publish --room R --type T [--data JSON] [--key K]   one event, prints its id
  *   roomcast publish --ndjson < events.ndjson          one event per line
  *   roomcast tail [--room R] [--count N]               events from the bus
  *   roomcast stats                                     the broker's counters
@@ -44,7 +44,7 @@
 
 struct cli {
 	const char *broker_api, *broker_bus;
-	const char *room, *type, *data;
+	const char *room, *type, *data, *key;
 	bool ndjson;
 	int64_t count, timeout_ms;
 	enum rc_log_level log_level;
@@ -158,7 +158,7 @@ static int cli_print_ids(struct json_object *reply)
  * and room_id, which --type and --room give. Returns false with why set
  * when text is not one strict JSON object.
  */
-static bool cli_data_members(const char *text, struct rc_buf *out, char *why, size_t whylen)
+static bool cli_data_members(const char *text, bool keyed, struct rc_buf *out, char *why, size_t whylen)
 {
 	struct rc_json j;
 	const char *key;
@@ -175,7 +175,8 @@ static bool cli_data_members(const char *text, struct rc_buf *out, char *why, si
 	}
 	rc_json_begin(&j);
 	while (rc_json_next(&j)) {
-		if (rc_json_key_is(&j, "type") || rc_json_key_is(&j, "room_id")) {
+		if (rc_json_key_is(&j, "type") || rc_json_key_is(&j, "room_id") ||
+		    (keyed && rc_json_key_is(&j, "key"))) {
 			rc_json_value(&j);
 			continue;
 		}
@@ -205,6 +206,10 @@ static int cli_publish_one(struct cli *c)
 		cli_fail("publish needs --type (or --ndjson)");
 		return CLI_EXIT_USAGE;
 	}
+	if (c->key != NULL && !rc_key_valid(c->key, strlen(c->key))) {
+		cli_fail("--key must be 1-%d bytes of printable ASCII without space", RC_KEY_MAX);
+		return CLI_EXIT_USAGE;
+	}
 	/* the event is built as text, so --data goes to the broker as written */
 	rc_buf_init(&req);
 	rc_buf_puts(&req, "{\"op\":\"publish\",\"events\":[{\"type\":");
@@ -213,7 +218,11 @@ static int cli_publish_one(struct cli *c)
 		rc_buf_puts(&req, ",\"room_id\":");
 		rc_buf_json_str(&req, c->room, strlen(c->room));
 	}
-	if (c->data != NULL && !cli_data_members(c->data, &req, why, sizeof(why))) {
+	if (c->key != NULL) {
+		rc_buf_puts(&req, ",\"key\":");
+		rc_buf_json_str(&req, c->key, strlen(c->key));
+	}
+	if (c->data != NULL && !cli_data_members(c->data, c->key != NULL, &req, why, sizeof(why))) {
 		rc_buf_fini(&req);
 		cli_fail("--data must be a JSON object, got '%s': %s", c->data, why);
 		return CLI_EXIT_USAGE;
@@ -483,7 +492,11 @@ int main(int argc, char **argv)
 		{ "room", RC_OPT_STR, &c.room, 0, 0, "publish: the event's room_id; tail: only this room (+ global)" },
 		{ "type", RC_OPT_STR, &c.type, 0, 0, "publish: the event's type" },
 		{ "data", RC_OPT_STR, &c.data, 0, 0, "publish: a JSON object with the event's other fields" },
-		{ "ndjson", RC_OPT_BOOL, &c.ndjson, 0, 0, "publish: read one event object per line from stdin" },
+		{ "ndjson", RC_OPT_BOOL, &c.ndjson, 0, 0,
+		  "publish: read one event object per line from stdin (a line's key field: its idempotency key)" },
+		{ "key", RC_OPT_STR, &c.key, 0, 0,
+		  "publish: the event's idempotency key: the same key within the broker's --idempotency-window gets "
+		  "the original id and publishes nothing" },
 		{ "count", RC_OPT_INT, &c.count, 0, INT64_MAX, "tail: exit after this many events (0 = never)" },
 		{ "timeout-ms", RC_OPT_INT, &c.timeout_ms, 1, 3600000,
 		  "give up on the broker after this long (tail: with --count)" },
@@ -505,13 +518,14 @@ int main(int argc, char **argv)
 		{ "jwks-out", RC_OPT_STR, &t.jwks_out, 0, 0, "keygen: the file for the public JWKS (default stdout)" },
 		{ NULL, 0, NULL, 0, 0, NULL },
 	};
-	static const char usage[] = "usage: roomcast publish --room R --type T [--data JSON]\n"
-				    "       roomcast publish --ndjson < events.ndjson\n"
-				    "       roomcast tail [--room R] [--count N]\n"
-				    "       roomcast stats\n"
-				    "       roomcast revoke --sub ID | --jti ID\n"
-				    "       roomcast token --secret-file F|--key-file F --sub S --rooms R[,P:*] [--ttl 1h]\n"
-				    "       roomcast keygen --alg HS256|RS256|ES256 [--kid K] [--out F] [--jwks-out F]";
+	static const char usage[] =
+		"usage: roomcast publish --room R --type T [--data JSON] [--key K]\n"
+		"       roomcast publish --ndjson < events.ndjson\n"
+		"       roomcast tail [--room R] [--count N]\n"
+		"       roomcast stats\n"
+		"       roomcast revoke --sub ID | --jti ID\n"
+		"       roomcast token --secret-file F|--key-file F --sub S --rooms R[,P:*] [--ttl 1h]\n"
+		"       roomcast keygen --alg HS256|RS256|ES256 [--kid K] [--out F] [--jwks-out F]";
 	struct rc_opts_result res;
 	const char *cmd;
 	int rc;
@@ -535,6 +549,10 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "publish") != 0 && strcmp(cmd, "stats") != 0 && strcmp(cmd, "revoke") != 0) {
 		fprintf(stderr, "roomcast: unknown command '%s': publish, tail, stats, revoke, token or keygen\n", cmd);
 		return 2;
+	}
+	if (strcmp(cmd, "publish") == 0 && c.ndjson && c.key != NULL) {
+		cli_fail("--key is for one event: with --ndjson give each line a key field");
+		return CLI_EXIT_USAGE;
 	}
 	if ((rc = cli_connect(&c)) != 0)
 		return rc;

@@ -571,6 +571,54 @@ static void test_depth(void **state)
 	}
 }
 
+/* A top-level `key` is the idempotency key: reported in the view, taken out of the text wherever it stands. */
+static void test_idempotency_key(void **state)
+{
+	static const struct {
+		const char *in, *out, *key;
+	} ok[] = {
+		{ "{\"type\":\"t\",\"key\":\"k1\"}", "{\"type\":\"t\"}", "k1" },
+		{ "{\"key\":\"k1\",\"type\":\"t\",\"a\":1}", "{\"type\":\"t\",\"a\":1}", "k1" },
+		{ " { \"a\" : 1 , \"key\" : \"x\" , \"type\" : \"t\" } ", "{\"a\":1,\"type\":\"t\"}", "x" },
+		{ "{\"k\\u0065y\":\"\\u0041!~\",\"type\":\"t\"}", "{\"type\":\"t\"}", "A!~" },
+		{ "{\"type\":\"t\",\"d\":{\"key\":1}}", "{\"type\":\"t\",\"d\":{\"key\":1}}", "" }, /* nested: data */
+		{ "{\"type\":\"t\",\"keys\":1}", "{\"type\":\"t\",\"keys\":1}", "" },
+	};
+	char *longest = repeat('k', RC_KEY_MAX), *too_long = repeat('k', RC_KEY_MAX + 1);
+	char text[512];
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct rc_buf out;
+		struct rc_event_view v;
+		char why[256] = "";
+
+		rc_buf_init(&out);
+		if (check(ok[i].in, &out, &v, why, sizeof(why)) != RC_OK)
+			fail_msg("%s rejected: %s", ok[i].in, why);
+		if (v.json_len != strlen(ok[i].out) || memcmp(out.data + v.json_off, ok[i].out, v.json_len) != 0)
+			fail_msg("%s serializes to %.*s, want %s", ok[i].in, (int)v.json_len, out.data, ok[i].out);
+		assert_int_equal(out.len, v.json_len);
+		assert_int_equal(v.key_len, strlen(ok[i].key));
+		assert_memory_equal(v.key, ok[i].key, v.key_len);
+		rc_buf_fini(&out);
+	}
+	snprintf(text, sizeof(text), "{\"type\":\"t\",\"key\":\"%s\"}", longest);
+	assert_serializes(text, "{\"type\":\"t\"}");
+	snprintf(text, sizeof(text), "{\"type\":\"t\",\"key\":\"%s\"}", too_long);
+	assert_invalid(text, RC_EINVAL, "key must be 1-128 bytes");
+	assert_invalid("{\"type\":\"t\",\"key\":\"\"}", RC_EINVAL, "key must be");
+	assert_invalid("{\"type\":\"t\",\"key\":\"a b\"}", RC_EINVAL, "key must be");
+	assert_invalid("{\"type\":\"t\",\"key\":\"\\u00e9\"}", RC_EINVAL, "key must be");
+	assert_invalid("{\"type\":\"t\",\"key\":7}", RC_EINVAL, "key must be a string");
+	assert_invalid("{\"key\":\"a\",\"type\":\"t\",\"key\":\"a\"}", RC_EINVAL, "key appears more than once");
+	assert_invalid("{\"key\":\"a\"}", RC_EINVAL, "type missing");
+	assert_true(rc_key_valid("!~", 2));
+	assert_false(rc_key_valid("a\x7f", 2));
+	free(longest);
+	free(too_long);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -593,6 +641,7 @@ int main(void)
 		cmocka_unit_test(test_short_why),
 		cmocka_unit_test(test_read_in_array),
 		cmocka_unit_test(test_depth),
+		cmocka_unit_test(test_idempotency_key),
 	};
 
 	return cmocka_run_group_tests_name("event", tests, NULL, NULL);

@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
 #include "error.h"
 #include "history.h"
+#include "segment.h"
 
 #define EPOCH 0x6f1c2a9eu
 #define NO_LIMIT ((size_t)1 << 30)
@@ -57,8 +59,8 @@ static uint64_t publish_sized(struct history *h, const char *room, size_t json_l
 	memcpy(json, "{\"type\":\"t\",\"p\":\"", 17);
 	json[json_len - 2] = '"';
 	json[json_len - 1] = '}';
-	in = (struct hinput){ room, room ? strlen(room) : 0, json, json_len };
-	assert_int_equal(history_publish(h, &in, 1, &first), RC_OK);
+	in = (struct hinput){ room, room ? strlen(room) : 0, json, json_len, NULL, 0 };
+	assert_int_equal(history_publish(h, &in, 1, &first, NULL), RC_OK);
 	return first;
 }
 
@@ -194,18 +196,18 @@ static void test_batch(void **state)
 	struct history *h = history_new(EPOCH, 100, 1 << 20);
 	struct seen seen = { .n = 0 };
 	struct hinput in[5] = {
-		{ "r1", 2, "{\"type\":\"a\"}", 12 }, { NULL, 0, "{\"type\":\"b\"}", 12 },
-		{ "r1", 2, "{\"type\":\"c\"}", 12 }, { "r2", 2, "{\"type\":\"d\"}", 12 },
-		{ "r1", 2, "{\"type\":\"e\"}", 12 },
+		{ "r1", 2, "{\"type\":\"a\"}", 12, NULL, 0 }, { NULL, 0, "{\"type\":\"b\"}", 12, NULL, 0 },
+		{ "r1", 2, "{\"type\":\"c\"}", 12, NULL, 0 }, { "r2", 2, "{\"type\":\"d\"}", 12, NULL, 0 },
+		{ "r1", 2, "{\"type\":\"e\"}", 12, NULL, 0 },
 	};
 	static const uint64_t rseq[5] = { 2, 1, 3, 1, 4 };
-	uint64_t first = 0;
+	uint64_t ids[5];
 
 	(void)state;
 	history_set_sink(h, seen_sink, &seen);
 	assert_int_equal(publish1(h, "r1"), 1);
-	assert_int_equal(history_publish(h, in, 5, &first), RC_OK);
-	assert_int_equal(first, 2);
+	assert_int_equal(history_publish(h, in, 5, ids, NULL), RC_OK);
+	assert_int_equal(ids[0], 2);
 	assert_int_equal(seen.n, 6);
 	for (size_t i = 0; i < 5; i++) {
 		assert_int_equal(seen.evs[i + 1]->gseq, 2 + i);
@@ -563,21 +565,22 @@ static void test_room_cost(void **state)
 	static char names[1000][16];
 	static struct hinput in[1000];
 	struct history *h = history_new(EPOCH, 100000, NO_LIMIT);
+	static uint64_t ids[1000];
 	uint64_t first;
 
 	(void)state;
 	for (size_t i = 0; i < 1000; i++) {
 		snprintf(names[i], sizeof(names[i]), "room-%04zu", i);
-		in[i] = (struct hinput){ names[i], strlen(names[i]), "{\"type\":\"a\"}", 12 };
+		in[i] = (struct hinput){ names[i], strlen(names[i]), "{\"type\":\"a\"}", 12, NULL, 0 };
 	}
-	assert_int_equal(history_publish(h, in, 1000, &first), RC_OK);
+	assert_int_equal(history_publish(h, in, 1000, ids, NULL), RC_OK);
 	if (room_cost(h) > ROOM_COST_MAX)
 		fail_msg("one publish into 1,000 new rooms: %zu bytes per room, want <= %d", room_cost(h),
 			 ROOM_COST_MAX);
 	for (size_t i = 0; i < 1000; i++) {
 		snprintf(names[i], sizeof(names[i]), "solo-%04zu", i);
 		in[i].room = names[i];
-		assert_int_equal(history_publish(h, &in[i], 1, &first), RC_OK);
+		assert_int_equal(history_publish(h, &in[i], 1, &first, NULL), RC_OK);
 	}
 	print_message("room cost: %zu bytes per room (one event, names of 9 bytes)\n", room_cost(h));
 	if (room_cost(h) > ROOM_COST_MAX)
@@ -635,11 +638,11 @@ static void test_max_rooms(void **state)
 	struct history_stats st;
 	struct seen seen = { .n = 0 };
 	struct hinput in[3] = {
-		{ "a", 1, "{\"type\":\"a\"}", 12 },
-		{ "new1", 4, "{\"type\":\"b\"}", 12 },
-		{ "new2", 4, "{\"type\":\"c\"}", 12 },
+		{ "a", 1, "{\"type\":\"a\"}", 12, NULL, 0 },
+		{ "new1", 4, "{\"type\":\"b\"}", 12, NULL, 0 },
+		{ "new2", 4, "{\"type\":\"c\"}", 12, NULL, 0 },
 	};
-	uint64_t first = 0;
+	uint64_t first = 0, ids[3];
 
 	(void)state;
 	history_set_max_rooms(h, 3);
@@ -647,7 +650,7 @@ static void test_max_rooms(void **state)
 	publish1(h, "b");
 	publish1(h, NULL); /* global events are no room */
 	/* new1 would be the third room, new2 the fourth: nothing of the batch, and new1 is not kept */
-	assert_int_equal(history_publish(h, in, 3, &first), RC_ETOOBIG);
+	assert_int_equal(history_publish(h, in, 3, ids, NULL), RC_ETOOBIG);
 	history_stats(h, &st);
 	assert_int_equal(st.rooms, 2);
 	assert_int_equal(st.last_gseq, 3);
@@ -656,16 +659,165 @@ static void test_max_rooms(void **state)
 	assert_int_equal(publish1(h, "a"), 4);
 	assert_int_equal(seen.evs[0]->rseq, 2);
 	/* one new room still fits */
-	assert_int_equal(history_publish(h, in, 2, &first), RC_OK);
-	assert_int_equal(first, 5);
-	assert_int_equal(history_publish(h, &in[2], 1, &first), RC_ETOOBIG);
+	assert_int_equal(history_publish(h, in, 2, ids, NULL), RC_OK);
+	assert_int_equal(ids[0], 5);
+	assert_int_equal(history_publish(h, &in[2], 1, &first, NULL), RC_ETOOBIG);
 	history_stats(h, &st);
 	assert_int_equal(st.rooms, 3);
 	assert_int_equal(st.last_gseq, 6);
 	/* raised: it fits */
 	history_set_max_rooms(h, 4);
-	assert_int_equal(history_publish(h, &in[2], 1, &first), RC_OK);
+	assert_int_equal(history_publish(h, &in[2], 1, &first, NULL), RC_OK);
 	seen_fini(&seen);
+	history_free(h);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+#define EV(t) "{\"type\":\"" t "\"}", 8 + sizeof(t) + 2
+#define KEYED(room, t, key)                                                                                            \
+	{                                                                                                              \
+		room, sizeof(room) - 1, EV(t), key, sizeof(key) - 1                                                    \
+	}
+#define GLOBAL_KEYED(t, key)                                                                                           \
+	{                                                                                                              \
+		NULL, 0, EV(t), key, sizeof(key) - 1                                                                   \
+	}
+
+/*
+ * A key published within the window is answered with its gseq and the event
+ * is not published again; a batch mixing known and new keys publishes the
+ * new ones only (the same key twice in a batch is one event); a failed
+ * publish remembers no key; with a window of 0 keys are ignored.
+ */
+static void test_idempotent_publish(void **state)
+{
+	struct history *h = history_new(EPOCH, 100, NO_LIMIT);
+	struct seen seen = { .n = 0 };
+	struct history_stats st;
+	const struct hinput first[3] = { KEYED("r", "a", "k1"), GLOBAL_KEYED("b", "k2"), { "r", 1, EV("c"), NULL, 0 } };
+	const struct hinput again[3] = { KEYED("r", "x", "k2"), KEYED("r", "y", "k3"), KEYED("q", "z", "k3") };
+	const struct hinput bad[1] = { KEYED("new", "n", "k9") };
+	uint64_t ids[3];
+	size_t published = 99;
+
+	(void)state;
+	history_set_sink(h, seen_sink, &seen);
+	assert_int_equal(history_publish(h, first, 3, ids, &published), RC_OK);
+	assert_int_equal(published, 3);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[2], 3);
+	assert_int_equal(history_publish(h, again, 3, ids, &published), RC_OK);
+	assert_int_equal(published, 1);
+	assert_int_equal(ids[0], 2);
+	assert_int_equal(ids[1], 4);
+	assert_int_equal(ids[2], 4);
+	assert_int_equal(seen.n, 4);
+	assert_memory_equal(seen.evs[3]->json, "{\"type\":\"y\"}", 12);
+	assert_int_equal(seen.evs[3]->rseq, 3); /* room r: a, c, y */
+	/* all known: nothing published, nothing sent */
+	assert_int_equal(history_publish(h, first, 2, ids, &published), RC_OK);
+	assert_int_equal(published, 0);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 2);
+	assert_int_equal(seen.n, 4);
+	history_stats(h, &st);
+	assert_int_equal(st.last_gseq, 4);
+	assert_int_equal(st.keys.keys, 3);
+	assert_int_equal(st.keys.hits, 4);
+	/* refused whole: k9 is not remembered, so the retry publishes */
+	history_set_max_rooms(h, 1); /* room r only: q's event was a duplicate */
+	assert_int_equal(history_publish(h, bad, 1, ids, &published), RC_ETOOBIG);
+	history_set_max_rooms(h, 0);
+	assert_int_equal(history_publish(h, bad, 1, ids, &published), RC_OK);
+	assert_int_equal(published, 1);
+	assert_int_equal(ids[0], 5);
+	/* window 0: keys are ignored */
+	assert_int_equal(history_set_idempotency(h, 0, 10), RC_OK);
+	assert_int_equal(history_publish(h, bad, 1, ids, &published), RC_OK);
+	assert_int_equal(ids[0], 6);
+	assert_int_equal(history_publish(h, again + 1, 2, ids, &published), RC_OK);
+	assert_int_equal(ids[0], 7);
+	assert_int_equal(ids[1], 8);
+	seen_fini(&seen);
+	history_free(h);
+}
+
+/*
+ * Recovery remembers the keys of the log's event records and the
+ * checkpoint's key records still within the window, with their gseqs; keys
+ * past the window are not known, and the max count holds.
+ */
+static void test_idempotency_restore(void **state)
+{
+	struct history *h = history_new(EPOCH, 100, NO_LIMIT);
+	uint64_t now = now_ms(), ids[4];
+	const struct seg_record recs[] = {
+		{ .type = SEG_REC_KEY, .gseq = 5, .time_ms = now, .key = "ck", .key_len = 2 },
+		{ .type = SEG_REC_EVENT,
+		  .gseq = 10,
+		  .rseq = 1,
+		  .time_ms = now - 1000,
+		  .room = "r",
+		  .room_len = 1,
+		  .key = "r1",
+		  .key_len = 2,
+		  .json = "{\"type\":\"a\"}",
+		  .json_len = 12 },
+		{ .type = SEG_REC_EVENT,
+		  .gseq = 11,
+		  .rseq = 2,
+		  .time_ms = now - 120000,
+		  .room = "r",
+		  .room_len = 1,
+		  .key = "old",
+		  .key_len = 3,
+		  .json = "{\"type\":\"a\"}",
+		  .json_len = 12 },
+		{ .type = SEG_REC_EVENT,
+		  .gseq = 12,
+		  .rseq = 3,
+		  .time_ms = now,
+		  .room = "r",
+		  .room_len = 1,
+		  .json = "{\"type\":\"a\"}",
+		  .json_len = 12 },
+	};
+	const struct hinput in[4] = { KEYED("r", "a", "ck"), KEYED("r", "a", "r1"), KEYED("r", "a", "old"),
+				      KEYED("r", "a", "nw") };
+	struct history_stats st;
+	size_t published;
+
+	(void)state;
+	assert_int_equal(history_set_idempotency(h, 60000, 100), RC_OK);
+	for (size_t i = 0; i < sizeof(recs) / sizeof(recs[0]); i++)
+		assert_int_equal(history_restore(h, &recs[i]), RC_OK);
+	history_restore_next(h, 13);
+	history_stats(h, &st);
+	assert_int_equal(st.keys.keys, 2);
+	assert_int_equal(st.events, 3); /* the key record is no event */
+	assert_int_equal(history_publish(h, in, 4, ids, &published), RC_OK);
+	assert_int_equal(ids[0], 5);
+	assert_int_equal(ids[1], 10);
+	assert_int_equal(ids[2], 13); /* past the window: published */
+	assert_int_equal(ids[3], 14);
+	assert_int_equal(published, 2);
+	history_free(h);
+
+	/* at most max keys: the oldest go */
+	h = history_new(EPOCH, 100, NO_LIMIT);
+	assert_int_equal(history_set_idempotency(h, 60000, 1), RC_OK);
+	for (size_t i = 0; i < 2; i++)
+		assert_int_equal(history_restore(h, &recs[i]), RC_OK);
+	history_restore_next(h, 11);
+	assert_int_equal(history_publish(h, in, 2, ids, &published), RC_OK);
+	assert_int_equal(ids[0], 11);
+	assert_int_equal(ids[1], 10);
 	history_free(h);
 }
 
@@ -687,6 +839,8 @@ int main(void)
 		cmocka_unit_test(test_room_cost),
 		cmocka_unit_test(test_room_index_shrinks),
 		cmocka_unit_test(test_max_rooms),
+		cmocka_unit_test(test_idempotent_publish),
+		cmocka_unit_test(test_idempotency_restore),
 	};
 
 	return cmocka_run_group_tests_name("history", tests, NULL, NULL);

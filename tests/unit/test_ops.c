@@ -1172,6 +1172,50 @@ static void test_too_many_rooms(void **state)
 	json_object_put(r);
 }
 
+/*
+ * The api's `key` per event: the same key again is answered with the
+ * original id and nothing is published; the key is taken out of the event
+ * (never in a replay); a bad key refuses the batch; stats count the keys.
+ */
+static void test_publish_keys(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r, *ids, *idem;
+	char *raw;
+
+	r = call(f,
+		 "{\"op\":\"publish\",\"events\":[{\"key\":\"k1\",\"type\":\"a\"},{\"type\":\"b\",\"key\":\"k2\"}]}");
+	assert_ok(r);
+	json_object_put(r);
+	r = call(f, "{\"op\":\"publish\",\"events\":[{\"type\":\"c\",\"key\":\"k3\"},{\"type\":\"b\",\"key\":\"k2\"},"
+		    "{\"type\":\"d\",\"key\":\"k3\"}]}");
+	assert_ok(r);
+	ids = jget(r, "ids");
+	assert_int_equal(json_object_array_length(ids), 3);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(ids, 0)), EPOCH_STR "-3");
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(ids, 1)), EPOCH_STR "-2");
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(ids, 2)), EPOCH_STR "-3");
+	json_object_put(r);
+	assert_int_equal(last_gseq(f), 3);
+	raw = replay_raw_after(f, 0);
+	if (strstr(raw, "key") != NULL || strstr(raw, "{\"type\":\"a\"}") == NULL ||
+	    strstr(raw, "{\"type\":\"c\"}") == NULL)
+		fail_msg("keys delivered or events changed: %s", raw);
+	free(raw);
+	r = call(f,
+		 "{\"op\":\"publish\",\"events\":[{\"type\":\"e\",\"key\":\"k4\"},{\"type\":\"f\",\"key\":\"a b\"}]}");
+	assert_error(r, "invalid_event", "events[1].key must be 1-128 bytes");
+	assert_int_equal(last_gseq(f), 3);
+	r = call(f, "{\"op\":\"stats\"}");
+	assert_ok(r);
+	idem = jget(r, "idempotency");
+	assert_int_equal(json_object_get_int64(jget(idem, "keys")), 3);
+	assert_int_equal(json_object_get_int64(jget(idem, "hits")), 2);
+	assert_int_equal(json_object_get_int64(jget(idem, "window_ms")), 120000);
+	assert_int_equal(json_object_get_int64(jget(r, "events_published")), 3);
+	json_object_put(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1193,6 +1237,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bus_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_all_while_evicting, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_rooms, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_keys, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
