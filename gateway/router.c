@@ -15,6 +15,7 @@
 #include "grant.h"
 #include "publish.h"
 #include "query.h"
+#include "rewind.h"
 #include "static.h"
 #include "stream.h"
 #include "workers.h"
@@ -54,6 +55,15 @@ static void route_stream(struct gw_conn *c, struct gw_req *req, const char *quer
 		if (key.len == strlen("last_event_id") && strcmp(key.data, "last_event_id") == 0) {
 			lei.len = 0;
 			rc_buf_append(&lei, val.data, val.len);
+			continue;
+		}
+		if (key.len == strlen("rewind") && strcmp(key.data, "rewind") == 0) {
+			char why[128];
+			if (gw_rewind_parse(val.data, val.len, (uint32_t)gw->opt.max_rewind, &sr.rewind, why,
+					    sizeof(why)) != RC_OK) {
+				gw_conn_error(c, 400, "invalid_parameter", why, NULL);
+				goto out;
+			}
 			continue;
 		}
 		if (key.len != strlen("room_id") || strcmp(key.data, "room_id") != 0)
