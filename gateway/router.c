@@ -16,6 +16,7 @@
 #include "publish.h"
 #include "query.h"
 #include "rewind.h"
+#include "room_events.h"
 #include "static.h"
 #include "stream.h"
 #include "workers.h"
@@ -291,6 +292,16 @@ void gw_route(struct gw_conn *c, struct gw_req *req)
 		else
 			gw_conn_error(c, 405, "method_not_allowed", "use GET to subscribe or POST to publish",
 				      "Allow: GET, POST, OPTIONS\r\n");
+		return;
+	}
+	/* /api/v1/rooms/{room_id}/events: a room's history */
+	if (plen > 21 && memcmp(url, "/api/v1/rooms/", 14) == 0 && memcmp(url + plen - 7, "/events", 7) == 0) {
+		if (m == HTTP_GET)
+			gw_room_events(c, req, url + 14, plen - 21, query, qlen);
+		else if (m == HTTP_OPTIONS)
+			route_preflight(c);
+		else
+			gw_conn_error(c, 405, "method_not_allowed", "use GET", "Allow: GET, OPTIONS\r\n");
 		return;
 	}
 	if (m == HTTP_OPTIONS) {
