@@ -107,6 +107,21 @@ class HistoryTest(GatewayTest):
         r = request(self.gw.port, "POST", "/api/v1/rooms/r/events", body="{}")
         self.assertEqual(r.status, 405, r)
 
+    def test_cli_history_prints_the_same(self):
+        ids = self.fill(30)
+        for args, params in [((), {}), (("--limit", "7"), {"limit": 7}),
+                             (("--before", ids[20], "--limit", "5"), {"before": ids[20], "limit": 5}),
+                             (("--after", ids[3]), {"after": ids[3]}),
+                             (("--order", "asc", "--limit", "4"), {"order": "asc", "limit": 4})]:
+            with self.subTest(args=args):
+                r = self.cluster.cli("history", "--room", "r", *args)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(json.loads(r.stdout), self.page("r", **params))
+        for bad in [("--before", "x"), ("--limit", "501"), ("--order", "up"), ()]:
+            with self.subTest(bad=bad):
+                r = self.cluster.cli("history", *(("--room", "r") + bad if bad else ()))
+                self.assertEqual(r.returncode, 2, r)
+
 
 SECRET = "s" * 40
 
