@@ -151,6 +151,17 @@ struct history_query {
 	bool with_global; /* include global events (ignored for the firehose) */
 	uint64_t after;	  /* gseq: events with a greater gseq are returned */
 	bool oldest;	  /* ignore after: start at the oldest retained event */
+	uint64_t before;  /* gseq: only events with a smaller gseq (0: no bound) */
+	bool newest_first; /* walk back from before (or the newest event) toward after */
+	/*
+	 * Rewind: start at the last `last` matching events (0: not asked), or at
+	 * the first event published at or after since_ms (wall clock, 0: not
+	 * asked); when both are given, the later start wins. Both are resolved
+	 * under the lock into a greater `after` (never a smaller one), so the
+	 * next page goes on from the last id with `after` alone.
+	 */
+	size_t last;
+	uint64_t since_ms;
 	size_t limit;
 	size_t max_bytes; /* stop before the events' json passes this (0: no limit; at least one event) */
 	/*
@@ -173,9 +184,10 @@ struct history_result {
 };
 
 /*
- * Returns the events matching q in gseq order. RC_EEVICTED when events after
- * q->after are no longer retained; RC_ERANGE when q->after is beyond the last
- * gseq; RC_ENOMEM.
+ * Returns the events matching q in gseq order (newest first with
+ * q->newest_first). RC_EEVICTED when events after q->after are no longer
+ * retained (oldest first only: newest first stops at the oldest retained);
+ * RC_ERANGE when q->after is beyond the last gseq; RC_ENOMEM.
  */
 int history_replay(struct history *h, const struct history_query *q, struct history_result *res);
 void history_result_fini(struct history_result *res);

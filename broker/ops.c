@@ -245,7 +245,8 @@ static void replay_json(struct broker *br, const struct history_result *res, str
 	rc_buf_puts(reply, "]}");
 }
 
-static void replay_frame(struct broker *br, const struct history_result *res, struct rc_buf *reply)
+/* A frame lists its events oldest first (the reader checks it): a newest-first result goes in reverse. */
+static void replay_frame(struct broker *br, const struct history_result *res, bool reversed, struct rc_buf *reply)
 {
 	struct rc_frame_hdr hdr = {
 		.epoch = history_epoch(br->hist),
@@ -262,7 +263,8 @@ static void replay_frame(struct broker *br, const struct history_result *res, st
 	rc_frame_put_header((uint8_t *)reply->data, &hdr);
 	reply->len = RC_FRAME_HDR_SIZE;
 	for (size_t i = 0; i < res->count; i++)
-		reply->len += hevent_put_frame((uint8_t *)reply->data + reply->len, res->events[i]);
+		reply->len += hevent_put_frame((uint8_t *)reply->data + reply->len,
+					       res->events[reversed ? res->count - 1 - i : i]);
 }
 
 /* Takes one of the --max-replays slots; false when all are taken. */
@@ -277,6 +279,27 @@ static bool replay_slot_take(struct broker *br)
 void ops_replay_done(struct broker *br)
 {
 	atomic_fetch_sub(&br->replays_in_flight, 1);
+}
+
+/* Reads the event id v (field name) of the current epoch into *gseq; false after answering the error. */
+static bool replay_id(struct broker *br, struct json_object *v, const char *name, uint64_t *gseq,
+		      struct rc_buf *reply)
+{
+	struct rc_id id;
+	char e[RC_ID_MAX];
+
+	if (!json_object_is_type(v, json_type_string) ||
+	    rc_id_parse(json_object_get_string(v), (size_t)json_object_get_string_len(v), &id) != RC_OK) {
+		reply_error(br, reply, "invalid_id", "%s must be an event id like 6f1c2a9e-1042", name);
+		return false;
+	}
+	if (id.epoch != history_epoch(br->hist)) {
+		rc_epoch_format(e, history_epoch(br->hist));
+		reply_error(br, reply, "epoch_mismatch", "%s: epoch is not the current epoch %s", name, e);
+		return false;
+	}
+	*gseq = id.gseq;
+	return true;
 }
 
 static enum ops_outcome op_replay(struct broker *br, struct json_object *req, bool may_wait, struct rc_buf *reply)
@@ -349,21 +372,51 @@ static enum ops_outcome op_replay(struct broker *br, struct json_object *req, bo
 		}
 	}
 	if (json_object_object_get_ex(req, "after", &v) && v != NULL) {
-		struct rc_id id;
-		char e[RC_ID_MAX];
-		if (!json_object_is_type(v, json_type_string) ||
-		    rc_id_parse(json_object_get_string(v), (size_t)json_object_get_string_len(v), &id) != RC_OK) {
-			reply_error(br, reply, "invalid_id", "after must be an event id like 6f1c2a9e-1042");
+		if (!replay_id(br, v, "after", &q.after, reply))
 			return OPS_DONE;
-		}
-		if (id.epoch != history_epoch(br->hist)) {
-			rc_epoch_format(e, history_epoch(br->hist));
-			reply_error(br, reply, "epoch_mismatch", "after: epoch is not the current epoch %s", e);
-			return OPS_DONE;
-		}
-		q.after = id.gseq;
 	} else {
 		q.oldest = true; /* everything retained */
+	}
+	if (json_object_object_get_ex(req, "before", &v) && v != NULL) {
+		if (!replay_id(br, v, "before", &q.before, reply))
+			return OPS_DONE;
+		if (q.before == 0)
+			q.before = 1; /* before the first id: nothing */
+	}
+	if (json_object_object_get_ex(req, "order", &v) && v != NULL) {
+		const char *o = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+		if (strcmp(o, "desc") == 0) {
+			q.newest_first = true;
+		} else if (strcmp(o, "asc") != 0) {
+			reply_error(br, reply, "invalid_field", "order must be \"asc\" or \"desc\"");
+			return OPS_DONE;
+		}
+	}
+	/* rewind: where the first page starts, later pages go on with after */
+	if (json_object_object_get_ex(req, "last", &v) && v != NULL) {
+		int64_t l = json_object_get_int64(v);
+		if (!json_object_is_type(v, json_type_int) || l < 0 || l > RC_REPLAY_MAX_EVENTS) {
+			reply_error(br, reply, "invalid_field", "last must be an integer 0-%d", RC_REPLAY_MAX_EVENTS);
+			return OPS_DONE;
+		}
+		q.last = (size_t)l;
+	}
+	if (json_object_object_get_ex(req, "last_ms", &v) && v != NULL) {
+		int64_t ms = json_object_get_int64(v);
+		struct timespec ts;
+		uint64_t now;
+		if (!json_object_is_type(v, json_type_int) || ms < 1) {
+			reply_error(br, reply, "invalid_field", "last_ms must be a positive integer");
+			return OPS_DONE;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+		/* the broker's clock, the one the events were stamped with */
+		q.since_ms = (uint64_t)ms < now ? now - (uint64_t)ms : 1;
+	}
+	if ((q.last != 0 || q.since_ms != 0) && q.newest_first) {
+		reply_error(br, reply, "invalid_field", "last and last_ms go with order asc");
+		return OPS_DONE;
 	}
 	/* the answers in flight are what a replay costs: beyond --max-replays they wait or are refused */
 	if (br->max_replays > 0 && !replay_slot_take(br)) {
@@ -388,7 +441,7 @@ static enum ops_outcome op_replay(struct broker *br, struct json_object *req, bo
 		return outcome;
 	}
 	if (frame)
-		replay_frame(br, &res, reply);
+		replay_frame(br, &res, q.newest_first, reply);
 	else
 		replay_json(br, &res, reply);
 	history_result_fini(&res);

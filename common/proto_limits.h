@@ -108,6 +108,24 @@ _Static_assert(RC_PUBLISH_BATCH_BYTES < RC_API_MAX_BYTES_DEFAULT, "a default bro
  */
 #define RC_REPAIR_PAGE_EVENTS RC_REPLAY_MAX_EVENTS
 
+/*
+ * --max-rewind (gateway): the default and the flag's bounds on a stream's
+ * `rewind=N` (more: 400 invalid_parameter naming rewind); a `rewind=<duration>`
+ * gives at most this many of the newest events of its window. The broker's
+ * replay `last` is bounded by RC_REPLAY_MAX_EVENTS.
+ */
+#define RC_REWIND_DEFAULT 1000
+#define RC_REWIND_MAX RC_REPLAY_MAX_EVENTS
+
+/*
+ * GET /api/v1/rooms/{room_id}/events: `limit` may be 1-500 (more: 400
+ * invalid_parameter naming limit), 50 when absent.
+ */
+#define RC_HISTORY_PAGE_MAX 500
+#define RC_HISTORY_PAGE_DEFAULT 50
+
+_Static_assert(RC_HISTORY_PAGE_MAX <= RC_REPLAY_MAX_EVENTS, "a history page is one replay");
+
 _Static_assert(RC_RESUME_PAGE_EVENTS <= RC_REPLAY_MAX_EVENTS, "a resume page is one replay");
 _Static_assert(RC_REPAIR_PAGE_EVENTS <= RC_REPLAY_MAX_EVENTS, "a repair page is one replay");
 

@@ -18,6 +18,7 @@ void gw_options_defaults(struct gw_options *o)
 		.max_client_buffer = 1024 * 1024,
 		.max_response_buffer = 256 * 1024,
 		.max_rooms_per_stream = 64,
+		.max_rewind = RC_REWIND_DEFAULT,
 		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
 		.max_body_bytes = 1024 * 1024,
 		.max_conns = 0,

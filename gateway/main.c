@@ -422,6 +422,8 @@ int main(int argc, char **argv)
 		{ "max-response-buffer", RC_OPT_SIZE, &o->max_response_buffer, 4096, INT32_MAX,
 		  "unsent answers on a connection past which its next pipelined request waits (reading pauses); unread for --idle-timeout-ms: closed" },
 		{ "max-rooms-per-stream", RC_OPT_INT, &o->max_rooms_per_stream, 1, RC_REPLAY_MAX_ROOMS, "room_id values per stream" },
+		{ "max-rewind", RC_OPT_INT, &o->max_rewind, 0, RC_REWIND_MAX,
+		  "events a stream's rewind=N may ask for (and the most a rewind=<duration> gives)" },
 		{ "no-firehose", RC_OPT_BOOL, &o->no_firehose, 0, 0, "refuse streams without room_id (403)" },
 		{ "no-io-uring", RC_OPT_BOOL, &o->no_io_uring, 0, 0,
 		  "write with write(2) per connection instead of batches through io_uring" },

@@ -15,6 +15,8 @@
 #include "grant.h"
 #include "publish.h"
 #include "query.h"
+#include "rewind.h"
+#include "room_events.h"
 #include "static.h"
 #include "stream.h"
 #include "workers.h"
@@ -54,6 +56,15 @@ static void route_stream(struct gw_conn *c, struct gw_req *req, const char *quer
 		if (key.len == strlen("last_event_id") && strcmp(key.data, "last_event_id") == 0) {
 			lei.len = 0;
 			rc_buf_append(&lei, val.data, val.len);
+			continue;
+		}
+		if (key.len == strlen("rewind") && strcmp(key.data, "rewind") == 0) {
+			char why[128];
+			if (gw_rewind_parse(val.data, val.len, (uint32_t)gw->opt.max_rewind, &sr.rewind, why,
+					    sizeof(why)) != RC_OK) {
+				gw_conn_error(c, 400, "invalid_parameter", why, NULL);
+				goto out;
+			}
 			continue;
 		}
 		if (key.len != strlen("room_id") || strcmp(key.data, "room_id") != 0)
@@ -282,6 +293,16 @@ void gw_route(struct gw_conn *c, struct gw_req *req)
 		else
 			gw_conn_error(c, 405, "method_not_allowed", "use GET to subscribe or POST to publish",
 				      "Allow: GET, POST, OPTIONS\r\n");
+		return;
+	}
+	/* /api/v1/rooms/{room_id}/events: a room's history */
+	if (plen > 21 && memcmp(url, "/api/v1/rooms/", 14) == 0 && memcmp(url + plen - 7, "/events", 7) == 0) {
+		if (m == HTTP_GET)
+			gw_room_events(c, req, url + 14, plen - 21, query, qlen);
+		else if (m == HTTP_OPTIONS)
+			route_preflight(c);
+		else
+			gw_conn_error(c, 405, "method_not_allowed", "use GET", "Allow: GET, OPTIONS\r\n");
 		return;
 	}
 	if (m == HTTP_OPTIONS) {

@@ -1,6 +1,7 @@
 #include "stream.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,6 +168,8 @@ static void stream_replay_done(void *arg, int err, bool sent, const char *reply,
 		gw_stream_reset(s, epoch ? "epoch_changed" : "history_unavailable", hub->epoch, hub->last_gseq);
 		return;
 	}
+	if (s->resume_epoch == 0)
+		s->resume_epoch = r.hdr.epoch; /* a rewind: its next pages go on after its last id */
 	eplen = rc_epoch_format(ep, r.hdr.epoch);
 	while (rc_frame_reader_next(&r, &ev))
 		if (ev.gseq > s->last_gseq)
@@ -207,15 +210,20 @@ static void stream_replay_done(void *arg, int err, bool sent, const char *reply,
 	stream_go_live(s);
 }
 
-static void stream_fetch(struct gw_stream *s)
+/* Asks for the next replay page: after the last id, or where start (a rewind's replay fields) says. */
+static void stream_fetch_from(struct gw_stream *s, const char *start)
 {
 	struct gw *gw = s->gw;
 	struct gw_replay_call *rc;
 	struct rc_buf b;
-	char after[RC_ID_MAX];
+	char after[RC_ID_MAX + 16];
 	int rv;
 
-	rc_id_format(after, s->resume_epoch, s->last_gseq);
+	if (start == NULL) {
+		memcpy(after, ",\"after\":\"", 10);
+		rc_id_format(after + 10, s->resume_epoch, s->last_gseq);
+		strcat(after, "\"");
+	}
 	rc_buf_init(&b);
 	rc_buf_puts(&b, "{\"op\":\"replay\"");
 	if (!s->firehose) {
@@ -227,7 +235,7 @@ static void stream_fetch(struct gw_stream *s)
 		}
 		rc_buf_puts(&b, "],\"global\":true");
 	}
-	rc_buf_printf(&b, ",\"after\":\"%s\",\"limit\":%d,\"max_bytes\":%" PRId64 ",\"format\":\"frame\"}", after,
+	rc_buf_printf(&b, "%s,\"limit\":%d,\"max_bytes\":%" PRId64 ",\"format\":\"frame\"}", start ? start : after,
 		      RC_RESUME_PAGE_EVENTS, gw->opt.max_client_buffer / 4);
 	rc = malloc(sizeof(*rc));
 	if (b.err || rc == NULL) {
@@ -252,6 +260,11 @@ static void stream_fetch(struct gw_stream *s)
 		return;
 	}
 	s->replay = rc;
+}
+
+static void stream_fetch(struct gw_stream *s)
+{
+	stream_fetch_from(s, NULL);
 }
 
 /* The connection wrote everything queued: the next replay page, if one waits. */
@@ -286,6 +299,19 @@ static void stream_resume(struct gw_stream *s, const char *id, size_t len)
 }
 
 /*
+ * Starts a rewind: the first replay page starts where start (",\"last\":N…")
+ * says, from the oldest event the stream has not seen (none: last_gseq 0);
+ * live events are held meanwhile, as for a resume.
+ */
+static void stream_rewind(struct gw_stream *s, const char *start)
+{
+	s->resume_epoch = 0;
+	s->last_gseq = 0;
+	s->catchup = true;
+	stream_fetch_from(s, start);
+}
+
+/*
  * Until its first bus frame the gateway knows neither the epoch nor the last
  * id: a reset could not say where the stream goes on, and the hub would start
  * at that frame, skipping whatever was published between the replay and the
@@ -312,9 +338,25 @@ void gw_stream_bus_known(struct gw_stream *s)
 	if (id == NULL)
 		return;
 	s->wait_id = NULL;
-	if (!s->conn->closing)
+	if (!s->conn->closing && id[0] == ',')
+		stream_rewind(s, id);
+	else if (!s->conn->closing)
 		stream_resume(s, id, s->wait_id_len);
 	free(id);
+}
+
+/* A new stream's rewind: now, or once the first bus frame says where the sequence is (as a resume waits). */
+static void stream_open_rewind(struct gw_stream *s, const struct gw_rewind *rw)
+{
+	char start[64];
+	int n = snprintf(start, sizeof(start), ",\"last\":%" PRIu32, rw->count);
+
+	if (rw->ms != 0)
+		n += snprintf(start + n, sizeof(start) - (size_t)n, ",\"last_ms\":%" PRIu64, rw->ms);
+	if (s->gw->hub.epoch == 0)
+		stream_wait_bus(s, start, (size_t)n);
+	else
+		stream_rewind(s, start);
 }
 
 static const struct gw_conn_owner_ops stream_conn_ops = {
@@ -375,6 +417,8 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 		stream_wait_bus(s, req->last_event_id, req->last_event_id_len);
 	else if (req->last_event_id != NULL)
 		stream_resume(s, req->last_event_id, req->last_event_id_len);
+	else if (req->rewind.count != 0)
+		stream_open_rewind(s, &req->rewind);
 	return RC_OK;
 }
 

@@ -17,6 +17,7 @@
 #include "hub.h"
 #include "list.h"
 #include "outq.h"
+#include "rewind.h"
 #include "timer.h"
 
 struct gw;
@@ -51,7 +52,7 @@ struct gw_stream {
 	uint16_t nrooms;
 	struct gw_stream_auth *auth; /* --auth jwt: its token, in the stream's block after members[]; else NULL */
 	uint64_t resume_epoch;
-	char *wait_id;           /* the Last-Event-ID of a resume waiting for the first bus frame */
+	char *wait_id;           /* waiting for the first bus frame: a resume's Last-Event-ID, or a rewind's replay fields (",…") */
 	size_t wait_id_len;
 	struct gw_replay_call *replay; /* the replay request in flight */
 	struct gw_held *held;
@@ -66,6 +67,7 @@ struct gw_stream_req {
 	size_t nrooms; /* 0: firehose */
 	const char *last_event_id; /* NULL when absent */
 	size_t last_event_id_len;
+	struct gw_rewind rewind; /* count 0: none; Last-Event-ID wins over it */
 	const struct rc_grant_stamp *stamp; /* --auth jwt: the verified token's; NULL: none */
 };
 

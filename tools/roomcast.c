@@ -5,6 +5,7 @@
  *   roomcast publish --ndjson < events.ndjson          one event per line
  *   roomcast tail [--room R] [--count N]               events from the bus
  *   roomcast stats                                     the broker's counters
+ *   roomcast history --room R [--before ID|--after ID] [--limit N] [--order desc|asc]   a page of a room's events
  *   roomcast token --secret-file F --sub S --rooms R,P:* [--ttl 1h] ...   mint a token (token.h)
  *   roomcast keygen --alg RS256 --kid K --out F [--jwks-out F]          make a key (token.h)
  *   roomcast revoke --sub ID | --jti ID                every gateway closes the streams of it
@@ -12,6 +13,7 @@
  * Exit codes: 0 done; 1 failed (a publish: nothing was published); 2 bad
  * options; 3 a publish was sent but got no answer (it may have been published).
  */
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/sub.h>
@@ -45,6 +47,7 @@
 struct cli {
 	const char *broker_api, *broker_bus;
 	const char *room, *type, *data, *key;
+	const char *before, *after, *order;
 	bool ndjson;
 	int64_t count, timeout_ms;
 	enum rc_log_level log_level;
@@ -316,6 +319,98 @@ static int cli_stats(struct cli *c)
 	return rc;
 }
 
+/*
+ * A page of a room's history, printed as the gateway's history API answers
+ * it: {"events":[{"id":…,"event":{…}},…],"next":<id or null>}.
+ */
+static int cli_history(struct cli *c)
+{
+	struct json_object *reply, *events, *out, *arr, *more;
+	bool newest_first;
+	struct rc_buf req;
+	size_t n;
+	int rc = 1;
+
+	rc_buf_init(&req);
+	rc_buf_puts(&req, "{\"op\":\"replay\",\"rooms\":[");
+	rc_buf_json_str(&req, c->room, strlen(c->room));
+	rc_buf_printf(&req, "],\"global\":false,\"limit\":%" PRId64, c->count);
+	if (c->before != NULL) {
+		rc_buf_puts(&req, ",\"before\":");
+		rc_buf_json_str(&req, c->before, strlen(c->before));
+	}
+	if (c->after != NULL) {
+		rc_buf_puts(&req, ",\"after\":");
+		rc_buf_json_str(&req, c->after, strlen(c->after));
+	}
+	newest_first = c->order != NULL ? strcmp(c->order, "desc") == 0 : c->after == NULL || c->before != NULL;
+	rc_buf_printf(&req, ",\"order\":\"%s\"}", newest_first ? "desc" : "asc");
+	reply = req.err ? NULL : cli_call(c, req.data, req.len);
+	rc_buf_fini(&req);
+	if (reply == NULL || !cli_reply_ok(reply, "history: "))
+		goto out;
+	if (!json_object_object_get_ex(reply, "events", &events) || !json_object_is_type(events, json_type_array)) {
+		cli_fail("history: the broker's answer has no events");
+		goto out;
+	}
+	out = json_object_new_object();
+	arr = json_object_new_array();
+	n = json_object_array_length(events);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(events, i), *v, *o = json_object_new_object();
+		if (json_object_object_get_ex(e, "id", &v))
+			json_object_object_add(o, "id", json_object_get(v));
+		if (json_object_object_get_ex(e, "event", &v))
+			json_object_object_add(o, "event", json_object_get(v));
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(out, "events", arr);
+	{
+		struct json_object *last = n > 0 ? json_object_array_get_idx(events, n - 1) : NULL, *v = NULL;
+		bool has_more = json_object_object_get_ex(reply, "more", &more) && json_object_get_boolean(more);
+		if (has_more && last != NULL && json_object_object_get_ex(last, "id", &v))
+			json_object_object_add(out, "next", json_object_get(v));
+		else
+			json_object_object_add(out, "next", NULL);
+	}
+	printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(out);
+	rc = 0;
+out:
+	json_object_put(reply);
+	return rc;
+}
+
+/* The history command's options; false (exit 2) after saying which is wrong. */
+static bool cli_history_opts(struct cli *c)
+{
+	struct rc_id id;
+
+	if (c->room == NULL || !rc_room_valid(c->room, strlen(c->room))) {
+		fprintf(stderr, "roomcast: history needs --room: 1-%d bytes of [A-Za-z0-9._:@-]\n", RC_ROOM_MAX);
+		return false;
+	}
+	if (c->before != NULL && rc_id_parse(c->before, strlen(c->before), &id) != RC_OK) {
+		fprintf(stderr, "roomcast: --before must be an event id like 6f1c2a9e-1042\n");
+		return false;
+	}
+	if (c->after != NULL && rc_id_parse(c->after, strlen(c->after), &id) != RC_OK) {
+		fprintf(stderr, "roomcast: --after must be an event id like 6f1c2a9e-1042\n");
+		return false;
+	}
+	if (c->order != NULL && strcmp(c->order, "desc") != 0 && strcmp(c->order, "asc") != 0) {
+		fprintf(stderr, "roomcast: --order must be desc or asc\n");
+		return false;
+	}
+	if (c->count == 0)
+		c->count = RC_HISTORY_PAGE_DEFAULT;
+	if (c->count > RC_HISTORY_PAGE_MAX) {
+		fprintf(stderr, "roomcast: --limit must be 1-%d\n", RC_HISTORY_PAGE_MAX);
+		return false;
+	}
+	return true;
+}
+
 /* nng pipe callback: says once on stderr that tail is connected to the bus. */
 static void cli_tail_connected(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
@@ -486,6 +581,7 @@ int main(int argc, char **argv)
 		.log_level = RC_LOG_WARN,
 	};
 	struct cli_token_opts t = { 0 };
+	int64_t history_limit = 0;
 	const struct rc_opt table[] = {
 		{ "broker-api", RC_OPT_STR, &c.broker_api, 0, 0, "the broker's api address" },
 		{ "broker-bus", RC_OPT_STR, &c.broker_bus, 0, 0, "the broker's bus address (tail)" },
@@ -500,6 +596,10 @@ int main(int argc, char **argv)
 		{ "count", RC_OPT_INT, &c.count, 0, INT64_MAX, "tail: exit after this many events (0 = never)" },
 		{ "timeout-ms", RC_OPT_INT, &c.timeout_ms, 1, 3600000,
 		  "give up on the broker after this long (tail: with --count)" },
+		{ "before", RC_OPT_STR, &c.before, 0, 0, "history: the events before this id (newest first)" },
+		{ "after", RC_OPT_STR, &c.after, 0, 0, "history: the events after this id (oldest first)" },
+		{ "limit", RC_OPT_INT, &history_limit, 1, RC_HISTORY_PAGE_MAX, "history: events in the page (default 50)" },
+		{ "order", RC_OPT_STR, &c.order, 0, 0, "history: desc (newest first) or asc" },
 		{ "log-level", RC_OPT_LOG, &c.log_level, 0, 0, "debug, info, warn or error" },
 		{ "secret-file", RC_OPT_STR, &t.secret_file, 0, 0, "token: sign HS256 with this HMAC secret file" },
 		{ "key-file", RC_OPT_STR, &t.key_file, 0, 0, "token: sign with this private JWK (RS256, ES256...)" },
@@ -523,6 +623,7 @@ int main(int argc, char **argv)
 		"       roomcast publish --ndjson < events.ndjson\n"
 		"       roomcast tail [--room R] [--count N]\n"
 		"       roomcast stats\n"
+		"       roomcast history --room R [--before ID|--after ID] [--limit N] [--order desc|asc]\n"
 		"       roomcast revoke --sub ID | --jti ID\n"
 		"       roomcast token --secret-file F|--key-file F --sub S --rooms R[,P:*] [--ttl 1h]\n"
 		"       roomcast keygen --alg HS256|RS256|ES256 [--kid K] [--out F] [--jwks-out F]";
@@ -546,8 +647,15 @@ int main(int argc, char **argv)
 		return cli_token(&t);
 	if (strcmp(cmd, "keygen") == 0)
 		return cli_keygen(&t);
-	if (strcmp(cmd, "publish") != 0 && strcmp(cmd, "stats") != 0 && strcmp(cmd, "revoke") != 0) {
-		fprintf(stderr, "roomcast: unknown command '%s': publish, tail, stats, revoke, token or keygen\n", cmd);
+	if (strcmp(cmd, "history") == 0) {
+		c.count = history_limit;
+		if (!cli_history_opts(&c))
+			return 2;
+	}
+	if (strcmp(cmd, "publish") != 0 && strcmp(cmd, "stats") != 0 && strcmp(cmd, "revoke") != 0 &&
+	    strcmp(cmd, "history") != 0) {
+		fprintf(stderr, "roomcast: unknown command '%s': publish, tail, stats, history, revoke, token or keygen\n",
+			cmd);
 		return 2;
 	}
 	if (strcmp(cmd, "publish") == 0 && c.ndjson && c.key != NULL) {
@@ -558,6 +666,8 @@ int main(int argc, char **argv)
 		return rc;
 	if (strcmp(cmd, "stats") == 0)
 		rc = cli_stats(&c);
+	else if (strcmp(cmd, "history") == 0)
+		rc = cli_history(&c);
 	else if (strcmp(cmd, "revoke") == 0)
 		rc = cli_revoke(&c, &t);
 	else

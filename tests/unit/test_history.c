@@ -409,6 +409,134 @@ static void test_merge_rooms(void **state)
 	history_free(h);
 }
 
+/* Runs qq and checks the result's gseqs are exactly want[0..n). */
+static void assert_query(struct history *h, const struct query *qq, const uint64_t *want, size_t n, bool more)
+{
+	struct history_result res;
+
+	assert_int_equal(history_replay(h, &qq->q, &res), RC_OK);
+	if (res.count != n)
+		fail_msg("query returned %zu events, want %zu", res.count, n);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(res.events[i]->gseq, want[i]);
+	assert_int_equal(res.more, more);
+	history_result_fini(&res);
+}
+
+/* Rewind by count: the last N of the rooms and global, merged; fewer: what there is. */
+static void test_rewind_last(void **state)
+{
+	static const char *const pub[] = { "a", "b", "c", NULL, "a", "c", "b", NULL, "b", "a" };
+	static const char *const ab[] = { "a", "b", NULL };
+	static const uint64_t want3[] = { 8, 9, 10 };
+	static const uint64_t want_all[] = { 1, 2, 4, 5, 7, 8, 9, 10 };
+	static const uint64_t want_fire[] = { 9, 10 };
+	static const uint64_t want_page[] = { 5, 7 };
+	struct history *h = history_new(EPOCH, 100, 1 << 20);
+	struct query qq;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(pub) / sizeof(pub[0]); i++)
+		publish1(h, pub[i]);
+	query_init(&qq, ab, true, 0, NO_LIMIT);
+	qq.q.oldest = true;
+	qq.q.last = 3;
+	assert_query(h, &qq, want3, 3, false);
+	qq.q.last = 1000; /* more than the history holds */
+	assert_query(h, &qq, want_all, 8, false);
+	qq.q.last = 5; /* the first page of a rewind of 5 */
+	qq.q.limit = 2;
+	assert_query(h, &qq, want_page, 2, true);
+	query_init(&qq, NULL, true, 0, NO_LIMIT);
+	qq.q.oldest = true;
+	qq.q.last = 2;
+	assert_query(h, &qq, want_fire, 2, false);
+	qq.q.last = 50;
+	qq.q.limit = 3;
+	assert_query(h, &qq, (const uint64_t[]){ 1, 2, 3 }, 3, true);
+	history_free(h);
+}
+
+/* Rewind by time: the events published at or after since_ms. */
+static void test_rewind_since(void **state)
+{
+	static const char *const a[] = { "a", NULL };
+	struct history *h = history_new(EPOCH, 100, 1 << 20);
+	struct history_result res;
+	struct query qq;
+	uint64_t t;
+
+	(void)state;
+	publish1(h, "a");
+	publish1(h, "a");
+	query_init(&qq, NULL, true, 0, NO_LIMIT);
+	qq.q.oldest = true;
+	assert_int_equal(history_replay(h, &qq.q, &res), RC_OK);
+	t = res.events[1]->time_ms;
+	history_result_fini(&res);
+	query_init(&qq, a, true, 0, NO_LIMIT);
+	qq.q.oldest = true;
+	qq.q.since_ms = t + 1000000; /* in the future: nothing */
+	assert_query(h, &qq, NULL, 0, false);
+	qq.q.since_ms = 1; /* long ago: everything */
+	assert_query(h, &qq, (const uint64_t[]){ 1, 2 }, 2, false);
+	qq.q.last = 1; /* both: the later start wins */
+	assert_query(h, &qq, (const uint64_t[]){ 2 }, 1, false);
+	history_free(h);
+}
+
+/* Newest first, below before and above after, paged by limit. */
+static void test_newest_first(void **state)
+{
+	static const char *const pub[] = { "a", "b", "a", NULL, "a", "b", "a" };
+	static const char *const a[] = { "a", NULL };
+	struct history *h = history_new(EPOCH, 100, 1 << 20);
+	struct query qq;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(pub) / sizeof(pub[0]); i++)
+		publish1(h, pub[i]);
+	query_init(&qq, a, false, 0, 2);
+	qq.q.oldest = true;
+	qq.q.newest_first = true;
+	assert_query(h, &qq, (const uint64_t[]){ 7, 5 }, 2, true);
+	qq.q.before = 5;
+	assert_query(h, &qq, (const uint64_t[]){ 3, 1 }, 2, false);
+	qq.q.before = 1;
+	assert_query(h, &qq, NULL, 0, false);
+	qq.q.before = 0;
+	qq.q.oldest = false;
+	qq.q.after = 3;
+	qq.q.limit = NO_LIMIT;
+	assert_query(h, &qq, (const uint64_t[]){ 7, 5 }, 2, false);
+	/* oldest first below before */
+	query_init(&qq, a, false, 0, NO_LIMIT);
+	qq.q.before = 5;
+	assert_query(h, &qq, (const uint64_t[]){ 1, 3 }, 2, false);
+	/* the firehose */
+	query_init(&qq, NULL, false, 0, 3);
+	qq.q.oldest = true;
+	qq.q.newest_first = true;
+	qq.q.before = 6;
+	assert_query(h, &qq, (const uint64_t[]){ 5, 4, 3 }, 3, true);
+	history_free(h);
+}
+
+/* Newest first past the evicted events: it stops at the oldest retained, no error. */
+static void test_newest_first_evicted(void **state)
+{
+	struct history *h = history_new(EPOCH, 3, 1 << 20);
+	struct query qq;
+
+	(void)state;
+	for (int i = 0; i < 6; i++)
+		publish1(h, "a");
+	query_init(&qq, (const char *const[]){ "a", NULL }, false, 0, NO_LIMIT);
+	qq.q.newest_first = true;
+	assert_query(h, &qq, (const uint64_t[]){ 6, 5, 4 }, 3, false);
+	history_free(h);
+}
+
 /* Many rooms, random order: the merge is in gseq order and rseqs count up per room. */
 static void test_merge_many(void **state)
 {
@@ -833,6 +961,10 @@ int main(void)
 		cmocka_unit_test(test_limit_more),
 		cmocka_unit_test(test_merge_rooms),
 		cmocka_unit_test(test_merge_many),
+		cmocka_unit_test(test_rewind_last),
+		cmocka_unit_test(test_rewind_since),
+		cmocka_unit_test(test_newest_first),
+		cmocka_unit_test(test_newest_first_evicted),
 		cmocka_unit_test(test_max_bytes),
 		cmocka_unit_test(test_result_outlives_eviction),
 		cmocka_unit_test(test_sink_refs_outlive_history),
