@@ -3,39 +3,7 @@
 #include <string.h>
 
 #include "crc32c.h"
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
+#include "le.h"
 
 size_t seg_record_size(size_t room_len, size_t key_len, size_t json_len)
 {
@@ -49,35 +17,35 @@ size_t seg_encode(uint8_t *buf, const struct seg_record *r)
 
 	b[0] = r->type;
 	b[1] = 0;
-	put16(b + 2, r->room_len);
-	put16(b + 4, r->key_len);
-	put16(b + 6, 0);
-	put32(b + 8, r->json_len);
-	put64(b + 12, r->gseq);
-	put64(b + 20, r->rseq);
-	put64(b + 28, r->time_ms);
+	rc_le_put16(b + 2, r->room_len);
+	rc_le_put16(b + 4, r->key_len);
+	rc_le_put16(b + 6, 0);
+	rc_le_put32(b + 8, r->json_len);
+	rc_le_put64(b + 12, r->gseq);
+	rc_le_put64(b + 20, r->rseq);
+	rc_le_put64(b + 28, r->time_ms);
 	if (r->room_len)
 		memcpy(b + SEG_BODY_FIXED, r->room, r->room_len);
 	if (r->key_len)
 		memcpy(b + SEG_BODY_FIXED + r->room_len, r->key, r->key_len);
 	if (r->json_len)
 		memcpy(b + SEG_BODY_FIXED + r->room_len + r->key_len, r->json, r->json_len);
-	put32(buf, (uint32_t)body);
-	put32(buf + 4, rc_crc32c(0, b, body));
+	rc_le_put32(buf, (uint32_t)body);
+	rc_le_put32(buf + 4, rc_crc32c(0, b, body));
 	return SEG_REC_HDR + body;
 }
 
 void seg_put_header(uint8_t buf[SEG_HDR_SIZE], uint64_t base_gseq)
 {
 	memcpy(buf, SEG_MAGIC, 8);
-	put64(buf + 8, base_gseq);
+	rc_le_put64(buf + 8, base_gseq);
 }
 
 bool seg_get_header(const uint8_t buf[SEG_HDR_SIZE], uint64_t *base_gseq)
 {
 	if (memcmp(buf, SEG_MAGIC, 8) != 0)
 		return false;
-	*base_gseq = get64(buf + 8);
+	*base_gseq = rc_le_get64(buf + 8);
 	return true;
 }
 
@@ -88,8 +56,8 @@ enum seg_decode_result seg_decode(const uint8_t *p, size_t len, struct seg_recor
 
 	if (len < SEG_REC_HDR)
 		return SEG_DEC_SHORT;
-	body = get32(p);
-	crc = get32(p + 4);
+	body = rc_le_get32(p);
+	crc = rc_le_get32(p + 4);
 	if (body < SEG_BODY_FIXED || body > SEG_MAX_BODY)
 		return SEG_DEC_BADLEN;
 	if (len - SEG_REC_HDR < body)
@@ -97,15 +65,15 @@ enum seg_decode_result seg_decode(const uint8_t *p, size_t len, struct seg_recor
 	if (rc_crc32c(0, b, body) != crc)
 		return SEG_DEC_BADCRC;
 	r->type = b[0];
-	r->room_len = get16(b + 2);
-	r->key_len = get16(b + 4);
-	r->json_len = get32(b + 8);
+	r->room_len = rc_le_get16(b + 2);
+	r->key_len = rc_le_get16(b + 4);
+	r->json_len = rc_le_get32(b + 8);
 	if ((r->type != SEG_REC_EVENT && r->type != SEG_REC_ROOM && r->type != SEG_REC_KEY) || b[1] != 0 ||
 	    (uint64_t)SEG_BODY_FIXED + r->room_len + r->key_len + r->json_len != body)
 		return SEG_DEC_BADLEN; /* a sound checksum over fields that do not add up: written so, corrupt */
-	r->gseq = get64(b + 12);
-	r->rseq = get64(b + 20);
-	r->time_ms = get64(b + 28);
+	r->gseq = rc_le_get64(b + 12);
+	r->rseq = rc_le_get64(b + 20);
+	r->time_ms = rc_le_get64(b + 28);
 	r->room = (const char *)b + SEG_BODY_FIXED;
 	r->key = r->room + r->room_len;
 	r->json = r->key + r->key_len;
@@ -144,7 +112,7 @@ int seg_scan(const uint8_t *p, size_t len, uint64_t next_gseq, seg_record_fn cb,
 			 * record was, then nothing: a bad record that is the
 			 * last bytes, or followed only by zeros, is a torn tail
 			 */
-			size_t rest = d == SEG_DEC_BADCRC ? off + SEG_REC_HDR + (size_t)get32(p + off) : off;
+			size_t rest = d == SEG_DEC_BADCRC ? off + SEG_REC_HDR + (size_t)rc_le_get32(p + off) : off;
 			out->status = all_zero(p + rest, len - rest) ? SEG_SCAN_TORN : SEG_SCAN_CORRUPT;
 			out->why = d == SEG_DEC_BADCRC ? "bad checksum" : "bad record length";
 			break;

@@ -6,63 +6,31 @@
 #include "buf.h"
 #include "error.h"
 #include "event.h"
+#include "le.h"
 
 _Static_assert(RC_BUS_TOPIC_MAX == 2 + RC_ROOM_MAX, "a topic holds the longest room id");
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 void rc_frame_put_header(uint8_t *buf, const struct rc_frame_hdr *hdr)
 {
 	memcpy(buf, "RCF1", 4);
 	buf[4] = RC_FRAME_VERSION;
 	buf[5] = hdr->flags;
-	put16(buf + 6, 0);
-	put64(buf + 8, hdr->epoch);
-	put64(buf + 16, hdr->last_gseq);
-	put32(buf + 24, hdr->count);
+	rc_le_put16(buf + 6, 0);
+	rc_le_put64(buf + 8, hdr->epoch);
+	rc_le_put64(buf + 16, hdr->last_gseq);
+	rc_le_put32(buf + 24, hdr->count);
 }
 
 void rc_index_put_header(uint8_t *buf, const struct rc_frame_hdr *hdr, uint64_t first_gseq)
 {
 	rc_frame_put_header(buf, hdr);
-	put64(buf + RC_FRAME_HDR_SIZE, first_gseq);
+	rc_le_put64(buf + RC_FRAME_HDR_SIZE, first_gseq);
 }
 
 size_t rc_index_put_entry(uint8_t *buf, const struct rc_index_entry *e)
 {
-	put32(buf, e->events);
-	put16(buf + 4, e->room_len);
+	rc_le_put32(buf, e->events);
+	rc_le_put16(buf + 4, e->room_len);
 	if (e->room_len != 0)
 		memcpy(buf + RC_INDEX_ENTRY_HDR_SIZE, e->room, e->room_len);
 	return rc_index_entry_size(e->room_len);
@@ -108,10 +76,10 @@ int rc_bus_msg_parse(struct rc_bus_msg *m, const void *buf, size_t len)
 
 size_t rc_frame_put_event(uint8_t *buf, const struct rc_frame_event *ev)
 {
-	put64(buf, ev->gseq);
-	put64(buf + 8, ev->rseq);
-	put16(buf + 16, ev->room_len);
-	put32(buf + 18, ev->json_len);
+	rc_le_put64(buf, ev->gseq);
+	rc_le_put64(buf + 8, ev->rseq);
+	rc_le_put16(buf + 16, ev->room_len);
+	rc_le_put32(buf + 18, ev->json_len);
 	/* a global event has room NULL: memcpy from NULL is undefined even for 0 bytes */
 	if (ev->room_len != 0)
 		memcpy(buf + RC_FRAME_EVENT_HDR_SIZE, ev->room, ev->room_len);
@@ -122,10 +90,10 @@ size_t rc_frame_put_event(uint8_t *buf, const struct rc_frame_event *ev)
 /* Decodes the event at p without checks; returns its size. */
 static size_t frame_get_event(const uint8_t *p, struct rc_frame_event *ev)
 {
-	ev->gseq = get64(p);
-	ev->rseq = get64(p + 8);
-	ev->room_len = get16(p + 16);
-	ev->json_len = get32(p + 18);
+	ev->gseq = rc_le_get64(p);
+	ev->rseq = rc_le_get64(p + 8);
+	ev->room_len = rc_le_get16(p + 16);
+	ev->json_len = rc_le_get32(p + 18);
 	ev->room = (const char *)p + RC_FRAME_EVENT_HDR_SIZE;
 	ev->json = ev->room + ev->room_len;
 	return rc_frame_event_size(ev->room_len, ev->json_len);
@@ -142,9 +110,9 @@ int rc_frame_reader_init(struct rc_frame_reader *r, const void *buf, size_t len)
 	if (memcmp(p, "RCF1", 4) != 0 || p[4] != RC_FRAME_VERSION)
 		return RC_EPROTO;
 	r->hdr.flags = p[5];
-	r->hdr.epoch = get64(p + 8);
-	r->hdr.last_gseq = get64(p + 16);
-	r->hdr.count = get32(p + 24);
+	r->hdr.epoch = rc_le_get64(p + 8);
+	r->hdr.last_gseq = rc_le_get64(p + 16);
+	r->hdr.count = rc_le_get32(p + 24);
 	end = p + len;
 	p += RC_FRAME_HDR_SIZE;
 	r->p = p;
@@ -155,8 +123,8 @@ int rc_frame_reader_init(struct rc_frame_reader *r, const void *buf, size_t len)
 		struct rc_frame_event ev;
 		if ((size_t)(end - p) < RC_FRAME_EVENT_HDR_SIZE)
 			return RC_ETRUNC;
-		ev.room_len = get16(p + 16);
-		ev.json_len = get32(p + 18);
+		ev.room_len = rc_le_get16(p + 16);
+		ev.json_len = rc_le_get32(p + 18);
 		if ((size_t)(end - p) < rc_frame_event_size(ev.room_len, ev.json_len))
 			return RC_ETRUNC;
 		p += frame_get_event(p, &ev);
@@ -214,10 +182,10 @@ int rc_index_reader_init(struct rc_index_reader *r, const void *buf, size_t len)
 	if (memcmp(p, "RCF1", 4) != 0 || p[4] != RC_FRAME_VERSION || !(p[5] & RC_FRAME_INDEX))
 		return RC_EPROTO;
 	r->hdr.flags = p[5];
-	r->hdr.epoch = get64(p + 8);
-	r->hdr.last_gseq = get64(p + 16);
-	r->hdr.count = get32(p + 24);
-	r->first_gseq = get64(p + RC_FRAME_HDR_SIZE);
+	r->hdr.epoch = rc_le_get64(p + 8);
+	r->hdr.last_gseq = rc_le_get64(p + 16);
+	r->hdr.count = rc_le_get32(p + 24);
+	r->first_gseq = rc_le_get64(p + RC_FRAME_HDR_SIZE);
 	p += RC_INDEX_HDR_SIZE;
 	r->p = p;
 	r->end = end;
@@ -231,10 +199,10 @@ int rc_index_reader_init(struct rc_index_reader *r, const void *buf, size_t len)
 		uint16_t room_len;
 		if ((size_t)(end - p) < RC_INDEX_ENTRY_HDR_SIZE)
 			return RC_ETRUNC;
-		room_len = get16(p + 4);
+		room_len = rc_le_get16(p + 4);
 		if ((size_t)(end - p) < rc_index_entry_size(room_len))
 			return RC_ETRUNC;
-		if (get32(p) == 0 || (room_len != 0 && !rc_room_valid((const char *)p + RC_INDEX_ENTRY_HDR_SIZE, room_len)))
+		if (rc_le_get32(p) == 0 || (room_len != 0 && !rc_room_valid((const char *)p + RC_INDEX_ENTRY_HDR_SIZE, room_len)))
 			return RC_EPROTO;
 		p += rc_index_entry_size(room_len);
 	}
@@ -248,8 +216,8 @@ int rc_index_reader_next(struct rc_index_reader *r, struct rc_index_entry *e)
 {
 	if (r->left == 0)
 		return 0;
-	e->events = get32(r->p);
-	e->room_len = get16(r->p + 4);
+	e->events = rc_le_get32(r->p);
+	e->room_len = rc_le_get16(r->p + 4);
 	e->room = (const char *)r->p + RC_INDEX_ENTRY_HDR_SIZE;
 	r->p += rc_index_entry_size(e->room_len);
 	r->left--;
