@@ -4,7 +4,8 @@
 Starts the local cluster like the deploy tests (broker, two gateways with
 --static-dir web/, nginx with deploy/nginx.conf in front), then runs
 demo.test.mjs with node: playwright-core drives /usr/bin/chromium; a message
-sent from one page must appear in a second page. Screenshots go to
+sent from one page must appear in a second page, and a page joining a room
+with 60 messages shows the last 50, then "load older" the first 10 above. Screenshots go to
 SCREENSHOT_DIR (ctest: BUILD/test-output/browser).
 
 node_modules comes from `npm ci --prefix tests/browser` (the ctest fixture
