@@ -6,7 +6,12 @@
  */
 #include "gateway.h"
 
+#include <stdlib.h>
+
+#include "error.h"
 #include "proto_limits.h"
+#include "sse.h"
+#include "stream.h"
 
 void gw_options_defaults(struct gw_options *o)
 {
@@ -39,4 +44,47 @@ void gw_options_defaults(struct gw_options *o)
 		.jwt_leeway_s = 30,
 		.log_level = RC_LOG_INFO,
 	};
+}
+
+/*
+ * Output is queued during a loop turn and written once at its end. Two
+ * handles do it: the check handle after the I/O callbacks of the turn, and
+ * the prepare handle before the loop blocks, for what the timers (heartbeats,
+ * timeouts) and deferred callbacks queued at the turn's start: without it,
+ * their output would wait for the next wake-up, a whole heartbeat later on an
+ * idle gateway.
+ */
+static void gw_flush_after_io(uv_check_t *h)
+{
+	gw_conn_flush_all(h->data);
+}
+
+static void gw_flush_before_poll(uv_prepare_t *h)
+{
+	gw_conn_flush_all(h->data);
+}
+
+int gw_loop_init(struct gw *gw, uv_loop_t *loop)
+{
+	gw->loop = loop;
+	gw->m.workers = 1;
+	gw_list_init(&gw->conns);
+	gw_list_init(&gw->flush_q);
+	gw_list_init(&gw->delay_q);
+	gw_hub_init(&gw->hub, gw);
+	gw->readbuf = malloc(GW_READBUF_SIZE);
+	gw->ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
+	if (gw->readbuf == NULL || gw->ping == NULL)
+		return RC_ENOMEM;
+	gw_timer_init(&gw->timer, gw->loop);
+	gw_conn_timers_init(gw);
+	gw_stream_timers_init(gw);
+	uv_timer_init(gw->loop, &gw->delay_timer);
+	uv_check_init(gw->loop, &gw->flusher);
+	gw->flusher.data = gw;
+	uv_check_start(&gw->flusher, gw_flush_after_io);
+	uv_prepare_init(gw->loop, &gw->preflusher);
+	gw->preflusher.data = gw;
+	uv_prepare_start(&gw->preflusher, gw_flush_before_poll);
+	return RC_OK;
 }

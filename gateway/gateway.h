@@ -50,6 +50,16 @@ struct gw_options {
 /* o = the defaults of every option (--max-conns 0: fitted to the descriptor limit at start). */
 void gw_options_defaults(struct gw_options *o);
 
+/*
+ * Sets up what every gateway loop has on loop (gw->opt set): the lists, the
+ * hub, the shared read buffer and ping chunk, the timer with the
+ * connections' and streams' queues, the write delay's timer, and the
+ * handles that write queued output around each poll. The caller sets
+ * on_request/on_expect and adds the listener, the bus and the api. Returns
+ * 0 or RC_ENOMEM (what was set up is left to the caller's exit).
+ */
+int gw_loop_init(struct gw *gw, uv_loop_t *loop);
+
 struct gw {
 	uv_loop_t *loop;
 	struct gw_options opt;

@@ -38,24 +38,6 @@
 
 #define GW_SEND_BATCH 256 /* sends per io_uring_enter */
 
-/*
- * Output is queued during a loop turn and written once at its end. Two
- * handles do it: the check handle after the I/O callbacks of the turn, and
- * the prepare handle before the loop blocks, for what the timers (heartbeats,
- * timeouts) and deferred callbacks queued at the turn's start: without it,
- * their output would wait for the next wake-up, a whole heartbeat later on an
- * idle gateway.
- */
-static void gw_flusher_cb(uv_check_t *h)
-{
-	gw_conn_flush_all(h->data);
-}
-
-static void gw_preflush_cb(uv_prepare_t *h)
-{
-	gw_conn_flush_all(h->data);
-}
-
 static void gw_accept_cb(uv_stream_t *server, int status)
 {
 	struct gw *gw = server->data;
@@ -246,31 +228,13 @@ static bool gw_setup(struct gw_worker *w)
 
 	if (uv_loop_init(&w->loop) != 0)
 		return false;
-	gw->loop = &w->loop;
-	gw->m.workers = 1;
-	gw_list_init(&gw->conns);
-	gw_list_init(&gw->flush_q);
-	gw_list_init(&gw->delay_q);
-	gw_hub_init(&gw->hub, gw);
+	if (gw_loop_init(gw, &w->loop) != RC_OK)
+		return false;
 	gw->on_request = gw_route;
 	gw->on_expect = gw_route_expect;
-	gw->readbuf = malloc(GW_READBUF_SIZE);
-	gw->ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
-	if (gw->readbuf == NULL || gw->ping == NULL)
-		return false;
-	gw_timer_init(&gw->timer, gw->loop);
-	gw_conn_timers_init(gw);
-	gw_stream_timers_init(gw);
 	uv_timer_init(gw->loop, &gw->stop_timer);
-	uv_timer_init(gw->loop, &gw->delay_timer);
 	uv_timer_init(gw->loop, &gw->snapshot);
 	gw->snapshot.data = gw;
-	uv_check_init(gw->loop, &gw->flusher);
-	gw->flusher.data = gw;
-	uv_check_start(&gw->flusher, gw_flusher_cb);
-	uv_prepare_init(gw->loop, &gw->preflusher);
-	gw->preflusher.data = gw;
-	uv_prepare_start(&gw->preflusher, gw_preflush_cb);
 
 	/* on this thread: the ring takes submissions from its creator only */
 	if (!o->no_io_uring && gw_sender_new(GW_SEND_BATCH, &gw->sender) != RC_OK && gw->worker == 0)

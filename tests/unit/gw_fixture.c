@@ -43,16 +43,6 @@ void gwf_options(struct gw_options *o)
 	o->log_level = RC_LOG_ERROR;
 }
 
-static void gwf_flush_cb(uv_check_t *h)
-{
-	gw_conn_flush_all(h->data);
-}
-
-static void gwf_preflush_cb(uv_prepare_t *h)
-{
-	gw_conn_flush_all(h->data);
-}
-
 static void gwf_accept_cb(uv_stream_t *server, int status)
 {
 	if (status == 0)
@@ -78,29 +68,10 @@ void gwf_start(struct gwf *f, const struct gw_options *o)
 	else
 		gwf_options(&gw->opt);
 	assert_int_equal(uv_loop_init(&f->loop), 0);
-	gw->loop = &f->loop;
-	gw->m.workers = 1;
-	gw_list_init(&gw->conns);
-	gw_list_init(&gw->flush_q);
-	gw_list_init(&gw->delay_q);
-	gw_hub_init(&gw->hub, gw);
+	assert_int_equal(gw_loop_init(gw, &f->loop), RC_OK);
 	gw->on_request = gw_route;
 	gw->on_expect = gw_route_expect;
-	gw->readbuf = malloc(GW_READBUF_SIZE);
-	gw->ping = gw_chunk_dup(RC_SSE_PING, sizeof(RC_SSE_PING) - 1);
-	assert_non_null(gw->readbuf);
-	assert_non_null(gw->ping);
-	gw_timer_init(&gw->timer, gw->loop);
-	gw_conn_timers_init(gw);
-	gw_stream_timers_init(gw);
-	uv_timer_init(gw->loop, &gw->delay_timer);
 	uv_timer_init(gw->loop, &f->guard);
-	uv_check_init(gw->loop, &f->flusher);
-	f->flusher.data = gw;
-	uv_check_start(&f->flusher, gwf_flush_cb);
-	uv_prepare_init(gw->loop, &f->preflusher);
-	f->preflusher.data = gw;
-	uv_prepare_start(&f->preflusher, gwf_preflush_cb);
 
 	uv_tcp_init(gw->loop, &gw->listener);
 	gw->listener.data = gw;
@@ -144,8 +115,8 @@ void gwf_stop(struct gwf *f)
 	gw_timer_close(&gw->timer);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);
 	uv_close((uv_handle_t *)&f->guard, NULL);
-	uv_close((uv_handle_t *)&f->flusher, NULL);
-	uv_close((uv_handle_t *)&f->preflusher, NULL);
+	uv_close((uv_handle_t *)&gw->flusher, NULL);
+	uv_close((uv_handle_t *)&gw->preflusher, NULL);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	assert_int_equal(gw->m.streams_open, 0);
 	assert_int_equal(gw->m.conns_open, 0);

@@ -44,8 +44,6 @@ struct gwf {
 	uv_loop_t loop;
 	struct gw gw;
 	uv_timer_t guard;   /* bounds each blocking loop turn */
-	uv_check_t flusher; /* as main.c: writes what the turn queued */
-	uv_prepare_t preflusher;
 	nng_socket rep; /* the broker api's side */
 	bool api_stopped;
 	int stream_rcvbuf; /* SO_RCVBUF of gwf_stream's clients (0: the system's) */
