@@ -401,10 +401,10 @@ static int scan_segment(struct store *s, size_t i, const struct store_config *cf
 			goto out;
 		}
 		rec->repaired = true;
-		rec->cut_bytes += (uint64_t)st.st_size - bad_at;
 		if (bad_at < SEG_HDR_SIZE) {
-			drop_segments_from(s, i, rec);
+			drop_segments_from(s, i, rec); /* counts this segment's bytes in cut_bytes */
 		} else {
+			rec->cut_bytes += (uint64_t)st.st_size - bad_at;
 			rc_log_warn("--repair: cut the log", "file=%s/%s offset=%" PRIu64 " bytes_dropped=%" PRIu64,
 				    s->dir, name, bad_at, (uint64_t)st.st_size - bad_at);
 			if (ftruncate(fd, (off_t)bad_at) != 0)

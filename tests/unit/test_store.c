@@ -661,6 +661,44 @@ static void test_repair_cuts_at_the_corruption_and_starts_a_new_epoch(void **sta
 	store_close(s);
 }
 
+static void test_repair_of_a_bad_segment_header_counts_what_it_drops(void **state)
+{
+	struct fx *f = *state;
+	size_t rec_size = event_record_size(1);
+	struct store_config c = config(f, SEG_HDR_SIZE + 3 * rec_size);
+	struct store_recovery rec;
+	struct store *s;
+	struct got g;
+	uint64_t bases[16];
+	char path[400], *log;
+
+	assert_int_equal(open_store(&c, 7, &g, &s, &rec), RC_OK);
+	for (uint64_t i = 1; i <= 9; i += 3)
+		assert_int_equal(append_events(s, i, 3), RC_OK);
+	store_close(s);
+	seg_path(f, 4, path, sizeof(path));
+	poke(path, 0, 'X'); /* the magic of the middle segment */
+
+	capture_start();
+	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_EPROTO);
+	log = capture_end();
+	assert_non_null(strstr(log, "00000000000000000004.seg offset=0 "));
+	free(log);
+
+	c.repair = true;
+	capture_start();
+	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_OK);
+	free(capture_end());
+	assert_true(rec.repaired);
+	assert_events(&g, 1, 3);
+	assert_int_equal(rec.next_gseq, 4);
+	/* the two segments from the bad one on, each counted once */
+	assert_int_equal(rec.cut_bytes, 2 * (SEG_HDR_SIZE + 3 * rec_size));
+	assert_int_equal(list_segs(f, bases, 16), 1);
+	assert_int_equal(append_events(s, 4, 1), RC_OK);
+	store_close(s);
+}
+
 static void test_lock_refuses_a_second_open(void **state)
 {
 	struct fx *f = *state;
@@ -833,6 +871,7 @@ int main(void)
 		T(test_zeros_after_the_last_record_are_a_torn_tail),
 		T(test_corruption_in_the_middle_is_refused_with_file_and_offset),
 		T(test_repair_cuts_at_the_corruption_and_starts_a_new_epoch),
+		T(test_repair_of_a_bad_segment_header_counts_what_it_drops),
 		T(test_lock_refuses_a_second_open),
 		T(test_failed_append_leaves_nothing_behind),
 		T(test_failed_roll_leaves_nothing_behind),
