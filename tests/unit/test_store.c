@@ -582,6 +582,65 @@ static void test_zeros_after_the_last_record_are_a_torn_tail(void **state)
 	store_close(s);
 }
 
+static void test_a_roll_cut_before_its_header_is_removed(void **state)
+{
+	struct fx *f = *state;
+	size_t rec_size = event_record_size(1);
+	struct store_config c = config(f, SEG_HDR_SIZE + 2 * rec_size);
+	struct store_recovery rec;
+	struct store *s;
+	struct got g;
+	uint64_t bases[16];
+	char path[400];
+	int fd;
+
+	assert_int_equal(open_store(&c, 7, &g, &s, &rec), RC_OK);
+	assert_int_equal(append_events(s, 1, 2), RC_OK);
+	store_close(s);
+	/* the crash came while the next segment's header was being written */
+	seg_path(f, 3, path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "RCSEG", 5), 5);
+	close(fd);
+	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_OK);
+	assert_int_equal(store_epoch(s), 7);
+	assert_int_equal(rec.cut_bytes, 5);
+	assert_false(exists(path));
+	assert_events(&g, 1, 2);
+	assert_int_equal(append_events(s, 3, 1), RC_OK);
+	assert_int_equal(list_segs(f, bases, 16), 2);
+	assert_int_equal(bases[1], 3);
+	store_close(s);
+	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_OK);
+	assert_events(&g, 1, 3);
+	store_close(s);
+}
+
+static void test_a_missing_segment_is_corruption(void **state)
+{
+	struct fx *f = *state;
+	size_t rec_size = event_record_size(1);
+	struct store_config c = config(f, SEG_HDR_SIZE + 2 * rec_size);
+	struct store_recovery rec;
+	struct store *s;
+	struct got g;
+	char path[400], *log;
+
+	assert_int_equal(open_store(&c, 7, &g, &s, &rec), RC_OK);
+	for (uint64_t i = 1; i <= 6; i += 2)
+		assert_int_equal(append_events(s, i, 2), RC_OK);
+	store_close(s);
+	seg_path(f, 3, path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	capture_start();
+	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_EPROTO);
+	log = capture_end();
+	assert_non_null(strstr(log, "00000000000000000005.seg offset=0 "));
+	assert_non_null(strstr(log, "a segment is missing"));
+	free(log);
+}
+
 static void test_corruption_in_the_middle_is_refused_with_file_and_offset(void **state)
 {
 	struct fx *f = *state;
@@ -869,6 +928,8 @@ int main(void)
 		T(test_trim_keeps_segments_when_the_checkpoint_fails),
 		T(test_torn_tail_is_cut_and_appends_go_on),
 		T(test_zeros_after_the_last_record_are_a_torn_tail),
+		T(test_a_roll_cut_before_its_header_is_removed),
+		T(test_a_missing_segment_is_corruption),
 		T(test_corruption_in_the_middle_is_refused_with_file_and_offset),
 		T(test_repair_cuts_at_the_corruption_and_starts_a_new_epoch),
 		T(test_repair_of_a_bad_segment_header_counts_what_it_drops),
