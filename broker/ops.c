@@ -482,11 +482,12 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 		reply->len--; /* the closing brace */
 		rc_buf_printf(reply,
 			      ",\"store\":{\"fsync\":\"%s\",\"bytes\":%" PRIu64 ",\"segments\":%" PRIu64
-			      ",\"oldest_gseq\":%" PRIu64 ",\"fsyncs\":%" PRIu64 ",\"fsync_us_last\":%" PRIu64
+			      ",\"oldest_gseq\":%" PRIu64 ",\"fsyncs\":%" PRIu64 ",\"fsync_us_total\":%" PRIu64
+			      ",\"fsync_us_last\":%" PRIu64
 			      ",\"fsync_us_max\":%" PRIu64 ",\"fsync_us_avg\":%" PRIu64 ",\"write_errors\":%" PRIu64
 			      ",\"fsync_errors\":%" PRIu64 ",\"recovery_ms\":%.1f}}",
 			      store_fsync_name(store_fsync_mode(br->store)), ss.bytes, ss.segments, ss.first_gseq,
-			      ss.fsyncs, ss.fsync_us_last, ss.fsync_us_max,
+			      ss.fsyncs, ss.fsync_us_total, ss.fsync_us_last, ss.fsync_us_max,
 			      ss.fsyncs ? ss.fsync_us_total / ss.fsyncs : 0, ss.write_errors, ss.fsync_errors,
 			      ss.recovery_ms);
 	}
