@@ -39,6 +39,7 @@ void gw_options_defaults(struct gw_options *o)
 		.repair_max_bytes = 64 * 1024 * 1024,
 		.shutdown_ms = 3000,
 		.workers = 1,
+		.broker_stats_ms = 5000,
 		.auth = "none",
 		.jwt_alg = "HS256",
 		.jwt_leeway_s = 30,

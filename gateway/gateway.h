@@ -28,6 +28,8 @@ struct gw_assembler;
 struct gw_sender;
 struct gw_workers;
 struct gw_auth;
+struct gw_broker_stats;
+struct gw_broker_poll;
 struct rc_jwt;
 
 struct gw_options {
@@ -38,6 +40,7 @@ struct gw_options {
 	int64_t publish_queue_bytes, max_rewind;
 	int64_t write_delay_ms, static_max_bytes;
 	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms, workers;
+	int64_t broker_stats_ms; /* the first loop asks the broker for its stats this often (0: never) */
 	bool no_firehose, no_io_uring;
 	/* --auth jwt: the verifier all workers share (auth.h), NULL with --auth none */
 	const char *auth, *jwt_alg, *jwt_secret_file, *jwt_keys_file, *jwt_audience, *jwt_issuer, *auth_cookie;
@@ -72,6 +75,8 @@ struct gw {
 	struct gw_publisher *publisher;
 	struct gw_sender *sender; /* batched writes through io_uring; NULL: write(2) */
 	struct gw_auth *auth;     /* --auth jwt: the expiry heap and revocations (auth.h); NULL: none */
+	struct gw_broker_stats *broker_stats; /* the broker's last stats answer, shared by the loops; NULL: none */
+	struct gw_broker_poll *broker_poll;   /* the first loop's questions for it (--broker-stats-ms) */
 
 	uv_tcp_t listener;
 	gw_request_fn on_request; /* what connections hand their requests to (the router) */

@@ -18,6 +18,7 @@
 #include "api_client.h"
 #include "auth.h"
 #include "assembler.h"
+#include "broker_stats.h"
 #include "bus_client.h"
 #include "conn.h"
 #include "error.h"
@@ -85,6 +86,8 @@ static void gw_stop(struct gw *gw)
 	 */
 	gw_publisher_fini(gw);
 	gw_api_stop(gw->api);
+	gw_broker_poll_stop(gw->broker_poll);
+	gw->broker_poll = NULL;
 	gw_auth_loop_stop(gw);
 	gw_timer_close(&gw->timer);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);
@@ -260,6 +263,10 @@ static bool gw_setup(struct gw_worker *w)
 	};
 	if (gw->assembler == NULL || gw_auth_loop_start(gw) != RC_OK || gw_bus_start(gw->loop, &bc, &gw->bus) != RC_OK)
 		return false;
+	/* one loop asks for the broker's figures; every loop's /metrics shows them */
+	if (gw->worker == 0 && gw->broker_stats != NULL &&
+	    gw_broker_poll_start(gw->loop, gw->api, gw->broker_stats, o->broker_stats_ms, &gw->broker_poll) != RC_OK)
+		return false;
 	/* libuv hands a signal to the handles of every loop */
 	uv_signal_init(gw->loop, &gw->sigterm);
 	uv_signal_init(gw->loop, &gw->sigint);
@@ -321,6 +328,7 @@ static int gw_run_workers(const struct gw_options *o, const struct sockaddr *add
 	/* reachable for the whole process: a close that hangs may still use one */
 	static struct gw_worker *workers;
 	static struct gw_workers *shared;
+	static struct gw_broker_stats *broker_stats;
 	unsigned n = (unsigned)o->workers, started = 0, running = 0;
 	int fds[GW_WORKERS_MAX], err = 0;
 	bool failed = false;
@@ -330,7 +338,8 @@ static int gw_run_workers(const struct gw_options *o, const struct sockaddr *add
 		return 1;
 	}
 	workers = calloc(n, sizeof(*workers));
-	if (workers == NULL || (n > 1 && gw_workers_new(n, &shared) != RC_OK)) {
+	if (workers == NULL || (n > 1 && gw_workers_new(n, &shared) != RC_OK) ||
+	    (o->broker_stats_ms > 0 && gw_broker_stats_new(&broker_stats) != RC_OK)) {
 		rc_log_error("out of memory", NULL);
 		return 1;
 	}
@@ -340,6 +349,7 @@ static int gw_run_workers(const struct gw_options *o, const struct sockaddr *add
 		/* the connection limit is the process's: each loop takes its share */
 		w->gw.opt.max_conns = (o->max_conns + (int64_t)n - 1) / (int64_t)n;
 		w->gw.workers = shared;
+		w->gw.broker_stats = broker_stats;
 		w->gw.worker = i;
 		w->listen_fd = fds[i];
 		w->state = WORKER_STARTING;
@@ -366,6 +376,7 @@ static int gw_run_workers(const struct gw_options *o, const struct sockaddr *add
 		if (!workers[i].closed)
 			return 0; /* a close hangs in nng: leave everything to the exit */
 	gw_workers_free(shared);
+	gw_broker_stats_free(broker_stats);
 	free(workers);
 	return 0;
 }
@@ -440,6 +451,8 @@ int main(int argc, char **argv)
 		  "bus bytes held while a gap is repaired" },
 		{ "workers", RC_OPT_INT, &o->workers, 1, GW_WORKERS_MAX,
 		  "event loops, each on a thread with its own listening socket (SO_REUSEPORT)" },
+		{ "broker-stats-ms", RC_OPT_INT, &o->broker_stats_ms, 0, 3600000,
+		  "ask the broker for its stats this often, for the roomcast_broker_* figures of /metrics (0: never)" },
 		{ "shutdown-ms", RC_OPT_INT, &o->shutdown_ms, 1, 60000, "longest graceful stop" },
 		{ "log-level", RC_OPT_LOG, &o->log_level, 0, 0, "debug, info, warn or error" },
 		{ NULL, 0, NULL, 0, 0, NULL },

@@ -7,6 +7,7 @@
 
 #include "api_client.h"
 #include "auth.h"
+#include "broker_stats.h"
 #include "bus_client.h"
 #include "conn.h"
 #include "error.h"
@@ -174,6 +175,7 @@ static void route_metrics(struct gw_conn *c)
 	gw_workers_sum(c->gw->workers, c->gw->worker, &c->gw->m, &total);
 	rc_buf_init(&b);
 	gw_metrics_render(&total, &b);
+	gw_broker_stats_render(c->gw->broker_stats, uv_hrtime(), &b);
 	gw_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data ? b.data : "", b.len, false);
 	rc_buf_fini(&b);
 }

@@ -1,0 +1,241 @@
+/*
+ * test_broker_stats.c - the broker's storage figures on a gateway's /metrics
+ * (gateway/broker_stats.c): a stats answer of the broker read into figures,
+ * rendered as Prometheus text with proper names, types and units (seconds),
+ * the store kind as an info metric, the age of the answer; nothing before
+ * the broker ever answered, and an answer that is not one changes nothing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker_stats.h"
+#include "buf.h"
+#include "error.h"
+
+#define SEC 1000000000ull /* ns */
+
+/* A stats answer as broker/ops.c writes it with --data-dir. */
+static const char file_answer[] =
+	"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"last_id\":\"6f1c2a9e-1043\",\"gseq\":1043,\"rooms\":3,\"room_bytes\":480,"
+	"\"history\":{\"events\":1000,\"bytes\":98765,\"first_gseq\":44},"
+	"\"requests\":50,\"errors\":0,\"publishes\":40,\"events_published\":1043,\"replays\":2,\"replays_in_flight\":0,"
+	"\"replays_busy\":0,\"bus\":{\"frames\":40,\"events\":1043,\"bytes\":120000,\"ticks\":7,\"send_errors\":0},"
+	"\"idempotency\":{\"window_ms\":120000,\"keys\":0,\"bytes\":0,\"hits\":0,\"evicted\":0,\"expired\":0},"
+	"\"store\":{\"fsync\":\"always\",\"bytes\":123456,\"segments\":3,\"oldest_gseq\":17,\"fsyncs\":40,"
+	"\"fsync_us_total\":12345,\"fsync_us_last\":250,\"fsync_us_max\":1500,\"fsync_us_avg\":308,"
+	"\"write_errors\":2,\"fsync_errors\":1,\"recovery_ms\":12.5}}";
+
+/* The same without a store: the broker keeps its history in memory only. */
+static const char memory_answer[] =
+	"{\"ok\":true,\"epoch\":\"0000beef\",\"last_id\":\"0000beef-0\",\"gseq\":0,\"rooms\":0,\"room_bytes\":0,"
+	"\"history\":{\"events\":0,\"bytes\":0,\"first_gseq\":1},\"requests\":1,\"errors\":0,\"publishes\":0,"
+	"\"events_published\":0,\"replays\":0,\"replays_in_flight\":0,\"replays_busy\":0,"
+	"\"bus\":{\"frames\":0,\"events\":0,\"bytes\":0,\"ticks\":0,\"send_errors\":0},"
+	"\"idempotency\":{\"window_ms\":120000,\"keys\":0,\"bytes\":0,\"hits\":0,\"evicted\":0,\"expired\":0}}";
+
+static char *render_at(struct gw_broker_stats *bs, uint64_t now_ns)
+{
+	struct rc_buf out;
+	char *text;
+
+	rc_buf_init(&out);
+	gw_broker_stats_render(bs, now_ns, &out);
+	assert_int_equal(out.err, 0);
+	text = calloc(1, out.len + 1);
+	assert_non_null(text);
+	if (out.len > 0)
+		memcpy(text, out.data, out.len);
+	rc_buf_fini(&out);
+	return text;
+}
+
+static void assert_has(const char *text, const char *want)
+{
+	if (strstr(text, want) == NULL)
+		fail_msg("missing from /metrics:\n%s\n--- in ---\n%s", want, text);
+}
+
+/*
+ * Every sample's metric has a # HELP and a # TYPE line before it, a metric
+ * is described once, counters end in _total, and every value is a number.
+ */
+static void assert_exposition(const char *text)
+{
+	char described[64][128];
+	size_t nd = 0;
+	const char *line = text;
+
+	while (*line != '\0') {
+		const char *end = strchr(line, '\n');
+		char name[128], buf[512];
+		size_t len, nl;
+
+		assert_non_null(end); /* every line ends with a newline */
+		len = (size_t)(end - line);
+		assert_true(len < sizeof(buf));
+		memcpy(buf, line, len);
+		buf[len] = '\0';
+		if (strncmp(buf, "# HELP ", 7) == 0) {
+			assert_int_equal(sscanf(buf + 7, "%127s", name), 1);
+			for (size_t i = 0; i < nd; i++)
+				assert_string_not_equal(described[i], name);
+			assert_true(nd < 64);
+			strcpy(described[nd++], name);
+		} else if (strncmp(buf, "# TYPE ", 7) == 0) {
+			char type[32];
+			assert_int_equal(sscanf(buf + 7, "%127s %31s", name, type), 2);
+			assert_true(nd > 0);
+			assert_string_equal(described[nd - 1], name);
+			if (strcmp(type, "counter") == 0)
+				assert_non_null(strstr(name, "_total"));
+			else
+				assert_string_equal(type, "gauge");
+		} else {
+			const char *sp = strrchr(buf, ' ');
+			char *num_end;
+			assert_non_null(sp);
+			nl = strcspn(buf, "{ ");
+			assert_true(nd > 0);
+			assert_int_equal(strlen(described[nd - 1]), nl);
+			assert_memory_equal(described[nd - 1], buf, nl);
+			strtod(sp + 1, &num_end);
+			assert_true(num_end != sp + 1 && *num_end == '\0');
+		}
+		line = end + 1;
+	}
+}
+
+static void test_nothing_before_the_broker_answered(void **state)
+{
+	struct gw_broker_stats *bs;
+	char *text;
+
+	(void)state;
+	assert_int_equal(gw_broker_stats_new(&bs), RC_OK);
+	text = render_at(bs, 100 * SEC);
+	assert_string_equal(text, "");
+	free(text);
+	gw_broker_stats_free(bs);
+	gw_broker_stats_render(NULL, 0, NULL); /* no relay (--broker-stats-ms 0): nothing */
+}
+
+static void test_file_store_figures(void **state)
+{
+	struct gw_broker_stats *bs;
+	struct gw_broker_figures f;
+	char *text;
+
+	(void)state;
+	assert_int_equal(gw_broker_figures_parse(file_answer, sizeof(file_answer) - 1, &f), RC_OK);
+	assert_int_equal(gw_broker_stats_new(&bs), RC_OK);
+	gw_broker_stats_put(bs, &f, 10 * SEC);
+	text = render_at(bs, 10 * SEC + SEC / 4);
+	assert_exposition(text);
+	assert_has(text, "# TYPE roomcast_broker_stats_age_seconds gauge\nroomcast_broker_stats_age_seconds 0.250\n");
+	assert_has(text, "\nroomcast_broker_store_info{store=\"file\",fsync=\"always\",epoch=\"6f1c2a9e\"} 1\n");
+	assert_has(text, "# TYPE roomcast_broker_last_gseq gauge\nroomcast_broker_last_gseq 1043\n");
+	assert_has(text, "# TYPE roomcast_broker_history_events gauge\nroomcast_broker_history_events 1000\n");
+	assert_has(text, "# TYPE roomcast_broker_history_bytes gauge\nroomcast_broker_history_bytes 98765\n");
+	assert_has(text, "# TYPE roomcast_broker_store_bytes gauge\nroomcast_broker_store_bytes 123456\n");
+	assert_has(text, "# TYPE roomcast_broker_store_segments gauge\nroomcast_broker_store_segments 3\n");
+	assert_has(text, "# TYPE roomcast_broker_store_oldest_gseq gauge\nroomcast_broker_store_oldest_gseq 17\n");
+	assert_has(text, "# TYPE roomcast_broker_store_fsyncs_total counter\nroomcast_broker_store_fsyncs_total 40\n");
+	assert_has(text, "# TYPE roomcast_broker_store_fsync_seconds_total counter\n"
+			 "roomcast_broker_store_fsync_seconds_total 0.012345\n");
+	assert_has(text, "# TYPE roomcast_broker_store_fsync_max_seconds gauge\n"
+			 "roomcast_broker_store_fsync_max_seconds 0.001500\n");
+	assert_has(text, "# TYPE roomcast_broker_store_fsync_last_seconds gauge\n"
+			 "roomcast_broker_store_fsync_last_seconds 0.000250\n");
+	assert_has(text, "# TYPE roomcast_broker_store_write_errors_total counter\n"
+			 "roomcast_broker_store_write_errors_total 2\n");
+	assert_has(text, "# TYPE roomcast_broker_store_fsync_errors_total counter\n"
+			 "roomcast_broker_store_fsync_errors_total 1\n");
+	assert_has(text, "# TYPE roomcast_broker_store_recovery_seconds gauge\n"
+			 "roomcast_broker_store_recovery_seconds 0.0125\n");
+	free(text);
+
+	/* the answer gets older while no new one comes */
+	text = render_at(bs, 75 * SEC);
+	assert_has(text, "\nroomcast_broker_stats_age_seconds 65.000\n");
+	free(text);
+	gw_broker_stats_free(bs);
+}
+
+static void test_memory_store_has_no_storage_figures(void **state)
+{
+	struct gw_broker_stats *bs;
+	struct gw_broker_figures f;
+	char *text;
+
+	(void)state;
+	assert_int_equal(gw_broker_figures_parse(memory_answer, sizeof(memory_answer) - 1, &f), RC_OK);
+	assert_int_equal(gw_broker_stats_new(&bs), RC_OK);
+	gw_broker_stats_put(bs, &f, SEC);
+	text = render_at(bs, SEC);
+	assert_exposition(text);
+	assert_has(text, "\nroomcast_broker_stats_age_seconds 0.000\n");
+	assert_has(text, "\nroomcast_broker_store_info{store=\"memory\",epoch=\"0000beef\"} 1\n");
+	assert_has(text, "\nroomcast_broker_history_events 0\n");
+	assert_null(strstr(text, "roomcast_broker_store_bytes"));
+	assert_null(strstr(text, "roomcast_broker_store_fsync"));
+	assert_null(strstr(text, "roomcast_broker_store_recovery_seconds"));
+	free(text);
+
+	/* the broker restarted with --data-dir: the next answer replaces the whole picture */
+	assert_int_equal(gw_broker_figures_parse(file_answer, sizeof(file_answer) - 1, &f), RC_OK);
+	gw_broker_stats_put(bs, &f, 2 * SEC);
+	text = render_at(bs, 2 * SEC);
+	assert_null(strstr(text, "store=\"memory\""));
+	assert_has(text, "\nroomcast_broker_store_bytes 123456\n");
+	free(text);
+	gw_broker_stats_free(bs);
+}
+
+static void test_what_is_not_an_answer_is_refused(void **state)
+{
+	struct gw_broker_figures f;
+	const char *bad[] = {
+		"",
+		"not json",
+		"{\"ok\":false,\"error\":{\"code\":\"shutting_down\",\"message\":\"stopping\"}}",
+		"[1,2]",
+		"{\"ok\":true}",
+		"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"gseq\":1}",				  /* no history */
+		"{\"ok\":true,\"epoch\":\"6f1c\\\"}\",\"gseq\":1,\"history\":{\"events\":1,\"bytes\":1}}", /* a quote */
+		"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"gseq\":-1,\"history\":{\"events\":1,\"bytes\":1}}",
+		"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"gseq\":1,\"history\":{\"events\":1,\"bytes\":1},"
+		"\"store\":{\"fsync\":\"always\"}}", /* a store without its figures */
+		"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"gseq\":1,\"history\":{\"events\":1,\"bytes\":1},"
+		"\"store\":{\"fsync\":\"al\\nways\",\"bytes\":1,\"segments\":1,\"oldest_gseq\":1,\"fsyncs\":0,"
+		"\"fsync_us_total\":0,\"fsync_us_last\":0,\"fsync_us_max\":0,\"write_errors\":0,\"fsync_errors\":0,"
+		"\"recovery_ms\":1}}", /* not a label value */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&f, 0, sizeof(f));
+		if (gw_broker_figures_parse(bad[i], strlen(bad[i]), &f) != RC_EPROTO)
+			fail_msg("accepted: %s", bad[i]);
+	}
+	/* the answer's length counts, not a NUL */
+	assert_int_equal(gw_broker_figures_parse(file_answer, sizeof(file_answer) - 2, &f), RC_EPROTO);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_nothing_before_the_broker_answered),
+		cmocka_unit_test(test_file_store_figures),
+		cmocka_unit_test(test_memory_store_has_no_storage_figures),
+		cmocka_unit_test(test_what_is_not_an_answer_is_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
