@@ -46,8 +46,8 @@ static bool parse_store(struct json_object *st, struct gw_broker_figures *f)
 	struct json_object *v;
 	uint64_t avg;
 
-	if (!json_object_is_type(st, json_type_object) || !get_word(st, "fsync", "abcdefghijklmnopqrstuvwxyz", f->fsync,
-								    sizeof(f->fsync)) ||
+	if (!json_object_is_type(st, json_type_object) ||
+	    !get_word(st, "fsync", "abcdefghijklmnopqrstuvwxyz", f->fsync, sizeof(f->fsync)) ||
 	    !get_u64(st, "bytes", &f->store_bytes) || !get_u64(st, "segments", &f->segments) ||
 	    !get_u64(st, "oldest_gseq", &f->oldest_gseq) || !get_u64(st, "fsyncs", &f->fsyncs) ||
 	    !get_u64(st, "fsync_us_last", &f->fsync_us_last) || !get_u64(st, "fsync_us_max", &f->fsync_us_max) ||
@@ -189,8 +189,8 @@ void gw_broker_stats_render(struct gw_broker_stats *bs, uint64_t now_ns, struct 
 	u64(out, "roomcast_broker_store_segments", "gauge", "Segment files of the broker's log.", f.segments);
 	u64(out, "roomcast_broker_store_oldest_gseq", "gauge",
 	    "The first gseq of the log's oldest segment (with the epoch: the oldest id on disk).", f.oldest_gseq);
-	u64(out, "roomcast_broker_store_fsyncs_total", "counter", "fdatasync calls on the log (--fsync interval, always).",
-	    f.fsyncs);
+	u64(out, "roomcast_broker_store_fsyncs_total", "counter",
+	    "fdatasync calls on the log (--fsync interval, always).", f.fsyncs);
 	us(out, "roomcast_broker_store_fsync_seconds_total", "counter", "Seconds spent in fdatasync of the log.",
 	   f.fsync_us_total);
 	us(out, "roomcast_broker_store_fsync_max_seconds", "gauge", "The longest fdatasync of the log since the start.",

@@ -24,7 +24,8 @@
 
 /* A stats answer as broker/ops.c writes it with --data-dir. */
 static const char file_answer[] =
-	"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"last_id\":\"6f1c2a9e-1043\",\"gseq\":1043,\"rooms\":3,\"room_bytes\":480,"
+	"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"last_id\":\"6f1c2a9e-1043\",\"gseq\":1043,\"rooms\":3,\"room_bytes\":"
+	"480,"
 	"\"history\":{\"events\":1000,\"bytes\":98765,\"first_gseq\":44},"
 	"\"requests\":50,\"errors\":0,\"publishes\":40,\"events_published\":1043,\"replays\":2,\"replays_in_flight\":0,"
 	"\"replays_busy\":0,\"bus\":{\"frames\":40,\"events\":1043,\"bytes\":120000,\"ticks\":7,\"send_errors\":0},"
@@ -208,7 +209,7 @@ static void test_what_is_not_an_answer_is_refused(void **state)
 		"{\"ok\":false,\"error\":{\"code\":\"shutting_down\",\"message\":\"stopping\"}}",
 		"[1,2]",
 		"{\"ok\":true}",
-		"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"gseq\":1}",				  /* no history */
+		"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"gseq\":1}", /* no history */
 		"{\"ok\":true,\"epoch\":\"6f1c\\\"}\",\"gseq\":1,\"history\":{\"events\":1,\"bytes\":1}}", /* a quote */
 		"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"gseq\":-1,\"history\":{\"events\":1,\"bytes\":1}}",
 		"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"gseq\":1,\"history\":{\"events\":1,\"bytes\":1},"
