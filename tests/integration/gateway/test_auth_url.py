@@ -64,6 +64,12 @@ class App:
         if session == "hang":
             self.stop.wait(scaled(60))
             return
+        if session == "cut":
+            # closes in the middle of its answer
+            h.wfile.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"read":')
+            h.wfile.flush()
+            h.close_connection = True
+            return
         status, body, extra = {
             "alice": (200, b"", {}),
             "bob": (200, b'{"read":["lobby"]}', {}),
@@ -195,7 +201,7 @@ class AuthURLTest(GatewayTest):
     def test_other_answers_are_503(self):
         app = self.app()
         gw = self.gateway(app, "--auth-max-body-bytes", "4096")
-        for who in ("broken", "redirect", "garbage", "big"):
+        for who in ("broken", "redirect", "garbage", "big", "cut"):
             with self.subTest(who):
                 r = request(gw.port, "GET", "/api/v1/events?room_id=lobby", headers=session(who))
                 self.assertJSONError(r, 503, "auth_unavailable")
