@@ -51,8 +51,10 @@ int gw_auth_new(const struct gw_options *o, struct rc_jwt **out)
 	*out = NULL;
 	if (o->auth == NULL || strcmp(o->auth, "none") == 0)
 		return RC_OK;
+	if (strcmp(o->auth, "url") == 0)
+		return RC_OK; /* no verifier: the application decides (auth_url.h, gw_authurl_config_new) */
 	if (strcmp(o->auth, "jwt") != 0) {
-		fprintf(stderr, "roomcast-gateway: --auth: expected none or jwt, got '%s'\n", o->auth);
+		fprintf(stderr, "roomcast-gateway: --auth: expected none, jwt or url, got '%s'\n", o->auth);
 		return RC_EINVAL;
 	}
 	if (rc_jwt_algs_parse(o->jwt_alg, &cfg.algs, msg, sizeof(msg)) != RC_OK) {
@@ -183,7 +185,7 @@ static void auth_sweep_cb(uv_timer_t *t)
 			a->revoked[i] = a->revoked[--a->nrevoked];
 		else
 			i++;
-	if (gw->worker == 0 && rc_jwt_keys_changed(gw->opt.jwt))
+	if (gw->worker == 0 && gw->opt.jwt != NULL && rc_jwt_keys_changed(gw->opt.jwt))
 		auth_reload(gw, "file_changed");
 }
 
@@ -199,7 +201,7 @@ int gw_auth_loop_start(struct gw *gw)
 {
 	struct gw_auth *a;
 
-	if (gw->opt.jwt == NULL)
+	if (gw->opt.jwt == NULL && gw->opt.authurl == NULL)
 		return RC_OK;
 	a = calloc(1, sizeof(*a));
 	if (a == NULL)
@@ -211,7 +213,7 @@ int gw_auth_loop_start(struct gw *gw)
 	uv_timer_start(&a->sweep, auth_sweep_cb, GW_AUTH_SWEEP_MS, GW_AUTH_SWEEP_MS);
 	uv_unref((uv_handle_t *)&a->sweep);
 	/* libuv hands a signal to every loop's handle: one reload of the shared verifier is enough */
-	if (gw->worker == 0) {
+	if (gw->worker == 0 && gw->opt.jwt != NULL) {
 		uv_signal_init(gw->loop, &a->sighup);
 		a->sighup.data = a;
 		uv_signal_start(&a->sighup, auth_sighup_cb, SIGHUP);

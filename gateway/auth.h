@@ -49,12 +49,16 @@ struct gw_options;
 
 /*
  * Builds the shared verifier from o (--jwt-*): RC_OK with *out (NULL when
- * --auth none), or an error printed on stderr. Main thread, before the
- * workers start.
+ * --auth none or url), or an error printed on stderr. Main thread, before
+ * the workers start.
  */
 int gw_auth_new(const struct gw_options *o, struct rc_jwt **out);
 
-/* Per loop: the heap, the sweep timer, SIGHUP (worker 0). Nothing with --auth none. */
+/*
+ * Per loop: the heap, the sweep timer, SIGHUP (worker 0, --auth jwt).
+ * Nothing with --auth none. With --auth url the heap holds the streams whose
+ * application named a sub (they never expire; revocation finds them).
+ */
 int gw_auth_loop_start(struct gw *gw);
 
 /* Closes the loop's handles (gw_stop). */

@@ -154,7 +154,7 @@ void gw_slot_fill(struct gw_slot *slot, struct gw_chunk *resp, bool close_after)
 		conn_queue_response(c, s->resp, s->close_after);
 		free(s);
 	}
-	if (c->nslots == 0 && c->deferred != NULL && !c->closing)
+	if (c->nslots == 0 && c->deferred != NULL && !c->closing && c->hold == NULL)
 		conn_resume(c);
 }
 
@@ -187,7 +187,7 @@ static void conn_read_stop(struct gw_conn *c)
 static void conn_after_response(struct gw_conn *c)
 {
 	if (c->owner_ops == NULL && c->nslots == 0 && c->req == NULL && !gw_req_parser_busy(&c->parser) &&
-	    c->deferred == NULL && !c->closing)
+	    c->deferred == NULL && c->hold == NULL && !c->closing)
 		conn_timeout(c, &c->gw->idle_q);
 }
 
@@ -199,7 +199,7 @@ void gw_conn_written(struct gw_conn *c)
 	}
 	if (c->owner_ops != NULL)
 		c->owner_ops->drained(c->owner);
-	else if (c->deferred != NULL && c->nslots == 0)
+	else if (c->deferred != NULL && c->nslots == 0 && c->hold == NULL)
 		conn_resume(c); /* the answers it waited behind were read */
 	else
 		conn_after_response(c);
@@ -211,6 +211,8 @@ static void conn_dispatch(struct gw_conn *c, struct gw_req *req)
 	conn_untimed(c);
 	c->req = req;
 	c->gw->on_request(c, req);
+	/* NULL when the handler held it, or when a close freed it */
+	req = c->req;
 	c->req = NULL;
 	gw_req_free(req);
 }
@@ -223,8 +225,9 @@ static bool conn_backlogged(const struct gw_conn *c)
 
 static bool conn_must_wait(const struct gw_conn *c, const struct gw_req *req)
 {
-	/* only a POST may be answered out of turn: the rest waits for earlier answers */
-	return c->nslots >= CONN_MAX_SLOTS || (c->nslots > 0 && req->method != HTTP_POST) || conn_backlogged(c);
+	/* only a POST may be answered out of turn: the rest waits for earlier answers; all wait for a held one */
+	return c->hold != NULL || c->nslots >= CONN_MAX_SLOTS || (c->nslots > 0 && req->method != HTTP_POST) ||
+	       conn_backlogged(c);
 }
 
 /*
@@ -240,7 +243,7 @@ static bool conn_expect(struct gw_conn *c)
 	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 	struct gw_chunk *ch;
 
-	if (c->nslots > 0)
+	if (c->nslots > 0 || c->hold != NULL)
 		return true;
 	if (c->gw->on_expect != NULL) {
 		bool go;
@@ -354,6 +357,55 @@ static void conn_resume(struct gw_conn *c)
 		conn_after_response(c);
 }
 
+void gw_conn_hold(struct gw_conn *c, struct gw_hold *h)
+{
+	h->conn = c;
+	h->req = c->req;
+	c->req = NULL;
+	c->hold = h;
+}
+
+void gw_conn_release(struct gw_hold *h, gw_held_fn fn, void *arg)
+{
+	struct gw_conn *c = h->conn;
+	struct gw_req *req = h->req;
+
+	h->conn = NULL;
+	h->req = NULL;
+	if (c == NULL) {
+		gw_req_free(req); /* the client went away meanwhile */
+		return;
+	}
+	c->hold = NULL;
+	c->req = req;
+	if (fn != NULL)
+		fn(c, req, arg);
+	req = c->req;
+	c->req = NULL;
+	gw_req_free(req);
+	if (c->closing || c->hold != NULL)
+		return;
+	if (c->owner_ops != NULL) {
+		/* a stream now: what was pipelined behind it is not read, as behind any stream */
+		gw_req_free(c->deferred);
+		c->deferred = NULL;
+		free(c->stash);
+		c->stash = NULL;
+		c->stash_len = 0;
+		conn_read_start(c); /* it watches for EOF */
+		return;
+	}
+	if (c->deferred != NULL) {
+		if (c->nslots == 0)
+			conn_resume(c);
+		return; /* else the answers before it resume it */
+	}
+	if (!c->close_after_write)
+		conn_read_start(c);
+	if (c->out.count == 0)
+		conn_after_response(c);
+}
+
 static void conn_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 {
 	struct gw_conn *c = gw_container_of((uv_tcp_t *)h, struct gw_conn, tcp);
@@ -405,6 +457,10 @@ void gw_conn_close(struct gw_conn *c)
 	}
 	c->slots = c->slots_tail = NULL;
 	c->nslots = 0;
+	if (c->hold != NULL) {
+		c->hold->conn = NULL; /* the holder keeps the request until it releases it */
+		c->hold = NULL;
+	}
 	gw_req_parser_fini(&c->parser);
 	gw_req_free(c->req);
 	gw_req_free(c->deferred);

@@ -60,6 +60,21 @@ struct gw_conn_owner_ops {
 	void (*closed)(void *owner);
 };
 
+/*
+ * A request put aside while something is asked elsewhere first (--auth url
+ * asks the application): the connection reads no further request until it
+ * is released, and stays readable so that a client that leaves is seen.
+ * conn is NULL once the connection closed; req is the holder's until the
+ * release.
+ */
+struct gw_hold {
+	struct gw_conn *conn;
+	struct gw_req *req;
+};
+
+/* What a released request is handed to (as on_request would be), with the holder's arg. */
+typedef void (*gw_held_fn)(struct gw_conn *c, struct gw_req *req, void *arg);
+
 /* A response that is not known yet (the POST waiting for the broker). */
 struct gw_slot {
 	struct gw_slot *next;
@@ -85,6 +100,7 @@ struct gw_conn {
 	void *owner;
 	struct gw_slot *slots, *slots_tail;
 	uint32_t nslots;
+	struct gw_hold *hold;      /* the request put aside (gw_conn_hold), NULL: none */
 	bool writing, closing, close_after_write, reading;
 	bool delayed; /* flush_node is on gw->delay_q, not gw->flush_q */
 	bool on_header_q; /* tq is on gw->header_q */
@@ -112,6 +128,23 @@ void gw_conn_upgrade(struct gw_conn *c, const struct gw_conn_owner_ops *ops, voi
 
 /* Reserves the response position of the current request, to be filled later. */
 struct gw_slot *gw_conn_slot(struct gw_conn *c);
+
+/*
+ * During on_request: puts the current request aside in h (h->req; c->req
+ * is then NULL), to be handled later with gw_conn_release. Until then the
+ * connection handles no further request (they wait as behind an unknown
+ * answer) and no timeout applies to it: the holder bounds the wait.
+ */
+void gw_conn_hold(struct gw_conn *c, struct gw_hold *h);
+
+/*
+ * Ends a hold. When the connection is still open, fn (NULL: nothing) gets
+ * the request as on_request would (answering, reserving a slot, upgrading
+ * or holding it again), then the requests that waited go on; a connection
+ * upgraded by fn reads no more requests, as any stream. The request is
+ * freed either way; h is the caller's again.
+ */
+void gw_conn_release(struct gw_hold *h, gw_held_fn fn, void *arg);
 
 /* Fills a slot (takes the chunk); frees it when its connection is gone. */
 void gw_slot_fill(struct gw_slot *slot, struct gw_chunk *resp, bool close_after);

@@ -43,6 +43,11 @@ void gw_options_defaults(struct gw_options *o)
 		.auth = "none",
 		.jwt_alg = "HS256",
 		.jwt_leeway_s = 30,
+		.auth_timeout_ms = 2000,
+		.auth_cache_ms = 0,
+		.auth_cache_entries = 10000,
+		.auth_max_head_bytes = 8192,
+		.auth_max_body_bytes = 16384,
 		.log_level = RC_LOG_INFO,
 	};
 }

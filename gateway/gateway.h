@@ -30,6 +30,8 @@ struct gw_workers;
 struct gw_auth;
 struct gw_broker_stats;
 struct gw_broker_poll;
+struct gw_authurl;
+struct gw_authurl_config;
 struct rc_jwt;
 
 struct gw_options {
@@ -47,6 +49,11 @@ struct gw_options {
 	int64_t jwt_leeway_s;
 	bool auth_query_param;
 	struct rc_jwt *jwt;
+	/* --auth url: the application's URL, parsed and resolved once (auth_url.h), NULL otherwise */
+	const char *auth_url;
+	int64_t auth_timeout_ms, auth_cache_ms, auth_cache_entries, auth_max_head_bytes, auth_max_body_bytes;
+	bool auth_publish;
+	struct gw_authurl_config *authurl;
 	enum rc_log_level log_level;
 };
 
@@ -74,9 +81,10 @@ struct gw {
 	struct gw_api *api;
 	struct gw_publisher *publisher;
 	struct gw_sender *sender; /* batched writes through io_uring; NULL: write(2) */
-	struct gw_auth *auth;     /* --auth jwt: the expiry heap and revocations (auth.h); NULL: none */
+	struct gw_auth *auth;     /* --auth jwt|url: the expiry heap and revocations (auth.h); NULL: none */
 	struct gw_broker_stats *broker_stats; /* the broker's last stats answer, shared by the loops; NULL: none */
 	struct gw_broker_poll *broker_poll;   /* the first loop's questions for it (--broker-stats-ms) */
+	struct gw_authurl *authurl; /* --auth url: the checks in flight and the cache (auth_url.h); NULL: none */
 
 	uv_tcp_t listener;
 	gw_request_fn on_request; /* what connections hand their requests to (the router) */

@@ -17,6 +17,7 @@
 
 #include "api_client.h"
 #include "auth.h"
+#include "auth_url.h"
 #include "assembler.h"
 #include "broker_stats.h"
 #include "bus_client.h"
@@ -88,6 +89,7 @@ static void gw_stop(struct gw *gw)
 	gw_api_stop(gw->api);
 	gw_broker_poll_stop(gw->broker_poll);
 	gw->broker_poll = NULL;
+	gw_authurl_loop_stop(gw); /* after the connections: the checks' requests have no client left */
 	gw_auth_loop_stop(gw);
 	gw_timer_close(&gw->timer);
 	uv_close((uv_handle_t *)&gw->delay_timer, NULL);
@@ -261,7 +263,8 @@ static bool gw_setup(struct gw_worker *w)
 		.fn = gw_bus_msg,
 		.arg = gw,
 	};
-	if (gw->assembler == NULL || gw_auth_loop_start(gw) != RC_OK || gw_bus_start(gw->loop, &bc, &gw->bus) != RC_OK)
+	if (gw->assembler == NULL || gw_auth_loop_start(gw) != RC_OK || gw_authurl_loop_start(gw) != RC_OK ||
+	    gw_bus_start(gw->loop, &bc, &gw->bus) != RC_OK)
 		return false;
 	/* one loop asks for the broker's figures; every loop's /metrics shows them */
 	if (gw->worker == 0 && gw->broker_stats != NULL &&
@@ -310,6 +313,7 @@ static void *gw_worker_main(void *arg)
 	}
 	gw_hub_fini(&gw->hub);
 	gw_auth_loop_fini(gw);
+	gw_authurl_loop_fini(gw);
 	gw_sender_free(gw->sender);
 	gw_chunk_unref(gw->ping);
 	free(gw->readbuf);
@@ -422,7 +426,21 @@ int main(int argc, char **argv)
 		{ "write-delay-ms", RC_OPT_INT, &o->write_delay_ms, 0, 1000,
 		  "a live event less than this long after its stream's last output waits up to this long, so that those that follow go in the same send (0: at once; less CPU at high rates per room, more latency)" },
 		{ "auth", RC_OPT_STR, &o->auth, 0, 0,
-		  "who may read a room: none (anyone) or jwt (a token granting each room; docs/PROTOCOL.md)" },
+		  "who may read a room: none (anyone), jwt (a token granting each room) or url (the application's --auth-url decides; docs/PROTOCOL.md)" },
+		{ "auth-url", RC_OPT_STR, &o->auth_url, 0, 0,
+		  "--auth url: http://host[:port]/path asked before each stream (no https: keep it on loopback or a private network, or behind a local TLS sidecar); resolved once at start" },
+		{ "auth-timeout-ms", RC_OPT_INT, &o->auth_timeout_ms, 1, 60000,
+		  "--auth url: connect and answer within this, else 503 auth_unavailable" },
+		{ "auth-cache-ms", RC_OPT_INT, &o->auth_cache_ms, 0, 86400000,
+		  "--auth url: keep the application's answers (2xx, 401, 403) per credential this long (0: ask every time)" },
+		{ "auth-cache-entries", RC_OPT_INT, &o->auth_cache_entries, 1, 10000000,
+		  "--auth url: answers kept per worker; beyond, the oldest goes" },
+		{ "auth-max-head-bytes", RC_OPT_SIZE, &o->auth_max_head_bytes, 256, 1024 * 1024,
+		  "--auth url: the application's status line and headers; larger: 503 auth_unavailable" },
+		{ "auth-max-body-bytes", RC_OPT_SIZE, &o->auth_max_body_bytes, 0, 16 * 1024 * 1024,
+		  "--auth url: the application's answer body; larger: 503 auth_unavailable" },
+		{ "auth-publish", RC_OPT_BOOL, &o->auth_publish, 0, 0,
+		  "--auth url: ask the application for POST too (else POST needs --publish-token, as with --auth none)" },
 		{ "jwt-alg", RC_OPT_STR, &o->jwt_alg, 0, 0,
 		  "--auth jwt: the algorithms accepted, comma-separated (HS256, RS256, ES256, ...; never none)" },
 		{ "jwt-secret-file", RC_OPT_STR, &o->jwt_secret_file, 0, 0,
@@ -478,7 +496,7 @@ int main(int argc, char **argv)
 		o->allowed_hosts = NULL;
 	/* empty (an unset compose variable): not given */
 	const char **unset_if_empty[] = { &o->auth_cookie, &o->jwt_secret_file, &o->jwt_keys_file, &o->jwt_audience,
-					  &o->jwt_issuer };
+					  &o->jwt_issuer, &o->auth_url };
 	for (size_t i = 0; i < sizeof(unset_if_empty) / sizeof(unset_if_empty[0]); i++)
 		if (*unset_if_empty[i] != NULL && **unset_if_empty[i] == '\0')
 			*unset_if_empty[i] = NULL;
@@ -486,8 +504,11 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (gw_auth_new(o, &o->jwt) != RC_OK)
 		return 2;
+	if (o->auth != NULL && strcmp(o->auth, "url") == 0 && gw_authurl_config_new(o, &o->authurl) != RC_OK)
+		return 2;
 	fit_fd_limit(o);
 	rc = gw_run_workers(o, (struct sockaddr *)&addr);
 	rc_jwt_free(o->jwt);
+	gw_authurl_config_free(o->authurl);
 	return rc;
 }

@@ -46,9 +46,17 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 	metric(out, "roomcast_slow_client_closes_total", "counter",
 	       "Streams closed because their unsent output passed --max-client-buffer.", m->slow_closes);
 	metric(out, "roomcast_auth_refused_total", "counter",
-	       "Requests answered 401 with --auth jwt (no token, a bad, expired or revoked one).", m->auth_refused);
+	       "Requests answered 401 with --auth jwt (no token, a bad, expired or revoked one) or url (the application's 401).",
+	       m->auth_refused);
 	metric(out, "roomcast_auth_forbidden_total", "counter",
-	       "Requests answered 403 with --auth jwt (a room or the firehose not granted).", m->auth_forbidden);
+	       "Requests answered 403 with --auth jwt or url (a room or the firehose not granted).", m->auth_forbidden);
+	metric(out, "roomcast_auth_url_requests_total", "counter",
+	       "Checks sent to the application's --auth-url (cache misses).", m->auth_url_requests);
+	metric(out, "roomcast_auth_url_cache_hits_total", "counter",
+	       "Checks answered from the --auth-cache-ms cache.", m->auth_url_cache_hits);
+	metric(out, "roomcast_auth_url_unavailable_total", "counter",
+	       "Checks that ended without a decision (an answer other than 2xx/401/403, over the limits, a connection error or --auth-timeout-ms): 503 auth_unavailable.",
+	       m->auth_url_unavailable);
 	metric(out, "roomcast_streams_expired_total", "counter", "Streams ended with stream.expired (their token expired).",
 	       m->streams_expired);
 	metric(out, "roomcast_streams_revoked_total", "counter",

@@ -17,7 +17,8 @@ struct gw_metrics {
 	uint64_t conns_accepted, conns_rejected, accept_failures, hosts_refused;
 	uint64_t events_delivered, bytes_delivered, heartbeats;
 	uint64_t slow_closes;
-	uint64_t auth_refused, auth_forbidden, streams_expired, streams_revoked; /* --auth jwt */
+	uint64_t auth_refused, auth_forbidden, streams_expired, streams_revoked; /* --auth jwt|url */
+	uint64_t auth_url_requests, auth_url_cache_hits, auth_url_unavailable;   /* --auth url */
 	struct rc_flush_counts bus; /* counted by the assembler */
 	uint64_t bus_dropped; /* the bus client's count (gw_bus_dropped), copied in when the counters are read */
 	uint64_t bus_rooms_subscribed, bus_subscribed_all; /* gauges */

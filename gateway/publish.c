@@ -8,6 +8,7 @@
 
 #include "api_client.h"
 #include "auth.h"
+#include "auth_url.h"
 #include "buf.h"
 #include "conn.h"
 #include "error.h"
@@ -405,6 +406,12 @@ void gw_publisher_fini(struct gw *gw)
 	uv_close((uv_handle_t *)&p->linger, publisher_closed);
 }
 
+/* --auth url --auth-publish: a POST without the service token asks the application. */
+static bool publish_asks_url(const struct gw *gw)
+{
+	return gw->opt.authurl != NULL && gw->opt.auth_publish;
+}
+
 static bool token_ok(const struct gw *gw, const struct gw_req *req)
 {
 	const char *want = gw->opt.publish_token;
@@ -412,7 +419,7 @@ static bool token_ok(const struct gw *gw, const struct gw_req *req)
 	unsigned char diff = 0;
 
 	if (want == NULL || *want == '\0')
-		return gw->opt.jwt == NULL;
+		return gw->opt.jwt == NULL && !publish_asks_url(gw);
 	if (req->authorization.len < 7 || strncasecmp(req->authorization.data, "Bearer ", 7) != 0)
 		return false;
 	wl = strlen(want);
@@ -435,7 +442,7 @@ static bool content_type_ok(const struct gw_req *req)
 	return false;
 }
 
-/* With a grant (--auth jwt, not the service token): false after answering 403 naming the room. */
+/* With a grant (--auth jwt, or the body of --auth url's answer): false after answering 403 naming the room. */
 static bool publish_granted(struct gw_conn *c, const struct rc_grant *g, const struct rc_event_view *v)
 {
 	char msg[200];
@@ -581,18 +588,23 @@ static bool publish_read(struct gw_conn *c, const struct gw_req *req, const stru
 /*
  * Who publishes: the service --publish-token (*g NULL), or with --auth jwt a
  * token from the Authorization header (*g its grant, the caller's to free).
+ * With --auth url --auth-publish, a POST without the service token is let
+ * through here (*ask_url): the application is asked once its body is in.
  * False after answering 401 (or 415).
  */
-static bool publish_admit(struct gw_conn *c, const struct gw_req *req, struct rc_grant **g)
+static bool publish_admit(struct gw_conn *c, const struct gw_req *req, struct rc_grant **g, bool *ask_url)
 {
 	struct gw *gw = c->gw;
 
 	*g = NULL;
+	*ask_url = false;
 	if (gw->opt.jwt != NULL && !token_ok(gw, req)) {
 		if (!gw_auth_request(c, req, "", 0, false, g)) {
 			publish_count(gw, 401);
 			return false;
 		}
+	} else if (publish_asks_url(gw) && !token_ok(gw, req)) {
+		*ask_url = true;
 	} else if (!token_ok(gw, req)) {
 		publish_count(gw, 401);
 		gw_conn_error(c, 401, "unauthorized", "POST needs Authorization: Bearer <publish token>",
@@ -612,26 +624,44 @@ static bool publish_admit(struct gw_conn *c, const struct gw_req *req, struct rc
 bool gw_publish_admit(struct gw_conn *c, const struct gw_req *req)
 {
 	struct rc_grant *g;
-	bool ok = publish_admit(c, req, &g);
+	bool ask_url;
+	bool ok = publish_admit(c, req, &g, &ask_url);
 
 	rc_grant_free(g);
 	return ok;
 }
 
+static void publish_run(struct gw_conn *c, struct gw_req *req, bool allowed, const struct rc_grant *url_grant);
+
+/* --auth url allowed a held POST: it goes on with the answer's grant (NULL: any room). */
+static void publish_allowed(struct gw_conn *c, struct gw_req *req, const struct rc_grant *g)
+{
+	publish_run(c, req, true, g);
+}
+
 void gw_publish(struct gw_conn *c, struct gw_req *req)
+{
+	publish_run(c, req, false, NULL);
+}
+
+static void publish_run(struct gw_conn *c, struct gw_req *req, bool allowed, const struct rc_grant *url_grant)
 {
 	struct gw *gw = c->gw;
 	struct gw_publisher *p = gw->publisher;
 	struct pub_call *pc = NULL;
 	struct rc_grant *g = NULL;
 	struct rc_buf out;
-	bool array;
+	bool array, ask_url = false;
 	size_t n;
 
 	rc_buf_init(&out);
-	if (!publish_admit(c, req, &g))
+	if (!allowed && !publish_admit(c, req, &g, &ask_url))
 		goto out;
-	if (!publish_read(c, req, g, &out, &array, &n))
+	/* the application is asked after the 415 check (an answer it cannot change) */
+	if (ask_url && gw_authurl_check(c, req, GW_AUTHURL_PUBLISH, NULL, NULL, 0, publish_allowed, &url_grant) !=
+			       GW_AUTHURL_GO)
+		goto out;
+	if (!publish_read(c, req, g != NULL ? g : url_grant, &out, &array, &n))
 		goto out;
 	if (p == NULL) {
 		publish_count(gw, 503);

@@ -7,6 +7,7 @@
 
 #include "api_client.h"
 #include "auth.h"
+#include "auth_url.h"
 #include "buf.h"
 #include "conn.h"
 #include "error.h"
@@ -144,8 +145,11 @@ static bool room_events_params(struct gw_conn *c, const char *query, size_t qlen
 	return ok;
 }
 
-void gw_room_events(struct gw_conn *c, struct gw_req *req, const char *room, size_t room_len, const char *query,
-		    size_t qlen)
+static void room_events_allowed(struct gw_conn *c, struct gw_req *req, const struct rc_grant *g);
+
+/* allowed: --auth url said yes already (url_grant: its grant, NULL: the room asked). */
+static void room_events_run(struct gw_conn *c, struct gw_req *req, const char *room, size_t room_len,
+			    const char *query, size_t qlen, bool allowed, const struct rc_grant *url_grant)
 {
 	struct gw *gw = c->gw;
 	struct rc_grant *grant = NULL;
@@ -169,6 +173,15 @@ void gw_room_events(struct gw_conn *c, struct gw_req *req, const char *room, siz
 	} else if (!rc_room_valid(room, room_len)) {
 		gw_conn_error(c, 404, "not_found", ROOM_EVENTS_NOT_FOUND, NULL);
 		goto out;
+	} else if (gw->opt.authurl != NULL) {
+		if (!allowed && gw_authurl_check(c, req, GW_AUTHURL_HISTORY, &room, &room_len, 1, room_events_allowed,
+						 &url_grant) != GW_AUTHURL_GO)
+			goto out;
+		if (url_grant != NULL && !rc_grant_can_read(url_grant, room, room_len)) {
+			gw->m.auth_forbidden++;
+			gw_conn_error(c, 404, "not_found", ROOM_EVENTS_NOT_FOUND, NULL);
+			goto out;
+		}
 	}
 	rc_buf_puts(&b, "{\"op\":\"replay\",\"rooms\":[");
 	rc_buf_json_str(&b, room, room_len);
@@ -200,4 +213,22 @@ out:
 	free(rc);
 	rc_grant_free(grant);
 	rc_buf_fini(&b);
+}
+
+void gw_room_events(struct gw_conn *c, struct gw_req *req, const char *room, size_t room_len, const char *query,
+		    size_t qlen)
+{
+	room_events_run(c, req, room, room_len, query, qlen, false, NULL);
+}
+
+/* --auth url allowed a held history request: its room and query are where the router found them. */
+static void room_events_allowed(struct gw_conn *c, struct gw_req *req, const struct rc_grant *g)
+{
+	const char *url = req->url.data ? req->url.data : "";
+	const char *qmark = memchr(url, '?', req->url.len);
+	size_t plen = qmark ? (size_t)(qmark - url) : req->url.len;
+
+	/* the router matched /api/v1/rooms/{room_id}/events: 14 bytes before the room, 7 after */
+	room_events_run(c, req, url + 14, plen - 21, qmark ? qmark + 1 : "", qmark ? req->url.len - plen - 1 : 0, true,
+			g);
 }

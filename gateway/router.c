@@ -7,6 +7,7 @@
 
 #include "api_client.h"
 #include "auth.h"
+#include "auth_url.h"
 #include "broker_stats.h"
 #include "bus_client.h"
 #include "conn.h"
@@ -27,8 +28,15 @@ static bool path_is(const char *path, size_t len, const char *want)
 	return strlen(want) == len && memcmp(path, want, len) == 0;
 }
 
-/* Collects room_id values (repeated or comma-separated) and last_event_id. */
-static void route_stream(struct gw_conn *c, struct gw_req *req, const char *query, size_t qlen)
+static void route_stream_allowed(struct gw_conn *c, struct gw_req *req, const struct rc_grant *g);
+
+/*
+ * Collects room_id values (repeated or comma-separated) and last_event_id.
+ * allowed: --auth url said yes already (url_grant: its grant, NULL: all that
+ * was asked); the query is read again the same way.
+ */
+static void route_stream(struct gw_conn *c, struct gw_req *req, const char *query, size_t qlen, bool allowed,
+			 const struct rc_grant *url_grant)
 {
 	struct gw *gw = c->gw;
 	size_t max = (size_t)gw->opt.max_rooms_per_stream;
@@ -125,12 +133,28 @@ static void route_stream(struct gw_conn *c, struct gw_req *req, const char *quer
 		free(spot);
 		if (!ok)
 			goto out;
+	} else if (gw->opt.authurl != NULL && !allowed) {
+		/* the application decides; a cached yes goes on at once, else the request waits for it */
+		if (gw_authurl_check(c, req, GW_AUTHURL_STREAM, rooms, lens, n, route_stream_allowed, &url_grant) !=
+		    GW_AUTHURL_GO)
+			goto out;
 	}
 	if (grant != NULL) {
 		if (!gw_auth_rooms(c, grant, rooms, lens, n))
 			goto out;
 		rc_grant_stamp(grant, &stamp);
 		sr.stamp = &stamp;
+	} else if (url_grant != NULL) {
+		/* the application's answer named the rooms: each asked must be among them */
+		if (!gw_auth_rooms(c, url_grant, rooms, lens, n))
+			goto out;
+		if (url_grant->sub_hash != 0) {
+			/* it named a subject: roomcast revoke --sub finds the stream (no expiry) */
+			if (gw_auth_revoked(c, url_grant))
+				goto out;
+			rc_grant_stamp(url_grant, &stamp);
+			sr.stamp = &stamp;
+		}
 	}
 	sr.rooms = rooms;
 	sr.room_lens = lens;
@@ -154,6 +178,28 @@ out:
 	free(offs);
 	free(lens);
 	free(rooms);
+}
+
+/* The path and query of req's target. */
+static void route_split(const struct gw_req *req, const char **url, size_t *plen, const char **query, size_t *qlen)
+{
+	const char *u = req->url.data ? req->url.data : "";
+	const char *qmark = memchr(u, '?', req->url.len);
+
+	*url = u;
+	*plen = qmark ? (size_t)(qmark - u) : req->url.len;
+	*query = qmark ? qmark + 1 : "";
+	*qlen = qmark ? req->url.len - *plen - 1 : 0;
+}
+
+/* --auth url allowed a held stream request: it opens now. */
+static void route_stream_allowed(struct gw_conn *c, struct gw_req *req, const struct rc_grant *g)
+{
+	const char *url, *query;
+	size_t plen, qlen;
+
+	route_split(req, &url, &plen, &query, &qlen);
+	route_stream(c, req, query, qlen, true, g);
 }
 
 static void route_preflight(struct gw_conn *c)
@@ -275,19 +321,18 @@ bool gw_route_expect(struct gw_conn *c, const struct gw_req *req)
 
 void gw_route(struct gw_conn *c, struct gw_req *req)
 {
-	const char *url = req->url.data ? req->url.data : "";
-	const char *qmark = memchr(url, '?', req->url.len);
-	size_t plen = qmark ? (size_t)(qmark - url) : req->url.len;
-	const char *query = qmark ? qmark + 1 : "";
-	size_t qlen = qmark ? req->url.len - plen - 1 : 0;
+	const char *url, *query;
+	size_t plen, qlen;
 	enum http_method m = req->method;
+
+	route_split(req, &url, &plen, &query, &qlen);
 
 	/* probes name the address they reach, whatever the browsers' hosts are */
 	if (!path_is(url, plen, "/healthz") && !path_is(url, plen, "/readyz") && !route_host_ok(c, req))
 		return;
 	if (path_is(url, plen, "/api/v1/events") || path_is(url, plen, "/api/v1/im/events")) {
 		if (m == HTTP_GET)
-			route_stream(c, req, query, qlen);
+			route_stream(c, req, query, qlen, false, NULL);
 		else if (m == HTTP_POST)
 			gw_publish(c, req);
 		else if (m == HTTP_OPTIONS)

@@ -6,8 +6,10 @@
  * is known later (a slot), the keep-alive and Connection: close, malformed
  * and oversized requests (400, 431, 413) and the request and idle timeouts,
  * Expect: 100-continue both ways, a client that pipelines and does not read
- * its answers (reading pauses past --max-response-buffer), and an upgraded
- * connection telling its owner when its output drained and when it closed.
+ * its answers (reading pauses past --max-response-buffer), an upgraded
+ * connection telling its owner when its output drained and when it closed,
+ * and a request held aside (gw_conn_hold, as --auth url does): what waits
+ * behind it, its release answered or upgraded, a client that leaves first.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,8 +31,10 @@ static struct seen {
 	char url[256], body[256], host[64], last_event_id[64], authorization[64], content_type[64];
 	enum http_method method;
 	bool keep_alive;
-	enum { ANSWER, SLOT, UPGRADE } how;
+	enum { ANSWER, SLOT, UPGRADE, HOLD } how;
 	struct gw_slot *slot;
+	struct gw_hold hold;
+	int released;
 	struct gw_conn *upgraded;
 	int drained, closed, expects;
 	bool refuse_expect;
@@ -75,6 +79,12 @@ static void on_request(struct gw_conn *c, struct gw_req *req)
 		seen.slot = gw_conn_slot(c);
 		assert_non_null(seen.slot);
 		seen.how = ANSWER; /* the next ones are answered at once */
+		return;
+	case HOLD:
+		gw_conn_hold(c, &seen.hold);
+		assert_null(c->req);
+		assert_ptr_equal(seen.hold.req, req);
+		seen.how = ANSWER;
 		return;
 	case UPGRADE: {
 		struct gw_chunk *ch = gw_chunk_dup("stream:", 7);
@@ -341,6 +351,91 @@ static void test_upgrade_owner_callbacks(void **state)
 	assert_int_equal(f->gw.m.conns_open, 0);
 }
 
+/* A held request comes back: answered with its url and "released", or upgraded (arg non-NULL). */
+static void on_released(struct gw_conn *c, struct gw_req *req, void *arg)
+{
+	char body[300];
+
+	seen.released++;
+	assert_ptr_equal(c->req, req);
+	if (arg != NULL) {
+		struct gw_chunk *ch = gw_chunk_dup("stream:", 7);
+		gw_conn_upgrade(c, &owner_ops, &seen);
+		assert_int_equal(gw_conn_send(c, ch, 0, ch->len), 0);
+		gw_chunk_unref(ch);
+		return;
+	}
+	snprintf(body, sizeof(body), "%.*s released", (int)req->url.len, req->url.data);
+	gw_conn_respond(c, 200, "text/plain", NULL, body, strlen(body), false);
+}
+
+static void test_hold_then_release(void **state)
+{
+	struct gwf *f = *state;
+	struct gwf_client *c = gwf_connect(f, 0);
+
+	seen.how = HOLD;
+	gwf_send(c, "POST /first HTTP/1.1\r\nContent-Length: 0\r\n\r\nPOST /second HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+		    "GET /third HTTP/1.1\r\n\r\n");
+	GWF_WAIT(f, seen.n == 1 && seen.hold.conn != NULL);
+	/* everything waits behind a held request, a POST too */
+	for (int i = 0; i < 10; i++)
+		gwf_poll(f);
+	assert_int_equal(seen.n, 1);
+	assert_int_equal(c->len, 0);
+	gw_conn_release(&seen.hold, on_released, NULL);
+	assert_null(seen.hold.req);
+	GWF_WAIT(f, responses(c) == 3);
+	assert_int_equal(seen.released, 1);
+	{
+		const char *a = strstr(c->in, "/first released"), *b = strstr(c->in, "/second"), *d = strstr(c->in, "/third");
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_non_null(d);
+		assert_true(a < b && b < d);
+	}
+	/* the connection goes on as before */
+	gwf_send(c, "GET /after HTTP/1.1\r\n\r\n");
+	GWF_WAIT(f, responses(c) == 4);
+}
+
+static void test_hold_client_leaves(void **state)
+{
+	struct gwf *f = *state;
+	struct gwf_client *c = gwf_connect(f, 0);
+
+	seen.how = HOLD;
+	gwf_send(c, "GET /s HTTP/1.1\r\n\r\n");
+	GWF_WAIT(f, seen.n == 1 && seen.hold.conn != NULL);
+	gwf_close(c);
+	GWF_WAIT(f, seen.hold.conn == NULL && f->gw.m.conns_open == 0);
+	/* the request is still the holder's; the release frees it without calling back */
+	assert_non_null(seen.hold.req);
+	gw_conn_release(&seen.hold, on_released, NULL);
+	assert_int_equal(seen.released, 0);
+	assert_null(seen.hold.req);
+}
+
+static void test_hold_released_into_a_stream(void **state)
+{
+	struct gwf *f = *state;
+	struct gwf_client *c = gwf_connect(f, 0);
+
+	seen.how = HOLD;
+	gwf_send(c, "GET /s HTTP/1.1\r\n\r\nGET /behind HTTP/1.1\r\n\r\n");
+	GWF_WAIT(f, seen.n == 1 && seen.hold.conn != NULL);
+	for (int i = 0; i < 5; i++)
+		gwf_poll(f);
+	gw_conn_release(&seen.hold, on_released, &seen);
+	GWF_WAIT(f, strcmp(c->in, "stream:") == 0 && seen.drained > 0);
+	/* what was pipelined behind it is never handled, and the stream still sees its client leave */
+	for (int i = 0; i < 10; i++)
+		gwf_poll(f);
+	assert_int_equal(seen.n, 1);
+	gwf_close(c);
+	GWF_WAIT(f, seen.closed == 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -351,6 +446,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unread_answers_pause_reading, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_owner_callbacks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_then_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_client_leaves, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_released_into_a_stream, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("conn", tests, NULL, NULL);
 }
