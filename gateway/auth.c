@@ -369,14 +369,14 @@ bool gw_auth_rooms(struct gw_conn *c, const struct rc_grant *g, const char *cons
 
 	if (nrooms == 0 && !rc_grant_can_firehose(g)) {
 		c->gw->m.auth_forbidden++;
-		gw_conn_error(c, 403, "forbidden", "the token does not grant the firehose: name rooms with room_id",
+		gw_conn_error(c, 403, "forbidden", "the credential does not grant the firehose: name rooms with room_id",
 			      NULL);
 		return false;
 	}
 	for (size_t i = 0; i < nrooms; i++)
 		if (!rc_grant_can_read(g, rooms[i], lens[i])) {
 			/* the room is one the client named: a valid room id, safe to echo */
-			snprintf(msg, sizeof(msg), "the token does not grant room '%.*s'", (int)lens[i], rooms[i]);
+			snprintf(msg, sizeof(msg), "the credential does not grant room '%.*s'", (int)lens[i], rooms[i]);
 			c->gw->m.auth_forbidden++;
 			gw_conn_error(c, 403, "forbidden", msg, NULL);
 			return false;

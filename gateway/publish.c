@@ -450,9 +450,9 @@ static bool publish_granted(struct gw_conn *c, const struct rc_grant *g, const s
 	if (g == NULL || gw_auth_can_publish(g, v->room, v->room_len))
 		return true;
 	if (v->room_len == 0)
-		snprintf(msg, sizeof(msg), "the token does not grant publishing global events (\"%s\")", RC_GRANT_GLOBAL);
+		snprintf(msg, sizeof(msg), "the credential does not grant publishing global events (\"%s\")", RC_GRANT_GLOBAL);
 	else
-		snprintf(msg, sizeof(msg), "the token does not grant publishing to room '%.*s'", (int)v->room_len, v->room);
+		snprintf(msg, sizeof(msg), "the credential does not grant publishing to room '%.*s'", (int)v->room_len, v->room);
 	publish_count(c->gw, 403);
 	c->gw->m.auth_forbidden++;
 	gw_conn_error(c, 403, "forbidden", msg, NULL);

@@ -20,7 +20,7 @@
 #include "response.h"
 #include "rewind.h"
 
-#define ROOM_EVENTS_NOT_FOUND "no such room, or the token does not grant it"
+#define ROOM_EVENTS_NOT_FOUND "no such room, or the credential does not grant it"
 
 /* A history request in flight; its slot outlives the connection if the client leaves. */
 struct room_call {
