@@ -234,7 +234,7 @@ class NatsStoreTest(nats_util.NatsTest):
         b2 = self.start_broker([n.url], "--history-events", "2000")
         self.assertIn("stream retention changed", b2.proc.log())
         self.assertIn("max_msgs=2000", b2.proc.log())
-        epoch = lambda log: re.search(r"broker ready epoch=([0-9a-f]+)", log).group(1)  # noqa: E731
+        epoch = lambda log: re.search(r"msg=\"broker ready\" epoch=([0-9a-f]+)", log).group(1)  # noqa: E731
         self.assertEqual(epoch(b2.proc.log()), epoch(b.proc.log()))
 
     # -- a 3-node cluster, 3 replicas, the stream's leader SIGKILLed --
