@@ -78,6 +78,7 @@ struct nstore {
 	struct rc_strmap rooms; /* room name -> struct nroom * */
 	struct nroom global;
 	uint64_t follow_seq;	   /* the last stream sequence the follower read */
+	bool closed;		   /* nats.c's last connection callback has run (its closed callback) */
 	struct nbatch *followers; /* publishes waiting for the follower */
 	struct nstore_stats st;
 };
@@ -542,6 +543,18 @@ static void nstore_on_reconnected(natsConnection *nc, void *closure)
 	rc_log_info("nats: reconnected", "url=%s", url);
 }
 
+/* The connection's last callback: after it nats.c calls none of ours, so s may go. */
+static void nstore_on_closed(natsConnection *nc, void *closure)
+{
+	struct nstore *s = closure;
+	(void)nc;
+
+	pthread_mutex_lock(&s->mtx);
+	s->closed = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mtx);
+}
+
 static void nstore_on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
 	(void)nc;
@@ -735,6 +748,7 @@ int nstore_open(const struct nstore_config *cfg, struct history *h, struct nstor
 	    natsOptions_SetTimeout(s->opts, cfg->timeout_ms) != NATS_OK ||
 	    natsOptions_SetDisconnectedCB(s->opts, nstore_on_disconnected, s) != NATS_OK ||
 	    natsOptions_SetReconnectedCB(s->opts, nstore_on_reconnected, s) != NATS_OK ||
+	    natsOptions_SetClosedCB(s->opts, nstore_on_closed, s) != NATS_OK ||
 	    natsOptions_SetErrorHandler(s->opts, nstore_on_error, s) != NATS_OK) {
 		rc_log_error("nats: bad --nats-url", "urls=%s", cfg->urls);
 		rv = RC_EINVAL;
@@ -827,8 +841,18 @@ void nstore_close(struct nstore *s)
 		po.MaxWait = s->cfg.timeout_ms;
 		js_PublishAsyncComplete(s->js, &po); /* nothing is in flight once the api stopped; just in case */
 	}
-	if (s->nc != NULL)
+	if (s->nc != NULL) {
+		/* the connection's callbacks (disconnected, closed) run on nats.c's thread after Close returns */
+		double until = now_ms() + 5000;
 		natsConnection_Close(s->nc);
+		pthread_mutex_lock(&s->mtx);
+		while (!s->closed && now_ms() < until) {
+			struct timespec ts;
+			deadline_in(&ts, 50);
+			pthread_cond_timedwait(&s->cv, &s->mtx, &ts);
+		}
+		pthread_mutex_unlock(&s->mtx);
+	}
 	jsCtx_Destroy(s->js);
 	natsConnection_Destroy(s->nc);
 	natsOptions_Destroy(s->opts);
