@@ -237,6 +237,69 @@ class NatsStoreTest(nats_util.NatsTest):
         epoch = lambda log: re.search(r"msg=\"broker ready\" epoch=([0-9a-f]+)", log).group(1)  # noqa: E731
         self.assertEqual(epoch(b2.proc.log()), epoch(b.proc.log()))
 
+    # -- two brokers on one stream, both publishing into the same rooms --
+
+    def test_two_brokers_active_active_one_order(self):
+        c = self.cluster
+        n = nats_util.start_single(c)
+        self.nats.append(n)
+        b1 = self.start_broker([n.url])
+        b2 = self.start_broker([n.url])
+        gws = [c.start_gateway(broker=b1), c.start_gateway(broker=b2)]
+        threads_n, rounds, batch = 4, 25, 5
+        total = threads_n * rounds * batch
+        tails = []
+        for b in (b1, b2):
+            out = open(__import__("os").path.join(c.dir, "tail-%d.out" % len(tails)), "w+")
+            p = harness.subprocess.Popen([harness.CLI_BIN, "tail", "--count", str(total), "--broker-bus", b.bus],
+                                         stdout=out, stderr=harness.subprocess.DEVNULL)
+            tails.append((p, out))
+            self.addCleanup(lambda p=p: (p.kill(), p.wait()))  # reaped whatever happens
+        time.sleep(0.5)  # the SUB sockets connect (nng gives no signal for it; they only need to be early)
+        acked, lock, errors = [], threading.Lock(), []
+
+        def run(k):
+            gw = gws[k % 2]
+            try:
+                for i in range(rounds):
+                    evs = [ev(i * batch + j, room="room-%d" % ((i + j) % 3), p=k) for j in range(batch)]
+                    ids = harness.publish(gw.port, evs)
+                    with lock:
+                        acked.extend(zip(ids, evs))
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(scaled(60))
+        self.assertEqual(errors, [])
+        self.assertEqual(len(acked), total)
+        seqs = []
+        for p, out in tails:
+            self.assertEqual(p.wait(scaled(30)), 0)
+            out.seek(0)
+            seqs.append([json.loads(line) for line in out if line.startswith("{")])
+            out.close()
+        # every gseq once, the same order on both buses, each room's rseq 1, 2, 3 ...
+        self.assertEqual(seqs[0], seqs[1])
+        self.assertEqual([gseq_of(e["id"]) for e in seqs[0]], list(range(1, total + 1)))
+        rseq = {}
+        for e in seqs[0]:
+            rseq[e["room_id"]] = rseq.get(e["room_id"], 0) + 1
+            self.assertEqual(e["rseq"], rseq[e["room_id"]], e)
+        byid = {e["id"]: e["event"] for e in seqs[0]}
+        for i, body in acked:
+            self.assertEqual(byid[i], body)
+        st1, st2 = (json.loads(harness.subprocess.run(
+            [harness.CLI_BIN, "stats", "--broker-api", b.api], capture_output=True, text=True,
+            timeout=scaled(20)).stdout) for b in (b1, b2))
+        self.assertEqual(st1["nats"]["follow_seq"], total)
+        self.assertEqual(st2["nats"]["follow_seq"], total)
+        __import__("sys").stderr.write("two brokers: fence retries %d + %d\n" % (
+            st1["nats"]["fence_retries"], st2["nats"]["fence_retries"]))
+
     # -- a 3-node cluster, 3 replicas, the stream's leader SIGKILLed --
 
     def test_cluster_leader_killed_loses_nothing_acknowledged(self):
