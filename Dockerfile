@@ -29,7 +29,7 @@ RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROOMCAST_WERROR=
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        libuv1 libnng1 libjson-c5 libhttp-parser2.9 liburing2 libcjose0 curl ca-certificates \
+        libuv1 libnng1 libjson-c5 libhttp-parser2.9 liburing2 libcjose0 libnats3.4 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --user-group --uid 10001 --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin roomcast \

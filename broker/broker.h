@@ -11,6 +11,7 @@
 
 #include "bus.h"
 #include "history.h"
+#include "nstore.h"
 #include "proto_limits.h" /* what one publish or replay may hold */
 #include "store.h"
 
@@ -18,6 +19,7 @@ struct broker {
 	struct history *hist;
 	struct bus *bus;
 	struct store *store; /* NULL: memory only (--store memory) */
+	struct nstore *nats; /* --store nats: publishes go to JetStream, the history follows it */
 	size_t max_event_bytes;
 	size_t replay_max_bytes; /* what one replay answer's events may take (0: no cap; at least one event) */
 	int max_replays;	 /* replay answers built or being handed over at once (0: no limit) */

@@ -237,8 +237,10 @@ void history_set_max_age(struct history *h, uint64_t max_age_ms)
 
 void history_set_sink(struct history *h, history_sink_fn fn, void *arg)
 {
+	pthread_rwlock_wrlock(&h->lock);
 	h->sink = fn;
 	h->sink_arg = arg;
+	pthread_rwlock_unlock(&h->lock);
 }
 
 static struct hroom *history_room(struct history *h, const char *room, size_t len)
@@ -595,9 +597,13 @@ out_free:
 	return rv;
 }
 
-int history_restore(void *arg, const struct seg_record *rec)
+/*
+ * Stores the event or room record rec as published (its gseq must follow
+ * the last unless the history is empty). Caller holds the write lock or
+ * is alone (recovery). *out (may be NULL): the event stored, NULL for a room record.
+ */
+static int history_store_record(struct history *h, const struct seg_record *rec, struct hevent **out)
 {
-	struct history *h = arg;
 	const char *room = rec->room_len ? rec->room : NULL;
 	size_t max_rooms = h->max_rooms;
 	struct hroom *r = NULL;
@@ -607,11 +613,8 @@ int history_restore(void *arg, const struct seg_record *rec)
 	size_t off = (sizeof(struct hslab) + 7) & ~(size_t)7;
 	int rv;
 
-	if (rec->key_len > 0 && rc_key_valid(rec->key, rec->key_len) &&
-	    idem_put(h->keys, rec->key, rec->key_len, rec->gseq, rec->time_ms, wall_ms()) != RC_OK)
-		return RC_ENOMEM;
-	if (rec->type == SEG_REC_KEY)
-		return RC_OK;
+	if (out != NULL)
+		*out = NULL;
 	h->max_rooms = 0; /* what was published stays, whatever the limit is now */
 	rv = history_room_upsert(h, room, rec->room_len, &r, &name);
 	h->max_rooms = max_rooms;
@@ -663,10 +666,51 @@ int history_restore(void *arg, const struct seg_record *rec)
 		if (ev->rseq > r->rseq)
 			r->rseq = ev->rseq;
 	}
+	if (out != NULL) {
+		hevent_ref(ev);
+		*out = ev;
+	}
 	/* an event past the max age already: it goes at once (its room keeps the rseq) */
 	while (history_oldest_expired(h, wall_ms()))
 		history_evict_one(h);
 	return RC_OK;
+}
+
+int history_restore(void *arg, const struct seg_record *rec)
+{
+	struct history *h = arg;
+
+	if (rec->key_len > 0 && rc_key_valid(rec->key, rec->key_len) &&
+	    idem_put(h->keys, rec->key, rec->key_len, rec->gseq, rec->time_ms, wall_ms()) != RC_OK)
+		return RC_ENOMEM;
+	if (rec->type == SEG_REC_KEY)
+		return RC_OK;
+	return history_store_record(h, rec, NULL);
+}
+
+int history_follow(struct history *h, const struct seg_record *rec, bool *applied)
+{
+	struct hevent *ev = NULL;
+	int rv = RC_OK;
+
+	*applied = false;
+	pthread_rwlock_wrlock(&h->lock);
+	if (rec->gseq <= h->last_gseq && h->last_gseq != 0)
+		goto out_unlock; /* already read */
+	if (rec->gseq > h->last_gseq + 1 && h->first_gseq <= h->last_gseq) {
+		/* a hole: the ring cannot hold one, so it starts again after it */
+		while (h->first_gseq <= h->last_gseq)
+			history_evict_one(h);
+	}
+	rv = history_store_record(h, rec, h->sink != NULL ? &ev : NULL);
+	if (rv == RC_OK) {
+		*applied = true;
+		if (ev != NULL)
+			h->sink(h->sink_arg, &ev, 1); /* under the lock: the sink sees gseq order */
+	}
+out_unlock:
+	pthread_rwlock_unlock(&h->lock);
+	return rv;
 }
 
 void history_restore_next(struct history *h, uint64_t next_gseq)

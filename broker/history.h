@@ -126,10 +126,20 @@ void history_set_store(struct history *h, struct store *s);
  */
 int history_restore(void *h, const struct seg_record *r);
 
+/*
+ * Appends an event read from a replicated log (--store nats) with the gseq,
+ * rseq and time the log gave it, as a publish would store it (the bounds
+ * evict, the sink gets it under the lock). An event at or below the last
+ * gseq was read already and is ignored. After a hole (the log lost events
+ * in the middle) the retained events are dropped and the history goes on
+ * from rec. *applied: rec was stored. Returns 0 or RC_ENOMEM. Any thread.
+ */
+int history_follow(struct history *h, const struct seg_record *rec, bool *applied);
+
 /* After recovery: the next publish gets gseq next_gseq (when no restored event says more). */
 void history_restore_next(struct history *h, uint64_t next_gseq);
 
-/* Sets where published events go (called once before publishing starts). */
+/* Sets where published events go (before publishing starts, or while a log is followed: under the lock). */
 void history_set_sink(struct history *h, history_sink_fn fn, void *arg);
 
 /*

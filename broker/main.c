@@ -26,6 +26,8 @@
 #include "history.h"
 #include "id.h"
 #include "log.h"
+#include "natsmap.h"
+#include "nstore.h"
 #include "options.h"
 #include "store.h"
 
@@ -36,6 +38,8 @@ struct broker_options {
 	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_buffer_bytes, bus_frame_bytes, bus_whole_bytes,
 		bus_tick_ms;
 	const char *store, *data_dir, *fsync, *history_max_age, *idempotency_window;
+	const char *nats_url, *nats_stream;
+	int64_t nats_replicas, nats_timeout_ms, nats_connect_wait_ms;
 	int64_t fsync_interval_ms, segment_bytes, idempotency_max_keys;
 	bool repair;
 	enum rc_log_level log_level;
@@ -137,6 +141,11 @@ int main(int argc, char **argv)
 		.history_max_age = "0",
 		.idempotency_window = "2m",
 		.idempotency_max_keys = HISTORY_IDEM_MAX_KEYS,
+		.nats_url = "nats://127.0.0.1:4222",
+		.nats_stream = "roomcast",
+		.nats_replicas = 1,
+		.nats_timeout_ms = 5000,
+		.nats_connect_wait_ms = 30000,
 	};
 	const struct rc_opt table[] = {
 		{ "bus", RC_OPT_STR, &o.bus, 0, 0, "nng address the event bus (PUB) listens on" },
@@ -173,8 +182,21 @@ int main(int argc, char **argv)
 		  "larger ones go room by room" },
 		{ "bus-tick-ms", RC_OPT_INT, &o.bus_tick_ms, 10, 60000, "idle tick interval on the bus" },
 		{ "store", RC_OPT_STR, &o.store, 0, 0,
-		  "memory (history lost on restart: a new epoch) or file (history, epoch and sequences in --data-dir); "
-		  "default: file when --data-dir is set, else memory" },
+		  "memory (history lost on restart: a new epoch), file (history, epoch and sequences in --data-dir) or "
+		  "nats (a NATS JetStream stream holds them, replicated: --nats-url); default: file when --data-dir is "
+		  "set, else memory" },
+		{ "nats-url", RC_OPT_STR, &o.nats_url, 0, 0,
+		  "--store nats: the NATS servers, comma-separated (nats://host:4222,nats://host2:4222)" },
+		{ "nats-stream", RC_OPT_STR, &o.nats_stream, 0, 0,
+		  "--store nats: the JetStream stream (created if absent, checked if present); its subjects are "
+		  "<stream>.>" },
+		{ "nats-replicas", RC_OPT_INT, &o.nats_replicas, 1, 5,
+		  "--store nats: the stream's replicas when it is created (an existing stream must have as many)" },
+		{ "nats-timeout-ms", RC_OPT_INT, &o.nats_timeout_ms, 100, 600000,
+		  "--store nats: how long a publish waits for JetStream's acknowledgement (then: "
+		  "publish_outcome_unknown)" },
+		{ "nats-connect-wait-ms", RC_OPT_INT, &o.nats_connect_wait_ms, 0, 3600000,
+		  "--store nats: how long start waits for NATS and the stream before it gives up (exit 1)" },
 		{ "data-dir", RC_OPT_STR, &o.data_dir, 0, 0,
 		  "directory of the durable history (implies --store file)" },
 		{ "fsync", RC_OPT_STR, &o.fsync, 0, 0,
@@ -227,8 +249,21 @@ int main(int argc, char **argv)
 	br.max_replays = (int)o.max_replays;
 	if (o.store == NULL)
 		o.store = o.data_dir != NULL ? "file" : "memory";
-	if (strcmp(o.store, "memory") != 0 && strcmp(o.store, "file") != 0) {
-		fprintf(stderr, "roomcast-broker: --store must be memory or file, not '%s'\n", o.store);
+	if (strcmp(o.store, "memory") != 0 && strcmp(o.store, "file") != 0 && strcmp(o.store, "nats") != 0) {
+		fprintf(stderr, "roomcast-broker: --store must be memory, file or nats, not '%s'\n", o.store);
+		return 2;
+	}
+	if (strcmp(o.store, "nats") == 0 && o.data_dir != NULL) {
+		fprintf(stderr, "roomcast-broker: --data-dir goes with --store file, not nats\n");
+		return 2;
+	}
+	if (strcmp(o.store, "nats") == 0 && !natsmap_stream_valid(o.nats_stream)) {
+		fprintf(stderr, "roomcast-broker: --nats-stream must be 1-%d bytes of [A-Za-z0-9_-], not '%s'\n",
+			NATSMAP_STREAM_MAX, o.nats_stream);
+		return 2;
+	}
+	if (strcmp(o.store, "nats") == 0 && (o.nats_url == NULL || strspn(o.nats_url, " ,") == strlen(o.nats_url))) {
+		fprintf(stderr, "roomcast-broker: --store nats needs --nats-url\n");
 		return 2;
 	}
 	if (strcmp(o.store, "file") == 0 && (o.data_dir == NULL || *o.data_dir == '\0')) {
@@ -263,8 +298,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	history_set_max_age(br.hist, max_age_ms);
-	/* before recovery: it remembers the keys of the log still within the window */
-	if (history_set_idempotency(br.hist, idem_window_ms, (size_t)o.idempotency_max_keys) != RC_OK) {
+	/* before recovery: it remembers the keys of the log still within the window (nats: the stream does) */
+	if (history_set_idempotency(br.hist, strcmp(o.store, "nats") == 0 ? 0 : idem_window_ms,
+				    (size_t)o.idempotency_max_keys) != RC_OK) {
 		rc_log_error("cannot allocate the idempotency key table", NULL);
 		history_free(br.hist);
 		return 1;
@@ -289,6 +325,29 @@ int main(int argc, char **argv)
 			    " cut_bytes=%" PRIu64 " fresh=%d recovery_ms=%.1f fsync=%s",
 			    o.data_dir, rec.events, rec.rooms, rec.next_gseq, rec.cut_bytes, rec.fresh, rec.ms,
 			    store_fsync_name(sc.fsync));
+	}
+	if (strcmp(o.store, "nats") == 0) {
+		struct nstore_config nc = {
+			.urls = o.nats_url,
+			.stream = o.nats_stream,
+			.replicas = (int)o.nats_replicas,
+			.max_msgs = o.history_events,
+			.max_bytes = o.history_bytes,
+			.max_age_ms = max_age_ms,
+			.dup_window_ms = idem_window_ms,
+			.timeout_ms = (int)o.nats_timeout_ms,
+			.connect_wait_ms = (int)o.nats_connect_wait_ms,
+			.history_events = (size_t)o.history_events,
+		};
+		struct nstore_recovery nr;
+		if (nstore_open(&nc, br.hist, &br.nats, &nr) != RC_OK) {
+			history_free(br.hist);
+			return 1;
+		}
+		rc_log_info("history recovered",
+			    "store=nats stream=%s events=%" PRIu64 " first_seq=%" PRIu64 " last_seq=%" PRIu64
+			    " created=%d updated=%d recovery_ms=%.1f",
+			    o.nats_stream, nr.events, nr.first_seq, nr.last_seq, nr.created, nr.updated, nr.ms);
 	}
 	struct bus_config bc = {
 		.url = o.bus,
@@ -341,6 +400,7 @@ int main(int argc, char **argv)
 out:
 	/* no new publishes: stop the api, then flush and close the bus */
 	api_stop(api);
+	nstore_close(br.nats); /* the follower stops feeding the bus */
 	bus_stop(bus);
 	history_free(br.hist);
 	store_close(br.store);

@@ -189,11 +189,23 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 		r->in[i].key = r->in[i].key_len ? r->in[i].json + r->in[i].json_len + r->in[i].room_len : NULL;
 	}
 	/* an event whose key is known is answered with the original id and not published again */
-	rv = history_publish(br->hist, r->in, n, r->gseqs, &published);
+	if (br->nats != NULL)
+		rv = nstore_publish(br->nats, r->in, n, r->gseqs, &published);
+	else
+		rv = history_publish(br->hist, r->in, n, r->gseqs, &published);
 	if (rv == RC_ETOOBIG) {
 		reply_error(br, reply, "too_many_rooms",
 			    "events: a new room would pass the broker's limit of rooms (--max-rooms); nothing was "
 			    "published");
+		return;
+	} else if (rv == RC_EIO && br->nats != NULL) {
+		reply_error(br, reply, "storage_unavailable",
+			    "events: NATS JetStream is unreachable or refused them; nothing was published");
+		return;
+	} else if (rv == RC_ETIMEDOUT) {
+		reply_error(br, reply, "publish_outcome_unknown",
+			    "events: JetStream did not acknowledge every event in time; some may have been published "
+			    "(retry with the same idempotency keys)");
 		return;
 	} else if (rv == RC_EIO) {
 		reply_error(br, reply, "storage_unavailable",
@@ -476,6 +488,20 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 		      ",\"idempotency\":{\"window_ms\":%" PRIu64 ",\"keys\":%" PRIu64 ",\"bytes\":%" PRIu64
 		      ",\"hits\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"expired\":%" PRIu64 "}}",
 		      hs.idem_window_ms, hs.keys.keys, hs.keys.bytes, hs.keys.hits, hs.keys.evicted, hs.keys.expired);
+	if (br->nats != NULL) {
+		struct nstore_stats ns;
+		nstore_stats(br->nats, &ns);
+		reply->len--; /* the closing brace */
+		rc_buf_printf(reply,
+			      ",\"nats\":{\"connected\":%s,\"replicas\":%d,\"disconnects\":%" PRIu64
+			      ",\"reconnects\":%" PRIu64 ",\"published\":%" PRIu64 ",\"duplicates\":%" PRIu64
+			      ",\"fence_retries\":%" PRIu64 ",\"room_reads\":%" PRIu64 ",\"failed\":%" PRIu64
+			      ",\"unknown\":%" PRIu64 ",\"followed\":%" PRIu64 ",\"skipped\":%" PRIu64
+			      ",\"follow_seq\":%" PRIu64 "}}",
+			      ns.connected ? "true" : "false", ns.replicas, ns.disconnects, ns.reconnects, ns.published,
+			      ns.duplicates, ns.fence_retries, ns.room_reads, ns.failed, ns.unknown, ns.followed,
+			      ns.skipped, ns.follow_seq);
+	}
 	if (br->store != NULL) {
 		struct store_stats ss;
 		store_stats(br->store, &ss);

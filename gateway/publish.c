@@ -228,8 +228,10 @@ static void publish_done(void *arg, int err, bool sent, const char *reply, size_
 	{
 		const char *c = code ? json_object_get_string(code) : "broker_error";
 		const char *m = msg ? json_object_get_string(msg) : "the broker refused the events";
+		/* --store nats: the broker does not know whether JetStream stored them (504, as a lost answer) */
+		bool unknown = strcmp(c, "publish_outcome_unknown") == 0;
 		bool fatal = strcmp(c, "shutting_down") == 0 || strcmp(c, "internal") == 0 ||
-			     strcmp(c, "storage_unavailable") == 0 || code == NULL;
+			     strcmp(c, "storage_unavailable") == 0 || unknown || code == NULL;
 		bool room_limit = strcmp(c, "too_many_rooms") == 0; /* the broker's state, not the POST's fault */
 		if (!fatal && batch->n > 1 && p != NULL) {
 			/* one POST spoiled the batch: send each alone so only it fails */
@@ -245,7 +247,8 @@ static void publish_done(void *arg, int err, bool sent, const char *reply, size_
 		}
 		for (size_t i = 0; i < batch->n; i++)
 			publish_error(batch->calls[i],
-				      strcmp(c, "too_large") == 0 ? 413
+				      unknown			  ? 504
+				      : strcmp(c, "too_large") == 0 ? 413
 				      : fatal || room_limit	  ? 503
 								  : 400,
 				      code ? c : "broker_error", m);

@@ -949,6 +949,63 @@ static void test_idempotency_restore(void **state)
 	history_free(h);
 }
 
+/* An event read from the replicated log (--store nats): its gseq, rseq and time are the log's. */
+static int follow1(struct history *h, uint64_t gseq, const char *room, uint64_t rseq, bool *applied)
+{
+	static const char json[] = "{\"type\":\"t\"}";
+	struct seg_record r = {
+		.type = SEG_REC_EVENT, .gseq = gseq, .rseq = rseq, .time_ms = 1700000000000ull + gseq,
+		.room = room, .room_len = (uint16_t)(room ? strlen(room) : 0),
+		.json = json, .json_len = (uint32_t)strlen(json),
+	};
+	return history_follow(h, &r, applied);
+}
+
+static void test_follow(void **state)
+{
+	struct history *h = history_new(EPOCH, 3, NO_LIMIT);
+	struct seen seen = { .n = 0 };
+	struct history_stats st;
+	const char *a[] = { "a", NULL };
+	bool applied = false;
+	(void)state;
+
+	history_set_sink(h, seen_sink, &seen);
+	/* the log's first retained event need not be gseq 1 */
+	assert_int_equal(follow1(h, 10, "a", 4, &applied), RC_OK);
+	assert_true(applied);
+	assert_int_equal(follow1(h, 11, NULL, 7, &applied), RC_OK);
+	assert_int_equal(follow1(h, 12, "a", 5, &applied), RC_OK);
+	/* read again (a consumer that started over): ignored, not sent twice */
+	assert_int_equal(follow1(h, 11, NULL, 7, &applied), RC_OK);
+	assert_false(applied);
+	assert_int_equal(seen.n, 3);
+	assert_int_equal(seen.evs[0]->gseq, 10);
+	assert_int_equal(seen.evs[0]->rseq, 4);
+	assert_int_equal(seen.evs[1]->rseq, 7);
+	assert_null(seen.evs[1]->room);
+	assert_int_equal(seen.evs[2]->rseq, 5);
+	assert_int_equal(seen.evs[2]->time_ms, 1700000000012ull);
+	assert_replay(h, a, false, 9, NO_LIMIT, (const uint64_t[]){ 10, 12 }, 2, false);
+	/* the ring's bound holds: a fourth event evicts the first */
+	assert_int_equal(follow1(h, 13, "b", 1, &applied), RC_OK);
+	history_stats(h, &st);
+	assert_int_equal(st.first_gseq, 11);
+	assert_int_equal(st.last_gseq, 13);
+	/* a hole (messages deleted from the middle of the log): what was retained goes, the history goes on after it */
+	assert_int_equal(follow1(h, 20, "a", 6, &applied), RC_OK);
+	assert_true(applied);
+	history_stats(h, &st);
+	assert_int_equal(st.first_gseq, 20);
+	assert_int_equal(st.last_gseq, 20);
+	assert_int_equal(st.events, 1);
+	assert_int_equal(replay_rc(h, 12), RC_EEVICTED);
+	assert_replay(h, a, false, 19, NO_LIMIT, (const uint64_t[]){ 20 }, 1, false);
+	assert_int_equal(seen.n, 5);
+	seen_fini(&seen);
+	history_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -973,6 +1030,7 @@ int main(void)
 		cmocka_unit_test(test_max_rooms),
 		cmocka_unit_test(test_idempotent_publish),
 		cmocka_unit_test(test_idempotency_restore),
+		cmocka_unit_test(test_follow),
 	};
 
 	return cmocka_run_group_tests_name("history", tests, NULL, NULL);

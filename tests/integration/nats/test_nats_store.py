@@ -1,0 +1,381 @@
+"""
+--store nats: the broker keeps its history in a NATS JetStream stream.
+
+Each test starts its own nats-server(s) (JetStream, a temporary store,
+127.0.0.1, port picked by the server), a broker with --store nats and a
+gateway. What a user checks: events published through the gateway stream
+to subscribers; a broker SIGKILLed and started again keeps its epoch and
+every acknowledged id with its payload, and a stream resumes across it
+without a reset or gap; an idempotency key publishes once, also across a
+restart; while NATS is down a publish is answered 503 storage_unavailable,
+and publishing comes back by itself with NATS; with a 3-node cluster and 3
+replicas, SIGKILLing the node that leads the stream loses nothing that was
+acknowledged. Exits 77 (skipped) when nats-server is not installed.
+"""
+
+import json
+import re
+import threading
+import time
+import unittest
+
+import nats_util
+from nats_util import harness, scaled
+
+nats_util.require_nats_server()
+
+gseq_of = harness.gseq
+epoch_of = lambda i: harness.parse_id(i)[0]  # noqa: E731
+
+
+def ev(i, room="room-n", **kw):
+    d = {"type": "n", "room_id": room, "i": i}
+    d.update(kw)
+    return d
+
+
+class NatsStoreTest(nats_util.NatsTest):
+    def start_broker(self, urls, *extra, old=None):
+        args = ("--store", "nats", "--nats-url", ",".join(urls), "--nats-timeout-ms", "2000") + extra
+        if old is None:
+            return self.cluster.start_broker(*args)
+        return self.cluster.start_broker(*args, bus=old.bus, api=old.api)
+
+    def replay_all(self, gw, epoch, last_id):
+        """Every event of the history from gseq 1, through a stream resumed at <epoch>-0."""
+        s = self.sse(gw, "/api/v1/events", headers={"Last-Event-ID": "%s-0" % epoch})
+        got = s.events_until(last_id, timeout=scaled(20))
+        s.close()
+        return got
+
+    def stats(self):
+        r = self.cluster.cli("stats")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def assert_no_reset(self, got):
+        for e in got:
+            self.assertNotEqual(json.loads(e.data).get("type"), "stream.reset", e.data)
+
+    # -- publish and stream --
+
+    def test_publish_stream_and_subjects(self):
+        n = nats_util.start_single(self.cluster)
+        self.nats.append(n)
+        self.start_broker([n.url])
+        gw = self.cluster.start_gateway()
+        s = self.sse(gw, "/api/v1/events")
+        # rooms whose ids hold bytes a subject token cannot: '.', ':', '@'
+        bodies = [ev(1, room="a.b"), ev(2, room="x:y@z"), {"type": "global.thing", "g": True},
+                  ev(3, room="a.b", nested={"k": [1, 2.5, "\u00e9"]})]
+        ids = [harness.publish(gw.port, bodies[0])]
+        ids += harness.publish(gw.port, bodies[1:])
+        self.assertEqual(len({epoch_of(i) for i in ids}), 1)
+        self.assertEqual([gseq_of(i) for i in ids], [1, 2, 3, 4])
+        got = s.events_until(ids[-1], timeout=scaled(10))
+        self.assertEqual([e.id for e in got], ids)
+        self.assertEqual([json.loads(e.data) for e in got], bodies)
+        st = self.stats()
+        self.assertTrue(st["nats"]["connected"])
+        self.assertEqual(st["nats"]["published"], 4)
+        self.assertEqual(st["nats"]["follow_seq"], 4)
+        self.assertEqual(st["last_id"], ids[-1])
+        # the stream NATS holds: one subject per room, encoded, and one for global events
+        j = n.jsz("streams=true&accounts=true&config=true")
+        [acc] = [a for a in j["account_details"] if a.get("stream_detail")]
+        [sd] = acc["stream_detail"]
+        self.assertEqual(sd["name"], "roomcast")
+        self.assertEqual(sd["config"]["subjects"], ["roomcast.>"])
+        self.assertEqual(sd["state"]["messages"], 4)
+        self.assertEqual(sd["state"]["num_subjects"], 3)
+
+    # -- SIGKILL the broker --
+
+    def test_sigkill_restart_keeps_epoch_and_every_event(self):
+        c = self.cluster
+        n = nats_util.start_single(c)
+        self.nats.append(n)
+        self.start_broker([n.url])
+        gw = c.start_gateway()
+        stream = self.sse(gw, "/api/v1/events")
+        acked, lock, stop, errors = {}, threading.Lock(), threading.Event(), []
+
+        def publisher(k):
+            i = 0
+            while not stop.is_set():
+                i += 1
+                body = ev(i, room="room-%d" % (k % 3), p=k)
+                try:
+                    r = harness.post_json(gw.port, body)
+                except OSError:
+                    time.sleep(0.01)
+                    continue
+                if r.status == 201:
+                    with lock:
+                        acked[r.json()["id"]] = body
+                elif r.status not in (503, 504):
+                    errors.append((r.status, r.body[:200]))
+                time.sleep(0.003)
+
+        threads = [threading.Thread(target=publisher, args=(k,), daemon=True) for k in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            for rnd in range(3):
+                n0 = len(acked)
+                harness.wait_until(lambda: len(acked) >= n0 + 40, scaled(20), "40 more publishes acknowledged")
+                old = c.broker
+                old.proc.kill()
+                self.start_broker([n.url], old=old)
+            n0 = len(acked)
+            harness.wait_until(lambda: len(acked) >= n0 + 40, scaled(20), "publishes after the last restart")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(scaled(20))
+        self.assertEqual(errors, [])
+        with lock:
+            ids = sorted(acked, key=gseq_of)
+        self.assertEqual(len({epoch_of(i) for i in ids}), 1, "one epoch across three SIGKILLs")
+        [epoch] = {epoch_of(i) for i in ids}
+        last = ids[-1]
+        # the stream opened before the first kill: no reset, no gap, no duplicate
+        got = stream.events_until(last, timeout=scaled(30))
+        self.assert_no_reset(got)
+        self.assertEqual([gseq_of(e.id) for e in got], list(range(1, gseq_of(last) + 1)))
+        seen = {e.id: json.loads(e.data) for e in got}
+        for i in ids:
+            self.assertEqual(seen.get(i), acked[i], i)
+        # and from the history the last broker read back from the stream
+        got = self.replay_all(gw, epoch, last)
+        seen = {e.id: json.loads(e.data) for e in got}
+        for i in ids:
+            self.assertEqual(seen.get(i), acked[i], i)
+
+    # -- idempotency --
+
+    def test_idempotency_key_publishes_once_across_restart(self):
+        c = self.cluster
+        n = nats_util.start_single(c)
+        self.nats.append(n)
+        self.start_broker([n.url])
+        gw = c.start_gateway()
+        s = self.sse(gw, "/api/v1/events")
+        body = ev(1, room="room-k")
+        first = harness.publish(gw.port, body, headers={"Idempotency-Key": "order-42"})
+        again = harness.publish(gw.port, body, headers={"Idempotency-Key": "order-42"})
+        self.assertEqual(again, first)
+        other = harness.publish(gw.port, ev(2, room="room-k"))
+        old = c.broker
+        old.proc.kill()
+        self.start_broker([n.url], old=old)
+        harness.wait_until(lambda: harness.request(gw.port, "GET", "/readyz").status == 200, scaled(10),
+                           "gateway ready again")
+        harness.wait_until(lambda: harness.post_json(gw.port, body, headers={"Idempotency-Key": "order-42"})
+                           .status == 201, scaled(10), "publishing again")
+        third = harness.publish(gw.port, body, headers={"Idempotency-Key": "order-42"})
+        self.assertEqual(third, first, "the key is the stream's (Nats-Msg-Id): known after a restart")
+        # two keys of one batch, one of them known: one new event
+        ids = harness.publish(gw.port, [dict(body, key="order-42"), dict(ev(3, room="room-k"), key="order-43")])
+        self.assertEqual(ids[0], first)
+        last = harness.publish(gw.port, ev(4, room="room-k"))
+        got = s.events_until(last, timeout=scaled(10))
+        self.assert_no_reset(got)
+        self.assertEqual([e.id for e in got], [first, other, ids[1], last])
+        self.assertEqual(self.stats()["nats"]["duplicates"], 3)  # the wait above, the third, the batch
+
+    # -- NATS restarted under the broker --
+
+    def test_nats_down_answers_503_then_recovers(self):
+        c = self.cluster
+        n = nats_util.start_single(c)
+        self.nats.append(n)
+        self.start_broker([n.url])
+        gw = c.start_gateway()
+        s = self.sse(gw, "/api/v1/events")
+        before = harness.publish(gw.port, ev(1))
+        n.kill()
+        r = harness.post_json(gw.port, ev(2))
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json()["error"]["code"], "storage_unavailable")
+        n.start()  # same port, same store
+        harness.wait_until(lambda: harness.post_json(gw.port, ev(3)).status == 201, scaled(30),
+                           "a publish accepted once NATS is back")
+        after = harness.publish(gw.port, ev(4))
+        self.assertEqual(epoch_of(after), epoch_of(before))
+        got = s.events_until(after, timeout=scaled(20))
+        self.assert_no_reset(got)
+        self.assertEqual([gseq_of(e.id) for e in got], list(range(1, gseq_of(after) + 1)))
+        self.assertEqual([json.loads(e.data)["i"] for e in got], [1, 3, 4])
+        st = self.stats()["nats"]
+        self.assertTrue(st["connected"])
+        self.assertGreaterEqual(st["reconnects"], 1)
+
+    # -- an existing stream that does not fit --
+
+    def test_stream_config_mismatch_refused(self):
+        c = self.cluster
+        n = nats_util.start_single(c)
+        self.nats.append(n)
+        b = self.start_broker([n.url], "--history-events", "1000")
+        b.proc.stop()
+        # replicas other than the stream's: refused with the reason, exit 1
+        p = harness.Proc("broker-r3", [harness.BROKER_BIN, "--store", "nats", "--nats-url", n.url,
+                                       "--nats-replicas", "3", "--bus", "tcp://127.0.0.1:0",
+                                       "--api", "tcp://127.0.0.1:0"], c.dir)
+        self.assertEqual(p.wait(scaled(20)), 1, p.log())
+        self.assertIn("replicas differ from --nats-replicas", p.log())
+        # a stream name NATS would read as several tokens: a bad option, exit 2
+        p = harness.Proc("broker-bad-name", [harness.BROKER_BIN, "--store", "nats", "--nats-url", n.url,
+                                             "--nats-stream", "a.b"], c.dir)
+        self.assertEqual(p.wait(scaled(10)), 2, p.log())
+        self.assertIn("--nats-stream must be", p.log())
+        # other retention options: the stream follows them, and the epoch stays
+        b2 = self.start_broker([n.url], "--history-events", "2000")
+        self.assertIn("stream retention changed", b2.proc.log())
+        self.assertIn("max_msgs=2000", b2.proc.log())
+        epoch = lambda log: re.search(r"msg=\"broker ready\" epoch=([0-9a-f]+)", log).group(1)  # noqa: E731
+        self.assertEqual(epoch(b2.proc.log()), epoch(b.proc.log()))
+
+    # -- two brokers on one stream, both publishing into the same rooms --
+
+    def test_two_brokers_active_active_one_order(self):
+        c = self.cluster
+        n = nats_util.start_single(c)
+        self.nats.append(n)
+        b1 = self.start_broker([n.url])
+        b2 = self.start_broker([n.url])
+        gws = [c.start_gateway(broker=b1), c.start_gateway(broker=b2)]
+        threads_n, rounds, batch = 4, 25, 5
+        total = threads_n * rounds * batch
+        tails = []
+        for b in (b1, b2):
+            out = open(__import__("os").path.join(c.dir, "tail-%d.out" % len(tails)), "w+")
+            p = harness.subprocess.Popen([harness.CLI_BIN, "tail", "--count", str(total), "--broker-bus", b.bus],
+                                         stdout=out, stderr=harness.subprocess.DEVNULL)
+            tails.append((p, out))
+            self.addCleanup(lambda p=p: (p.kill(), p.wait()))  # reaped whatever happens
+        time.sleep(0.5)  # the SUB sockets connect (nng gives no signal for it; they only need to be early)
+        acked, lock, errors = [], threading.Lock(), []
+
+        def run(k):
+            gw = gws[k % 2]
+            try:
+                for i in range(rounds):
+                    evs = [ev(i * batch + j, room="room-%d" % ((i + j) % 3), p=k) for j in range(batch)]
+                    ids = harness.publish(gw.port, evs)
+                    with lock:
+                        acked.extend(zip(ids, evs))
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(scaled(60))
+        self.assertEqual(errors, [])
+        self.assertEqual(len(acked), total)
+        seqs = []
+        for p, out in tails:
+            self.assertEqual(p.wait(scaled(30)), 0)
+            out.seek(0)
+            seqs.append([json.loads(line) for line in out if line.startswith("{")])
+            out.close()
+        # every gseq once, the same order on both buses, each room's rseq 1, 2, 3 ...
+        self.assertEqual(seqs[0], seqs[1])
+        self.assertEqual([gseq_of(e["id"]) for e in seqs[0]], list(range(1, total + 1)))
+        rseq = {}
+        for e in seqs[0]:
+            rseq[e["room_id"]] = rseq.get(e["room_id"], 0) + 1
+            self.assertEqual(e["rseq"], rseq[e["room_id"]], e)
+        byid = {e["id"]: e["event"] for e in seqs[0]}
+        for i, body in acked:
+            self.assertEqual(byid[i], body)
+        st1, st2 = (json.loads(harness.subprocess.run(
+            [harness.CLI_BIN, "stats", "--broker-api", b.api], capture_output=True, text=True,
+            timeout=scaled(20)).stdout) for b in (b1, b2))
+        self.assertEqual(st1["nats"]["follow_seq"], total)
+        self.assertEqual(st2["nats"]["follow_seq"], total)
+        __import__("sys").stderr.write("two brokers: fence retries %d + %d\n" % (
+            st1["nats"]["fence_retries"], st2["nats"]["fence_retries"]))
+
+    # -- a 3-node cluster, 3 replicas, the stream's leader SIGKILLed --
+
+    def test_cluster_leader_killed_loses_nothing_acknowledged(self):
+        c = self.cluster
+        servers = nats_util.start_cluster(c, 3)
+        self.nats.extend(servers)
+        self.start_broker([s.url for s in servers], "--nats-replicas", "3", "--nats-timeout-ms", "3000")
+        gw = c.start_gateway("--publish-timeout-ms", "10000")
+        stream = self.sse(gw, "/api/v1/events")
+        acked, lock, stop, errors, statuses = {}, threading.Lock(), threading.Event(), [], {}
+
+        def publisher(k):
+            i = 0
+            while not stop.is_set():
+                i += 1
+                key = "p%d-%d" % (k, i)
+                body = ev(i, room="room-%d" % (k % 2), p=k)
+                # as a client should: the same key again until it is answered 201
+                for _ in range(200):
+                    try:
+                        r = harness.post_json(gw.port, body, headers={"Idempotency-Key": key},
+                                              timeout=scaled(15))
+                    except OSError:
+                        time.sleep(0.05)
+                        continue
+                    with lock:
+                        statuses[r.status] = statuses.get(r.status, 0) + 1
+                    if r.status == 201:
+                        with lock:
+                            acked.setdefault(r.json()["id"], []).append(body)
+                        break
+                    if r.status not in (503, 504):
+                        errors.append((r.status, r.body[:200]))
+                        break
+                    time.sleep(0.05)
+                time.sleep(0.005)
+
+        threads = [threading.Thread(target=publisher, args=(k,), daemon=True) for k in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            harness.wait_until(lambda: len(acked) >= 50, scaled(30), "50 publishes acknowledged")
+            leader = None
+            harness.wait_until(lambda: nats_util.stream_leader(servers, "roomcast"), scaled(10), "a stream leader")
+            leader = nats_util.stream_leader(servers, "roomcast")
+            [victim] = [s for s in servers if s.name == leader]
+            victim.kill()
+            n0 = len(acked)
+            harness.wait_until(lambda: len(acked) >= n0 + 100, scaled(60),
+                               "100 more publishes acknowledged after the leader died")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(scaled(30))
+        self.assertEqual(errors, [])
+        with lock:
+            ids = sorted(acked, key=gseq_of)
+            for i in ids:
+                self.assertEqual(len({json.dumps(b, sort_keys=True) for b in acked[i]}), 1, "one id, one event")
+        self.assertEqual(len({epoch_of(i) for i in ids}), 1)
+        [epoch] = {epoch_of(i) for i in ids}
+        last = ids[-1]
+        got = stream.events_until(last, timeout=scaled(30))
+        self.assert_no_reset(got)
+        self.assertEqual([gseq_of(e.id) for e in got], list(range(1, gseq_of(last) + 1)))
+        seen = {e.id: json.loads(e.data) for e in got}
+        for i in ids:
+            self.assertEqual(seen.get(i), acked[i][0], i)
+        # a key was published once: no event appears twice in the stream
+        keys = [(d["p"], d["i"]) for d in seen.values() if "p" in d]
+        self.assertEqual(len(keys), len(set(keys)), "every event once")
+        got = self.replay_all(gw, epoch, last)
+        self.assertEqual({e.id for e in got} >= set(ids), True)
+        sys_stderr = __import__("sys").stderr
+        sys_stderr.write("cluster test: %d acknowledged, answers %r\n" % (len(ids), statuses))
+
+
+if __name__ == "__main__":
+    unittest.main()
