@@ -67,10 +67,25 @@ static bool parse_store(struct json_object *st, struct gw_broker_figures *f)
 	return f->recovery_ms >= 0;
 }
 
+static bool parse_nats(struct json_object *nt, struct gw_broker_figures *f)
+{
+	struct json_object *v;
+
+	if (!json_object_is_type(nt, json_type_object) || !json_object_object_get_ex(nt, "connected", &v) ||
+	    !json_object_is_type(v, json_type_boolean) || !get_u64(nt, "replicas", &f->nats_replicas) ||
+	    !get_u64(nt, "disconnects", &f->nats_disconnects) || !get_u64(nt, "reconnects", &f->nats_reconnects) ||
+	    !get_u64(nt, "fence_retries", &f->nats_fence_retries) || !get_u64(nt, "failed", &f->nats_failed) ||
+	    !get_u64(nt, "unknown", &f->nats_unknown) || !get_u64(nt, "follow_seq", &f->nats_follow_seq))
+		return false;
+	f->nats_connected = json_object_get_boolean(v);
+	f->nats = true;
+	return true;
+}
+
 int gw_broker_figures_parse(const char *reply, size_t len, struct gw_broker_figures *f)
 {
 	struct json_tokener *tok = json_tokener_new();
-	struct json_object *obj = NULL, *ok, *hist, *st;
+	struct json_object *obj = NULL, *ok, *hist, *st, *nt;
 	bool good = false;
 
 	if (tok == NULL)
@@ -89,7 +104,8 @@ int gw_broker_figures_parse(const char *reply, size_t len, struct gw_broker_figu
 	    get_u64(obj, "gseq", &f->last_gseq) && json_object_object_get_ex(obj, "history", &hist) &&
 	    json_object_is_type(hist, json_type_object) && get_u64(hist, "events", &f->history_events) &&
 	    get_u64(hist, "bytes", &f->history_bytes))
-		good = !json_object_object_get_ex(obj, "store", &st) || parse_store(st, f);
+		good = (!json_object_object_get_ex(obj, "store", &st) || parse_store(st, f)) &&
+		       (!json_object_object_get_ex(obj, "nats", &nt) || parse_nats(nt, f));
 	json_object_put(obj);
 	return good ? RC_OK : RC_EPROTO;
 }
@@ -170,8 +186,12 @@ void gw_broker_stats_render(struct gw_broker_stats *bs, uint64_t now_ns, struct 
 	     "(asked every --broker-stats-ms).");
 	rc_buf_printf(out, "roomcast_broker_stats_age_seconds %.3f\n", now_ns > at ? (double)(now_ns - at) / 1e9 : 0.0);
 	head(out, "roomcast_broker_store_info", "gauge",
-	     "1, labelled with where the broker keeps its history (store: memory or file), its --fsync and its epoch.");
-	if (f.file)
+	     "1, labelled with where the broker keeps its history (store: memory, file or nats), its --fsync or "
+	     "--nats-replicas, and its epoch.");
+	if (f.nats)
+		rc_buf_printf(out, "roomcast_broker_store_info{store=\"nats\",replicas=\"%" PRIu64 "\",epoch=\"%s\"} 1\n",
+			      f.nats_replicas, f.epoch);
+	else if (f.file)
 		rc_buf_printf(out, "roomcast_broker_store_info{store=\"file\",fsync=\"%s\",epoch=\"%s\"} 1\n", f.fsync,
 			      f.epoch);
 	else
@@ -182,6 +202,27 @@ void gw_broker_stats_render(struct gw_broker_stats *bs, uint64_t now_ns, struct 
 	    f.history_events);
 	u64(out, "roomcast_broker_history_bytes", "gauge", "Bytes of events the broker's history holds.",
 	    f.history_bytes);
+	if (f.nats) {
+		u64(out, "roomcast_broker_nats_connected", "gauge", "1 while the broker is connected to NATS, else 0.",
+		    f.nats_connected ? 1 : 0);
+		u64(out, "roomcast_broker_nats_disconnects_total", "counter",
+		    "Times the broker lost its NATS connection (a server died or was cut off: a failover).",
+		    f.nats_disconnects);
+		u64(out, "roomcast_broker_nats_reconnects_total", "counter",
+		    "Times the broker connected to NATS again (possibly to another server of the cluster).",
+		    f.nats_reconnects);
+		u64(out, "roomcast_broker_nats_fence_retries_total", "counter",
+		    "Publishes sent again because another broker had published to the room first.",
+		    f.nats_fence_retries);
+		u64(out, "roomcast_broker_nats_publish_failed_total", "counter",
+		    "Events JetStream refused or that could not be sent (answered 503 storage_unavailable).",
+		    f.nats_failed);
+		u64(out, "roomcast_broker_nats_publish_unknown_total", "counter",
+		    "Events with no acknowledgement in --nats-timeout-ms (answered publish_outcome_unknown).",
+		    f.nats_unknown);
+		u64(out, "roomcast_broker_nats_followed_gseq", "gauge",
+		    "The last stream sequence (gseq) the broker's follower read and put on its bus.", f.nats_follow_seq);
+	}
 	if (!f.file)
 		return;
 	u64(out, "roomcast_broker_store_bytes", "gauge", "Bytes of the broker's log in --data-dir (every segment).",

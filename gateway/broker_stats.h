@@ -30,6 +30,10 @@ struct gw_broker_figures {
 	uint64_t store_bytes, segments, oldest_gseq;
 	uint64_t fsyncs, fsync_us_total, fsync_us_max, fsync_us_last, write_errors, fsync_errors;
 	double recovery_ms;
+	bool nats; /* a "nats" object: --store nats (a JetStream stream holds the history) */
+	bool nats_connected;
+	uint64_t nats_replicas, nats_disconnects, nats_reconnects, nats_fence_retries, nats_failed, nats_unknown;
+	uint64_t nats_follow_seq;
 };
 
 /*

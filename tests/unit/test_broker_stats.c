@@ -42,6 +42,17 @@ static const char memory_answer[] =
 	"\"bus\":{\"frames\":0,\"events\":0,\"bytes\":0,\"ticks\":0,\"send_errors\":0},"
 	"\"idempotency\":{\"window_ms\":120000,\"keys\":0,\"bytes\":0,\"hits\":0,\"evicted\":0,\"expired\":0}}";
 
+/* The same with --store nats: the history is a JetStream stream (broker/nstore.c). */
+static const char nats_answer[] =
+	"{\"ok\":true,\"epoch\":\"5a5a0001\",\"last_id\":\"5a5a0001-77\",\"gseq\":77,\"rooms\":2,\"room_bytes\":10,"
+	"\"history\":{\"events\":77,\"bytes\":7700,\"first_gseq\":1},\"requests\":9,\"errors\":0,\"publishes\":9,"
+	"\"events_published\":77,\"replays\":0,\"replays_in_flight\":0,\"replays_busy\":0,"
+	"\"bus\":{\"frames\":9,\"events\":77,\"bytes\":1,\"ticks\":0,\"send_errors\":0},"
+	"\"idempotency\":{\"window_ms\":120000,\"keys\":0,\"bytes\":0,\"hits\":0,\"evicted\":0,\"expired\":0},"
+	"\"nats\":{\"connected\":true,\"replicas\":3,\"disconnects\":2,\"reconnects\":2,\"published\":77,"
+	"\"duplicates\":1,\"fence_retries\":5,\"room_reads\":3,\"failed\":4,\"unknown\":6,\"followed\":77,"
+	"\"skipped\":0,\"follow_seq\":77}}";
+
 static char *render_at(struct gw_broker_stats *bs, uint64_t now_ns)
 {
 	struct rc_buf out;
@@ -200,6 +211,32 @@ static void test_memory_store_has_no_storage_figures(void **state)
 	gw_broker_stats_free(bs);
 }
 
+static void test_nats_store_figures(void **state)
+{
+	struct gw_broker_stats *bs;
+	struct gw_broker_figures f;
+	char *text;
+
+	(void)state;
+	assert_int_equal(gw_broker_figures_parse(nats_answer, sizeof(nats_answer) - 1, &f), RC_OK);
+	assert_int_equal(gw_broker_stats_new(&bs), RC_OK);
+	gw_broker_stats_put(bs, &f, SEC);
+	text = render_at(bs, SEC);
+	assert_exposition(text);
+	assert_has(text, "\nroomcast_broker_store_info{store=\"nats\",replicas=\"3\",epoch=\"5a5a0001\"} 1\n");
+	assert_has(text, "\nroomcast_broker_nats_connected 1\n");
+	assert_has(text, "\nroomcast_broker_nats_disconnects_total 2\n");
+	assert_has(text, "\nroomcast_broker_nats_reconnects_total 2\n");
+	assert_has(text, "\nroomcast_broker_nats_fence_retries_total 5\n");
+	assert_has(text, "\nroomcast_broker_nats_publish_failed_total 4\n");
+	assert_has(text, "\nroomcast_broker_nats_publish_unknown_total 6\n");
+	assert_has(text, "\nroomcast_broker_nats_followed_gseq 77\n");
+	assert_null(strstr(text, "store=\"memory\""));
+	assert_null(strstr(text, "roomcast_broker_store_bytes"));
+	free(text);
+	gw_broker_stats_free(bs);
+}
+
 static void test_what_is_not_an_answer_is_refused(void **state)
 {
 	struct gw_broker_figures f;
@@ -218,6 +255,8 @@ static void test_what_is_not_an_answer_is_refused(void **state)
 		"\"store\":{\"fsync\":\"al\\nways\",\"bytes\":1,\"segments\":1,\"oldest_gseq\":1,\"fsyncs\":0,"
 		"\"fsync_us_total\":0,\"fsync_us_last\":0,\"fsync_us_max\":0,\"write_errors\":0,\"fsync_errors\":0,"
 		"\"recovery_ms\":1}}", /* not a label value */
+		"{\"ok\":true,\"epoch\":\"6f1c2a9e\",\"gseq\":1,\"history\":{\"events\":1,\"bytes\":1},"
+		"\"nats\":{\"connected\":true}}", /* nats without its figures */
 	};
 
 	(void)state;
@@ -236,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_nothing_before_the_broker_answered),
 		cmocka_unit_test(test_file_store_figures),
 		cmocka_unit_test(test_memory_store_has_no_storage_figures),
+		cmocka_unit_test(test_nats_store_figures),
 		cmocka_unit_test(test_what_is_not_an_answer_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
