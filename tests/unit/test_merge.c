@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -51,6 +52,15 @@ static bool pub_open[NSRC];
 static unsigned nsrc;
 static char urls[256];
 static struct gwf_client *watch; /* a stream of room a: its events and the global ones */
+static atomic_int pub_pipes[NSRC];   /* connections each PUB socket has taken on */
+
+/* nng thread: a message sent before the PUB side has the connection would go nowhere. */
+static void pub_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)p;
+	(void)ev;
+	atomic_fetch_add((atomic_int *)arg, 1);
+}
 
 static void start(unsigned n, int64_t gap_wait_ms)
 {
@@ -65,6 +75,8 @@ static void start(unsigned n, int64_t gap_wait_ms)
 		assert_int_equal(nng_pub0_open(&pub[i]), 0);
 		/* the tests send faster than the gateway reads: nng would drop past its default queue of 16 */
 		assert_int_equal(nng_socket_set_int(pub[i], NNG_OPT_SENDBUF, 8192), 0);
+		atomic_store(&pub_pipes[i], 0);
+		assert_int_equal(nng_pipe_notify(pub[i], NNG_PIPE_EV_ADD_POST, pub_pipe_cb, &pub_pipes[i]), 0);
 		assert_int_equal(nng_listen(pub[i], url, NULL, 0), 0);
 		pub_open[i] = true;
 		off += (size_t)snprintf(urls + off, sizeof(urls) - off, "%s%s", i ? "," : "", url);
@@ -76,7 +88,7 @@ static void start(unsigned n, int64_t gap_wait_ms)
 	gwf_start(&fx, &o);
 	assert_int_equal(gw_loop_bus_start(&fx.gw), RC_OK);
 	for (unsigned i = 0; i < n; i++)
-		GWF_WAIT(&fx, gw_bus_source_connected(fx.gw.bus, i));
+		GWF_WAIT(&fx, gw_bus_source_connected(fx.gw.bus, i) && atomic_load(&pub_pipes[i]) > 0);
 	watch = gwf_stream(&fx, "room_id=a", NULL);
 }
 
