@@ -30,16 +30,16 @@ struct merge_src {
 	unsigned index;
 	struct gw_assembler *as;
 	uint64_t epoch; /* of its latest flush; 0: none yet */
-	uint64_t last;  /* the last gseq its flushes reached in that epoch */
+	uint64_t last;	/* the last gseq its flushes reached in that epoch */
 	uint64_t heard; /* loop time of its latest flush */
 };
 
 struct gw_merge {
 	struct gw *gw;
 	struct gw_repair *rp;
-	uint64_t epoch;  /* the epoch followed; 0 until a flush was taken */
-	uint64_t taken;  /* every gseq up to this was handed to the repair stage */
-	bool started;    /* taken holds (a flush of epoch was taken) */
+	uint64_t epoch; /* the epoch followed; 0 until a flush was taken */
+	uint64_t taken; /* every gseq up to this was handed to the repair stage */
+	bool started;	/* taken holds (a flush of epoch was taken) */
 	uint64_t wait_ms;
 	struct merge_held *held; /* by first gseq, complete before incomplete */
 	size_t held_bytes, max_held_bytes;
@@ -151,8 +151,7 @@ static void merge_waited(struct gw_tq *q, struct gw_tq_entry *e)
 }
 
 /* Keeps a copy of the flush r (its wanted events) in gseq order; false: over max_held_bytes or out of memory. */
-static bool merge_hold(struct gw_merge *m, unsigned src, const struct rc_frame_reader *r, uint64_t first,
-		       bool complete)
+static bool merge_hold(struct gw_merge *m, unsigned src, const struct rc_frame_reader *r, uint64_t first, bool complete)
 {
 	size_t len = (size_t)(r->end - r->p) + RC_FRAME_HDR_SIZE;
 	struct merge_held *h, **pp = &m->held;
