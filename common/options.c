@@ -246,3 +246,36 @@ void rc_opts_usage(FILE *out, const char *usage_line, const struct rc_opt *table
 	}
 	fprintf(out, "  %-28s %s\n", "--help", "print this help and exit");
 }
+
+int rc_opt_list(const char *s, char **items, int max)
+{
+	int n = 0;
+
+	for (;;) {
+		const char *end = strchr(s, ','), *b = s, *e = end ? end : s + strlen(s);
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (b == e || n == max) {
+			rc_opt_list_free(items, n);
+			return RC_EINVAL;
+		}
+		if ((items[n] = strndup(b, (size_t)(e - b))) == NULL) {
+			rc_opt_list_free(items, n);
+			return RC_ENOMEM;
+		}
+		n++;
+		if (end == NULL)
+			return n;
+		s = end + 1;
+	}
+}
+
+void rc_opt_list_free(char **items, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(items[i]);
+		items[i] = NULL;
+	}
+}

@@ -62,4 +62,13 @@ int rc_opts_main(const char *prog, const char *usage_line, const struct rc_opt *
 /* Prints one line per option with its variable, help and current value. */
 void rc_opts_usage(FILE *out, const char *usage_line, const struct rc_opt *table);
 
+/*
+ * Splits an option's comma-separated list ("tcp://a:1, tcp://b:1") into its
+ * items, blanks around each removed: items[0..n) are malloc'd strings the
+ * caller frees with rc_opt_list_free. Returns n (at least 1), or RC_EINVAL
+ * (an empty item, or more than max) or RC_ENOMEM with nothing allocated.
+ */
+int rc_opt_list(const char *s, char **items, int max);
+void rc_opt_list_free(char **items, int n);
+
 #endif

@@ -10,6 +10,8 @@
 #include "inbox.h"
 #include "list.h"
 #include "log.h"
+#include "options.h"
+#include "bus_client.h" /* GW_BROKERS_MAX */
 
 enum call_state { CALL_SEND, CALL_RECV };
 
@@ -25,6 +27,9 @@ struct gw_api_call {
 	gw_api_cb cb;
 	void *cb_arg;
 	nng_time deadline; /* the answer's, once sent (nng_clock); 0: timeout_ms again from the send */
+	nng_msg *req;      /* several brokers: the request, to send again when its broker fails; else NULL */
+	nng_time end;      /* with req: no attempt after this */
+	bool sent;      /* an attempt was handed to a connection (written by nng's threads until queued) */
 	bool in_flight; /* loop thread: called, its callback not yet run */
 	bool queued;	/* its completion is in the inbox (written by nng, read by gw_api_stop) */
 };
@@ -32,6 +37,10 @@ struct gw_api_call {
 struct gw_api {
 	nng_socket sock;
 	atomic_int pipes;
+	unsigned n;                        /* broker addresses dialed */
+	nng_dialer dialers[GW_BROKERS_MAX];
+	atomic_int pipes_by[GW_BROKERS_MAX]; /* connections up, per address */
+	atomic_uint_fast64_t retries;
 	struct gw_inbox inbox;
 	struct gw_api_call *free_calls; /* loop thread only */
 	struct gw_api_call **all;       /* every call ever made, for stop */
@@ -42,11 +51,16 @@ struct gw_api {
 static void api_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct gw_api *a = arg;
-	(void)p;
-	if (ev == NNG_PIPE_EV_ADD_POST)
-		atomic_fetch_add(&a->pipes, 1);
-	else if (ev == NNG_PIPE_EV_REM_POST)
-		atomic_fetch_sub(&a->pipes, 1);
+	int d = nng_dialer_id(nng_pipe_dialer(p)), by = -1, add = ev == NNG_PIPE_EV_ADD_POST ? 1 : -1;
+
+	if (ev != NNG_PIPE_EV_ADD_POST && ev != NNG_PIPE_EV_REM_POST)
+		return;
+	for (unsigned i = 0; i < a->n; i++)
+		if (nng_dialer_id(a->dialers[i]) == d)
+			by = (int)i;
+	atomic_fetch_add(&a->pipes, add);
+	if (by >= 0)
+		atomic_fetch_add(&a->pipes_by[by], add);
 }
 
 static int api_error(int nng_err)
@@ -59,6 +73,35 @@ static int api_error(int nng_err)
 	case NNG_ENOMEM: return RC_ENOMEM;
 	}
 	return RC_EIO; /* NNG_ECONNRESET: the connection was lost after the send; and the like */
+}
+
+/* Connections up now (any thread). */
+static int api_pipes(struct gw_api *a)
+{
+	return atomic_load(&a->pipes);
+}
+
+/*
+ * nng thread: with several brokers, a call that failed (its connection
+ * lost, its time for this attempt passed, or no connection took it) is
+ * sent again while time is left; nng hands it to a connection that is up,
+ * the failed one being gone. False: the call ends now.
+ */
+static bool api_retry(struct gw_api_call *c, int rv)
+{
+	nng_time now = nng_clock();
+	nng_msg *msg;
+
+	if (c->req == NULL || rv == NNG_ECLOSED || rv == NNG_ECANCELED || rv == NNG_ENOMEM || now + 1 >= c->end)
+		return false;
+	if (nng_msg_dup(&msg, c->req) != 0)
+		return false;
+	atomic_fetch_add(&c->api->retries, 1);
+	c->state = CALL_SEND;
+	nng_aio_set_timeout(c->aio, (nng_duration)(c->end - now));
+	nng_aio_set_msg(c->aio, msg);
+	nng_ctx_send(c->ctx, c->aio);
+	return true;
 }
 
 /*
@@ -76,14 +119,22 @@ static void api_aio_cb(void *arg)
 	if (c->state == CALL_SEND && rv == 0) {
 		nng_time now = nng_clock();
 		c->state = CALL_RECV;
-		/* nng times each operation alone: the answer gets what is left */
-		if (c->deadline != 0)
+		c->sent = true;
+		if (c->req != NULL) {
+			/* while another broker is up, the answer gets half of what is left: the other half is a retry's */
+			nng_duration left = c->end > now ? (nng_duration)(c->end - now) : 1;
+			nng_aio_set_timeout(c->aio, api_pipes(c->api) > 1 && left > 1 ? left / 2 : left);
+		} else if (c->deadline != 0) {
+			/* nng times each operation alone: the answer gets what is left */
 			nng_aio_set_timeout(c->aio, c->deadline > now ? (nng_duration)(c->deadline - now) : 1);
+		}
 		nng_ctx_recv(c->ctx, c->aio);
 		return;
 	}
 	if (c->state == CALL_SEND)
 		nng_msg_free(nng_aio_get_msg(c->aio));
+	if (rv != 0 && api_retry(c, rv))
+		return;
 	c->reply = rv == 0 ? nng_aio_get_msg(c->aio) : NULL;
 	c->err = api_error(rv);
 	c->queued = true;
@@ -99,9 +150,11 @@ static void api_done(struct gw_inbox *ib, struct gw_inbox_item *item)
 	if (c->reply != NULL)
 		c->cb(c->cb_arg, RC_OK, true, nng_msg_body(c->reply), nng_msg_len(c->reply));
 	else
-		c->cb(c->cb_arg, c->err, c->state == CALL_RECV, NULL, 0);
+		c->cb(c->cb_arg, c->err, c->sent, NULL, 0);
 	nng_msg_free(c->reply);
 	c->reply = NULL;
+	nng_msg_free(c->req);
+	c->req = NULL;
 	c->in_flight = false;
 	c->next_free = a->free_calls;
 	a->free_calls = c;
@@ -115,11 +168,18 @@ static void api_closed(uv_handle_t *h)
 int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out)
 {
 	struct gw_api *a = calloc(1, sizeof(*a));
-	int rv;
+	char *urls[GW_BROKERS_MAX];
+	int n, rv = 0;
 
 	if (a == NULL)
 		return RC_ENOMEM;
+	if ((n = rc_opt_list(url, urls, GW_BROKERS_MAX)) < 0) {
+		rc_log_error("bad --broker-api list", "value=\"%s\" max=%d", url, GW_BROKERS_MAX);
+		free(a);
+		return n;
+	}
 	if ((rv = nng_req0_open(&a->sock)) != 0) {
+		rc_opt_list_free(urls, n);
 		free(a);
 		return RC_EIO;
 	}
@@ -131,12 +191,23 @@ int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out)
 	nng_pipe_notify(a->sock, NNG_PIPE_EV_ADD_POST, api_pipe_cb, a);
 	nng_pipe_notify(a->sock, NNG_PIPE_EV_REM_POST, api_pipe_cb, a);
 	if (gw_inbox_init(loop, &a->inbox, 0, api_done, a) != 0) {
+		rc_opt_list_free(urls, n);
 		nng_close(a->sock);
 		free(a);
 		return RC_EIO;
 	}
-	if ((rv = nng_dial(a->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-		rc_log_error("bad --broker-api address", "url=%s err=\"%s\"", url, nng_strerror(rv));
+	/* one socket dialing every broker: nng spreads requests over the connections up */
+	for (int i = 0; i < n && rv == 0; i++) {
+		/* created before it starts, so that the pipe callback finds its index */
+		if ((rv = nng_dialer_create(&a->dialers[i], a->sock, urls[i])) == 0) {
+			a->n++;
+			rv = nng_dialer_start(a->dialers[i], NNG_FLAG_NONBLOCK);
+		}
+		if (rv != 0)
+			rc_log_error("bad --broker-api address", "url=%s err=\"%s\"", urls[i], nng_strerror(rv));
+	}
+	rc_opt_list_free(urls, n);
+	if (rv != 0) {
 		nng_close(a->sock);
 		gw_inbox_close(&a->inbox, api_closed);
 		return RC_EIO;
@@ -148,6 +219,21 @@ int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out)
 bool gw_api_connected(struct gw_api *a)
 {
 	return a != NULL && atomic_load(&a->pipes) > 0;
+}
+
+unsigned gw_api_brokers(const struct gw_api *a)
+{
+	return a != NULL ? a->n : 0;
+}
+
+bool gw_api_broker_connected(struct gw_api *a, unsigned i)
+{
+	return a != NULL && i < a->n && atomic_load(&a->pipes_by[i]) > 0;
+}
+
+uint64_t gw_api_retries(struct gw_api *a)
+{
+	return a != NULL ? atomic_load(&a->retries) : 0;
 }
 
 static struct gw_api_call *api_call_get(struct gw_api *a)
@@ -201,6 +287,12 @@ static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_m
 		a->free_calls = c;
 		return RC_ENOMEM;
 	}
+	c->req = NULL;
+	if (a->n > 1 && nng_msg_dup(&c->req, msg) != 0)
+		c->req = NULL; /* out of memory: this call is not sent again */
+	/* waiting for a connection may take timeout_ms, and the answer as long again */
+	c->end = nng_clock() + (nng_time)timeout_ms * (wait ? 2 : 1);
+	c->sent = false;
 	c->cb = cb;
 	c->cb_arg = arg;
 	c->state = CALL_SEND;

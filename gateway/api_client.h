@@ -1,6 +1,16 @@
 /*
  * api_client.h - the gateway's client of the broker api (nng REQ).
  *
+ * --broker-api takes one address or several (the brokers of one stream,
+ * comma-separated): one REQ socket dials them all and nng spreads the
+ * requests over the connections that are up. With several, a call whose
+ * broker fails (the connection lost, or half of the time left passed
+ * without an answer while another broker is up) is sent again, within
+ * its timeout, on a connection that is up: every request the gateway
+ * sends must then be safe to repeat. Reads are; a publish is when each of
+ * its events carries an idempotency key (publish.c gives one to every
+ * event that has none when gw_api_brokers() > 1). With one address a call
+ * is never sent again.
  * Calls run on nng contexts with aio: nothing blocks the loop. A call's
  * completion is handed back to the loop through an inbox and its callback
  * runs on the loop thread. When no connection to the broker is up, a call
@@ -11,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 struct gw_api;
@@ -26,16 +37,22 @@ struct gw_api;
  */
 typedef void (*gw_api_cb)(void *arg, int err, bool sent, const char *reply, size_t len);
 
-/* Dials url (reconnecting by itself). Returns 0, RC_EIO or RC_ENOMEM. */
+/* Dials url, one address or a comma-separated list (reconnecting by itself). Returns 0, RC_EINVAL, RC_EIO or RC_ENOMEM. */
 int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out);
 
-/* True while a connection to the broker api is up. Any thread. */
+/* True while a connection to a broker api is up. Any thread. */
 bool gw_api_connected(struct gw_api *a);
+/* The number of broker addresses. NULL: 0. Any thread. */
+unsigned gw_api_brokers(const struct gw_api *a);
+/* True while a connection to address i is up. Any thread. */
+bool gw_api_broker_connected(struct gw_api *a, unsigned i);
+/* Calls sent again after their broker failed. Any thread. */
+uint64_t gw_api_retries(struct gw_api *a);
 
 /*
  * Sends req[0..len); cb runs exactly once, later, on the loop thread. The
  * request is sent and answered within timeout_ms in all (else RC_ETIMEDOUT);
- * it is never re-sent. Returns 0 or an error (cb not called):
+ * with one broker address it is never re-sent (several: see the top). Returns 0 or an error (cb not called):
  * RC_EIO at once while the broker api is unreachable, RC_ECLOSED after
  * gw_api_stop, RC_ENOMEM.
  */

@@ -6,11 +6,11 @@
 #include "flush.h"
 #include "gateway.h"
 #include "log.h"
-#include "repair.h"
 
 struct gw_assembler {
 	struct gw *gw;
-	struct gw_repair *rp;
+	gw_assembler_fn done;
+	void *arg;
 	struct rc_flush_asm *flush;
 };
 
@@ -25,7 +25,7 @@ static void asm_done(void *arg, struct rc_frame_reader *r, uint64_t first, bool 
 {
 	struct gw_assembler *a = arg;
 
-	gw_repair_flush(a->rp, r, first, complete);
+	a->done(a->arg, r, first, complete);
 }
 
 static void asm_bad(void *arg, int err, const char *what, size_t len)
@@ -34,7 +34,7 @@ static void asm_bad(void *arg, int err, const char *what, size_t len)
 	rc_log_warn("dropped a corrupt bus message", "what=%s err=\"%s\" bytes=%zu", what, rc_strerror(err), len);
 }
 
-struct gw_assembler *gw_assembler_new(struct gw *gw, struct gw_repair *rp)
+struct gw_assembler *gw_assembler_new(struct gw *gw, gw_assembler_fn done, void *arg)
 {
 	struct gw_assembler *a = calloc(1, sizeof(*a));
 	struct rc_flush_cfg cfg = {
@@ -48,7 +48,8 @@ struct gw_assembler *gw_assembler_new(struct gw *gw, struct gw_repair *rp)
 	if (a == NULL)
 		return NULL;
 	a->gw = gw;
-	a->rp = rp;
+	a->done = done;
+	a->arg = arg;
 	a->flush = rc_flush_asm_new(&cfg);
 	if (a->flush == NULL) {
 		free(a);
@@ -65,9 +66,7 @@ void gw_assembler_free(struct gw_assembler *a)
 	free(a);
 }
 
-void gw_assembler_msg(void *arg, nng_msg *msg)
+void gw_assembler_msg(struct gw_assembler *a, nng_msg *msg)
 {
-	struct gw_assembler *a = arg;
-
 	rc_flush_asm_msg(a->flush, msg);
 }

@@ -1,8 +1,12 @@
 /*
- * bus_client.h - the gateway's subscription to the broker's bus (nng SUB).
+ * bus_client.h - the gateway's subscription to the brokers' buses (nng SUB).
  *
- * An aio receive loop on nng's threads hands each message to the loop through
- * a bounded inbox; the loop passes it to the assembler (assembler.h).
+ * One SUB socket per broker address (--broker-bus takes a list: the brokers
+ * of one stream each publish every event, docs/ARCHITECTURE.md), so that the
+ * messages of two brokers never mix in one flush assembler. Each socket has
+ * its aio receive loop on nng's threads, which hands each message to the
+ * loop through the socket's own bounded inbox, tagged with the index of its
+ * address (its source); the loop passes it on (merge.h).
  * Messages that arrive while the inbox is full are dropped and counted, the
  * same as nng drops them when a subscriber falls behind: the assembler sees a
  * count missing from a flush's index, or a missing index, and the gap is
@@ -23,32 +27,42 @@
 
 struct gw_bus;
 
-/* Called on the loop thread with each message; the callee owns msg. */
-typedef void (*gw_bus_msg_fn)(void *arg, nng_msg *msg);
+/* Most broker addresses in --broker-bus (and --broker-api). */
+#define GW_BROKERS_MAX 8
+
+/* Called on the loop thread with each message of source src (its address's index); the callee owns msg. */
+typedef void (*gw_bus_msg_fn)(void *arg, unsigned src, nng_msg *msg);
 
 struct gw_bus_config {
-	const char *url;
-	int recvbuf;      /* nng SUB receive queue (messages) */
-	size_t inbox_max; /* messages waiting for the loop */
+	const char *url;  /* one address, or several separated by commas (at most GW_BROKERS_MAX) */
+	int recvbuf;      /* nng SUB receive queue (messages), per address */
+	size_t inbox_max; /* messages waiting for the loop, per address */
 	gw_bus_msg_fn fn;
 	void *arg;
 };
 
+/* Loop thread: dials every address (reconnecting by itself). Returns 0, RC_EINVAL (a bad list), RC_EIO or RC_ENOMEM. */
 int gw_bus_start(uv_loop_t *loop, const struct gw_bus_config *cfg, struct gw_bus **out);
-/* True while connected to the broker's bus. Any thread. */
+/* The number of addresses (sources). NULL: 0. Any thread. */
+unsigned gw_bus_sources(const struct gw_bus *b);
+/* True while connected to at least one broker's bus. Any thread. */
 bool gw_bus_connected(struct gw_bus *b);
-/* Messages dropped before the loop took them (the inbox full, or no memory). Any thread; NULL: 0. */
+/* True while connected to source src's bus. Any thread; NULL or src out of range: false. */
+bool gw_bus_source_connected(struct gw_bus *b, unsigned src);
+/* Messages dropped before the loop took them (an inbox full, or no memory), every source. Any thread; NULL: 0. */
 uint64_t gw_bus_dropped(struct gw_bus *b);
-/* Subscribes to (on) or unsubscribes from (off) one room's events. Any thread. */
+/* The same for source src alone. */
+uint64_t gw_bus_source_dropped(struct gw_bus *b, unsigned src);
+/* Subscribes to (on) or unsubscribes from (off) one room's events, on every source. Any thread. */
 void gw_bus_room(struct gw_bus *b, const char *room, size_t len, bool on);
-/* Subscribes to (on) or unsubscribes from (off) every room's events. Any thread. */
+/* Subscribes to (on) or unsubscribes from (off) every room's events, on every source. Any thread. */
 void gw_bus_all(struct gw_bus *b, bool on);
 
-/* Loop thread: stops receiving and closes the loop's handle. The socket stays open. NULL ok. */
+/* Loop thread: stops receiving and closes the loop's handles. The sockets stay open. NULL ok. */
 void gw_bus_stop(struct gw_bus *b);
 
 /*
- * After the loop has ended, any thread: closes the socket and frees b. NULL ok.
+ * After the loop has ended, any thread: closes the sockets and frees b. NULL ok.
  * nng 1.5.2's nng_close can block for ever (main.c calls this with a deadline).
  */
 void gw_bus_free(struct gw_bus *b);

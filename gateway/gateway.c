@@ -7,9 +7,17 @@
 #include "gateway.h"
 
 #include <stdlib.h>
+#include <string.h>
 
+#include "api_client.h"
+#include "auth.h"
+#include "bus_client.h"
 #include "error.h"
+#include "frame.h"
+#include "merge.h"
+#include "options.h"
 #include "proto_limits.h"
+#include "repair.h"
 #include "sse.h"
 #include "stream.h"
 
@@ -37,6 +45,7 @@ void gw_options_defaults(struct gw_options *o)
 		.bus_recvbuf = 8192,
 		.bus_max_rooms = 256,
 		.repair_max_bytes = 64 * 1024 * 1024,
+		.bus_gap_wait_ms = 250,
 		.shutdown_ms = 3000,
 		.workers = 1,
 		.broker_stats_ms = 5000,
@@ -93,4 +102,70 @@ int gw_loop_init(struct gw *gw, uv_loop_t *loop)
 	gw->preflusher.data = gw;
 	uv_prepare_start(&gw->preflusher, gw_flush_before_poll);
 	return RC_OK;
+}
+
+/* A bus message of source src: the control topic (revocations) to auth.c, the rest to the merge. */
+static void gw_bus_msg(void *arg, unsigned src, nng_msg *msg)
+{
+	struct gw *gw = arg;
+	const char *body = nng_msg_body(msg);
+	size_t len = nng_msg_len(msg);
+
+	if (len >= RC_BUS_TOPIC_CONTROL_LEN && memcmp(body, RC_BUS_TOPIC_CONTROL, RC_BUS_TOPIC_CONTROL_LEN) == 0) {
+		gw_auth_control(gw, body + RC_BUS_TOPIC_CONTROL_LEN, len - RC_BUS_TOPIC_CONTROL_LEN);
+		nng_msg_free(msg);
+		return;
+	}
+	gw_merge_msg(gw->merge, src, msg);
+}
+
+int gw_loop_bus_start(struct gw *gw)
+{
+	const struct gw_options *o = &gw->opt;
+	struct gw_bus_config bc = {
+		.url = o->broker_bus,
+		.recvbuf = (int)o->bus_recvbuf,
+		.inbox_max = (size_t)o->bus_recvbuf,
+		.fn = gw_bus_msg,
+		.arg = gw,
+	};
+	char *urls[GW_BROKERS_MAX];
+	int n = rc_opt_list(o->broker_bus, urls, GW_BROKERS_MAX);
+
+	if (n < 0)
+		return n;
+	rc_opt_list_free(urls, n);
+	gw->repair = gw_repair_new(gw, (size_t)o->repair_max_bytes);
+	if (gw->repair == NULL)
+		return RC_ENOMEM;
+	gw->merge = gw_merge_new(gw, gw->repair, (unsigned)n, (uint64_t)o->bus_gap_wait_ms, (size_t)o->repair_max_bytes);
+	if (gw->merge == NULL)
+		return RC_ENOMEM;
+	return gw_bus_start(gw->loop, &bc, &gw->bus);
+}
+
+void gw_loop_bus_stop(struct gw *gw)
+{
+	gw_bus_stop(gw->bus);
+	gw_merge_free(gw->merge);
+	gw->merge = NULL;
+	gw_repair_free(gw->repair);
+	gw->repair = NULL;
+}
+
+_Static_assert(GW_METRICS_BROKERS == GW_BROKERS_MAX, "a metric per broker address");
+
+void gw_loop_sample(struct gw *gw)
+{
+	struct gw_metrics *m = &gw->m;
+
+	m->bus_dropped = gw_bus_dropped(gw->bus);
+	m->brokers_bus = gw_bus_sources(gw->bus);
+	m->brokers_api = gw_api_brokers(gw->api);
+	for (unsigned i = 0; i < GW_BROKERS_MAX; i++) {
+		m->broker_bus_connected[i] = gw_bus_source_connected(gw->bus, i);
+		m->broker_bus_dropped[i] = gw_bus_source_dropped(gw->bus, i);
+		m->broker_api_connected[i] = gw_api_broker_connected(gw->api, i);
+	}
+	m->api_retries = gw_api_retries(gw->api);
 }

@@ -24,7 +24,7 @@ struct gw_api;
 struct gw_publisher;
 struct gw_bus;
 struct gw_repair;
-struct gw_assembler;
+struct gw_merge;
 struct gw_sender;
 struct gw_workers;
 struct gw_auth;
@@ -41,7 +41,7 @@ struct gw_options {
 	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms, publish_linger_ms;
 	int64_t publish_queue_bytes, max_rewind;
 	int64_t write_delay_ms, static_max_bytes;
-	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms, workers;
+	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms, workers, bus_gap_wait_ms;
 	int64_t broker_stats_ms; /* the first loop asks the broker for its stats this often (0: never) */
 	bool no_firehose, no_io_uring;
 	/* --auth jwt: the verifier all workers share (auth.h), NULL with --auth none */
@@ -70,13 +70,28 @@ void gw_options_defaults(struct gw_options *o);
  */
 int gw_loop_init(struct gw *gw, uv_loop_t *loop);
 
+/*
+ * Sets up a loop's bus side (after gw_loop_init and the api): the repair
+ * stage, the merge of the --broker-bus addresses with an assembler each,
+ * and the bus client dialing them all; control messages (revocations) go
+ * to auth.c. Returns 0 or an RC_ error (what was set up is left to
+ * gw_loop_bus_stop).
+ */
+int gw_loop_bus_start(struct gw *gw);
+
+/* Loop thread: stops the bus client and frees the merge and the repair stage. The sockets close in gw_bus_free. */
+void gw_loop_bus_stop(struct gw *gw);
+
+/* Loop thread: copies what nng's threads count (bus drops, connections, api retries) into gw->m. */
+void gw_loop_sample(struct gw *gw);
+
 struct gw {
 	uv_loop_t *loop;
 	struct gw_options opt;
 	struct gw_metrics m;
 	struct gw_hub hub;
 	struct gw_bus *bus;
-	struct gw_assembler *assembler; /* puts flushes back together */
+	struct gw_merge *merge;         /* the brokers' buses into one sequence, flushes put back together */
 	struct gw_repair *repair;       /* keeps the bus sequence whole */
 	struct gw_api *api;
 	struct gw_publisher *publisher;

@@ -18,7 +18,6 @@
 #include "api_client.h"
 #include "auth.h"
 #include "auth_url.h"
-#include "assembler.h"
 #include "broker_stats.h"
 #include "bus_client.h"
 #include "conn.h"
@@ -75,11 +74,7 @@ static void gw_stop(struct gw *gw)
 	uv_close((uv_handle_t *)&gw->listener, NULL);
 	gw_list_each_safe(pos, tmp, &gw->conns)
 		gw_conn_close(gw_container_of(pos, struct gw_conn, node));
-	gw_bus_stop(gw->bus);
-	gw_assembler_free(gw->assembler);
-	gw->assembler = NULL;
-	gw_repair_free(gw->repair);
-	gw->repair = NULL;
+	gw_loop_bus_stop(gw);
 	/*
 	 * Either order is safe (a batch in flight outlives the publisher and is
 	 * answered when the api calls back); this one answers the queued POSTs
@@ -204,23 +199,8 @@ static void gw_snapshot_cb(uv_timer_t *t)
 {
 	struct gw *gw = t->data;
 
-	gw->m.bus_dropped = gw_bus_dropped(gw->bus); /* counted on nng's thread */
+	gw_loop_sample(gw);
 	gw_workers_publish(gw->workers, gw->worker, &gw->m);
-}
-
-/* A bus message: the control topic (revocations) to auth.c, the rest to the assembler. */
-static void gw_bus_msg(void *arg, nng_msg *msg)
-{
-	struct gw *gw = arg;
-	const char *body = nng_msg_body(msg);
-	size_t len = nng_msg_len(msg);
-
-	if (len >= RC_BUS_TOPIC_CONTROL_LEN && memcmp(body, RC_BUS_TOPIC_CONTROL, RC_BUS_TOPIC_CONTROL_LEN) == 0) {
-		gw_auth_control(gw, body + RC_BUS_TOPIC_CONTROL_LEN, len - RC_BUS_TOPIC_CONTROL_LEN);
-		nng_msg_free(msg);
-		return;
-	}
-	gw_assembler_msg(gw->assembler, msg);
 }
 
 /* Sets up the loop and everything on it; false: the worker cannot run. */
@@ -228,7 +208,6 @@ static bool gw_setup(struct gw_worker *w)
 {
 	struct gw *gw = &w->gw;
 	const struct gw_options *o = &gw->opt;
-	struct gw_bus_config bc;
 	int rv;
 
 	if (uv_loop_init(&w->loop) != 0)
@@ -254,17 +233,7 @@ static bool gw_setup(struct gw_worker *w)
 	}
 	if (gw_api_start(gw->loop, o->broker_api, &gw->api) != RC_OK || gw_publisher_init(gw) != RC_OK)
 		return false;
-	gw->repair = gw_repair_new(gw, (size_t)o->repair_max_bytes);
-	gw->assembler = gw->repair ? gw_assembler_new(gw, gw->repair) : NULL;
-	bc = (struct gw_bus_config){
-		.url = o->broker_bus,
-		.recvbuf = (int)o->bus_recvbuf,
-		.inbox_max = (size_t)o->bus_recvbuf,
-		.fn = gw_bus_msg,
-		.arg = gw,
-	};
-	if (gw->assembler == NULL || gw_auth_loop_start(gw) != RC_OK || gw_authurl_loop_start(gw) != RC_OK ||
-	    gw_bus_start(gw->loop, &bc, &gw->bus) != RC_OK)
+	if (gw_auth_loop_start(gw) != RC_OK || gw_authurl_loop_start(gw) != RC_OK || gw_loop_bus_start(gw) != RC_OK)
 		return false;
 	/* one loop asks for the broker's figures; every loop's /metrics shows them */
 	if (gw->worker == 0 && gw->broker_stats != NULL &&
@@ -392,8 +361,10 @@ int main(int argc, char **argv)
 	gw_options_defaults(o);
 	const struct rc_opt table[] = {
 		{ "listen", RC_OPT_STR, &o->listen, 0, 0, "HTTP address, host:port" },
-		{ "broker-bus", RC_OPT_STR, &o->broker_bus, 0, 0, "the broker's bus (nng PUB) address" },
-		{ "broker-api", RC_OPT_STR, &o->broker_api, 0, 0, "the broker's api (nng REP) address" },
+		{ "broker-bus", RC_OPT_STR, &o->broker_bus, 0, 0,
+		  "the broker's bus (nng PUB) address; several brokers of one stream: their addresses, comma-separated (at most 8): each event is taken once from whichever bus brings it first" },
+		{ "broker-api", RC_OPT_STR, &o->broker_api, 0, 0,
+		  "the broker's api (nng REP) address; several brokers: comma-separated (at most 8): requests spread over them, and one whose broker fails is sent again to another within --publish-timeout-ms (a POST's events get a gateway idempotency key when they have none)" },
 		{ "heartbeat-ms", RC_OPT_INT, &o->heartbeat_ms, 0, 86400000,
 		  "': ping' after this long without a byte on a stream (0 = off)" },
 		{ "max-client-buffer", RC_OPT_SIZE, &o->max_client_buffer, 4096, INT32_MAX,
@@ -465,6 +436,8 @@ int main(int argc, char **argv)
 		{ "bus-recvbuf", RC_OPT_INT, &o->bus_recvbuf, 1, 65536, "bus messages queued in nng before it drops" },
 		{ "bus-max-rooms", RC_OPT_INT, &o->bus_max_rooms, 0, 1000000,
 		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here (0: no limit)" },
+		{ "bus-gap-wait-ms", RC_OPT_INT, &o->bus_gap_wait_ms, 0, 60000,
+		  "with several --broker-bus addresses: how long a hole in one bus waits for another bus to bring the events before they are replayed (0: replay at once)" },
 		{ "repair-max-bytes", RC_OPT_SIZE, &o->repair_max_bytes, 1024, INT64_MAX,
 		  "bus bytes held while a gap is repaired" },
 		{ "workers", RC_OPT_INT, &o->workers, 1, GW_WORKERS_MAX,
@@ -485,6 +458,17 @@ int main(int argc, char **argv)
 	if (parse_listen(o->listen, &addr) != RC_OK) {
 		fprintf(stderr, "roomcast-gateway: --listen: expected host:port, got '%s' (see --help)\n", o->listen);
 		return 2;
+	}
+	for (int i = 0; i < 2; i++) {
+		const char *name = i ? "--broker-api" : "--broker-bus", *v = i ? o->broker_api : o->broker_bus;
+		char *urls[GW_BROKERS_MAX];
+		int n = rc_opt_list(v, urls, GW_BROKERS_MAX);
+		if (n < 0) {
+			fprintf(stderr, "roomcast-gateway: %s: expected 1-%d addresses separated by commas, got '%s' (see --help)\n",
+				name, GW_BROKERS_MAX, v);
+			return 2;
+		}
+		rc_opt_list_free(urls, n);
 	}
 	if (o->publish_token != NULL && *o->publish_token == '\0')
 		o->publish_token = NULL;

@@ -24,6 +24,36 @@ void gw_metrics_add(struct gw_metrics *dst, const struct gw_metrics *src)
 	}
 }
 
+/* One line per broker address: name{broker="i"} v[i], i < n. */
+static void metric_by_broker(struct rc_buf *out, const char *name, const char *type, const char *help,
+			     const uint64_t *v, uint64_t n)
+{
+	rc_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	for (uint64_t i = 0; i < n; i++)
+		rc_buf_printf(out, "%s{broker=\"%" PRIu64 "\"} %" PRIu64 "\n", name, i, v[i]);
+}
+
+static void metrics_brokers(const struct gw_metrics *m, struct rc_buf *out)
+{
+	/* each loop counts its addresses: the sum is workers x their number */
+	uint64_t loops = m->workers ? m->workers : 1, nbus = m->brokers_bus / loops, napi = m->brokers_api / loops;
+
+	if (nbus > GW_METRICS_BROKERS)
+		nbus = GW_METRICS_BROKERS;
+	if (napi > GW_METRICS_BROKERS)
+		napi = GW_METRICS_BROKERS;
+	metric_by_broker(out, "roomcast_broker_bus_connected", "gauge",
+			 "Loops (--workers) connected to each --broker-bus address, by its index in the list.",
+			 m->broker_bus_connected, nbus);
+	metric_by_broker(out, "roomcast_broker_bus_dropped_total", "counter",
+			 "roomcast_bus_dropped_total by --broker-bus address.", m->broker_bus_dropped, nbus);
+	metric_by_broker(out, "roomcast_broker_api_connected", "gauge",
+			 "Loops (--workers) connected to each --broker-api address, by its index in the list.",
+			 m->broker_api_connected, napi);
+	metric(out, "roomcast_broker_api_retries_total", "counter",
+	       "Broker api requests sent again after their broker failed (several --broker-api).", m->api_retries);
+}
+
 void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 {
 	metric(out, "roomcast_gateway_workers", "gauge", "Event loops (--workers) serving this gateway.", m->workers);
@@ -84,6 +114,18 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 	metric(out, "roomcast_events_repaired_total", "counter", "Events fetched by replay to fill bus gaps.",
 	       m->events_repaired);
 	metric(out, "roomcast_replays_total", "counter", "Replay requests sent to the broker.", m->replays);
+	metric(out, "roomcast_bus_merge_duplicates_total", "counter",
+	       "Flushes dropped because another broker's bus brought their events first (several --broker-bus).",
+	       m->bus_merge_duplicates);
+	metric(out, "roomcast_bus_merge_filled_total", "counter",
+	       "Flushes after a hole in one bus that another bus filled (no replay needed).", m->bus_merge_filled);
+	metric(out, "roomcast_bus_merge_gaps_total", "counter",
+	       "Holes in one bus that no other bus filled in --bus-gap-wait-ms: left to the repair by replay.",
+	       m->bus_merge_gaps);
+	metric(out, "roomcast_bus_merge_epoch_ignored_total", "counter",
+	       "Flushes ignored because their bus was on another epoch than the one followed.",
+	       m->bus_merge_epoch_ignored);
+	metrics_brokers(m, out);
 	rc_buf_puts(out, "# HELP roomcast_stream_resets_total stream.reset messages sent, by reason.\n"
 			 "# TYPE roomcast_stream_resets_total counter\n");
 	rc_buf_printf(out, "roomcast_stream_resets_total{reason=\"history_unavailable\"} %" PRIu64 "\n",

@@ -1,7 +1,11 @@
 #include "publish.h"
 
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -41,6 +45,13 @@
  * given what is left of its oldest POST's time, and ends 504 (sent, outcome
  * unknown). The bytes of events queued or in flight are bounded by
  * --publish-queue-bytes: a POST past it is answered 503 overloaded at once.
+ *
+ * With several --broker-api addresses the api client sends a request whose
+ * broker failed again to another (api_client.h), so a publish must be safe
+ * to repeat: every event that comes without an idempotency key gets one
+ * here, "gw-<16 hex digits>-<n>": a random 64-bit id drawn when the loop
+ * starts and a counter. The brokers then publish it once however often it
+ * is sent (PROTOCOL.md, "Several brokers").
  */
 
 /* A checked POST waiting for the broker. */
@@ -67,6 +78,7 @@ struct gw_publisher {
 	uv_timer_t linger;           /* active while a POST lingers */
 	struct gw_tq waiting;        /* queued POSTs, by arrival: --publish-timeout-ms */
 	size_t bytes;                /* of the events queued or in flight */
+	uint64_t key_id, key_seq;    /* the keys this loop gives events (several brokers) */
 };
 
 /*
@@ -378,6 +390,8 @@ int gw_publisher_init(struct gw *gw)
 	if (p == NULL)
 		return RC_ENOMEM;
 	p->gw = gw;
+	if (getrandom(&p->key_id, sizeof(p->key_id), 0) != (ssize_t)sizeof(p->key_id))
+		p->key_id = (uint64_t)time(NULL) << 32 ^ (uint64_t)getpid() << 16 ^ (uint64_t)(uintptr_t)p;
 	uv_timer_init(gw->loop, &p->linger);
 	gw_tq_init(&p->waiting, &gw->timer, (uint64_t)gw->opt.publish_timeout_ms, publisher_waited, p);
 	gw->publisher = p;
@@ -477,6 +491,20 @@ static void publish_put_key(struct rc_buf *out, const char *key, size_t len)
 	rc_buf_append(out, "}", 1);
 }
 
+/*
+ * With several brokers, the key of an event that has none (see the top of
+ * the file) into buf (RC_KEY_MAX); returns its length, 0 when none is given
+ * (one broker, or the gateway stopping).
+ */
+static size_t publish_gen_key(struct gw *gw, char *buf)
+{
+	struct gw_publisher *p = gw->publisher;
+
+	if (p == NULL || gw_api_brokers(gw->api) < 2)
+		return 0;
+	return (size_t)snprintf(buf, RC_KEY_MAX, "gw-%016" PRIx64 "-%" PRIu64, p->key_id, ++p->key_seq);
+}
+
 /* The Idempotency-Key header's value without surrounding blanks (len 0: none). */
 static const char *publish_header_key(const struct gw_req *req, size_t *len)
 {
@@ -506,6 +534,7 @@ static bool publish_read(struct gw_conn *c, const struct gw_req *req, const stru
 {
 	size_t max = (size_t)c->gw->opt.max_event_bytes, hkey_len;
 	const char *hkey = publish_header_key(req, &hkey_len);
+	char gkey[RC_KEY_MAX];
 	struct rc_event_view v;
 	struct rc_json j;
 	char why[256], msg[300];
@@ -537,7 +566,9 @@ static bool publish_read(struct gw_conn *c, const struct gw_req *req, const stru
 				 "key: give the idempotency key as the Idempotency-Key header or as "
 				 "the event's key field, not both");
 		}
-		if (rv == RC_OK)
+		if (rv == RC_OK && hkey_len == 0 && v.key_len == 0)
+			publish_put_key(out, gkey, publish_gen_key(c->gw, gkey));
+		else if (rv == RC_OK)
 			publish_put_key(out, hkey_len > 0 ? hkey : v.key, hkey_len > 0 ? hkey_len : v.key_len);
 	} else {
 		j.root = "events"; /* errors name events[i] */
@@ -548,7 +579,9 @@ static bool publish_read(struct gw_conn *c, const struct gw_req *req, const stru
 			if (*n > 0)
 				rc_buf_append(out, ",", 1);
 			rv = rc_event_read(&j, out, max, &v, why, sizeof(why));
-			if (rv == RC_OK)
+			if (rv == RC_OK && v.key_len == 0)
+				publish_put_key(out, gkey, publish_gen_key(c->gw, gkey));
+			else if (rv == RC_OK)
 				publish_put_key(out, v.key, v.key_len);
 			(*n)++;
 			if (rv == RC_OK && !publish_granted(c, g, &v))

@@ -217,7 +217,7 @@ static void route_metrics(struct gw_conn *c)
 	struct gw_metrics total; /* with --workers, every loop's counters */
 	struct rc_buf b;
 
-	c->gw->m.bus_dropped = gw_bus_dropped(c->gw->bus); /* counted on nng's thread */
+	gw_loop_sample(c->gw); /* counted on nng's threads */
 	gw_workers_sum(c->gw->workers, c->gw->worker, &c->gw->m, &total);
 	rc_buf_init(&b);
 	gw_metrics_render(&total, &b);
@@ -229,7 +229,7 @@ static void route_metrics(struct gw_conn *c)
 static void route_readyz(struct gw_conn *c)
 {
 	struct gw *gw = c->gw;
-	/* the bus counts once its first message told where the sequence is: streams start there */
+	/* a bus counts once its first message told where the sequence is: streams start there; one broker of several is enough */
 	bool bus = gw_bus_connected(gw->bus) && gw->hub.epoch != 0, api = gw_api_connected(gw->api);
 	char body[128];
 	int n = snprintf(body, sizeof(body), "{\"ready\":%s,\"broker_bus\":%s,\"broker_api\":%s}\n",

@@ -17,6 +17,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "api_client.h"
+#include "bus_client.h"
 #include "conn.h"
 #include "error.h"
 #include "event.h"
@@ -56,10 +57,16 @@ static void gwf_guard_cb(uv_timer_t *t)
 
 void gwf_start(struct gwf *f, const struct gw_options *o)
 {
+	gwf_start_apis(f, o, 1);
+}
+
+void gwf_start_apis(struct gwf *f, const struct gw_options *o, unsigned napis)
+{
 	static unsigned n_api;
 	struct gw *gw = &f->gw;
 	struct sockaddr_in addr;
-	char url[64];
+	char url[GWF_MAX_APIS * 64];
+	size_t off = 0;
 
 	memset(f, 0, sizeof(*f));
 	signal(SIGPIPE, SIG_IGN); /* as main.c: a write to a client gone is an error, not a signal */
@@ -80,13 +87,21 @@ void gwf_start(struct gwf *f, const struct gw_options *o)
 	assert_int_equal(uv_listen((uv_stream_t *)&gw->listener, 128, gwf_accept_cb), 0);
 
 	/* the broker api's side first, so that the client's dial finds it */
-	snprintf(url, sizeof(url), "inproc://gwf-api-%d-%u", (int)getpid(), n_api++);
-	assert_int_equal(nng_rep0_open(&f->rep), 0);
-	assert_int_equal(nng_listen(f->rep, url, NULL, 0), 0);
+	assert_true(napis >= 1 && napis <= GWF_MAX_APIS);
+	for (unsigned i = 0; i < napis; i++) {
+		char one[64];
+		snprintf(one, sizeof(one), "inproc://gwf-api-%d-%u", (int)getpid(), n_api++);
+		assert_int_equal(nng_rep0_open(&f->reps[i]), 0);
+		assert_int_equal(nng_listen(f->reps[i], one, NULL, 0), 0);
+		off += (size_t)snprintf(url + off, sizeof(url) - off, "%s%s", i ? "," : "", one);
+	}
+	f->napis = napis;
+	f->rep = f->reps[0];
 	assert_int_equal(gw_api_start(gw->loop, url, &gw->api), RC_OK);
 	assert_int_equal(gw_publisher_init(gw), RC_OK);
 	/* the api dials in the background: a POST before it is connected would get 503 */
-	GWF_WAIT(f, gw_api_connected(gw->api));
+	for (unsigned i = 0; i < napis; i++)
+		GWF_WAIT(f, gw_api_broker_connected(gw->api, i));
 }
 
 void gwf_api_stop(struct gwf *f)
@@ -110,6 +125,7 @@ void gwf_stop(struct gwf *f)
 	gw_list_each_safe(pos, tmp, &gw->conns)
 		gw_conn_close(gw_container_of(pos, struct gw_conn, node));
 	uv_close((uv_handle_t *)&gw->listener, NULL);
+	gw_loop_bus_stop(gw);
 	gw_publisher_fini(gw);
 	gwf_api_stop(f);
 	gw_timer_close(&gw->timer);
@@ -121,7 +137,9 @@ void gwf_stop(struct gwf *f)
 	assert_int_equal(gw->m.streams_open, 0);
 	assert_int_equal(gw->m.conns_open, 0);
 	gw_api_free(gw->api);
-	nng_close(f->rep);
+	gw_bus_free(gw->bus);
+	for (unsigned i = 0; i < f->napis; i++)
+		nng_close(f->reps[i]);
 	gw_hub_fini(&gw->hub);
 	gw_chunk_unref(gw->ping);
 	free(gw->readbuf);
@@ -341,11 +359,16 @@ const char *gwf_reset_text(const char *reason, uint64_t epoch, uint64_t gseq)
 
 const char *gwf_api_request(struct gwf *f)
 {
-	static char req[4096];
+	return gwf_api_request_on(f, 0);
+}
+
+const char *gwf_api_request_on(struct gwf *f, unsigned i)
+{
+	static char req[65536];
 	nng_msg *msg = NULL;
 	uint64_t deadline = gwf_deadline();
 
-	while (nng_recvmsg(f->rep, &msg, NNG_FLAG_NONBLOCK) != 0)
+	while (nng_recvmsg(f->reps[i], &msg, NNG_FLAG_NONBLOCK) != 0)
 		if (!gwf_turn(f, deadline))
 			fail_msg("the broker api got no request");
 	assert_true(nng_msg_len(msg) < sizeof(req));
@@ -357,5 +380,10 @@ const char *gwf_api_request(struct gwf *f)
 
 void gwf_api_reply(struct gwf *f, const void *data, size_t len)
 {
-	assert_int_equal(nng_send(f->rep, (void *)data, len, 0), 0);
+	gwf_api_reply_on(f, 0, data, len);
+}
+
+void gwf_api_reply_on(struct gwf *f, unsigned i, const void *data, size_t len)
+{
+	assert_int_equal(nng_send(f->reps[i], (void *)data, len, 0), 0);
 }

@@ -8,7 +8,9 @@
  * flushes before and after each loop turn, the router as on_request and
  * on_expect), listening on
  * 127.0.0.1 port 0. There is no broker: gw.bus is NULL (the hub's
- * subscriptions go nowhere; its gauges and gw_hub_wants tell its decisions),
+ * subscriptions go nowhere; its gauges and gw_hub_wants tell its decisions)
+ * unless a test sets up the bus side with gw_loop_bus_start, dialing PUB
+ * sockets of its own (gwf_stop then stops it),
  * and gw.api is the real api client, dialled over inproc to a REP socket the
  * test holds, so that a test sees each replay request and answers it itself.
  *
@@ -29,6 +31,7 @@
 #include "gateway.h"
 
 #define GWF_MAX_CLIENTS 16
+#define GWF_MAX_APIS	4
 #define GWF_EPOCH	0x6f1c2a9eu /* the epoch the tests' frames carry; ids "6f1c2a9e-<gseq>" */
 
 struct gwf_client {
@@ -44,7 +47,9 @@ struct gwf {
 	uv_loop_t loop;
 	struct gw gw;
 	uv_timer_t guard;   /* bounds each blocking loop turn */
-	nng_socket rep; /* the broker api's side */
+	nng_socket rep; /* the broker api's side (the first broker's: reps[0]) */
+	nng_socket reps[GWF_MAX_APIS]; /* gwf_start_apis: one per broker */
+	unsigned napis;
 	bool api_stopped;
 	int stream_rcvbuf; /* SO_RCVBUF of gwf_stream's clients (0: the system's) */
 	struct gwf_client clients[GWF_MAX_CLIENTS];
@@ -57,7 +62,14 @@ void gwf_options(struct gw_options *o);
 /* Sets up f with options o (NULL: gwf_options); fails the test if it cannot. */
 void gwf_start(struct gwf *f, const struct gw_options *o);
 
-/* Closes the clients, every connection and handle, the api; the loop must end clean. */
+/*
+ * The same with napis brokers' apis: the api client dials napis REP sockets
+ * (f->reps), as --broker-api A,B,... does; returns once it is connected to
+ * every one.
+ */
+void gwf_start_apis(struct gwf *f, const struct gw_options *o, unsigned napis);
+
+/* Closes the clients, every connection and handle, the api and the bus side (gw_loop_bus_start) if set up; the loop must end clean. */
 void gwf_stop(struct gwf *f);
 
 /* Stops the api client now (later calls fail at once, as while the gateway stops). */
@@ -143,5 +155,9 @@ const char *gwf_api_request(struct gwf *f);
 
 /* Answers the request taken last with data[0..len). */
 void gwf_api_reply(struct gwf *f, const void *data, size_t len);
+
+/* gwf_api_request and gwf_api_reply on broker i's api (f->reps[i]). */
+const char *gwf_api_request_on(struct gwf *f, unsigned i);
+void gwf_api_reply_on(struct gwf *f, unsigned i, const void *data, size_t len);
 
 #endif

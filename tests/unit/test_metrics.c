@@ -62,11 +62,42 @@ static void test_workers_add_their_drops_up(void **state)
 	gw_workers_free(w);
 }
 
+/* Each broker address has its line, by index; with --workers the loops' shares add up to one line each. */
+static void test_per_broker_lines(void **state)
+{
+	struct gw_workers *w;
+	struct gw_metrics own, other, total;
+	struct rc_buf out;
+
+	(void)state;
+	assert_int_equal(gw_workers_new(2, &w), RC_OK);
+	memset(&own, 0, sizeof(own));
+	own.workers = 1;
+	own.brokers_bus = own.brokers_api = 2;
+	own.broker_bus_connected[0] = own.broker_bus_connected[1] = 1;
+	own.broker_bus_dropped[1] = 3;
+	own.broker_api_connected[1] = 1;
+	other = own;
+	other.broker_bus_connected[1] = 0;
+	gw_workers_publish(w, 1, &other);
+	gw_workers_sum(w, 0, &own, &total);
+	render(&total, &out);
+	assert_non_null(strstr(out.data, "\nroomcast_broker_bus_connected{broker=\"0\"} 2\n"
+					 "roomcast_broker_bus_connected{broker=\"1\"} 1\n#"));
+	assert_non_null(strstr(out.data, "\nroomcast_broker_bus_dropped_total{broker=\"1\"} 6\n"));
+	assert_non_null(strstr(out.data, "\nroomcast_broker_api_connected{broker=\"0\"} 0\n"
+					 "roomcast_broker_api_connected{broker=\"1\"} 2\n#"));
+	assert_null(strstr(out.data, "broker=\"2\""));
+	rc_buf_fini(&out);
+	gw_workers_free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bus_drops_are_a_counter),
 		cmocka_unit_test(test_workers_add_their_drops_up),
+		cmocka_unit_test(test_per_broker_lines),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

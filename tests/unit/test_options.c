@@ -456,6 +456,29 @@ static void test_usage(void **state)
 	free(text);
 }
 
+/* A list option (--broker-bus A,B): items trimmed; empty items and too many refused, nothing left allocated. */
+static void test_list(void **state)
+{
+	char *items[3];
+
+	(void)state;
+	assert_int_equal(rc_opt_list("tcp://a:1", items, 3), 1);
+	assert_string_equal(items[0], "tcp://a:1");
+	rc_opt_list_free(items, 1);
+	assert_null(items[0]);
+	assert_int_equal(rc_opt_list(" tcp://a:1 ,\ttcp://b:2", items, 3), 2);
+	assert_string_equal(items[0], "tcp://a:1");
+	assert_string_equal(items[1], "tcp://b:2");
+	rc_opt_list_free(items, 2);
+	assert_int_equal(rc_opt_list("a,b,c", items, 3), 3);
+	rc_opt_list_free(items, 3);
+	assert_int_equal(rc_opt_list("a,b,c,d", items, 3), RC_EINVAL);
+	assert_int_equal(rc_opt_list("", items, 3), RC_EINVAL);
+	assert_int_equal(rc_opt_list("a,", items, 3), RC_EINVAL);
+	assert_int_equal(rc_opt_list("a, ,b", items, 3), RC_EINVAL);
+	assert_int_equal(rc_opt_list(",a", items, 3), RC_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -476,6 +499,7 @@ int main(void)
 		cmocka_unit_test_setup(test_double_dash, reset),
 		cmocka_unit_test_setup(test_help, reset),
 		cmocka_unit_test_setup(test_usage, reset),
+		cmocka_unit_test(test_list),
 	};
 
 	return cmocka_run_group_tests_name("options", tests, reset, reset);
