@@ -42,15 +42,15 @@ static void metrics_brokers(const struct gw_metrics *m, struct rc_buf *out)
 		nbus = GW_METRICS_BROKERS;
 	if (napi > GW_METRICS_BROKERS)
 		napi = GW_METRICS_BROKERS;
-	metric_by_broker(out, "roomcast_broker_bus_connected", "gauge",
+	metric_by_broker(out, "roomcast_gateway_bus_connected", "gauge",
 			 "Loops (--workers) connected to each --broker-bus address, by its index in the list.",
 			 m->broker_bus_connected, nbus);
-	metric_by_broker(out, "roomcast_broker_bus_dropped_total", "counter",
+	metric_by_broker(out, "roomcast_gateway_bus_dropped_total", "counter",
 			 "roomcast_bus_dropped_total by --broker-bus address.", m->broker_bus_dropped, nbus);
-	metric_by_broker(out, "roomcast_broker_api_connected", "gauge",
+	metric_by_broker(out, "roomcast_gateway_api_connected", "gauge",
 			 "Loops (--workers) connected to each --broker-api address, by its index in the list.",
 			 m->broker_api_connected, napi);
-	metric(out, "roomcast_broker_api_retries_total", "counter",
+	metric(out, "roomcast_gateway_api_retries_total", "counter",
 	       "Broker api requests sent again after their broker failed (several --broker-api).", m->api_retries);
 }
 

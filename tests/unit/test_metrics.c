@@ -82,11 +82,11 @@ static void test_per_broker_lines(void **state)
 	gw_workers_publish(w, 1, &other);
 	gw_workers_sum(w, 0, &own, &total);
 	render(&total, &out);
-	assert_non_null(strstr(out.data, "\nroomcast_broker_bus_connected{broker=\"0\"} 2\n"
-					 "roomcast_broker_bus_connected{broker=\"1\"} 1\n#"));
-	assert_non_null(strstr(out.data, "\nroomcast_broker_bus_dropped_total{broker=\"1\"} 6\n"));
-	assert_non_null(strstr(out.data, "\nroomcast_broker_api_connected{broker=\"0\"} 0\n"
-					 "roomcast_broker_api_connected{broker=\"1\"} 2\n#"));
+	assert_non_null(strstr(out.data, "\nroomcast_gateway_bus_connected{broker=\"0\"} 2\n"
+					 "roomcast_gateway_bus_connected{broker=\"1\"} 1\n#"));
+	assert_non_null(strstr(out.data, "\nroomcast_gateway_bus_dropped_total{broker=\"1\"} 6\n"));
+	assert_non_null(strstr(out.data, "\nroomcast_gateway_api_connected{broker=\"0\"} 0\n"
+					 "roomcast_gateway_api_connected{broker=\"1\"} 2\n#"));
 	assert_null(strstr(out.data, "broker=\"2\""));
 	rc_buf_fini(&out);
 	gw_workers_free(w);

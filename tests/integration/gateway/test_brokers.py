@@ -25,7 +25,7 @@ class BrokerListsTest(GatewayTest):
         c = self.cluster
         b = c.start_broker()
         gw = c.start_gateway(bus=b.bus + "," + b.bus, api=b.api + ", " + b.api)
-        wait_until(lambda: get_metrics(gw.port).get('roomcast_broker_bus_connected{broker="1"}') == 1, scaled(10),
+        wait_until(lambda: get_metrics(gw.port).get('roomcast_gateway_bus_connected{broker="1"}') == 1, scaled(10),
                    "both buses connected")
         s = self.sse(gw, "/api/v1/events?room_id=a")
         ids = []
@@ -44,11 +44,11 @@ class BrokerListsTest(GatewayTest):
         self.assertEqual([e.id for e in got], ids)
         self.assertEqual(s.collect(0.3), [], "nothing twice")
         m = get_metrics(gw.port)
-        self.assertEqual(m['roomcast_broker_bus_connected{broker="0"}'], 1)
-        self.assertEqual(m['roomcast_broker_api_connected{broker="1"}'], 1)
+        self.assertEqual(m['roomcast_gateway_bus_connected{broker="0"}'], 1)
+        self.assertEqual(m['roomcast_gateway_api_connected{broker="1"}'], 1)
         self.assertGreater(m["roomcast_bus_merge_duplicates_total"], 0)
         self.assertEqual(m["roomcast_gaps_detected_total"], 0)
-        self.assertEqual(m["roomcast_broker_api_retries_total"], 0)
+        self.assertEqual(m["roomcast_gateway_api_retries_total"], 0)
 
     def test_empty_item_refused(self):
         c = self.cluster
@@ -66,10 +66,10 @@ class BrokerListsTest(GatewayTest):
         r = harness.request(gw.port, "GET", "/readyz")
         self.assertEqual(r.status, 200, r.body)
         m = get_metrics(gw.port)
-        self.assertEqual(m['roomcast_broker_bus_connected{broker="0"}'], 0)
-        self.assertEqual(m['roomcast_broker_bus_connected{broker="1"}'], 1)
-        self.assertEqual(m['roomcast_broker_api_connected{broker="0"}'], 0)
-        self.assertEqual(m['roomcast_broker_api_connected{broker="1"}'], 1)
+        self.assertEqual(m['roomcast_gateway_bus_connected{broker="0"}'], 0)
+        self.assertEqual(m['roomcast_gateway_bus_connected{broker="1"}'], 1)
+        self.assertEqual(m['roomcast_gateway_api_connected{broker="0"}'], 0)
+        self.assertEqual(m['roomcast_gateway_api_connected{broker="1"}'], 1)
         r = post_json(gw.port, {"type": "t", "room_id": "a"})
         self.assertEqual(r.status, 201, r.body)
 

@@ -181,7 +181,7 @@ class BrokersFailoverTest(StreamTest):
             self.assertEqual(got, want, "stream %d: every acknowledged id of its rooms once, in order" % k)
             times = [t for t, _, _ in rec.events]
             stall = max([stall] + [b - a for a, b in zip(times, times[1:])])
-        retries = harness.get_metrics(gw.port).get("roomcast_broker_api_retries_total", 0)
+        retries = harness.get_metrics(gw.port).get("roomcast_gateway_api_retries_total", 0)
         sys.stderr.write("\n%d events, %d streams, longest time a stream went without an event: %.0f ms, "
                          "api requests sent again: %d\n" % (len(acked), len(recorders), stall * 1000, retries))
 
