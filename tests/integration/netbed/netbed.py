@@ -27,7 +27,7 @@ on eth0's input; this kernel has no netem; iptables' statistic match on the
 same nf_tables kernel when the nft tool is not installed).
 
 Teardown always runs: Bed is a context manager, every open Bed is also
-closed by atexit and on SIGTERM (turned into SystemExit), and Bed() first
+closed by atexit and on SIGTERM (then the process dies of the signal), and Bed() first
 removes the namespaces of dead runs (SIGKILLed by a ctest timeout) and the
 processes left in them. Teardown kills whatever still runs in a host
 namespace (`ip netns pids`), also processes started by another harness.
@@ -289,8 +289,12 @@ def _close_open_beds():
 
 
 def _on_sigterm(signum, frame):
-    # unwind: with-blocks, finally clauses and atexit run; the exit code says why
-    raise SystemExit(128 + signum)
+    # Tear down here rather than raise SystemExit: unittest records any
+    # exception from a test (SystemExit too) and goes on with the next test.
+    # Then die of the signal, as without the handler.
+    _close_open_beds()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _install_teardown():

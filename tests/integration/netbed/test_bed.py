@@ -195,7 +195,7 @@ class BedTest(unittest.TestCase):
 
     def test_teardown_on_sigterm(self):
         rc, prefix, pid = self.run_child("sigterm", signal.SIGTERM)
-        self.assertEqual(rc, 128 + signal.SIGTERM)
+        self.assertEqual(rc, -signal.SIGTERM)
         self.assertGone(prefix, pid)
 
     def test_stale_run_removed(self):

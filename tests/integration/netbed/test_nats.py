@@ -11,11 +11,20 @@ touch and records the longest gap between two acknowledgements (the stall):
 1. SIGKILL the stream leader: a new leader is elected (time recorded),
    publishing continues, every acknowledged message is readable; the killed
    node restarts on its store and catches up (time recorded).
-2. Cut the leader's host off (link down) for a few seconds and heal it: the
-   others elect a leader and go on; after the heal all three replicas hold
-   the same messages (time to converge recorded).
+2. Cut a follower's host off (link down) for a few seconds and heal it:
+   publishing goes on with the same leader, the cut node answers nothing;
+   after the heal all three replicas hold the same messages (time to
+   converge recorded).
 3. 10 % loss on the leader's input for a few seconds: publishes are still
    acknowledged (latencies recorded); nothing acknowledged is lost.
+4. Only with ROOMCAST_NETBED_CUT_LEADER=1: cut the leader's host off until
+   the others elect a new leader, heal, and require the same convergence.
+   nats-server 2.9.10 fails this in some runs: the former leader's replica
+   misses the messages committed while it was cut off and stores later ones
+   at shifted sequences (seen: 224 messages against 232, seq 210 holding the
+   message acknowledged at 218; 5 runs of 18 here), so a direct get
+   answered by that replica returns another message than the one
+   acknowledged at that sequence.
 
 After every phase: the stream holds exactly the acknowledged messages, each
 once, at the sequence its PubAck gave, with its data and Nats-Msg-Id.
@@ -334,7 +343,7 @@ class NatsBedTest(unittest.TestCase):
         """Waits (bounded) until converged(); the failure names each node's state."""
         self.last_states = {}
         try:
-            wait_until(self.converged, scaled(30), what, interval=0.1)
+            wait_until(self.converged, scaled(40), what, interval=0.1)
         except AssertionError as e:
             states = {k: v and {f: v[f] for f in ("messages", "first_seq", "last_seq")}
                       for k, v in self.last_states.items()}
@@ -499,7 +508,7 @@ class NatsBedTest(unittest.TestCase):
 
     @unittest.skipUnless(os.environ.get("ROOMCAST_NETBED_CUT_LEADER"),
                          "set ROOMCAST_NETBED_CUT_LEADER=1: with nats-server 2.9.10 the cut-off leader's "
-                         "replica diverges in about 1 run of 5 (docs/ARCHITECTURE.md, Test bed)")
+                         "replica diverges in about 1 run of 4 (docs/ARCHITECTURE.md, Test bed)")
     def test_4_cut_leader(self):
         retries = self.pub.retries
         old = wait_until(self.leader, scaled(10), "a stream leader")
