@@ -436,7 +436,8 @@ static int jwt_warm_key(struct rc_jwt *v, const struct rc_jwk *k, int64_t now, c
 	if (secret) {
 		const char *p = json_object_to_json_string_ext(claims, JSON_C_TO_STRING_PLAIN);
 		if ((rv = rc_jwt_sign(k, alg, NULL, p, strlen(p), &token, why, sizeof(why))) != RC_OK) {
-			snprintf(msg, msglen, "the key%s%s cannot sign: %s", k->kid ? " " : "", k->kid ? k->kid : "", why);
+			snprintf(msg, msglen, "the key%s%s cannot sign: %s", k->kid ? " " : "", k->kid ? k->kid : "",
+				 why);
 			goto out;
 		}
 	} else if ((token = jwt_unsigned(json_object_to_json_string_ext(hdr, JSON_C_TO_STRING_PLAIN),
