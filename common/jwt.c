@@ -383,6 +383,99 @@ int rc_jwt_verify(struct rc_jwt *v, const char *token, size_t len, int64_t now, 
 	return r == RC_JWT_OK ? RC_OK : r == RC_JWT_NOMEM ? RC_ENOMEM : RC_EINVAL;
 }
 
+/* The lowest bit of algs. */
+static unsigned jwt_first_alg(unsigned algs)
+{
+	return algs & (~algs + 1);
+}
+
+/* header.payload. plus sig_len zero bytes, base64url; NULL when out of memory. */
+static char *jwt_unsigned(const char *header, const char *payload, size_t sig_len)
+{
+	size_t hl = strlen(header), pl = strlen(payload);
+	size_t n = rc_b64url_encoded_len(hl) + rc_b64url_encoded_len(pl) + rc_b64url_encoded_len(sig_len) + 3;
+	uint8_t *zero = calloc(1, sig_len);
+	char *t = malloc(n), *p = t;
+
+	if (t == NULL || zero == NULL) {
+		free(zero);
+		free(t);
+		return NULL;
+	}
+	p += rc_b64url_encode((const uint8_t *)header, hl, p);
+	*p++ = '.';
+	p += rc_b64url_encode((const uint8_t *)payload, pl, p);
+	*p++ = '.';
+	p += rc_b64url_encode(zero, sig_len, p);
+	*p = '\0';
+	free(zero);
+	return t;
+}
+
+/* One warm-up verification with key k (jwt.h); RC_OK, or RC_EINVAL/RC_ENOMEM with msg. */
+static int jwt_warm_key(struct rc_jwt *v, const struct rc_jwk *k, int64_t now, char *msg, size_t msglen)
+{
+	unsigned alg = jwt_first_alg(k->algs & v->algs);
+	bool secret = (alg & RC_JWT_ALGS_HMAC) != 0;
+	struct json_object *hdr = json_object_new_object(), *claims = json_object_new_object();
+	enum rc_jwt_reason want = secret ? RC_JWT_OK : RC_JWT_SIGNATURE, r;
+	struct rc_grant *g = NULL;
+	char *token = NULL, why[256];
+	int rv = RC_ENOMEM;
+
+	snprintf(msg, msglen, "out of memory");
+	if (hdr == NULL || claims == NULL ||
+	    json_object_object_add(hdr, "alg", json_object_new_string(rc_jwt_alg_name(alg))) != 0 ||
+	    json_object_object_add(hdr, "typ", json_object_new_string("JWT")) != 0 ||
+	    (k->kid != NULL && json_object_object_add(hdr, "kid", json_object_new_string(k->kid)) != 0) ||
+	    json_object_object_add(claims, "sub", json_object_new_string("roomcast-warm-up")) != 0 ||
+	    json_object_object_add(claims, "exp", json_object_new_int64(now + 300)) != 0 ||
+	    (v->audience != NULL && json_object_object_add(claims, "aud", json_object_new_string(v->audience)) != 0) ||
+	    (v->issuer != NULL && json_object_object_add(claims, "iss", json_object_new_string(v->issuer)) != 0))
+		goto out;
+	if (secret) {
+		const char *p = json_object_to_json_string_ext(claims, JSON_C_TO_STRING_PLAIN);
+		if ((rv = rc_jwt_sign(k, alg, NULL, p, strlen(p), &token, why, sizeof(why))) != RC_OK) {
+			snprintf(msg, msglen, "the key%s%s cannot sign: %s", k->kid ? " " : "", k->kid ? k->kid : "",
+				 why);
+			goto out;
+		}
+	} else if ((token = jwt_unsigned(json_object_to_json_string_ext(hdr, JSON_C_TO_STRING_PLAIN),
+					 json_object_to_json_string_ext(claims, JSON_C_TO_STRING_PLAIN),
+					 jwt_sig_len(alg, k))) == NULL) {
+		goto out;
+	}
+	rc_jwt_verify(v, token, strlen(token), now, &g, &r);
+	rc_grant_free(g);
+	rv = RC_OK;
+	if (r != want) {
+		snprintf(msg, msglen, "the key%s%s (%s): a warm-up token was %s, expected %s", k->kid ? " " : "",
+			 k->kid ? k->kid : "", rc_jwt_alg_name(alg), rc_jwt_reason_name(r), rc_jwt_reason_name(want));
+		rv = r == RC_JWT_NOMEM ? RC_ENOMEM : RC_EINVAL;
+	}
+out:
+	free(token);
+	json_object_put(hdr);
+	json_object_put(claims);
+	return rv;
+}
+
+int rc_jwt_warm_up(struct rc_jwt *v, int64_t now, unsigned *keys, char *msg, size_t msglen)
+{
+	struct rc_jwk_set *s = jwt_keys(v);
+	int rv = RC_OK;
+
+	*keys = 0;
+	for (unsigned i = 0; i < s->n && rv == RC_OK; i++) {
+		if ((s->keys[i].algs & v->algs) == 0)
+			continue;
+		if ((rv = jwt_warm_key(v, &s->keys[i], now, msg, msglen)) == RC_OK)
+			(*keys)++;
+	}
+	rc_jwk_set_unref(s);
+	return rv;
+}
+
 int rc_jwt_sign(const struct rc_jwk *key, unsigned alg, const char *kid, const char *payload, size_t len, char **token,
 		char *why, size_t whylen)
 {

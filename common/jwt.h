@@ -115,6 +115,18 @@ int rc_jwt_verify(struct rc_jwt *v, const char *token, size_t len, int64_t now, 
 		  enum rc_jwt_reason *reason);
 
 /*
+ * Verifies one token per key of the current set at time now, before any
+ * client's: the first verification is what starts the crypto library (its
+ * provider and algorithm tables, and ~2 MB of its code paged in, measured
+ * in docs/BENCHMARKS.md), and a key the library cannot use shows here. A
+ * secret signs a token (with the configured aud and iss) that must verify;
+ * a public key gets a token with an all-zero signature that must be refused
+ * as bad_signature. Returns RC_OK with *keys (how many were used), or an
+ * error with the reason in msg. Any thread; the gateway's main, at start.
+ */
+int rc_jwt_warm_up(struct rc_jwt *v, int64_t now, unsigned *keys, char *msg, size_t msglen);
+
+/*
  * Signs payload[0..len) (the claims, JSON) with key and alg, which the key
  * must fit; the header is {"alg","typ":"JWT"} plus "kid" (kid, or the key's
  * own when kid is NULL; none when both are NULL). Returns RC_OK with *token

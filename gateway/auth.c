@@ -71,6 +71,14 @@ int gw_auth_new(const struct gw_options *o, struct rc_jwt **out)
 		return rv;
 	}
 	rc_log_info("token verification on", "auth=jwt keys=\"%s\" leeway_s=%" PRId64, msg, o->jwt_leeway_s);
+	/*
+	 * Before any client: the first verification starts OpenSSL (its tables,
+	 * and ~2 MB of its code paged in). Paid here, it is neither the first
+	 * client's latency nor counted in the memory of the first streams.
+	 */
+	unsigned keys;
+	if (rc_jwt_warm_up(*out, (int64_t)time(NULL), &keys, msg, sizeof(msg)) != RC_OK)
+		rc_log_warn("token verification warm-up failed", "err=\"%s\"", msg);
 	return RC_OK;
 }
 
@@ -79,7 +87,7 @@ int gw_auth_new(const struct gw_options *o, struct rc_jwt **out)
 static void heap_set(struct gw_auth *a, uint32_t i, struct gw_stream *s)
 {
 	a->heap[i] = s;
-	s->auth->slot = i + 1;
+	gw_stream_token(s)->slot = i + 1;
 }
 
 static void heap_up(struct gw_auth *a, uint32_t i)
@@ -88,7 +96,7 @@ static void heap_up(struct gw_auth *a, uint32_t i)
 
 	while (i > 0) {
 		uint32_t p = (i - 1) / 2;
-		if (a->heap[p]->auth->stamp.exp <= s->auth->stamp.exp)
+		if (gw_stream_token(a->heap[p])->exp <= gw_stream_token(s)->exp)
 			break;
 		heap_set(a, i, a->heap[p]);
 		i = p;
@@ -104,9 +112,9 @@ static void heap_down(struct gw_auth *a, uint32_t i)
 		uint32_t l = 2 * i + 1, m = l;
 		if (l >= a->n)
 			break;
-		if (l + 1 < a->n && a->heap[l + 1]->auth->stamp.exp < a->heap[l]->auth->stamp.exp)
+		if (l + 1 < a->n && gw_stream_token(a->heap[l + 1])->exp < gw_stream_token(a->heap[l])->exp)
 			m = l + 1;
-		if (a->heap[m]->auth->stamp.exp >= s->auth->stamp.exp)
+		if (gw_stream_token(a->heap[m])->exp >= gw_stream_token(s)->exp)
 			break;
 		heap_set(a, i, a->heap[m]);
 		i = m;
@@ -138,16 +146,16 @@ void gw_auth_untrack(struct gw *gw, struct gw_stream *s)
 	struct gw_auth *a = gw->auth;
 	uint32_t i;
 
-	if (a == NULL || s->auth == NULL || s->auth->slot == 0)
+	if (a == NULL || gw_stream_token(s) == NULL || gw_stream_token(s)->slot == 0)
 		return;
-	i = s->auth->slot - 1;
-	s->auth->slot = 0;
+	i = gw_stream_token(s)->slot - 1;
+	gw_stream_token(s)->slot = 0;
 	if (i == --a->n)
 		return;
 	struct gw_stream *m = a->heap[a->n];
 	heap_set(a, i, m);
 	heap_up(a, i);
-	heap_down(a, m->auth->slot - 1);
+	heap_down(a, gw_stream_token(m)->slot - 1);
 }
 
 /* ---- the loop's handles ---- */
@@ -173,7 +181,7 @@ static void auth_sweep_cb(uv_timer_t *t)
 	struct gw *gw = a->gw;
 	int64_t now = (int64_t)time(NULL);
 
-	while (a->n > 0 && a->heap[0]->auth->stamp.exp + gw->opt.jwt_leeway_s <= now) {
+	while (a->n > 0 && gw_stream_token(a->heap[0])->exp + gw->opt.jwt_leeway_s <= now) {
 		struct gw_stream *s = a->heap[0];
 		gw_auth_untrack(gw, s);
 		gw->m.streams_expired++;
@@ -407,9 +415,9 @@ static void auth_remember(struct gw_auth *a, uint64_t hash, bool jti, int64_t un
 
 static bool auth_matches(const struct gw_stream *s, uint64_t hash, bool jti)
 {
-	if (s->auth == NULL)
+	if (gw_stream_token(s) == NULL)
 		return false;
-	return jti ? s->auth->stamp.jti_hash == hash : s->auth->stamp.sub_hash == hash;
+	return jti ? gw_stream_token(s)->jti_hash == hash : gw_stream_token(s)->sub_hash == hash;
 }
 
 /* Ends the loop's streams whose stamp matches; returns how many. */

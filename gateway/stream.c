@@ -378,6 +378,8 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 
 	if (s == NULL)
 		return RC_ENOMEM;
+	/* else the compiler turns malloc + memset into calloc */
+	__asm__ volatile("" : : "r"(s) : "memory");
 	memset(s, 0, size);
 	s->gw = gw;
 	s->conn = conn;
@@ -386,8 +388,12 @@ int gw_stream_open(struct gw *gw, struct gw_conn *conn, const struct gw_stream_r
 	gw_tq_entry_init(&s->hb);
 	ch = gw_response_stream_head(gw->opt.cors_origin);
 	if (req->stamp != NULL) {
-		s->auth = (struct gw_stream_auth *)&s->members[req->nrooms];
-		s->auth->stamp = *req->stamp;
+		struct gw_stream_auth *t;
+		s->has_token = true;
+		t = gw_stream_token(s);
+		t->sub_hash = req->stamp->sub_hash;
+		t->jti_hash = req->stamp->jti_hash;
+		t->exp = req->stamp->exp < 0 ? 0 : req->stamp->exp > UINT32_MAX ? UINT32_MAX : (uint32_t)req->stamp->exp;
 	}
 	if (ch == NULL || (req->stamp != NULL && gw_auth_track(gw, s) != RC_OK)) {
 		gw_chunk_unref(ch);

@@ -32,9 +32,15 @@ struct gw_held {
 
 struct gw_replay_call;
 
-/* What a stream keeps of its token (--auth jwt only: without, the stream has none of it). */
+/*
+ * What a stream keeps of its token (--auth jwt only: without, the stream has
+ * none of it), 24 bytes after the stream's members[]: with the 144-byte
+ * stream and one room, 200 bytes, malloc's 208-byte size class (32 bytes of
+ * stamp and a pointer to it made it 224).
+ */
 struct gw_stream_auth {
-	struct rc_grant_stamp stamp; /* its expiry, sub and jti hashes */
+	uint64_t sub_hash, jti_hash; /* rc_grant_stamp's: what a revocation matches */
+	uint32_t exp;                /* expiry, unix seconds (one past 2106 is kept as 2106: it ends sooner, never later) */
 	uint32_t slot;               /* 1 + its index in the expiry heap (auth.h); 0: not on it */
 };
 
@@ -49,8 +55,8 @@ struct gw_stream {
 	bool catchup;            /* replaying history: live events are held */
 	bool fetch_on_drain;     /* ask for the next replay page once the queue drains */
 	bool ended;              /* its last message is queued (stream.expired, stream.revoked): nothing more */
+	bool has_token;          /* --auth jwt: a gw_stream_auth follows members[] (gw_stream_token) */
 	uint16_t nrooms;
-	struct gw_stream_auth *auth; /* --auth jwt: its token, in the stream's block after members[]; else NULL */
 	uint64_t resume_epoch;
 	char *wait_id;           /* waiting for the first bus frame: a resume's Last-Event-ID, or a rewind's replay fields (",…") */
 	size_t wait_id_len;
@@ -59,6 +65,12 @@ struct gw_stream {
 	size_t nheld, capheld, held_bytes;
 	struct gw_member members[]; /* the hub's records of the stream's rooms (hub.h) */
 };
+
+/* What s keeps of its token, in its block after members[]; NULL without one. */
+static inline struct gw_stream_auth *gw_stream_token(const struct gw_stream *s)
+{
+	return s->has_token ? (struct gw_stream_auth *)(uintptr_t)&s->members[s->nrooms] : NULL;
+}
 
 /* The request's filter, checked by the router. */
 struct gw_stream_req {

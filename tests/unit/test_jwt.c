@@ -989,6 +989,38 @@ static void test_claims_of_a_signed_token(void **state)
 	rc_jwt_free(hs);
 }
 
+/*
+ * The warm-up the gateway runs at start: one verification per key, so the
+ * first client does not pay for the crypto library's lazy start. A secret
+ * signs a token that must verify through the whole path (aud and iss
+ * included); a public key checks a token whose signature must be refused.
+ */
+static void test_warm_up(void **state)
+{
+	struct rc_jwt *hs = verifier("HS256", "secret", NULL, "roomcast", "https://auth.example");
+	struct rc_jwt *pub = verifier("RS256,ES256", NULL, "jwks", NULL, NULL);
+	unsigned keys = 0;
+	char msg[256];
+
+	(void)state;
+	if (rc_jwt_warm_up(hs, NOW, &keys, msg, sizeof(msg)) != RC_OK)
+		fail_msg("secret: %s", msg);
+	assert_int_equal(keys, 1);
+	keys = 0;
+	if (rc_jwt_warm_up(pub, NOW, &keys, msg, sizeof(msg)) != RC_OK)
+		fail_msg("jwks: %s", msg);
+	assert_int_equal(keys, 2);
+	/* the verifier is unchanged: a real token still verifies, a forged one does not */
+	{
+		char *t = mint(F.hs, RC_JWT_HS256, NULL,
+			       claims("\"aud\":\"roomcast\",\"iss\":\"https://auth.example\""));
+		assert_reason(check(hs, t), RC_JWT_OK);
+		free(t);
+	}
+	rc_jwt_free(hs);
+	rc_jwt_free(pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1009,6 +1041,7 @@ int main(void)
 		cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_reload_while_verifying),
 		cmocka_unit_test(test_claims_of_a_signed_token),
+		cmocka_unit_test(test_warm_up),
 	};
 	return cmocka_run_group_tests_name("jwt", tests, setup, teardown);
 }
