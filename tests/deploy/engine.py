@@ -290,20 +290,27 @@ class Podman:
                 self.podman("rmi", ref, check=False)
 
     def _remove_leftovers(self):
-        """Containers and networks of earlier runs of this test whose process is gone (roomcastup<pid>)."""
+        """Containers, networks and volumes of earlier runs of the compose tests whose process is gone
+        (projects roomcastup<pid>, roomcastha<pid>)."""
+        project_re = r"(roomcast(?:up|ha)(\d+))"
         r = self.podman("ps", "-a", "--format", '{{.Names}} {{index .Labels "com.docker.compose.project"}}',
                         check=False)
-        projects = set()
+        projects = {}
         for line in r.stdout.splitlines():
             parts = line.split()
-            if len(parts) == 2 and re.fullmatch(r"roomcastup(\d+)", parts[1]):
-                projects.add(parts[1])
-        for n in self.podman("network", "ls", "--format", "{{.Name}}", check=False).stdout.split():
-            m = re.fullmatch(r"(roomcastup\d+)_default", n)
+            m = re.fullmatch(project_re, parts[1]) if len(parts) == 2 else None
             if m:
-                projects.add(m.group(1))
-        for p in sorted(projects):
-            if os.path.exists(f"/proc/{p[len('roomcastup'):]}"):
+                projects[m.group(1)] = m.group(2)
+        for n in self.podman("network", "ls", "--format", "{{.Name}}", check=False).stdout.split():
+            m = re.fullmatch(project_re + r"_default", n)
+            if m:
+                projects[m.group(1)] = m.group(2)
+        for n in self.podman("volume", "ls", "--format", "{{.Name}}", check=False).stdout.split():
+            m = re.fullmatch(project_re + r"_[A-Za-z0-9_.-]+", n)
+            if m:
+                projects[m.group(1)] = m.group(2)
+        for p, pid in sorted(projects.items()):
+            if os.path.exists(f"/proc/{pid}"):
                 continue  # its test is still running
             self.log(f"removing what an earlier run left: project {p}")
             names = self.podman("ps", "-aq", "--filter", f"label=com.docker.compose.project={p}",
@@ -311,6 +318,10 @@ class Podman:
             if names:
                 self.podman("rm", "-f", "-t", "0", *names, check=False)
             self.podman("network", "rm", "-f", f"{p}_default", check=False)
+            vols = [v for v in self.podman("volume", "ls", "--format", "{{.Name}}", check=False).stdout.split()
+                    if v.startswith(p + "_")]
+            if vols:
+                self.podman("volume", "rm", "-f", *vols, check=False)
 
     def _base_image(self):
         if self.image_exists("debian:bookworm"):

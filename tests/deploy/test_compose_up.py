@@ -53,11 +53,22 @@ def event(room, n):
 
 
 class Stack:
-    """One compose project of this test: docker-compose and podman calls, logs, teardown."""
+    """One compose project of this test: docker-compose and podman calls, logs, teardown.
+
+    A subclass changes the compose files, the project's name prefix (engine.py
+    removes what a dead run of either left) and the image of each service.
+    """
+
+    files = (COMPOSE_FILE,)
+    prefix = "roomcastup"
+    # service -> image repository, tagged src-<hash of the build context> (engine.source_hash)
+    images_of = {"broker": "roomcast", "gateway": "roomcast", "demo": "roomcast", "lb": "roomcast-lb"}
+    # lb's proxy_read_timeout in the test (None: deploy/nginx.conf's own)
+    nginx_read_timeout = NGINX_READ_TIMEOUT
 
     def __init__(self, eng, tmp):
         self.eng = eng
-        self.project = f"roomcastup{os.getpid()}"
+        self.project = f"{self.prefix}{os.getpid()}"
         self.port = engine.free_port()
         self.tag = engine.source_hash(SOURCE_DIR)
         self.override = os.path.join(tmp, "docker-compose.test.yml")
@@ -74,36 +85,31 @@ class Stack:
         self.up = False
 
     def write_override(self, tmp):
-        """The images of this source's hash; nginx.conf with a short read timeout."""
-        with open(os.path.join(SOURCE_DIR, "deploy", "nginx.conf"), encoding="utf-8") as f:
-            conf = f.read()
-        conf, n = re.subn(r"^(\s*proxy_read_timeout\s+)\S+;", rf"\g<1>{NGINX_READ_TIMEOUT};", conf, flags=re.M)
-        if n != 1:
-            raise AssertionError("deploy/nginx.conf has no one proxy_read_timeout line to shorten")
-        conf_path = os.path.join(tmp, "nginx.conf")
-        with open(conf_path, "w", encoding="utf-8") as f:
-            f.write(conf)
-        os.chmod(tmp, 0o755)
-        os.chmod(conf_path, 0o644)
-        img = f"roomcast:src-{self.tag}"
+        """The images of this source's hash; nginx.conf with a short read timeout (nginx_read_timeout)."""
+        conf_path = None
+        if self.nginx_read_timeout:
+            with open(os.path.join(SOURCE_DIR, "deploy", "nginx.conf"), encoding="utf-8") as f:
+                conf = f.read()
+            conf, n = re.subn(r"^(\s*proxy_read_timeout\s+)\S+;", rf"\g<1>{self.nginx_read_timeout};", conf,
+                              flags=re.M)
+            if n != 1:
+                raise AssertionError("deploy/nginx.conf has no one proxy_read_timeout line to shorten")
+            conf_path = os.path.join(tmp, "nginx.conf")
+            with open(conf_path, "w", encoding="utf-8") as f:
+                f.write(conf)
+            os.chmod(tmp, 0o755)
+            os.chmod(conf_path, 0o644)
+        lines = ['version: "2.4"', "services:"]
+        for service, repo in self.images_of.items():
+            lines += [f"  {service}:", f"    image: {repo}:src-{self.tag}"]
+            if service == "lb" and conf_path:
+                lines += ["    volumes:", f"      - {conf_path}:/etc/nginx/nginx.conf:ro"]
         with open(self.override, "w", encoding="utf-8") as f:
-            f.write(f"""version: "2.4"
-services:
-  broker:
-    image: {img}
-  gateway:
-    image: {img}
-  demo:
-    image: {img}
-  lb:
-    image: roomcast-lb:src-{self.tag}
-    volumes:
-      - {conf_path}:/etc/nginx/nginx.conf:ro
-""")
+            f.write("\n".join(lines) + "\n")
 
     def compose(self, *args, timeout=120, check=True, capture=True):
-        argv = ["docker-compose", "--ansi", "never", "--project-directory", SOURCE_DIR, "-f", COMPOSE_FILE,
-                "-f", self.override, *args]
+        argv = ["docker-compose", "--ansi", "never", "--project-directory", SOURCE_DIR,
+                *sum((["-f", f] for f in self.files), []), "-f", self.override, *args]
         r = subprocess.run(argv, env=self.env, cwd=SOURCE_DIR, stdin=subprocess.DEVNULL, text=True,
                            capture_output=capture, timeout=timeout)
         if check and r.returncode != 0:
@@ -143,10 +149,11 @@ services:
 
     def images(self):
         """Builds the images unless this source hash's are there; returns the seconds it took (0: cached)."""
-        if self.eng.image_exists(f"roomcast:src-{self.tag}") and self.eng.image_exists(f"roomcast-lb:src-{self.tag}"):
-            log(f"images roomcast:src-{self.tag}, roomcast-lb:src-{self.tag}: cached")
+        refs = ", ".join(f"{repo}:src-{self.tag}" for repo in dict.fromkeys(self.images_of.values()))
+        if all(self.eng.image_exists(f"{repo}:src-{self.tag}") for repo in self.images_of.values()):
+            log(f"images {refs}: cached")
             return 0.0
-        log(f"building the images roomcast:src-{self.tag}, roomcast-lb:src-{self.tag} (docker-compose build)")
+        log(f"building the images {refs} (docker-compose build)")
         start = time.monotonic()
         r = self.compose("build", timeout=600, check=False)
         took = time.monotonic() - start
@@ -156,7 +163,7 @@ services:
                 raise Skip(f"the image build cannot reach Debian's mirror:\n{out[-2000:]}")
             raise AssertionError(f"docker-compose build exited {r.returncode} after {took:.0f}s:\n{out[-6000:]}")
         log(f"built in {took:.1f}s")
-        for repo in ("roomcast", "roomcast-lb"):
+        for repo in dict.fromkeys(self.images_of.values()):
             self.eng.drop_other_tags(repo, f"src-{self.tag}")
         return took
 
