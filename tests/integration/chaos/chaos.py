@@ -276,8 +276,7 @@ class Chaos(unittest.TestCase):
             self.failed_setup = False
         finally:
             if self.failed_setup:
-                self._dump_logs()
-                self._teardown()
+                self._teardown()  # run() prints the logs
 
     def _build(self):
         bed = self.bed
@@ -313,19 +312,29 @@ class Chaos(unittest.TestCase):
     def tearDown(self):
         if self.failed_setup:
             return
-        self._teardown()
+        bad = self._teardown()
+        if bad:
+            raise AssertionError("on SIGTERM: %s (their logs below)" % "; ".join(bad))
 
     def _teardown(self):
+        """Stops gateways and brokers (SIGTERM: each must exit 0, no sanitizer report), then the bed."""
+        bad = []
         try:
             if getattr(self, "js_conn", None) is not None:
                 self.js_conn.close()
             for s in getattr(self, "subs", []):
                 s.close()
+            for x in getattr(self, "gateways", []) + getattr(self, "brokers", []):
+                if x.proc is not None:
+                    rc = x.proc.stop(timeout=scaled(10))
+                    if rc != 0:
+                        bad.append("%s exited %s" % (x.proc.name, rc))
         finally:
             if self.inside is not None:
                 self.inside.__exit__(None, None, None)
                 self.inside = None
             self.bed.close()
+        return bad
 
     def _dump_logs(self):
         sys.stderr.write("\n===== process logs (%s) =====\n%s\n===== end =====\n" % (self.bed.logdir, self.bed.logs()))
@@ -337,9 +346,13 @@ class Chaos(unittest.TestCase):
         try:
             return super().run(result)
         finally:
-            if len(result.failures) + len(result.errors) > before or os.environ.get("ROOMCAST_TEST_SHOW_LOGS"):
-                if not self.bed.closed or os.path.isdir(self.bed.logdir):
+            bed = getattr(self, "bed", None)
+            if bed is not None:
+                if len(result.failures) + len(result.errors) > before or os.environ.get("ROOMCAST_TEST_SHOW_LOGS"):
                     self._dump_logs()
+                    print("chaos: logs and NATS stores kept in %s" % bed.logdir, flush=True)
+                else:
+                    shutil.rmtree(bed.logdir, ignore_errors=True)
 
     # -- NATS views (from the client host) --
 
