@@ -54,8 +54,10 @@ class NatsLeaderKillTest(Chaos):
         def fault(c):
             victim.proc.kill()  # SIGKILL, reaped
             c.marks["killed"] = time.monotonic()
-            got["new"] = harness.wait_until(lambda: (lambda new: new if new and new != leader else None)(c.stream_leader()),
-                                            scaled(30), "a new stream leader")
+            def new_leader():
+                new = c.stream_leader()
+                return new if new and new != leader else None
+            got["new"] = harness.wait_until(new_leader, scaled(30), "a new stream leader")
             c.marks["elected"] = time.monotonic()
             time.sleep(max(0.0, DOWN - (time.monotonic() - c.marks["killed"])))
             victim.start(c.nats_bin)

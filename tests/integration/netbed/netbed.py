@@ -23,8 +23,9 @@ sockets from inside itself (socket, connect: setns(2) on the calling thread
 around socket creation), is cut off and healed (its bridge-side veth set
 down/up: a pulled cable, the host keeps its address and routes) and is given
 a lossy input (nftables in its namespace, `numgen random mod 100 < N drop`
-on eth0's input, optionally only for packets from some hosts' addresses; this kernel has no netem; iptables' statistic match on the
-same nf_tables kernel when the nft tool is not installed).
+on eth0's input, optionally only for packets from some hosts' addresses;
+this kernel has no netem; iptables' statistic match on the same nf_tables
+kernel when the nft tool is not installed).
 
 Teardown always runs: Bed is a context manager, every open Bed is also
 closed by atexit and on SIGTERM (then the process dies of the signal), and Bed() first
