@@ -23,8 +23,9 @@ sockets from inside itself (socket, connect: setns(2) on the calling thread
 around socket creation), is cut off and healed (its bridge-side veth set
 down/up: a pulled cable, the host keeps its address and routes) and is given
 a lossy input (nftables in its namespace, `numgen random mod 100 < N drop`
-on eth0's input; this kernel has no netem; iptables' statistic match on the
-same nf_tables kernel when the nft tool is not installed).
+on eth0's input, optionally only for packets from some hosts' addresses;
+this kernel has no netem; iptables' statistic match on the same nf_tables
+kernel when the nft tool is not installed).
 
 Teardown always runs: Bed is a context manager, every open Bed is also
 closed by atexit and on SIGTERM (then the process dies of the signal), and Bed() first
@@ -348,6 +349,13 @@ class Host:
         """Starts argv inside the host; returns a Proc the bed stops and reaps at teardown."""
         return self.bed._spawn(self, name, argv, env)
 
+    def inside(self):
+        """
+        with host.inside(): the calling thread is in this host's network (every
+        socket it makes, and the threads it starts meanwhile, are), then back.
+        """
+        return _InNamespace(self.ns)
+
     def socket(self, family=socket.AF_INET, type=socket.SOCK_STREAM):
         """A socket of this host's network (made in its namespace; usable from any thread)."""
         with _InNamespace(self.ns):
@@ -389,25 +397,36 @@ class Host:
                 raise BedError("eth0 of %s has no carrier %.1fs after the heal" % (self.name, timeout))
             time.sleep(0.01)
 
-    def set_loss(self, percent):
-        """Drops percent % of the packets eth0 receives, at random (0: none). Replaces an earlier setting."""
+    def set_loss(self, percent, sources=None):
+        """
+        Drops percent % of the packets eth0 receives, at random (0: none);
+        sources: only of those sent from these addresses (hosts' .addr), e.g.
+        a lossy link between two hosts. Replaces an earlier setting.
+        """
         percent = int(percent)
         if not 0 <= percent <= 100:
             raise ValueError("loss percent %r" % percent)
+        sources = [str(a) for a in sources or []]
+        for a in sources:
+            if not re.match(r"^\d{1,3}(\.\d{1,3}){3}$", a):
+                raise ValueError("source %r is not an IPv4 address" % a)
         self.clear_loss()
         if percent == 0:
             return
         tool = self.bed.loss_tool
         if tool == "nft":
+            match = "ip saddr { %s } " % ", ".join(sources) if sources else ""
             rules = ("table inet %s {\n"
                      "  chain input {\n"
                      "    type filter hook input priority -10; policy accept;\n"
-                     "    iifname \"eth0\" numgen random mod 100 < %d drop\n"
+                     "    iifname \"eth0\" %snumgen random mod 100 < %d drop\n"
                      "  }\n"
-                     "}\n") % (LOSS_TABLE, percent)
+                     "}\n") % (LOSS_TABLE, match, percent)
             self.run(["nft", "-f", "/dev/stdin"], input=rules)
         elif tool == "iptables":
-            self.run(["iptables", "-w", "-I", "INPUT", "-i", "eth0", "-m", "statistic", "--mode", "random",
+            match = ["-s", ",".join(sources)] if sources else []
+            self.run(["iptables", "-w", "-I", "INPUT", "-i", "eth0"] + match +
+                     ["-m", "statistic", "--mode", "random",
                       "--probability", "%.2f" % (percent / 100.0), "-j", "DROP"])
         else:
             raise BedError("no packet filter tool (nft or iptables) to make a lossy link")

@@ -118,6 +118,99 @@ class KeepAlivePoster:
 
 
 # ---------------------------------------------------------------------------
+# several brokers on one NATS stream: what the failover tests share
+# ---------------------------------------------------------------------------
+
+FAILOVER_ROOMS = ["r0", "r1", "r2", "r3"]
+
+
+def nats_store_skip_reason():
+    """Why the broker cannot run on a NATS stream here (a test exits 77 with it), or None."""
+    import re
+    import shutil
+    if shutil.which("nats-server") is None:
+        return "nats-server is not installed (Debian package nats-server; scripts/install-deps)"
+    try:
+        out = subprocess.run([harness.BROKER_BIN, "--help"], capture_output=True, text=True,
+                             timeout=scaled(10)).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return "roomcast-broker --help failed: %r" % (e,)
+    store = re.search(r"--store\b[^\n]*(\n\s{10,}[^\n]*)*", out)
+    if store is None or "nats" not in store.group(0) or "--nats-url" not in out or "--nats-stream" not in out:
+        return "roomcast-broker --help lists no --store nats (with --nats-url, --nats-stream)"
+    return None
+
+
+def failover_stream_specs():
+    """20 streams over FAILOVER_ROOMS: four per room, and four following two rooms each."""
+    rooms = FAILOVER_ROOMS
+    specs = [[rooms[k % 4]] for k in range(16)]
+    specs += [[rooms[k], rooms[(k + 1) % 4]] for k in range(4)]
+    return specs
+
+
+class Recorder:
+    """A stream's events (on_event of a FastStream or ResumingSubscriber) with their arrival times."""
+
+    def __init__(self, rooms):
+        self.rooms = set(rooms)
+        self.events = []  # (t, id bytes, data bytes)
+
+    def __call__(self, eid, data):
+        self.events.append((time.monotonic(), eid, data))
+
+
+def check_deliveries(acked, recorders, fields=("room_id",)):
+    """
+    acked: [(id, event dict)] of every event answered 201 (each event once,
+    its id the one its last answer gave). Raises AssertionError unless no id
+    was answered for two events, every id has one epoch, and every recorder
+    got exactly the acknowledged ids of its rooms, each once, in gseq order,
+    with no stream.reset and, for each id, the event it was answered for
+    (the fields named compared). Returns the longest time a stream went
+    without an event, in seconds, and that stream's index and the time the
+    gap ended (monotonic): (stall, k, t).
+    """
+    event_of = {}
+    for eid, ev in acked:
+        if eid in event_of:
+            raise AssertionError("id %s answered for two events: %r and %r" % (eid, event_of[eid], ev))
+        event_of[eid] = ev
+    epochs = {epoch_of(eid) for eid in event_of}
+    if len(epochs) > 1:
+        raise AssertionError("one stream, one epoch: %r" % sorted(epochs))
+    stall = (0.0, None, None)
+    for k, rec in enumerate(recorders):
+        got = []
+        for t, eid, data in rec.events:
+            if b"stream.reset" in data:
+                raise AssertionError("stream %d got %r" % (k, data))
+            eid = eid.decode("ascii")
+            got.append(eid)
+            ev = event_of.get(eid)
+            if ev is not None:
+                d = json.loads(data)
+                if any(d.get(f) != ev.get(f) for f in fields):
+                    raise AssertionError("stream %d: id %s carries %r, answered for %r" % (k, eid, d, ev))
+        if len(got) != len(set(got)):
+            dup = sorted({e for e in got if got.count(e) > 1}, key=gseq_of)[:5]
+            raise AssertionError("stream %d got an id twice: %s" % (k, dup))
+        want = sorted((eid for eid, ev in event_of.items() if ev["room_id"] in rec.rooms), key=gseq_of)
+        if got != want:
+            missing = sorted(set(want) - set(got), key=gseq_of)
+            extra = sorted(set(got) - set(want), key=gseq_of)
+            order = [a for a, b in zip(got, got[1:]) if gseq_of(a) >= gseq_of(b)]
+            raise AssertionError("stream %d (rooms %s): %d ids, %d acknowledged; missing %s; not acknowledged "
+                                 "%s; out of order after %s" % (k, sorted(rec.rooms), len(got), len(want),
+                                                                missing[:8], extra[:8], order[:5]))
+        times = [t for t, _, _ in rec.events]
+        for a, b in zip(times, times[1:]):
+            if b - a > stall[0]:
+                stall = (b - a, k, b)
+    return stall
+
+
+# ---------------------------------------------------------------------------
 # SSE subscribers
 # ---------------------------------------------------------------------------
 
@@ -146,8 +239,9 @@ class FastStream:
     checked and kept in self.preamble.
     """
 
-    def __init__(self, port, path, headers=None, on_event=None, rcvbuf=None, name=None):
+    def __init__(self, port, path, headers=None, on_event=None, rcvbuf=None, name=None, addr=HOST):
         self.port = port
+        self.addr = addr
         self.path = path
         self.name = name or path
         self.on_event = on_event
@@ -170,7 +264,7 @@ class FastStream:
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(scaled(10))
-        self.sock.connect((HOST, port))
+        self.sock.connect((addr, port))
         lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1", "Accept: text/event-stream"]
         for k, v in (headers or {}).items():
             lines.append("%s: %s" % (k, v))
@@ -365,7 +459,8 @@ class ResumingSubscriber:
     A subscriber that, when the gateway closes its stream, reconnects (to the
     next port in ports, round robin) with Last-Event-ID set to the id of the
     last event it received completely. on_event sees every event of every
-    connection, in arrival order.
+    connection, in arrival order. A port may also be an (address, port)
+    pair: a gateway on another host.
     """
 
     def __init__(self, ports, path, on_event, rcvbuf=None, name=None, max_reconnects=200):
@@ -388,8 +483,9 @@ class ResumingSubscriber:
         headers = {"Last-Event-ID": last_id.decode("ascii")} if last_id is not None else None
         port = self.ports[self._i % len(self.ports)]
         self._i += 1
+        addr, port = port if isinstance(port, tuple) else (HOST, port)
         return FastStream(port, self.path, headers=headers, on_event=self._event, rcvbuf=self.rcvbuf,
-                          name=self.name)
+                          name=self.name, addr=addr)
 
     def _event(self, eid, data):
         now = time.monotonic()

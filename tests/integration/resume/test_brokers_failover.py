@@ -20,51 +20,19 @@ roomcast-broker has no --store nats.
 
 import os
 import re
-import shutil
-import subprocess
 import sys
 import threading
 import time
 import unittest
 
-from resume_util import StreamTest, FastStream, KeepAlivePoster, gseq_of, epoch_of, harness, pump, scaled
+from resume_util import (StreamTest, FastStream, KeepAlivePoster, Recorder, check_deliveries, harness, pump, scaled,
+                         FAILOVER_ROOMS as ROOMS, failover_stream_specs as stream_specs,
+                         nats_store_skip_reason as skip_reason)
 
-ROOMS = ["r0", "r1", "r2", "r3"]
 PUBLISHERS = 4
 REQUESTS = 150  # per publisher
 BATCH = 3       # events per POST
 PAUSE = 0.004   # between a publisher's POSTs: a steady rate, not a burst
-
-
-def skip_reason():
-    if shutil.which("nats-server") is None:
-        return "nats-server is not installed (Debian package nats-server)"
-    try:
-        out = subprocess.run([harness.BROKER_BIN, "--help"], capture_output=True, text=True, timeout=scaled(10)).stdout
-    except (OSError, subprocess.SubprocessError) as e:
-        return "roomcast-broker --help failed: %r" % (e,)
-    store = re.search(r"--store\b[^\n]*(\n\s{10,}[^\n]*)*", out)
-    if store is None or "nats" not in store.group(0) or "--nats-url" not in out or "--nats-stream" not in out:
-        return "roomcast-broker --help lists no --store nats (with --nats-url, --nats-stream)"
-    return None
-
-
-def stream_specs():
-    """20 streams: four per room, and four following two rooms each."""
-    specs = [[ROOMS[k % 4]] for k in range(16)]
-    specs += [[ROOMS[k], ROOMS[(k + 1) % 4]] for k in range(4)]
-    return specs
-
-
-class Recorder:
-    """A stream's events with their arrival times."""
-
-    def __init__(self, rooms):
-        self.rooms = set(rooms)
-        self.events = []  # (t, id bytes, data bytes)
-
-    def __call__(self, eid, data):
-        self.events.append((time.monotonic(), eid, data))
 
 
 class BrokersFailoverTest(StreamTest):
@@ -164,23 +132,7 @@ class BrokersFailoverTest(StreamTest):
         self.assertTrue(killed.is_set())
         self.assertEqual(len(acked), PUBLISHERS * REQUESTS * BATCH)
 
-        room_of = {}
-        for eid, ev in acked:
-            self.assertNotIn(eid, room_of, "an id answered twice")
-            room_of[eid] = ev["room_id"]
-        epochs = {epoch_of(eid) for eid in room_of}
-        self.assertEqual(len(epochs), 1, "one stream, one epoch: %r" % epochs)
-        stall = 0.0
-        for k, rec in enumerate(recorders):
-            got = []
-            for t, eid, data in rec.events:
-                self.assertNotIn(b"stream.reset", data, "stream %d got %r" % (k, data))
-                got.append(eid.decode("ascii"))
-            want = sorted((eid for eid, room in room_of.items() if room in rec.rooms), key=gseq_of)
-            self.assertEqual(len(got), len(set(got)), "stream %d got an id twice" % k)
-            self.assertEqual(got, want, "stream %d: every acknowledged id of its rooms once, in order" % k)
-            times = [t for t, _, _ in rec.events]
-            stall = max([stall] + [b - a for a, b in zip(times, times[1:])])
+        stall, _, _ = check_deliveries(acked, recorders, fields=("room_id", "pub", "r", "b"))
         retries = harness.get_metrics(gw.port).get("roomcast_gateway_api_retries_total", 0)
         sys.stderr.write("\n%d events, %d streams, longest time a stream went without an event: %.0f ms, "
                          "api requests sent again: %d\n" % (len(acked), len(recorders), stall * 1000, retries))

@@ -1,0 +1,94 @@
+"""
+Chaos case 2: SIGKILL the NATS node that leads the stream (STREAM.INFO's
+cluster.leader) under load, restart it on its store DOWN seconds later.
+
+Before the load, the leader is moved (STREAM.LEADER.STEPDOWN, a few times
+at most) until a broker is connected to the node that leads, so that the
+kill also breaks a broker's NATS connection: that broker reconnects to
+another node (its own stats: disconnects and reconnects +1, relayed on the
+gateways' /metrics as roomcast_broker_nats_{disconnects,reconnects}_total).
+Publishes to the stream stall until the two nodes left elect a leader
+(nats-server 2.9.10: 4-8 s, docs/ARCHITECTURE.md "Test bed"); POSTs meanwhile
+are answered 503 storage_unavailable or 504 publish_outcome_unknown and are
+retried with the same keys. After the restart the node catches up (all
+three replicas hold the stream's last sequence).
+
+Topology and checks: chaos.py. Skips (77) like the others.
+"""
+
+import sys
+import time
+
+import chaos
+from chaos import Chaos, STREAM, harness, nats_client, report, scaled
+
+DOWN = 6.0  # seconds the node stays dead
+
+
+class NatsLeaderKillTest(Chaos):
+    def brokers_on(self, node):
+        addrs = self.nats_clients(node)
+        return [b for b in self.brokers if b.host.addr in addrs]
+
+    def lead_where_a_broker_is(self):
+        """Moves the stream's leadership until a broker is connected to its leader (bounded)."""
+        for _ in range(6):
+            leader = harness.wait_until(self.stream_leader, scaled(20), "a stream leader")
+            if self.brokers_on(self.node(leader)):
+                return leader
+            try:
+                self.js().api("STREAM.LEADER.STEPDOWN." + STREAM, timeout=2.0)
+            except (nats_client.NatsError, TimeoutError, OSError):
+                pass
+            harness.wait_until(lambda: self.stream_leader() not in (None, leader), scaled(20),
+                               "another stream leader after the step-down")
+        raise AssertionError("no broker connected to the stream leader after 6 step-downs")
+
+    def test_sigkill_stream_leader_and_restart(self):
+        leader = self.lead_where_a_broker_is()
+        victim = self.node(leader)
+        moved = self.brokers_on(victim)
+        before = {b.name: b.stats(self.client)["nats"] for b in self.brokers}
+        got = {}
+
+        def fault(c):
+            victim.proc.kill()  # SIGKILL, reaped
+            c.marks["killed"] = time.monotonic()
+            def new_leader():
+                new = c.stream_leader()
+                return new if new and new != leader else None
+            got["new"] = harness.wait_until(new_leader, scaled(30), "a new stream leader")
+            c.marks["elected"] = time.monotonic()
+            time.sleep(max(0.0, DOWN - (time.monotonic() - c.marks["killed"])))
+            victim.start(c.nats_bin)
+            c.marks["restarted"] = time.monotonic()
+            c.wait_nats_healthy(victim)
+
+        figures = self.run_case("nats-leader-kill", fault)
+        # the restarted node caught up: its replica holds the stream's last sequence
+        last = harness.wait_until(lambda: self.js().stream_info(STREAM, timeout=2)["state"]["last_seq"], scaled(10),
+                                  "stream info")
+        t = time.monotonic()
+        harness.wait_until(lambda: (self.node_state(victim) or {}).get("last_seq") == last, scaled(40),
+                           "the restarted %s to hold seq %d" % (leader, last), interval=0.1)
+        catchup = time.monotonic() - t
+        # the brokers that were on the killed node lost their connection and made another
+        after = {b.name: b.stats(self.client)["nats"] for b in self.brokers}
+        for b in moved:
+            self.assertGreater(after[b.name]["disconnects"], before[b.name]["disconnects"], b.name)
+            self.assertGreater(after[b.name]["reconnects"], before[b.name]["reconnects"], b.name)
+            self.assertTrue(after[b.name]["connected"], after[b.name])
+        # and the gateways' /metrics relayed it (figures of whichever broker answered the stats request)
+        for i, g in enumerate(self.gateways):
+            for m in ("roomcast_broker_nats_disconnects_total", "roomcast_broker_nats_reconnects_total"):
+                seen = self.series(i, m, since=self.marks["killed"])
+                self.assertTrue(seen and max(v for _, v in seen) >= 1,
+                                "%s /metrics never showed %s >= 1 after the kill: %r" % (g.name, m, seen[-5:]))
+        report("nats-leader-kill", old=leader, new=got["new"],
+               election_s="%.1f" % (self.marks["elected"] - self.marks["killed"]), down_s=DOWN,
+               catchup_s="%.1f" % catchup, brokers_moved=",".join(b.name for b in moved),
+               **dict(figures, **self.gateway_figures()))
+
+
+if __name__ == "__main__":
+    sys.exit(chaos.main())
