@@ -4,11 +4,15 @@
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "error.h"
+#include "event.h"
 #include "log.h"
 #include "natsmap.h"
 #include "proto_limits.h"
@@ -18,6 +22,19 @@
 /* A conflict this many times in a row on one event: the room is too contended, the publish fails. */
 #define NSTORE_MAX_ATTEMPTS 50
 #define NSTORE_MAX_PENDING  65536
+/*
+ * An event JetStream has not answered within this long (a leader that died
+ * with it, or no leader: no responders) is sent again, the same message
+ * (same Nats-Msg-Id, rseq and fence), until --nats-timeout-ms has passed
+ * since it was first sent: so it goes through about this long after a
+ * leader exists, not when the timeout runs out.
+ */
+#define NSTORE_RESEND_MS 1000
+/* The follower's idle heartbeat: nats.c recreates the ordered consumer after two missed (the leader died). */
+#define NSTORE_FOLLOW_HEARTBEAT_MS 500
+/* The broker's own Nats-Msg-Id for an event without a key: "rc <instance> <n>"; the space keeps it apart from
+ * any client key (printable ASCII without space), and the follower never takes it for one. */
+#define NSTORE_OWN_ID_MAX 48
 
 struct nbatch;
 
@@ -37,6 +54,7 @@ enum npend_state {
 	NP_DONE,    /* acknowledged (gseq set) */
 	NP_FAILED,  /* not published */
 	NP_UNKNOWN, /* may have been published */
+	NP_RESEND,  /* not answered (yet): to be sent again as it was, from next_ms */
 };
 
 /* One event of a publish. */
@@ -45,9 +63,15 @@ struct npend {
 	struct nroom *room;
 	const struct hinput *in;
 	uint64_t rseq, gseq;
+	uint64_t fence;		 /* the fence it was sent with (a re-send keeps it) */
+	double deadline_ms;	 /* first sent + --nats-timeout-ms: no re-send after it */
+	double sent_ms;		 /* when last sent */
+	double next_ms;		 /* NP_RESEND: not before this */
 	enum npend_state state;
 	bool dup;
+	bool maybe;		 /* a send got no answer: it may be stored */
 	int attempts;
+	char id[NSTORE_OWN_ID_MAX]; /* its Nats-Msg-Id when it has no key ("" until first sent) */
 };
 
 /* One nstore_publish call, owned by its thread; the acknowledgements change it under s->mtx. */
@@ -57,6 +81,7 @@ struct nbatch {
 	size_t n;
 	size_t scan;	    /* events below it are sent or resolved */
 	size_t outstanding; /* sent, not acknowledged */
+	size_t resends;	    /* events in NP_RESEND */
 	bool stop;	    /* an event could not be sent: send no more */
 	bool waiting;	    /* the thread waits on cv */
 	struct nbatch *blocked_next;
@@ -80,6 +105,8 @@ struct nstore {
 	uint64_t follow_seq;	   /* the last stream sequence the follower read */
 	bool closed;		   /* nats.c's last connection callback has run (its closed callback) */
 	struct nbatch *followers; /* publishes waiting for the follower */
+	uint64_t instance;	   /* random, drawn at open: the broker's own message ids */
+	_Atomic uint64_t own_ids; /* own ids given */
 	struct nstore_stats st;
 };
 
@@ -198,7 +225,9 @@ static void nstore_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
 	     natsMsgHeader_Get(msg, NATSMAP_HDR_RSEQ, &rs) == NATS_OK && natsmap_rseq_parse(rs, &rseq) == RC_OK &&
 	     natsMsg_GetDataLength(msg) >= 2;
 	if (ok) {
-		if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &key) == NATS_OK && key != NULL) {
+		if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &key) == NATS_OK && key != NULL &&
+		    rc_key_valid(key, strnlen(key, RC_KEY_MAX + 1))) {
+			/* a client's key (the broker's own ids hold a space: no key) */
 			rec.key = key;
 			rec.key_len = (uint16_t)strnlen(key, RC_KEY_MAX);
 		}
@@ -281,7 +310,25 @@ static void nstore_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pa
 		}
 	} else {
 		/* no answer in time (it may be stored), or no JetStream answered, or it refused */
-		bool maybe = pae == NULL || pae->Err == NATS_TIMEOUT || pae->Err == NATS_CONNECTION_CLOSED;
+		bool noanswer = pae == NULL || pae->Err == NATS_TIMEOUT;
+		bool noleader = pae != NULL && pae->Err == NATS_NO_RESPONDERS; /* not stored: no leader (yet) */
+		bool maybe;
+		double now = now_ms();
+
+		p->maybe |= noanswer;
+		if ((noanswer || noleader) && now + 10 < p->deadline_ms) {
+			/* the room stays reserved: the same message goes again (a duplicate if the first was stored) */
+			p->state = NP_RESEND;
+			p->next_ms = p->sent_ms + NSTORE_RESEND_MS > now ? p->sent_ms + NSTORE_RESEND_MS : now;
+			b->resends++;
+			b->outstanding--;
+			if (b->waiting)
+				pthread_cond_signal(&b->cv);
+			pthread_mutex_unlock(&s->mtx);
+			natsMsg_Destroy(msg);
+			return;
+		}
+		maybe = p->maybe || pae == NULL || pae->Err == NATS_TIMEOUT || pae->Err == NATS_CONNECTION_CLOSED;
 		r->known = false;
 		p->state = maybe ? NP_UNKNOWN : NP_FAILED;
 		s->st.unknown += maybe;
@@ -326,26 +373,37 @@ static int nstore_read_room(struct nstore *s, struct nroom *r, uint64_t *seq, ui
 	return RC_OK;
 }
 
-/* Sends event p (its room reserved for it, rseq set) with the fence fence. Called without mtx. */
-static natsStatus nstore_send(struct nstore *s, struct npend *p, uint64_t fence)
+/*
+ * Sends event p (its room reserved for it, rseq, fence, sent_ms and
+ * deadline_ms set), waiting for its answer up to NSTORE_RESEND_MS. Its
+ * Nats-Msg-Id: its key, or (no key, or keys ignored) the broker's own id,
+ * the same for every send of p. Called without mtx.
+ */
+static natsStatus nstore_send(struct nstore *s, struct npend *p)
 {
 	natsMsg *m = NULL;
 	jsPubOptions po;
 	char rseq[21], key[RC_KEY_MAX + 1];
+	double left = p->deadline_ms - p->sent_ms;
 	natsStatus st;
 
 	if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED)
 		return NATS_NOT_YET_CONNECTED; /* never queue into nats.c's reconnect buffer: it would go out later */
 	jsPubOptions_Init(&po);
-	po.MaxWait = s->cfg.timeout_ms;
-	if (fence == 0)
+	po.MaxWait = left < NSTORE_RESEND_MS ? (left < 1 ? 1 : (int64_t)left) : NSTORE_RESEND_MS;
+	if (p->fence == 0)
 		po.ExpectNoMessage = true;
 	else
-		po.ExpectLastSubjectSeq = fence;
+		po.ExpectLastSubjectSeq = p->fence;
 	if (s->cfg.dup_window_ms > 0 && p->in->key_len > 0) {
 		memcpy(key, p->in->key, p->in->key_len);
 		key[p->in->key_len] = '\0';
 		po.MsgId = key;
+	} else {
+		if (p->id[0] == '\0')
+			snprintf(p->id, sizeof(p->id), "rc %016" PRIx64 " %" PRIu64, s->instance,
+				 atomic_fetch_add(&s->own_ids, 1) + 1);
+		po.MsgId = p->id;
 	}
 	natsmap_rseq_format(rseq, p->rseq);
 	st = natsMsg_Create(&m, p->room->subject, NULL, p->in->json, (int)p->in->json_len);
@@ -374,6 +432,75 @@ static void nbatch_fail_rest(struct nbatch *b)
 	b->scan = b->n;
 }
 
+/* Ends event p (no more sends): unknown if a send went unanswered, else failed. Caller holds mtx. */
+static void nbatch_give_up(struct nstore *s, struct nbatch *b, struct npend *p)
+{
+	p->state = p->maybe ? NP_UNKNOWN : NP_FAILED;
+	s->st.unknown += p->maybe;
+	s->st.failed += !p->maybe;
+	p->room->known = false;
+	b->stop = true;
+	nroom_release(p->room);
+	rc_log_warn("nats: publish not acknowledged in --nats-timeout-ms", "subject=%s sends=%d outcome=%s",
+		    p->room->subject, p->attempts + 1, p->maybe ? "unknown" : "not_published");
+}
+
+/*
+ * Sends again the events of b due for it (NP_RESEND), or gives up on those
+ * past their deadline. Returns true when it sent or gave up on one (mtx
+ * was released), false when none is due; *wake is then the earliest time
+ * one is (0: none waits). Caller holds mtx.
+ */
+static bool nbatch_resend(struct nstore *s, struct nbatch *b, double *wake)
+{
+	double now = now_ms();
+	struct npend *due = NULL;
+	natsStatus st;
+
+	*wake = 0;
+	for (size_t k = 0; k < b->n && b->resends > 0; k++) {
+		struct npend *q = &b->p[k];
+		if (q->state != NP_RESEND)
+			continue;
+		if (b->stop || now >= q->deadline_ms) {
+			b->resends--;
+			nbatch_give_up(s, b, q);
+			return true;
+		}
+		if (q->next_ms <= now) {
+			due = q;
+			break;
+		}
+		if (*wake == 0 || q->next_ms < *wake)
+			*wake = q->next_ms;
+	}
+	if (due == NULL)
+		return false;
+	due->state = NP_SENT;
+	due->sent_ms = now;
+	b->resends--;
+	b->outstanding++;
+	pthread_mutex_unlock(&s->mtx);
+	st = nstore_send(s, due);
+	pthread_mutex_lock(&s->mtx);
+	if (st == NATS_OK) {
+		s->st.resends++;
+	} else if (due->state == NP_SENT) {
+		/* not handed to the library: not sent this time */
+		b->outstanding--;
+		due->state = NP_RESEND;
+		due->next_ms = now + 250;
+		b->resends++;
+		if (st != NATS_NOT_YET_CONNECTED) {
+			b->resends--;
+			nbatch_give_up(s, b, due);
+			rc_log_warn("nats: cannot publish", "error=\"%s\"", natsStatus_GetText(st));
+		}
+		/* reconnecting: again in a moment, until its deadline */
+	}
+	return true;
+}
+
 int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t *gseqs, size_t *published)
 {
 	struct nbatch b = { .n = n };
@@ -400,24 +527,36 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 		}
 	}
 	for (;;) {
-		size_t i = b.stop ? n : nbatch_next(&b);
-		struct npend *p = i < n ? &b.p[i] : NULL;
-		struct nroom *r = p != NULL ? p->room : NULL;
-		uint64_t fence;
+		size_t i;
+		struct npend *p;
+		struct nroom *r;
 		natsStatus st;
+		double wake = 0;
 
+		if (b.resends > 0 && nbatch_resend(s, &b, &wake))
+			continue;
+		i = b.stop ? n : nbatch_next(&b);
+		p = i < n ? &b.p[i] : NULL;
+		r = p != NULL ? p->room : NULL;
 		if (b.stop)
 			nbatch_fail_rest(&b);
-		if (p == NULL && b.outstanding == 0)
+		if (p == NULL && b.outstanding == 0 && b.resends == 0)
 			break;
 		if (p == NULL || r->inflight != NULL) {
-			/* wait for an acknowledgement: ours, or the one of the room's event in flight */
+			/* wait for an acknowledgement: ours, or the one of the room's event in flight; or a re-send's time */
 			if (r != NULL && r->inflight != NULL) {
 				b.blocked_next = r->blocked;
 				r->blocked = &b;
 			}
 			b.waiting = true;
-			pthread_cond_wait(&b.cv, &s->mtx);
+			if (wake > 0) {
+				struct timespec ts;
+				double ms = wake - now_ms();
+				deadline_in(&ts, ms < 1 ? 1 : (int)ms + 1);
+				pthread_cond_timedwait(&b.cv, &s->mtx, &ts);
+			} else {
+				pthread_cond_wait(&b.cv, &s->mtx);
+			}
 			b.waiting = false;
 			if (r != NULL && r->blocked != NULL) {
 				/* woken by our own acknowledgement while still listed: unlist */
@@ -454,20 +593,23 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 			continue;
 		}
 		p->rseq = r->rseq + 1;
-		fence = r->seq;
+		p->fence = r->seq;
 		p->state = NP_SENT;
+		p->sent_ms = now_ms();
+		p->deadline_ms = p->sent_ms + s->cfg.timeout_ms;
 		b.outstanding++;
 		pthread_mutex_unlock(&s->mtx);
-		st = nstore_send(s, p, fence);
+		st = nstore_send(s, p);
 		pthread_mutex_lock(&s->mtx);
 		if (st != NATS_OK) {
-			/* not handed to the library: it was not sent */
+			/* not handed to the library: it was not sent (this time) */
 			if (p->state == NP_SENT) {
-				p->state = NP_FAILED;
+				p->state = p->maybe ? NP_UNKNOWN : NP_FAILED;
 				b.outstanding--;
 				nroom_release(r);
 			}
-			s->st.failed++;
+			s->st.failed += !p->maybe;
+			s->st.unknown += p->maybe;
 			b.stop = true;
 			if (st != NATS_NOT_YET_CONNECTED)
 				rc_log_warn("nats: cannot publish", "error=\"%s\"", natsStatus_GetText(st));
@@ -731,6 +873,8 @@ int nstore_open(const struct nstore_config *cfg, struct history *h, struct nstor
 		return RC_ENOMEM;
 	s->cfg = *cfg;
 	s->hist = h;
+	if (getrandom(&s->instance, sizeof(s->instance), 0) != (ssize_t)sizeof(s->instance))
+		s->instance = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
 	s->stream = strdup(cfg->stream);
 	pthread_mutex_init(&s->mtx, NULL);
 	pthread_cond_init(&s->cv, NULL);
@@ -780,6 +924,8 @@ int nstore_open(const struct nstore_config *cfg, struct history *h, struct nstor
 	jsSubOptions_Init(&so);
 	so.Stream = s->stream;
 	so.Ordered = true;
+	/* nats.c recreates an ordered consumer that missed two heartbeats (its node died): within ~1 s, not ~10 s */
+	so.Config.Heartbeat = (int64_t)NSTORE_FOLLOW_HEARTBEAT_MS * 1000000;
 	if (rec->last_seq > 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
 		so.Config.OptStartSeq = start;

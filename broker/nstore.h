@@ -89,6 +89,7 @@ struct nstore_stats {
 	uint64_t reconnects, disconnects;
 	uint64_t published, duplicates;	 /* events acknowledged as new / as duplicates of a key */
 	uint64_t fence_retries;		 /* a room's fence failed: someone else published there; sent again */
+	uint64_t resends;		 /* events sent again unchanged: no answer in NSTORE_RESEND_MS, or no leader */
 	uint64_t room_reads;		 /* a room's last message read (a room not seen yet, or after a fence) */
 	uint64_t failed, unknown;	 /* events refused / whose outcome is unknown */
 	uint64_t followed, skipped;	 /* messages the follower stored / could not read (not roomcast's) */

@@ -495,11 +495,12 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 		rc_buf_printf(reply,
 			      ",\"nats\":{\"connected\":%s,\"replicas\":%d,\"disconnects\":%" PRIu64
 			      ",\"reconnects\":%" PRIu64 ",\"published\":%" PRIu64 ",\"duplicates\":%" PRIu64
-			      ",\"fence_retries\":%" PRIu64 ",\"room_reads\":%" PRIu64 ",\"failed\":%" PRIu64
+			      ",\"fence_retries\":%" PRIu64 ",\"resends\":%" PRIu64 ",\"room_reads\":%" PRIu64
+			      ",\"failed\":%" PRIu64
 			      ",\"unknown\":%" PRIu64 ",\"followed\":%" PRIu64 ",\"skipped\":%" PRIu64
 			      ",\"follow_seq\":%" PRIu64 "}}",
 			      ns.connected ? "true" : "false", ns.replicas, ns.disconnects, ns.reconnects, ns.published,
-			      ns.duplicates, ns.fence_retries, ns.room_reads, ns.failed, ns.unknown, ns.followed,
+			      ns.duplicates, ns.fence_retries, ns.resends, ns.room_reads, ns.failed, ns.unknown, ns.followed,
 			      ns.skipped, ns.follow_seq);
 	}
 	if (br->store != NULL) {

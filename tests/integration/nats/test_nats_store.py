@@ -14,7 +14,11 @@ acknowledged. Exits 77 (skipped) when nats-server is not installed.
 """
 
 import json
+import os
 import re
+import signal
+import socket
+import sys
 import threading
 import time
 import unittest
@@ -23,6 +27,9 @@ import nats_util
 from nats_util import harness, scaled
 
 nats_util.require_nats_server()
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "netbed"))
+import nats_client  # noqa: E402  (after the sys.path insert)
 
 gseq_of = harness.gseq
 epoch_of = lambda i: harness.parse_id(i)[0]  # noqa: E731
@@ -299,6 +306,105 @@ class NatsStoreTest(nats_util.NatsTest):
         self.assertEqual(st2["nats"]["follow_seq"], total)
         __import__("sys").stderr.write("two brokers: fence retries %d + %d\n" % (
             st1["nats"]["fence_retries"], st2["nats"]["fence_retries"]))
+
+    # -- a publish sent while the stream has no leader --
+
+    def js_to(self, server):
+        """A JetStream API client on a raw connection to server (closed at cleanup)."""
+        sock = socket.create_connection((harness.HOST, server.port), timeout=scaled(5))
+        conn = nats_client.Conn(sock, timeout=scaled(5))
+        self.addCleanup(conn.close)
+        return nats_client.JetStream(conn, timeout=scaled(5))
+
+    def test_server_answers_a_resent_duplicate_before_its_fence(self):
+        """
+        What the broker's re-send relies on (nats-server, clustered stream):
+        an event sent again with the same Nats-Msg-Id and the same per-subject
+        fence after the first copy was stored is answered as a duplicate with
+        the original sequence, not refused by the fence that copy moved on.
+        """
+        servers = nats_util.start_cluster(self.cluster, 3)
+        self.nats.extend(servers)
+        js = self.js_to(servers[0])
+        harness.wait_until(lambda: self._try(lambda: js.stream_create(
+            {"name": "fence", "subjects": ["fence.>"], "num_replicas": 3, "duplicate_window": 120 * 10**9})),
+            scaled(30), "the stream created (the cluster has a meta leader)")
+        fence0 = {"Nats-Expected-Last-Subject-Sequence": "0"}
+        first = js.publish("fence.a", b"{}", msg_id="m-1", headers=fence0)
+        self.assertEqual(first["seq"], 1)
+        again = js.publish("fence.a", b"{}", msg_id="m-1", headers=fence0)
+        self.assertEqual((again["seq"], again.get("duplicate")), (1, True), again)
+        with self.assertRaises(nats_client.JSAPIError) as e:
+            js.publish("fence.a", b"{}", msg_id="m-2", headers=fence0)  # a new event behind a stale fence
+        self.assertEqual(e.exception.err_code, 10071, e.exception)  # JSStreamWrongLastSequenceErr
+
+    @staticmethod
+    def _try(f):
+        try:
+            f()
+            return True
+        except (nats_client.NatsError, TimeoutError, OSError):
+            return False
+
+    def test_publish_lost_with_the_leader_answered_soon_after_a_new_one(self):
+        """
+        A publish that went to the stream's leader as it died gets no answer
+        from JetStream; the broker sends it again (same Nats-Msg-Id, same
+        fence) about every second until --nats-timeout-ms, so it is
+        acknowledged soon after the two nodes left elect a leader, not when
+        the timeout runs out. Made deterministic: the leader (not the node
+        the broker talks to) is SIGSTOPped, a POST goes out (routed to it,
+        unanswered), then the leader is SIGKILLed. The POST must be answered
+        201 within 15 s of the kill (nats-server 2.9 elects in 4-9 s), where
+        without the re-send it is answered only when the 30 s timeout ran out.
+        """
+        c = self.cluster
+        servers = nats_util.start_cluster(c, 3)
+        self.nats.extend(servers)
+        home = servers[0]
+        js = self.js_to(home)
+        # the broker's first request would wait out its 30 s timeout if no meta leader answered it
+        harness.wait_until(lambda: self._try(lambda: js.account_info(timeout=1.0)), scaled(30),
+                           "the cluster's meta leader")
+        self.start_broker([home.url], "--nats-replicas", "3", "--nats-timeout-ms", "30000")
+        gw = c.start_gateway("--publish-timeout-ms", "40000")
+        stream = self.sse(gw, "/api/v1/events")
+        first = harness.publish(gw.port, ev(1))
+        for _ in range(6):
+            leader = harness.wait_until(lambda: nats_util.stream_leader(servers, "roomcast"), scaled(20),
+                                        "a stream leader")
+            if leader != home.name:
+                break
+            self._try(lambda: js.api("STREAM.LEADER.STEPDOWN.roomcast", timeout=2.0))
+            harness.wait_until(lambda: nats_util.stream_leader(servers, "roomcast") not in (None, leader),
+                               scaled(20), "another stream leader after the step-down")
+        [victim] = [s for s in servers if s.name == leader]
+        self.assertIsNot(victim, home)
+        victim.proc.signal(signal.SIGSTOP)
+        answer = {}
+
+        def post():
+            r = harness.post_json(gw.port, ev(2), timeout=60)
+            answer["r"], answer["t"] = r, time.monotonic()
+
+        t = threading.Thread(target=post, daemon=True)
+        t.start()
+        time.sleep(1.5)  # the publish went to the stopped leader
+        self.assertNotIn("r", answer, "answered by a stopped leader?")
+        victim.kill()
+        killed = time.monotonic()
+        t.join(60)
+        self.assertIn("r", answer, "no answer within 60 s")
+        r, after = answer["r"], answer["t"] - killed
+        sys.stderr.write("publish lost with the leader: answered %d, %.1f s after the kill\n" % (r.status, after))
+        self.assertEqual(r.status, 201, r)
+        self.assertLess(after, 15.0, "answered only when --nats-timeout-ms (30 s) ran out")
+        self.assertGreaterEqual(self.stats()["nats"]["resends"], 1)
+        last = r.json()["id"]
+        got = stream.events_until(last, timeout=scaled(20))
+        self.assert_no_reset(got)
+        self.assertEqual([e.id for e in got], [first, last])
+        victim.start()
 
     # -- a 3-node cluster, 3 replicas, the stream's leader SIGKILLed --
 
