@@ -71,6 +71,7 @@ struct npend {
 	bool dup;
 	bool maybe;		 /* a send got no answer: it may be stored */
 	int attempts;
+	int sends;		 /* every send, re-sends included */
 	char id[NSTORE_OWN_ID_MAX]; /* its Nats-Msg-Id when it has no key ("" until first sent) */
 };
 
@@ -389,6 +390,7 @@ static natsStatus nstore_send(struct nstore *s, struct npend *p)
 
 	if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED)
 		return NATS_NOT_YET_CONNECTED; /* never queue into nats.c's reconnect buffer: it would go out later */
+	p->sends++;
 	jsPubOptions_Init(&po);
 	po.MaxWait = left < NSTORE_RESEND_MS ? (left < 1 ? 1 : (int64_t)left) : NSTORE_RESEND_MS;
 	if (p->fence == 0)
@@ -442,7 +444,7 @@ static void nbatch_give_up(struct nstore *s, struct nbatch *b, struct npend *p)
 	b->stop = true;
 	nroom_release(p->room);
 	rc_log_warn("nats: publish not acknowledged in --nats-timeout-ms", "subject=%s sends=%d outcome=%s",
-		    p->room->subject, p->attempts + 1, p->maybe ? "unknown" : "not_published");
+		    p->room->subject, p->sends, p->maybe ? "unknown" : "not_published");
 }
 
 /*
