@@ -75,7 +75,8 @@ static bool parse_nats(struct json_object *nt, struct gw_broker_figures *f)
 	    !json_object_is_type(v, json_type_boolean) || !get_u64(nt, "replicas", &f->nats_replicas) ||
 	    !get_u64(nt, "disconnects", &f->nats_disconnects) || !get_u64(nt, "reconnects", &f->nats_reconnects) ||
 	    !get_u64(nt, "fence_retries", &f->nats_fence_retries) || !get_u64(nt, "failed", &f->nats_failed) ||
-	    !get_u64(nt, "unknown", &f->nats_unknown) || !get_u64(nt, "follow_seq", &f->nats_follow_seq))
+	    !get_u64(nt, "unknown", &f->nats_unknown) || !get_u64(nt, "follow_seq", &f->nats_follow_seq) ||
+	    !get_u64(nt, "resends", &f->nats_resends))
 		return false;
 	f->nats_connected = json_object_get_boolean(v);
 	f->nats = true;
@@ -222,6 +223,9 @@ void gw_broker_stats_render(struct gw_broker_stats *bs, uint64_t now_ns, struct 
 		    f.nats_unknown);
 		u64(out, "roomcast_broker_nats_followed_gseq", "gauge",
 		    "The last stream sequence (gseq) the broker's follower read and put on its bus.", f.nats_follow_seq);
+		u64(out, "roomcast_broker_nats_resends_total", "counter",
+		    "Publishes sent to JetStream again (same Nats-Msg-Id) after a second without an answer.",
+		    f.nats_resends);
 	}
 	if (!f.file)
 		return;

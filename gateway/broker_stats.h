@@ -33,7 +33,7 @@ struct gw_broker_figures {
 	bool nats; /* a "nats" object: --store nats (a JetStream stream holds the history) */
 	bool nats_connected;
 	uint64_t nats_replicas, nats_disconnects, nats_reconnects, nats_fence_retries, nats_failed, nats_unknown;
-	uint64_t nats_follow_seq;
+	uint64_t nats_follow_seq, nats_resends;
 };
 
 /*

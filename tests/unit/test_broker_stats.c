@@ -51,7 +51,7 @@ static const char nats_answer[] =
 	"\"idempotency\":{\"window_ms\":120000,\"keys\":0,\"bytes\":0,\"hits\":0,\"evicted\":0,\"expired\":0},"
 	"\"nats\":{\"connected\":true,\"replicas\":3,\"disconnects\":2,\"reconnects\":2,\"published\":77,"
 	"\"duplicates\":1,\"fence_retries\":5,\"room_reads\":3,\"failed\":4,\"unknown\":6,\"followed\":77,"
-	"\"skipped\":0,\"follow_seq\":77}}";
+	"\"skipped\":0,\"follow_seq\":77,\"resends\":3}}";
 
 static char *render_at(struct gw_broker_stats *bs, uint64_t now_ns)
 {
@@ -231,6 +231,7 @@ static void test_nats_store_figures(void **state)
 	assert_has(text, "\nroomcast_broker_nats_publish_failed_total 4\n");
 	assert_has(text, "\nroomcast_broker_nats_publish_unknown_total 6\n");
 	assert_has(text, "\nroomcast_broker_nats_followed_gseq 77\n");
+	assert_has(text, "\nroomcast_broker_nats_resends_total 3\n");
 	assert_null(strstr(text, "store=\"memory\""));
 	assert_null(strstr(text, "roomcast_broker_store_bytes"));
 	free(text);
