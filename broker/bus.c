@@ -32,12 +32,17 @@ struct bus {
 	size_t qlen, qcap;
 	bool stopping;
 	bool tick_now; /* a subscriber connected: tell it where the sequence is */
-	unsigned begun; /* publishes between bus_publish_begin and _end: they wake the sender */
+	unsigned begun; /* publishes between bus_publish_begin and _end: the last to end sends */
+	bool sending;   /* a thread (the sender, or a publisher in bus_publish_end) sends: one at a time, in order */
 	uint8_t *acks;	/* acknowledgement records waiting for an index (frame.h, rc_ack_put) */
 	size_t acks_len, acks_cap;
 
-	/* owned by the sender thread */
+	/* owned by the thread that sends (b->sending) */
 	uint64_t last_sent;
+	uint64_t last_send_ms;       /* CLOCK_MONOTONIC ms of the last flush: ticks come tick_ms after it */
+	struct hevent **spare_q;     /* the empty arrays a send swaps in for the queue and the acks */
+	size_t spare_qcap, spare_acks_cap;
+	uint8_t *spare_acks;
 	struct bus_slot *slots; /* scratch of a flush */
 	struct bus_group *groups;
 	size_t slots_cap;
@@ -306,68 +311,94 @@ void bus_tick_deadline(int ms, struct timespec *ts)
 	}
 }
 
+static uint64_t bus_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Called with b->mtx held and b->sending taken by the caller: sends
+ * everything queued, and what is queued meanwhile, then gives b->sending
+ * back. Each round swaps the queue and the acknowledgements for the spare
+ * (empty) arrays, so publishers go on at once.
+ */
+static void bus_drain_locked(struct bus *b)
+{
+	while (b->qlen > 0 || b->acks_len > 0) {
+		struct hevent **q = b->q;
+		size_t n = b->qlen, qcap = b->qcap, acap = b->acks_cap;
+		struct bus_acks taken = { b->acks, b->acks_len };
+
+		b->q = b->spare_q;
+		b->qcap = b->spare_qcap;
+		b->qlen = 0;
+		b->acks = b->spare_acks;
+		b->acks_cap = b->spare_acks_cap;
+		b->acks_len = 0;
+		pthread_mutex_unlock(&b->mtx);
+		bus_flush(b, q, n, &taken);
+		b->last_send_ms = bus_now_ms();
+		pthread_mutex_lock(&b->mtx);
+		b->spare_q = q;
+		b->spare_qcap = qcap;
+		b->spare_acks = (uint8_t *)taken.data;
+		b->spare_acks_cap = acap;
+	}
+	b->sending = false;
+	if (b->stopping || b->tick_now)
+		pthread_cond_broadcast(&b->cv); /* the sender thread waits for us: to stop, or to tick */
+}
+
+/* Called with b->mtx held, b->sending free: an idle tick. */
+static void bus_tick_locked(struct bus *b)
+{
+	b->sending = true;
+	pthread_mutex_unlock(&b->mtx);
+	bus_send_index(b, RC_FRAME_TICK, b->last_sent + 1, b->last_sent, NULL, NULL, NULL, 0, NULL);
+	b->last_send_ms = bus_now_ms();
+	pthread_mutex_lock(&b->mtx);
+	b->sending = false;
+}
+
 static void *bus_thread(void *arg)
 {
 	struct bus *b = arg;
-	struct hevent **batch = NULL;
-	size_t batch_cap = 0;
-	uint8_t *acks = NULL;
-	size_t acks_cap = 0;
 
 	pthread_mutex_lock(&b->mtx);
 	for (;;) {
-		struct hevent **tmp;
-		struct bus_acks taken;
-		uint8_t *atmp;
-		size_t n, cap;
-
-		while (b->qlen == 0 && b->acks_len == 0 && !b->stopping) {
+		while (!b->stopping && (b->sending || (b->qlen == 0 && b->acks_len == 0))) {
 			struct timespec ts;
+			uint64_t idle;
 			int rv;
-			if (b->tick_now) {
+			if (b->tick_now && !b->sending) {
 				b->tick_now = false;
-				pthread_mutex_unlock(&b->mtx);
-				bus_send_index(b, RC_FRAME_TICK, b->last_sent + 1, b->last_sent, NULL, NULL, NULL, 0,
-					       NULL);
-				pthread_mutex_lock(&b->mtx);
+				bus_tick_locked(b);
 				continue;
 			}
-			bus_tick_deadline(b->cfg.tick_ms, &ts);
+			/* a tick when nothing was sent for tick_ms (publishers may have sent meanwhile) */
+			idle = bus_now_ms() - b->last_send_ms;
+			bus_tick_deadline(idle < (uint64_t)b->cfg.tick_ms ? b->cfg.tick_ms - (int)idle : b->cfg.tick_ms, &ts);
 			rv = pthread_cond_timedwait(&b->cv, &b->mtx, &ts);
-			if (rv == ETIMEDOUT && b->qlen == 0 && b->acks_len == 0 && !b->stopping) {
-				pthread_mutex_unlock(&b->mtx);
-				bus_send_index(b, RC_FRAME_TICK, b->last_sent + 1, b->last_sent, NULL, NULL, NULL, 0,
-					       NULL);
-				pthread_mutex_lock(&b->mtx);
-			}
+			if (rv == ETIMEDOUT && !b->sending && b->qlen == 0 && b->acks_len == 0 && !b->stopping &&
+			    bus_now_ms() - b->last_send_ms >= (uint64_t)b->cfg.tick_ms)
+				bus_tick_locked(b);
 		}
-		if (b->qlen == 0 && b->acks_len == 0 && b->stopping)
-			break;
-		/* swap the queue and the acknowledgements for our empty arrays: publishers go on at once */
-		tmp = b->q;
-		n = b->qlen;
-		cap = b->qcap;
-		b->q = batch;
-		b->qcap = batch_cap;
-		b->qlen = 0;
-		batch = tmp;
-		batch_cap = cap;
-		atmp = b->acks;
-		taken.len = b->acks_len;
-		cap = b->acks_cap;
-		b->acks = acks;
-		b->acks_cap = acks_cap;
-		b->acks_len = 0;
-		acks = atmp;
-		acks_cap = cap;
-		taken.data = acks;
-		pthread_mutex_unlock(&b->mtx);
-		bus_flush(b, batch, n, &taken);
-		pthread_mutex_lock(&b->mtx);
+		if (b->sending) {
+			/* stopping while a publisher sends: it wakes us when done */
+			pthread_cond_wait(&b->cv, &b->mtx);
+			continue;
+		}
+		if (b->qlen == 0 && b->acks_len == 0)
+			break; /* stopping, and everything went */
+		b->sending = true;
+		bus_drain_locked(b);
 	}
 	pthread_mutex_unlock(&b->mtx);
-	free(batch);
-	free(acks);
+	free(b->spare_q);
+	free(b->spare_acks);
 	free(b->slots);
 	free(b->groups);
 	return NULL;
@@ -474,8 +505,8 @@ void bus_enqueue(struct bus *b, struct hevent *const *evs, size_t n)
 		b->q = q;
 		b->qcap = ncap;
 	}
-	/* a publish between bus_publish_begin and _end wakes the sender at its end */
-	wake = b->qlen == 0 && b->begun == 0;
+	/* a publish between bus_publish_begin and _end sends at its end; a thread sending goes on with these */
+	wake = b->qlen == 0 && b->begun == 0 && !b->sending;
 	memcpy(b->q + b->qlen, evs, n * sizeof(*evs));
 	b->qlen += n;
 	pthread_mutex_unlock(&b->mtx);
@@ -514,7 +545,19 @@ void bus_publish_end(struct bus *b, uint64_t gw, uint64_t req, const uint64_t *g
 	}
 	if (need > 0)
 		b->acks_len += rc_ack_put(b->acks + b->acks_len, gw, req, gseqs, n);
-	wake = b->begun == 0 && (b->qlen > 0 || b->acks_len > 0);
+	if (b->begun == 0 && !b->sending && (b->qlen > 0 || b->acks_len > 0) && !b->stopping) {
+		/*
+		 * The last publish to end sends the flush itself, on its own
+		 * thread: the answer is that flush, and waking the sender
+		 * thread for it would cost a switch (docs/BENCHMARKS.md)
+		 */
+		b->sending = true;
+		bus_drain_locked(b);
+		pthread_mutex_unlock(&b->mtx);
+		return;
+	}
+	/* the sender thread sends, or the thread sending now goes on with it */
+	wake = b->begun == 0 && !b->sending && (b->qlen > 0 || b->acks_len > 0);
 	pthread_mutex_unlock(&b->mtx);
 	if (wake)
 		pthread_cond_signal(&b->cv);
