@@ -56,6 +56,13 @@ static void api_worker_handle(struct api_worker *w)
 		return;
 	}
 	w->req = NULL;
+	if (out == OPS_DONE_BUS) {
+		/* answered on the bus: a REP context may take the next request without replying */
+		nng_msg_free(msg);
+		w->state = WORKER_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		return;
+	}
 	w->holds_replay = out == OPS_DONE_REPLAY;
 	if (w->reply.err) {
 		rc_buf_fini(&w->reply);

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "event.h"
 #include "frame.h"
+#include "le.h"
 #include "listener.h"
 #include "log.h"
 
@@ -31,15 +32,29 @@ struct bus {
 	size_t qlen, qcap;
 	bool stopping;
 	bool tick_now; /* a subscriber connected: tell it where the sequence is */
+	unsigned begun; /* publishes between bus_publish_begin and _end: the last to end sends */
+	bool sending;   /* a thread (the sender, or a publisher in bus_publish_end) sends: one at a time, in order */
+	uint8_t *acks;	/* acknowledgement records waiting for an index (frame.h, rc_ack_put) */
+	size_t acks_len, acks_cap;
 
-	/* owned by the sender thread */
+	/* owned by the thread that sends (b->sending) */
 	uint64_t last_sent;
+	uint64_t last_send_ms;       /* CLOCK_MONOTONIC ms of the last flush: ticks come tick_ms after it */
+	struct hevent **spare_q;     /* the empty arrays a send swaps in for the queue and the acks */
+	size_t spare_qcap, spare_acks_cap;
+	uint8_t *spare_acks;
 	struct bus_slot *slots; /* scratch of a flush */
 	struct bus_group *groups;
 	size_t slots_cap;
 
 	/* written by the sender thread, read by anyone */
-	_Atomic uint64_t frames, events, bytes, ticks, send_errors;
+	_Atomic uint64_t frames, events, bytes, ticks, send_errors, acks_sent, ack_ticks;
+};
+
+/* Acknowledgement records taken for one send: they end the last index of it. */
+struct bus_acks {
+	const uint8_t *data;
+	size_t len;
 };
 
 /* An event of a flush, for grouping the flush by room. */
@@ -127,25 +142,35 @@ static void bus_send_room(struct bus *b, struct hevent **evs, const struct bus_s
  * the next index shows the gap.
  */
 static nng_msg *bus_index_msg(struct bus *b, const struct rc_frame_hdr *hdr, uint64_t first, size_t more,
-			      uint8_t **body)
+			      const struct bus_acks *acks, uint8_t **body)
 {
+	struct rc_frame_hdr h = *hdr;
+	size_t size = RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE + more;
 	nng_msg *msg;
 	uint8_t *p;
 
-	if (nng_msg_alloc(&msg, RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE + more) != 0) {
+	if (acks != NULL && acks->len > 0)
+		h.flags |= RC_FRAME_ACKS;
+	if (nng_msg_alloc(&msg, size + (h.flags & RC_FRAME_ACKS ? acks->len + 4 : 0)) != 0) {
 		b->send_errors++;
 		return NULL;
 	}
 	p = nng_msg_body(msg);
 	memcpy(p, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN);
-	rc_index_put_header(p + RC_BUS_TOPIC_INDEX_LEN, hdr, first);
+	rc_index_put_header(p + RC_BUS_TOPIC_INDEX_LEN, &h, first);
+	if (h.flags & RC_FRAME_ACKS) {
+		/* the block ends the message: records, then their length */
+		memcpy(p + size, acks->data, acks->len);
+		rc_le_put32(p + size + acks->len, (uint32_t)acks->len);
+	}
 	*body = p + RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE;
 	return msg;
 }
 
 /* The index closing a flush first..last (ngroups 0: an idle tick). */
 static void bus_send_index(struct bus *b, uint8_t flags, uint64_t first, uint64_t last, struct hevent **evs,
-			   const struct bus_slot *slots, const struct bus_group *groups, size_t ngroups)
+			   const struct bus_slot *slots, const struct bus_group *groups, size_t ngroups,
+			   const struct bus_acks *acks)
 {
 	struct rc_frame_hdr hdr = {
 		.epoch = b->cfg.epoch,
@@ -159,7 +184,7 @@ static void bus_send_index(struct bus *b, uint8_t flags, uint64_t first, uint64_
 
 	for (size_t g = 0; g < ngroups; g++)
 		size += rc_index_entry_size(evs[slots[groups[g].first].i]->room_len);
-	if ((msg = bus_index_msg(b, &hdr, first, size, &p)) == NULL)
+	if ((msg = bus_index_msg(b, &hdr, first, size, acks, &p)) == NULL)
 		return;
 	for (size_t g = 0; g < ngroups; g++) {
 		const struct hevent *ev = evs[slots[groups[g].first].i];
@@ -171,7 +196,7 @@ static void bus_send_index(struct bus *b, uint8_t flags, uint64_t first, uint64_
 }
 
 /* Sends evs[0..n) (bytes of frame events) as one message to every gateway: the index, then the events. */
-static void bus_send_whole(struct bus *b, struct hevent **evs, size_t n, size_t bytes)
+static void bus_send_whole(struct bus *b, struct hevent **evs, size_t n, size_t bytes, const struct bus_acks *acks)
 {
 	uint64_t first = evs[0]->gseq, last = evs[n - 1]->gseq;
 	struct rc_frame_hdr ihdr = { .epoch = b->cfg.epoch,
@@ -181,7 +206,7 @@ static void bus_send_whole(struct bus *b, struct hevent **evs, size_t n, size_t 
 	nng_msg *msg;
 	uint8_t *p;
 
-	if ((msg = bus_index_msg(b, &ihdr, first, RC_FRAME_HDR_SIZE + bytes, &p)) == NULL)
+	if ((msg = bus_index_msg(b, &ihdr, first, RC_FRAME_HDR_SIZE + bytes, acks, &p)) == NULL)
 		return;
 	rc_frame_put_header(p, &fhdr);
 	p += RC_FRAME_HDR_SIZE;
@@ -191,12 +216,12 @@ static void bus_send_whole(struct bus *b, struct hevent **evs, size_t n, size_t 
 }
 
 /* Sends evs[0..n) (bytes of frame events) as one flush: whole if small, else a frame per room, then the index. */
-static void bus_send_flush(struct bus *b, struct hevent **evs, size_t n, size_t bytes)
+static void bus_send_flush(struct bus *b, struct hevent **evs, size_t n, size_t bytes, const struct bus_acks *acks)
 {
 	size_t ngroups = 0;
 
 	if (bytes <= b->cfg.whole_bytes) {
-		bus_send_whole(b, evs, n, bytes);
+		bus_send_whole(b, evs, n, bytes, acks);
 		return;
 	}
 
@@ -224,13 +249,26 @@ static void bus_send_flush(struct bus *b, struct hevent **evs, size_t n, size_t 
 	}
 	for (size_t g = 0; g < ngroups; g++)
 		bus_send_room(b, evs, b->slots + b->groups[g].first, b->groups[g].n, evs[n - 1]->gseq);
-	bus_send_index(b, 0, evs[0]->gseq, evs[n - 1]->gseq, evs, b->slots, b->groups, ngroups);
+	bus_send_index(b, 0, evs[0]->gseq, evs[n - 1]->gseq, evs, b->slots, b->groups, ngroups, acks);
 }
 
-/* Sends evs[0..n) as flushes of at most max_frame_bytes of events, then drops the refs. */
-static void bus_flush(struct bus *b, struct hevent **evs, size_t n)
+/*
+ * Sends evs[0..n) as flushes of at most max_frame_bytes of events, the
+ * acknowledgements in the last index (n = 0: in a tick), then drops the refs.
+ */
+static void bus_flush(struct bus *b, struct hevent **evs, size_t n, const struct bus_acks *acks)
 {
 	size_t start = 0;
+
+	if (acks->len > 0) {
+		for (size_t off = 0; off < acks->len; off += rc_ack_size(rc_le_get32(acks->data + off + 16)))
+			b->acks_sent++;
+		if (n == 0) {
+			b->ack_ticks++;
+			bus_send_index(b, RC_FRAME_TICK, b->last_sent + 1, b->last_sent, NULL, NULL, NULL, 0, acks);
+			return;
+		}
+	}
 
 	while (start < n) {
 		size_t size = 0, end = start;
@@ -241,7 +279,7 @@ static void bus_flush(struct bus *b, struct hevent **evs, size_t n)
 			size += es;
 			end++;
 		}
-		bus_send_flush(b, evs + start, end - start, size);
+		bus_send_flush(b, evs + start, end - start, size, end == n ? acks : NULL);
 		b->last_sent = evs[end - 1]->gseq;
 		start = end;
 	}
@@ -273,52 +311,94 @@ void bus_tick_deadline(int ms, struct timespec *ts)
 	}
 }
 
+static uint64_t bus_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Called with b->mtx held and b->sending taken by the caller: sends
+ * everything queued, and what is queued meanwhile, then gives b->sending
+ * back. Each round swaps the queue and the acknowledgements for the spare
+ * (empty) arrays, so publishers go on at once.
+ */
+static void bus_drain_locked(struct bus *b)
+{
+	while (b->qlen > 0 || b->acks_len > 0) {
+		struct hevent **q = b->q;
+		size_t n = b->qlen, qcap = b->qcap, acap = b->acks_cap;
+		struct bus_acks taken = { b->acks, b->acks_len };
+
+		b->q = b->spare_q;
+		b->qcap = b->spare_qcap;
+		b->qlen = 0;
+		b->acks = b->spare_acks;
+		b->acks_cap = b->spare_acks_cap;
+		b->acks_len = 0;
+		pthread_mutex_unlock(&b->mtx);
+		bus_flush(b, q, n, &taken);
+		b->last_send_ms = bus_now_ms();
+		pthread_mutex_lock(&b->mtx);
+		b->spare_q = q;
+		b->spare_qcap = qcap;
+		b->spare_acks = (uint8_t *)taken.data;
+		b->spare_acks_cap = acap;
+	}
+	b->sending = false;
+	if (b->stopping || b->tick_now)
+		pthread_cond_broadcast(&b->cv); /* the sender thread waits for us: to stop, or to tick */
+}
+
+/* Called with b->mtx held, b->sending free: an idle tick. */
+static void bus_tick_locked(struct bus *b)
+{
+	b->sending = true;
+	pthread_mutex_unlock(&b->mtx);
+	bus_send_index(b, RC_FRAME_TICK, b->last_sent + 1, b->last_sent, NULL, NULL, NULL, 0, NULL);
+	b->last_send_ms = bus_now_ms();
+	pthread_mutex_lock(&b->mtx);
+	b->sending = false;
+}
+
 static void *bus_thread(void *arg)
 {
 	struct bus *b = arg;
-	struct hevent **batch = NULL;
-	size_t batch_cap = 0;
 
 	pthread_mutex_lock(&b->mtx);
 	for (;;) {
-		struct hevent **tmp;
-		size_t n, cap;
-
-		while (b->qlen == 0 && !b->stopping) {
+		while (!b->stopping && (b->sending || (b->qlen == 0 && b->acks_len == 0))) {
 			struct timespec ts;
+			uint64_t idle;
 			int rv;
-			if (b->tick_now) {
+			if (b->tick_now && !b->sending) {
 				b->tick_now = false;
-				pthread_mutex_unlock(&b->mtx);
-				bus_send_index(b, RC_FRAME_TICK, b->last_sent + 1, b->last_sent, NULL, NULL, NULL, 0);
-				pthread_mutex_lock(&b->mtx);
+				bus_tick_locked(b);
 				continue;
 			}
-			bus_tick_deadline(b->cfg.tick_ms, &ts);
+			/* a tick when nothing was sent for tick_ms (publishers may have sent meanwhile) */
+			idle = bus_now_ms() - b->last_send_ms;
+			bus_tick_deadline(idle < (uint64_t)b->cfg.tick_ms ? b->cfg.tick_ms - (int)idle : b->cfg.tick_ms, &ts);
 			rv = pthread_cond_timedwait(&b->cv, &b->mtx, &ts);
-			if (rv == ETIMEDOUT && b->qlen == 0 && !b->stopping) {
-				pthread_mutex_unlock(&b->mtx);
-				bus_send_index(b, RC_FRAME_TICK, b->last_sent + 1, b->last_sent, NULL, NULL, NULL, 0);
-				pthread_mutex_lock(&b->mtx);
-			}
+			if (rv == ETIMEDOUT && !b->sending && b->qlen == 0 && b->acks_len == 0 && !b->stopping &&
+			    bus_now_ms() - b->last_send_ms >= (uint64_t)b->cfg.tick_ms)
+				bus_tick_locked(b);
 		}
-		if (b->qlen == 0 && b->stopping)
-			break;
-		/* swap the queue for our empty batch array: publishers go on at once */
-		tmp = b->q;
-		n = b->qlen;
-		cap = b->qcap;
-		b->q = batch;
-		b->qcap = batch_cap;
-		b->qlen = 0;
-		batch = tmp;
-		batch_cap = cap;
-		pthread_mutex_unlock(&b->mtx);
-		bus_flush(b, batch, n);
-		pthread_mutex_lock(&b->mtx);
+		if (b->sending) {
+			/* stopping while a publisher sends: it wakes us when done */
+			pthread_cond_wait(&b->cv, &b->mtx);
+			continue;
+		}
+		if (b->qlen == 0 && b->acks_len == 0)
+			break; /* stopping, and everything went */
+		b->sending = true;
+		bus_drain_locked(b);
 	}
 	pthread_mutex_unlock(&b->mtx);
-	free(batch);
+	free(b->spare_q);
+	free(b->spare_acks);
 	free(b->slots);
 	free(b->groups);
 	return NULL;
@@ -425,11 +505,60 @@ void bus_enqueue(struct bus *b, struct hevent *const *evs, size_t n)
 		b->q = q;
 		b->qcap = ncap;
 	}
-	wake = b->qlen == 0;
+	/* a publish between bus_publish_begin and _end sends at its end; a thread sending goes on with these */
+	wake = b->qlen == 0 && b->begun == 0 && !b->sending;
 	memcpy(b->q + b->qlen, evs, n * sizeof(*evs));
 	b->qlen += n;
 	pthread_mutex_unlock(&b->mtx);
 	/* one wake-up when the queue goes from empty to non-empty */
+	if (wake)
+		pthread_cond_signal(&b->cv);
+}
+
+void bus_publish_begin(struct bus *b)
+{
+	pthread_mutex_lock(&b->mtx);
+	b->begun++;
+	pthread_mutex_unlock(&b->mtx);
+}
+
+void bus_publish_end(struct bus *b, uint64_t gw, uint64_t req, const uint64_t *gseqs, uint32_t n)
+{
+	size_t need = n > 0 ? rc_ack_size(n) : 0;
+	bool wake;
+
+	pthread_mutex_lock(&b->mtx);
+	b->begun--;
+	if (need > 0 && b->acks_len + need > b->acks_cap) {
+		size_t ncap = b->acks_cap ? b->acks_cap : 1024;
+		uint8_t *a;
+		while (ncap < b->acks_len + need)
+			ncap *= 2;
+		if ((a = realloc(b->acks, ncap)) == NULL) {
+			/* the gateway's api call times out: 504, the events published (retry with keys) */
+			need = 0;
+			b->send_errors++;
+		} else {
+			b->acks = a;
+			b->acks_cap = ncap;
+		}
+	}
+	if (need > 0)
+		b->acks_len += rc_ack_put(b->acks + b->acks_len, gw, req, gseqs, n);
+	if (b->begun == 0 && !b->sending && (b->qlen > 0 || b->acks_len > 0) && !b->stopping) {
+		/*
+		 * The last publish to end sends the flush itself, on its own
+		 * thread: the answer is that flush, and waking the sender
+		 * thread for it would cost a switch (docs/BENCHMARKS.md)
+		 */
+		b->sending = true;
+		bus_drain_locked(b);
+		pthread_mutex_unlock(&b->mtx);
+		return;
+	}
+	/* the sender thread sends, or the thread sending now goes on with it */
+	wake = b->begun == 0 && !b->sending && (b->qlen > 0 || b->acks_len > 0);
+	pthread_mutex_unlock(&b->mtx);
 	if (wake)
 		pthread_cond_signal(&b->cv);
 }
@@ -451,6 +580,8 @@ void bus_stats(struct bus *b, struct bus_stats *st)
 	st->bytes = b->bytes;
 	st->ticks = b->ticks;
 	st->send_errors = b->send_errors;
+	st->acks = b->acks_sent;
+	st->ack_ticks = b->ack_ticks;
 }
 
 void bus_stop(struct bus *b)
@@ -468,6 +599,7 @@ void bus_stop(struct bus *b)
 	for (size_t i = 0; i < b->qlen; i++)
 		hevent_unref(b->q[i]);
 	free(b->q);
+	free(b->acks);
 	pthread_mutex_destroy(&b->mtx);
 	pthread_cond_destroy(&b->cv);
 	free(b->url);

@@ -49,6 +49,8 @@ int bus_queue_len(const struct bus_config *cfg);
 
 struct bus_stats {
 	uint64_t frames, events, bytes, ticks, send_errors;
+	uint64_t acks;	    /* publishes acknowledged on the bus */
+	uint64_t ack_ticks; /* acknowledgements that missed their flush and went in a tick of their own */
 };
 
 /* Listens and starts the sender thread. *out is set on success; returns 0, RC_EIO or RC_ENOMEM. */
@@ -59,6 +61,19 @@ void bus_enqueue(struct bus *b, struct hevent *const *evs, size_t n);
 
 /* A history_sink_fn that calls bus_enqueue. */
 void bus_sink(void *arg, struct hevent *const *evs, size_t n);
+
+/*
+ * A publish answered on the bus (docs/PROTOCOL.md, "Acknowledgements"):
+ * bus_publish_begin() before the history takes its events, then
+ * bus_publish_end() with the request's token (gw, req) and its ids (n >= 1),
+ * or n = 0 when it failed (nothing acknowledged). Between the two, events
+ * queued do not wake the sender: the end does, so that the acknowledgement
+ * goes in the index of the flush that carries the events (an acknowledgement
+ * that comes after its events went rides on the next index, or on a tick of
+ * its own). Any thread.
+ */
+void bus_publish_begin(struct bus *b);
+void bus_publish_end(struct bus *b, uint64_t gw, uint64_t req, const uint64_t *gseqs, uint32_t n);
 
 /* The address the bus listens on: cfg->url with the port bound (tcp://127.0.0.1:0 -> the port picked). */
 const char *bus_url(const struct bus *b);

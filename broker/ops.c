@@ -52,6 +52,9 @@ struct ops_req {
 	bool op_seen;
 	bool op_twice; /* op appears more than once */
 	enum { EVENTS_ABSENT, EVENTS_ARRAY, EVENTS_OTHER, EVENTS_TWICE } events;
+	enum { ACK_NONE, ACK_OK, ACK_BAD } ack; /* "ack": answer a publish on the bus */
+	uint64_t ack_gw, ack_req;		/* its token, "<16 hex digits>-<decimal>" */
+	bool on_bus;				/* the publish was answered on the bus */
 	size_t n;	   /* events in the array (more than RC_PUBLISH_MAX_EVENTS are counted, not kept) */
 	int err;	   /* the first event that breaks a rule (RC_EINVAL, RC_ETOOBIG, RC_ENOMEM), or 0 */
 	char why[256];	   /* its reason, "events[3].type missing" */
@@ -104,6 +107,36 @@ static void ops_read_events(struct broker *br, struct rc_json *j, struct ops_req
 	}
 }
 
+/* Reads the token of "ack": exactly 16 lower-case hex digits, '-', a decimal below 2^64; given once. */
+static void ops_read_ack(struct rc_json *j, struct ops_req *r)
+{
+	const char *p = rc_json_peek(j) == RC_JSON_STRING ? j->p + 1 : NULL;
+	bool twice = r->ack != ACK_NONE;
+	uint64_t gw = 0, req = 0;
+	size_t n;
+
+	r->ack = ACK_BAD;
+	if (!rc_json_value(j) || p == NULL || twice)
+		return;
+	n = (size_t)(j->p - p - 1); /* the string's bytes between its quotes */
+	if (n < 18 || n > 37 || p[16] != '-')
+		return;
+	for (size_t i = 0; i < 16; i++) {
+		char c = p[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return;
+		gw = gw << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+	}
+	for (size_t i = 17; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9' || req > (UINT64_MAX - (uint64_t)(p[i] - '0')) / 10)
+			return;
+		req = req * 10 + (uint64_t)(p[i] - '0');
+	}
+	r->ack_gw = gw;
+	r->ack_req = req;
+	r->ack = ACK_OK;
+}
+
 /*
  * Reads req[0..len) with the strict reader: one JSON object, whose "op" it
  * notes and whose "events" it checks. Returns false with why set when the
@@ -126,6 +159,8 @@ static bool ops_read(struct broker *br, const char *req, size_t len, struct ops_
 	while (rc_json_next(&j)) {
 		if (rc_json_key_is(&j, "events")) {
 			ops_read_events(br, &j, r);
+		} else if (rc_json_key_is(&j, "ack")) {
+			ops_read_ack(&j, r);
 		} else if (rc_json_key_is(&j, "op")) {
 			const char *p = rc_json_peek(&j) == RC_JSON_STRING ? j.p : NULL;
 			char op[8];
@@ -153,10 +188,16 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 {
 	uint64_t epoch = history_epoch(br->hist);
 	size_t n = r->n, published = 0;
+	bool on_bus;
 	int rv;
 
 	if (atomic_load(&br->stopping)) {
 		reply_error(br, reply, "shutting_down", "the broker is stopping; nothing was published");
+		return;
+	}
+	if (r->ack == ACK_BAD) {
+		reply_error(br, reply, "invalid_field",
+			    "ack must be given once, as \"<16 lower-case hex digits>-<decimal below 2^64>\"");
 		return;
 	}
 	if (r->events == EVENTS_ABSENT) {
@@ -188,11 +229,25 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 		r->in[i].room = r->in[i].room_len ? r->in[i].json + r->in[i].json_len : NULL;
 		r->in[i].key = r->in[i].key_len ? r->in[i].json + r->in[i].json_len + r->in[i].room_len : NULL;
 	}
+	/*
+	 * With an ack token the answer goes in the index of the flush that
+	 * carries the events (docs/PROTOCOL.md, "Acknowledgements"): one bus
+	 * message instead of a bus message and a reply. Not with --store nats
+	 * (the bus is fed by the follower, later) nor --fsync always (answered
+	 * after the fdatasync): there the token is ignored and the api answers.
+	 */
+	on_bus = r->ack == ACK_OK && br->bus != NULL && br->nats == NULL &&
+		 (br->store == NULL || store_fsync_mode(br->store) != STORE_FSYNC_ALWAYS);
 	/* an event whose key is known is answered with the original id and not published again */
-	if (br->nats != NULL)
+	if (br->nats != NULL) {
 		rv = nstore_publish(br->nats, r->in, n, r->gseqs, &published);
-	else
+	} else {
+		if (on_bus)
+			bus_publish_begin(br->bus);
 		rv = history_publish(br->hist, r->in, n, r->gseqs, &published);
+		if (on_bus)
+			bus_publish_end(br->bus, r->ack_gw, r->ack_req, r->gseqs, rv == RC_OK ? (uint32_t)n : 0);
+	}
 	if (rv == RC_ETOOBIG) {
 		reply_error(br, reply, "too_many_rooms",
 			    "events: a new room would pass the broker's limit of rooms (--max-rooms); nothing was "
@@ -228,6 +283,10 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 	}
 	br->publishes++;
 	br->events_published += published;
+	if (on_bus) {
+		r->on_bus = true;
+		return;
+	}
 	rc_buf_puts(reply, "{\"ok\":true,\"ids\":[");
 	for (size_t i = 0; i < n; i++) {
 		if (i)
@@ -479,10 +538,11 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 		      ",\"events_published\":%" PRIu64 ",\"replays\":%" PRIu64 ",\"replays_in_flight\":%d"
 		      ",\"replays_busy\":%" PRIu64 ","
 		      "\"bus\":{\"frames\":%" PRIu64 ",\"events\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"ticks\":%" PRIu64
-		      ",\"send_errors\":%" PRIu64 "}}",
+		      ",\"send_errors\":%" PRIu64 ",\"acks\":%" PRIu64 ",\"ack_ticks\":%" PRIu64 "}}",
 		      hs.last_gseq, hs.rooms, hs.room_bytes, hs.events, hs.bytes, hs.first_gseq, br->requests,
 		      br->errors, br->publishes, br->events_published, br->replays, atomic_load(&br->replays_in_flight),
-		      br->replays_busy, bs.frames, bs.events, bs.bytes, bs.ticks, bs.send_errors);
+		      br->replays_busy, bs.frames, bs.events, bs.bytes, bs.ticks, bs.send_errors, bs.acks,
+		      bs.ack_ticks);
 	reply->len--; /* the closing brace */
 	rc_buf_printf(reply,
 		      ",\"idempotency\":{\"window_ms\":%" PRIu64 ",\"keys\":%" PRIu64 ",\"bytes\":%" PRIu64
@@ -592,6 +652,8 @@ enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool
 	/* one strict read decides what is JSON, and checks a publish's events on the way */
 	r->publish = r->op_seen = r->op_twice = false;
 	r->events = EVENTS_ABSENT;
+	r->ack = ACK_NONE;
+	r->on_bus = false;
 	r->n = 0;
 	r->err = 0;
 	rc_buf_init(&r->buf);
@@ -605,6 +667,8 @@ enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool
 	}
 	if (r->publish) {
 		op_publish(br, r, reply);
+		if (r->on_bus)
+			outcome = OPS_DONE_BUS;
 		goto out;
 	}
 	/* the other ops read the request with json-c; the strict read has checked it, nesting too */

@@ -27,6 +27,12 @@ enum ops_outcome {
 	OPS_DONE_REPLAY,
 	/* a replay found every slot taken and may_wait was set: nothing was done or counted; ask again later */
 	OPS_WAIT,
+	/*
+	 * a publish with an "ack" token was published and its answer goes on
+	 * the bus (the index of a flush, docs/PROTOCOL.md "Acknowledgements"):
+	 * reply is empty, nothing is sent back on the api
+	 */
+	OPS_DONE_BUS,
 };
 
 /*

@@ -172,15 +172,78 @@ static int index_whole_init(struct rc_index_reader *r, const uint8_t *p, size_t 
 	return RC_OK;
 }
 
+size_t rc_ack_put(uint8_t *buf, uint64_t gw, uint64_t req, const uint64_t *gseqs, uint32_t n)
+{
+	rc_le_put64(buf, gw);
+	rc_le_put64(buf + 8, req);
+	rc_le_put32(buf + 16, n);
+	for (uint32_t i = 0; i < n; i++)
+		rc_le_put64(buf + RC_ACK_HDR_SIZE + 8 * (size_t)i, gseqs[i]);
+	return rc_ack_size(n);
+}
+
+int rc_index_acks(const void *buf, size_t *len, struct rc_ack_reader *r)
+{
+	const uint8_t *p = buf;
+	size_t block;
+
+	r->p = r->end = NULL;
+	if (*len < RC_INDEX_HDR_SIZE || !(p[5] & RC_FRAME_ACKS))
+		return RC_OK;
+	if (*len < RC_INDEX_HDR_SIZE + 4)
+		return RC_ETRUNC;
+	block = rc_le_get32(p + *len - 4);
+	if (block > *len - 4 - RC_INDEX_HDR_SIZE || block < rc_ack_size(1))
+		return RC_EPROTO;
+	r->end = p + *len - 4;
+	r->p = r->end - block;
+	/* the records must fill the block exactly */
+	for (const uint8_t *q = r->p; q != r->end;) {
+		size_t left = (size_t)(r->end - q);
+		uint32_t n;
+		if (left < RC_ACK_HDR_SIZE)
+			return RC_EPROTO;
+		n = rc_le_get32(q + 16);
+		if (n == 0 || (size_t)n > (left - RC_ACK_HDR_SIZE) / 8)
+			return RC_EPROTO;
+		q += rc_ack_size(n);
+	}
+	*len -= block + 4;
+	return RC_OK;
+}
+
+int rc_ack_next(struct rc_ack_reader *r, struct rc_ack *a)
+{
+	if (r->p == r->end)
+		return 0;
+	a->gw = rc_le_get64(r->p);
+	a->req = rc_le_get64(r->p + 8);
+	a->n = rc_le_get32(r->p + 16);
+	a->gseqs = r->p + RC_ACK_HDR_SIZE;
+	r->p += rc_ack_size(a->n);
+	return 1;
+}
+
+uint64_t rc_ack_gseq(const struct rc_ack *a, uint32_t i)
+{
+	return rc_le_get64(a->gseqs + 8 * (size_t)i);
+}
+
 int rc_index_reader_init(struct rc_index_reader *r, const void *buf, size_t len)
 {
-	const uint8_t *p = buf, *end = p + len;
+	const uint8_t *p = buf, *end;
+	struct rc_ack_reader acks;
+	int rv;
 
 	memset(r, 0, sizeof(*r));
 	if (len < RC_INDEX_HDR_SIZE)
 		return len >= 4 && memcmp(p, "RCF1", 4) != 0 ? RC_EPROTO : RC_ETRUNC;
 	if (memcmp(p, "RCF1", 4) != 0 || p[4] != RC_FRAME_VERSION || !(p[5] & RC_FRAME_INDEX))
 		return RC_EPROTO;
+	/* the acknowledgements at the end are not the index's business */
+	if ((rv = rc_index_acks(buf, &len, &acks)) != RC_OK)
+		return rv;
+	end = p + len;
 	r->hdr.flags = p[5];
 	r->hdr.epoch = rc_le_get64(p + 8);
 	r->hdr.last_gseq = rc_le_get64(p + 16);

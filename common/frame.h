@@ -54,6 +54,7 @@
 #define RC_FRAME_MORE 0x04   /* replay cut by its limit: ask again after the last event */
 #define RC_FRAME_INDEX 0x08  /* an index: the end of a flush */
 #define RC_FRAME_WHOLE 0x10  /* an index followed by every event of its flush (one frame) */
+#define RC_FRAME_ACKS 0x20   /* an index ending with publish acknowledgements (rc_index_acks) */
 #define RC_INDEX_HDR_SIZE (RC_FRAME_HDR_SIZE + 8)
 #define RC_INDEX_ENTRY_HDR_SIZE 6
 #define RC_BUS_TOPIC_MAX (2 + RC_ROOM_MAX) /* "r" + room + NUL */
@@ -163,6 +164,47 @@ struct rc_index_reader {
  */
 int rc_index_reader_init(struct rc_index_reader *r, const void *buf, size_t len);
 int rc_index_reader_next(struct rc_index_reader *r, struct rc_index_entry *e);
+
+/*
+ * Publish acknowledgements on the bus (docs/PROTOCOL.md, "Acknowledgements"):
+ * a gateway that sent a publish with an "ack" token learns its ids from the
+ * index of a flush instead of from an api reply. An index with RC_FRAME_ACKS
+ * (a flush's, or a tick's when the events went earlier) ends with a block:
+ *
+ *   records | u32 bytes of the records
+ *   record  u64 gateway | u64 request | u32 n | n x u64 gseq   (n >= 1)
+ *
+ * rc_index_reader_init reads such an index as if the block were not there.
+ */
+#define RC_ACK_HDR_SIZE 20
+
+static inline size_t rc_ack_size(uint32_t n)
+{
+	return RC_ACK_HDR_SIZE + 8 * (size_t)n;
+}
+
+/* Writes one record (rc_ack_size(n) bytes) at buf; returns its size. */
+size_t rc_ack_put(uint8_t *buf, uint64_t gw, uint64_t req, const uint64_t *gseqs, uint32_t n);
+
+struct rc_ack {
+	uint64_t gw, req;
+	uint32_t n;
+	const uint8_t *gseqs; /* n little-endian u64: rc_ack_gseq */
+};
+
+struct rc_ack_reader {
+	const uint8_t *p, *end;
+};
+
+/*
+ * Splits the block off the index body buf[0..*len): *len becomes the index's
+ * own length and r iterates over the records (none without RC_FRAME_ACKS).
+ * Checks only the block: the index itself is rc_index_reader_init's. Returns
+ * 0, RC_ETRUNC or RC_EPROTO (the block does not fit, or records do not fill it).
+ */
+int rc_index_acks(const void *buf, size_t *len, struct rc_ack_reader *r);
+int rc_ack_next(struct rc_ack_reader *r, struct rc_ack *a);
+uint64_t rc_ack_gseq(const struct rc_ack *a, uint32_t i);
 
 struct rc_buf;
 

@@ -32,6 +32,7 @@ struct gw_api_call {
 	bool sent;      /* an attempt was handed to a connection (written by nng's threads until queued) */
 	bool in_flight; /* loop thread: called, its callback not yet run */
 	bool queued;	/* its completion is in the inbox (written by nng, read by gw_api_stop) */
+	atomic_bool cancel; /* gw_api_cancel: stop waiting for the answer, send no more */
 };
 
 struct gw_api {
@@ -92,7 +93,8 @@ static bool api_retry(struct gw_api_call *c, int rv)
 	nng_time now = nng_clock();
 	nng_msg *msg;
 
-	if (c->req == NULL || rv == NNG_ECLOSED || rv == NNG_ECANCELED || rv == NNG_ENOMEM || now + 1 >= c->end)
+	if (c->req == NULL || rv == NNG_ECLOSED || rv == NNG_ECANCELED || rv == NNG_ENOMEM || now + 1 >= c->end ||
+	    atomic_load(&c->cancel))
 		return false;
 	if (nng_msg_dup(&msg, c->req) != 0)
 		return false;
@@ -116,7 +118,14 @@ static void api_aio_cb(void *arg)
 	struct gw_api_call *c = arg;
 	int rv = nng_aio_result(c->aio);
 
-	if (c->state == CALL_SEND && rv == 0) {
+	bool consumed = false; /* the request went: nng owns it */
+
+	if (c->state == CALL_SEND && rv == 0 && atomic_load(&c->cancel)) {
+		/* answered already (gw_api_cancel came before this callback): no receive */
+		c->sent = true;
+		consumed = true;
+		rv = NNG_ECANCELED;
+	} else if (c->state == CALL_SEND && rv == 0) {
 		nng_time now = nng_clock();
 		c->state = CALL_RECV;
 		c->sent = true;
@@ -129,9 +138,12 @@ static void api_aio_cb(void *arg)
 			nng_aio_set_timeout(c->aio, c->deadline > now ? (nng_duration)(c->deadline - now) : 1);
 		}
 		nng_ctx_recv(c->ctx, c->aio);
+		/* a gw_api_cancel that came between the check above and the receive: cancel it here */
+		if (atomic_load(&c->cancel))
+			nng_aio_cancel(c->aio);
 		return;
 	}
-	if (c->state == CALL_SEND)
+	if (c->state == CALL_SEND && !consumed)
 		nng_msg_free(nng_aio_get_msg(c->aio));
 	if (rv != 0 && api_retry(c, rv))
 		return;
@@ -269,8 +281,8 @@ static struct gw_api_call *api_call_get(struct gw_api *a)
 	return c;
 }
 
-static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg,
-		    bool wait)
+static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg, bool wait,
+		    struct gw_api_call **out)
 {
 	struct gw_api_call *c;
 	nng_msg *msg;
@@ -298,6 +310,9 @@ static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_m
 	c->state = CALL_SEND;
 	c->in_flight = true;
 	c->queued = false;
+	atomic_store(&c->cancel, false);
+	if (out != NULL)
+		*out = c;
 	c->deadline = wait ? 0 : nng_clock() + (nng_time)timeout_ms;
 	nng_aio_set_timeout(c->aio, timeout_ms);
 	nng_aio_set_msg(c->aio, msg);
@@ -307,12 +322,26 @@ static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_m
 
 int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg)
 {
-	return api_call(a, req, len, timeout_ms, cb, arg, false);
+	return api_call(a, req, len, timeout_ms, cb, arg, false, NULL);
+}
+
+int gw_api_call_h(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg,
+		  struct gw_api_call **call)
+{
+	return api_call(a, req, len, timeout_ms, cb, arg, false, call);
+}
+
+void gw_api_cancel(struct gw_api_call *c)
+{
+	if (c == NULL || !c->in_flight)
+		return; /* its callback has run: nothing to stop */
+	atomic_store(&c->cancel, true);
+	nng_aio_cancel(c->aio);
 }
 
 int gw_api_call_wait(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg)
 {
-	return api_call(a, req, len, timeout_ms, cb, arg, true);
+	return api_call(a, req, len, timeout_ms, cb, arg, true, NULL);
 }
 
 void gw_api_stop(struct gw_api *a)

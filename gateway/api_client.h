@@ -25,6 +25,7 @@
 #include <uv.h>
 
 struct gw_api;
+struct gw_api_call;
 
 /*
  * Called on the loop thread with a call's outcome: err is 0 with the reply
@@ -57,6 +58,15 @@ uint64_t gw_api_retries(struct gw_api *a);
  * gw_api_stop, RC_ENOMEM.
  */
 int gw_api_call(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg);
+/* gw_api_call, and *call names it for gw_api_cancel (valid until cb has run). */
+int gw_api_call_h(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg,
+		  struct gw_api_call **call);
+/*
+ * Loop thread: the caller has its answer another way (a publish acknowledged
+ * on the bus): the call stops waiting for the api's and is not sent again;
+ * its cb still runs once, later (RC_ECLOSED, or the reply if it came first).
+ */
+void gw_api_cancel(struct gw_api_call *c);
 /*
  * The same, but while the broker is unreachable the request waits (up to
  * timeout_ms) for it, and then up to timeout_ms for the answer.

@@ -1,11 +1,15 @@
 #include "assembler.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
 #include "flush.h"
+#include "frame.h"
 #include "gateway.h"
+#include "le.h"
 #include "log.h"
+#include "publish.h"
 
 struct gw_assembler {
 	struct gw *gw;
@@ -66,7 +70,26 @@ void gw_assembler_free(struct gw_assembler *a)
 	free(a);
 }
 
+/* The acknowledgements at the end of an index go to the publisher, whichever bus brings them. */
+static void asm_acks(struct gw_assembler *a, const uint8_t *body, size_t len)
+{
+	const uint8_t *ix = body + RC_BUS_TOPIC_INDEX_LEN;
+	struct rc_ack_reader r;
+	struct rc_ack ack;
+
+	if (len < RC_BUS_TOPIC_INDEX_LEN + RC_INDEX_HDR_SIZE ||
+	    memcmp(body, RC_BUS_TOPIC_INDEX, RC_BUS_TOPIC_INDEX_LEN) != 0 || !(ix[5] & RC_FRAME_ACKS) ||
+	    memcmp(ix, "RCF1", 4) != 0)
+		return;
+	len -= RC_BUS_TOPIC_INDEX_LEN;
+	if (rc_index_acks(ix, &len, &r) != RC_OK)
+		return; /* the assembler drops it as corrupt */
+	while (rc_ack_next(&r, &ack))
+		gw_publish_ack(a->gw, rc_le_get64(ix + 8), &ack);
+}
+
 void gw_assembler_msg(struct gw_assembler *a, nng_msg *msg)
 {
+	asm_acks(a, nng_msg_body(msg), nng_msg_len(msg));
 	rc_flush_asm_msg(a->flush, msg);
 }

@@ -44,6 +44,7 @@ struct gw_options {
 	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms, workers, bus_gap_wait_ms;
 	int64_t broker_stats_ms; /* the first loop asks the broker for its stats this often (0: never) */
 	bool no_firehose, no_io_uring;
+	bool publish_ack_on_api; /* brokers answer publishes with an api reply, not on the bus */
 	/* --auth jwt: the verifier all workers share (auth.h), NULL with --auth none */
 	const char *auth, *jwt_alg, *jwt_secret_file, *jwt_keys_file, *jwt_audience, *jwt_issuer, *auth_cookie;
 	int64_t jwt_leeway_s;

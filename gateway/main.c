@@ -362,16 +362,21 @@ int main(int argc, char **argv)
 	const struct rc_opt table[] = {
 		{ "listen", RC_OPT_STR, &o->listen, 0, 0, "HTTP address, host:port" },
 		{ "broker-bus", RC_OPT_STR, &o->broker_bus, 0, 0,
-		  "the broker's bus (nng PUB) address; several brokers of one stream: their addresses, comma-separated (at most 8): each event is taken once from whichever bus brings it first" },
+		  "the broker's bus (nng PUB) address; several brokers of one stream: their addresses, comma-separated "
+		  "(at most 8): each event is taken once from whichever bus brings it first" },
 		{ "broker-api", RC_OPT_STR, &o->broker_api, 0, 0,
-		  "the broker's api (nng REP) address; several brokers: comma-separated (at most 8): requests spread over them, and one whose broker fails is sent again to another within --publish-timeout-ms (a POST's events get a gateway idempotency key when they have none)" },
+		  "the broker's api (nng REP) address; several brokers: comma-separated (at most 8): requests spread "
+		  "over them, and one whose broker fails is sent again to another within --publish-timeout-ms (a "
+		  "POST's events get a gateway idempotency key when they have none)" },
 		{ "heartbeat-ms", RC_OPT_INT, &o->heartbeat_ms, 0, 86400000,
 		  "': ping' after this long without a byte on a stream (0 = off)" },
 		{ "max-client-buffer", RC_OPT_SIZE, &o->max_client_buffer, 4096, INT32_MAX,
 		  "unsent bytes a stream may queue before it is closed" },
 		{ "max-response-buffer", RC_OPT_SIZE, &o->max_response_buffer, 4096, INT32_MAX,
-		  "unsent answers on a connection past which its next pipelined request waits (reading pauses); unread for --idle-timeout-ms: closed" },
-		{ "max-rooms-per-stream", RC_OPT_INT, &o->max_rooms_per_stream, 1, RC_REPLAY_MAX_ROOMS, "room_id values per stream" },
+		  "unsent answers on a connection past which its next pipelined request waits (reading pauses); unread "
+		  "for --idle-timeout-ms: closed" },
+		{ "max-rooms-per-stream", RC_OPT_INT, &o->max_rooms_per_stream, 1, RC_REPLAY_MAX_ROOMS,
+		  "room_id values per stream" },
 		{ "max-rewind", RC_OPT_INT, &o->max_rewind, 0, RC_REWIND_MAX,
 		  "events a stream's rewind=N may ask for (and the most a rewind=<duration> gives)" },
 		{ "no-firehose", RC_OPT_BOOL, &o->no_firehose, 0, 0, "refuse streams without room_id (403)" },
@@ -379,7 +384,8 @@ int main(int argc, char **argv)
 		  "write with write(2) per connection instead of batches through io_uring" },
 		{ "max-event-bytes", RC_OPT_SIZE, &o->max_event_bytes, RC_MAX_EVENT_BYTES_MIN, RC_MAX_EVENT_BYTES_MAX,
 		  "largest serialized event accepted by POST" },
-		{ "max-body-bytes", RC_OPT_SIZE, &o->max_body_bytes, 64, 64 * 1024 * 1024, "largest request body (413)" },
+		{ "max-body-bytes", RC_OPT_SIZE, &o->max_body_bytes, 64, 64 * 1024 * 1024,
+		  "largest request body (413)" },
 		{ "max-conns", RC_OPT_INT, &o->max_conns, 0, 10000000,
 		  "open connections; beyond: 503 and close (0: the descriptor limit less 128)" },
 		{ "max-header-bytes", RC_OPT_SIZE, &o->max_header_bytes, 256, 1024 * 1024,
@@ -391,19 +397,28 @@ int main(int argc, char **argv)
 		{ "publish-timeout-ms", RC_OPT_INT, &o->publish_timeout_ms, 1, 600000,
 		  "wait for the broker on POST and replay (POST: 503 if the request was not sent, 504 if it was)" },
 		{ "publish-queue-bytes", RC_OPT_SIZE, &o->publish_queue_bytes, 1024, INT64_MAX,
-		  "bytes of events a gateway holds for the broker (queued or in flight); a POST past it: 503 overloaded" },
+		  "bytes of events a gateway holds for the broker (queued or in flight); a POST past it: 503 "
+		  "overloaded" },
 		{ "publish-linger-ms", RC_OPT_INT, &o->publish_linger_ms, 0, 1000,
-		  "while POSTs flow, one that finds no broker request in flight waits this long for others (0: never; costs publishers that wait for each answer)" },
+		  "while POSTs flow, one that finds no broker request in flight waits this long for others (0: never; "
+		  "costs publishers that wait for each answer)" },
+		{ "publish-ack-on-api", RC_OPT_BOOL, &o->publish_ack_on_api, 0, 0,
+		  "have publishes answered by an api reply rather than in the bus flush that carries their events (one "
+		  "more message per publish)" },
 		{ "write-delay-ms", RC_OPT_INT, &o->write_delay_ms, 0, 1000,
-		  "a live event less than this long after its stream's last output waits up to this long, so that those that follow go in the same send (0: at once; less CPU at high rates per room, more latency)" },
+		  "a live event less than this long after its stream's last output waits up to this long, so that "
+		  "those that follow go in the same send (0: at once; less CPU at high rates per room, more latency)" },
 		{ "auth", RC_OPT_STR, &o->auth, 0, 0,
-		  "who may read a room: none (anyone), jwt (a token granting each room) or url (the application's --auth-url decides; docs/PROTOCOL.md)" },
+		  "who may read a room: none (anyone), jwt (a token granting each room) or url (the application's "
+		  "--auth-url decides; docs/PROTOCOL.md)" },
 		{ "auth-url", RC_OPT_STR, &o->auth_url, 0, 0,
-		  "--auth url: http://host[:port]/path asked before each stream (no https: keep it on loopback or a private network, or behind a local TLS sidecar); resolved once at start" },
+		  "--auth url: http://host[:port]/path asked before each stream (no https: keep it on loopback or a "
+		  "private network, or behind a local TLS sidecar); resolved once at start" },
 		{ "auth-timeout-ms", RC_OPT_INT, &o->auth_timeout_ms, 1, 60000,
 		  "--auth url: connect and answer within this, else 503 auth_unavailable" },
 		{ "auth-cache-ms", RC_OPT_INT, &o->auth_cache_ms, 0, 86400000,
-		  "--auth url: keep the application's answers (2xx, 401, 403) per credential this long (0: ask every time)" },
+		  "--auth url: keep the application's answers (2xx, 401, 403) per credential this long (0: ask every "
+		  "time)" },
 		{ "auth-cache-entries", RC_OPT_INT, &o->auth_cache_entries, 1, 10000000,
 		  "--auth url: answers kept per worker; beyond, the oldest goes" },
 		{ "auth-max-head-bytes", RC_OPT_SIZE, &o->auth_max_head_bytes, 256, 1024 * 1024,
@@ -411,7 +426,8 @@ int main(int argc, char **argv)
 		{ "auth-max-body-bytes", RC_OPT_SIZE, &o->auth_max_body_bytes, 0, 16 * 1024 * 1024,
 		  "--auth url: the application's answer body; larger: 503 auth_unavailable" },
 		{ "auth-publish", RC_OPT_BOOL, &o->auth_publish, 0, 0,
-		  "--auth url: ask the application for POST too (else POST needs --publish-token, as with --auth none)" },
+		  "--auth url: ask the application for POST too (else POST needs --publish-token, as with --auth "
+		  "none)" },
 		{ "jwt-alg", RC_OPT_STR, &o->jwt_alg, 0, 0,
 		  "--auth jwt: the algorithms accepted, comma-separated (HS256, RS256, ES256, ...; never none)" },
 		{ "jwt-secret-file", RC_OPT_STR, &o->jwt_secret_file, 0, 0,
@@ -420,24 +436,31 @@ int main(int argc, char **argv)
 		  "--auth jwt: a JWKS file (keys chosen by kid); reloaded on SIGHUP and when it changes" },
 		{ "jwt-leeway-s", RC_OPT_INT, &o->jwt_leeway_s, 0, RC_JWT_LEEWAY_MAX_S,
 		  "--auth jwt: clock skew allowed on exp and nbf (an open stream ends at exp plus this)" },
-		{ "jwt-audience", RC_OPT_STR, &o->jwt_audience, 0, 0, "--auth jwt: aud must contain this (default: not checked)" },
-		{ "jwt-issuer", RC_OPT_STR, &o->jwt_issuer, 0, 0, "--auth jwt: iss must be this (default: not checked)" },
+		{ "jwt-audience", RC_OPT_STR, &o->jwt_audience, 0, 0,
+		  "--auth jwt: aud must contain this (default: not checked)" },
+		{ "jwt-issuer", RC_OPT_STR, &o->jwt_issuer, 0, 0,
+		  "--auth jwt: iss must be this (default: not checked)" },
 		{ "auth-cookie", RC_OPT_STR, &o->auth_cookie, 0, 0,
-		  "--auth jwt: also take the token from this cookie (browsers' EventSource); the Authorization header wins" },
+		  "--auth jwt: also take the token from this cookie (browsers' EventSource); the Authorization header "
+		  "wins" },
 		{ "auth-query-param", RC_OPT_BOOL, &o->auth_query_param, 0, 0,
 		  "--auth jwt: also take the token from ?access_token= (it ends up in proxy and access logs)" },
 		{ "publish-token", RC_OPT_STR, &o->publish_token, 0, 0, "POST needs 'Authorization: Bearer TOKEN'" },
 		{ "allowed-hosts", RC_OPT_STR, &o->allowed_hosts, 0, 0,
-		  "Host header values served, comma-separated (name: any port; name:port; *.domain); others get 403 (default: any; set it where browsers reach the gateway: a DNS-rebinding page could read the firehose and /metrics)" },
+		  "Host header values served, comma-separated (name: any port; name:port; *.domain); others get 403 "
+		  "(default: any; set it where browsers reach the gateway: a DNS-rebinding page could read the "
+		  "firehose and /metrics)" },
 		{ "cors-origin", RC_OPT_STR, &o->cors_origin, 0, 0, "Access-Control-Allow-Origin value (e.g. *)" },
 		{ "static-dir", RC_OPT_STR, &o->static_dir, 0, 0, "serve files from this directory (the demo page)" },
 		{ "static-max-bytes", RC_OPT_SIZE, &o->static_max_bytes, 0, INT32_MAX,
 		  "largest file --static-dir serves (read whole into memory; larger: 404)" },
 		{ "bus-recvbuf", RC_OPT_INT, &o->bus_recvbuf, 1, 65536, "bus messages queued in nng before it drops" },
 		{ "bus-max-rooms", RC_OPT_INT, &o->bus_max_rooms, 0, 1000000,
-		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here (0: no limit)" },
+		  "rooms subscribed one by one on the bus; beyond, every event is taken and filtered here (0: no "
+		  "limit)" },
 		{ "bus-gap-wait-ms", RC_OPT_INT, &o->bus_gap_wait_ms, 0, 60000,
-		  "with several --broker-bus addresses: how long a hole in one bus waits for another bus to bring the events before they are replayed (0: replay at once)" },
+		  "with several --broker-bus addresses: how long a hole in one bus waits for another bus to bring the "
+		  "events before they are replayed (0: replay at once)" },
 		{ "repair-max-bytes", RC_OPT_SIZE, &o->repair_max_bytes, 1024, INT64_MAX,
 		  "bus bytes held while a gap is repaired" },
 		{ "workers", RC_OPT_INT, &o->workers, 1, GW_WORKERS_MAX,

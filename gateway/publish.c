@@ -16,9 +16,12 @@
 #include "buf.h"
 #include "conn.h"
 #include "error.h"
+#include "bus_client.h"
 #include "event.h"
+#include "frame.h"
 #include "gateway.h"
 #include "grant.h"
+#include "id.h"
 #include "json.h"
 #include "proto_limits.h"
 #include "response.h"
@@ -79,6 +82,7 @@ struct gw_publisher {
 	struct gw_tq waiting;        /* queued POSTs, by arrival: --publish-timeout-ms */
 	size_t bytes;                /* of the events queued or in flight */
 	uint64_t key_id, key_seq;    /* the keys this loop gives events (several brokers) */
+	uint64_t ack_seq;	     /* the last ack token's request number (key_id-ack_seq) */
 };
 
 /*
@@ -88,6 +92,10 @@ struct gw_publisher {
  */
 struct pub_batch {
 	struct gw_publisher *p;
+	struct gw_api_call *call; /* for gw_api_cancel once acknowledged on the bus */
+	uint64_t token;		  /* with ack: the request number of its ack token */
+	bool ack;		  /* the broker was asked to answer on the bus */
+	bool acked;		  /* answered from the bus: the api's callback only frees it */
 	size_t n;
 	struct pub_call *calls[];
 };
@@ -154,6 +162,27 @@ static void publish_ok(struct pub_call *pc, struct json_object *ids, size_t firs
 	rc_buf_fini(&b);
 }
 
+/* Answers pc with its slice of an acknowledgement's ids (from first on). */
+static void publish_ok_ack(struct pub_call *pc, uint64_t epoch, const struct rc_ack *a, uint32_t first)
+{
+	char id[RC_ID_MAX];
+	size_t plen = rc_id_prefix(id, epoch), len;
+	struct rc_buf b;
+
+	pc->gw->m.publish_events += pc->nevents;
+	rc_buf_init(&b);
+	rc_buf_puts(&b, pc->array ? "{\"ids\":[" : "{\"id\":");
+	for (size_t i = 0; i < pc->nevents; i++) {
+		len = rc_id_format_gseq(id, plen, rc_ack_gseq(a, first + (uint32_t)i));
+		rc_buf_append(&b, i ? ",\"" : "\"", i ? 2 : 1);
+		rc_buf_append(&b, id, len);
+		rc_buf_append(&b, "\"", 1);
+	}
+	rc_buf_puts(&b, pc->array ? "]}\n" : "}\n");
+	publish_answer(pc, 201, &b);
+	rc_buf_fini(&b);
+}
+
 static void publisher_send(struct gw_publisher *p);
 
 /* Puts calls back at the head of the queue, in order, to be sent one by one. */
@@ -213,6 +242,11 @@ static void publish_done(void *arg, int err, bool sent, const char *reply, size_
 	struct json_tokener *tok;
 	size_t first = 0;
 
+	if (batch->acked) {
+		/* answered from the bus (gw_publish_ack); this is the cancelled call, or a reply that crossed it */
+		free(batch);
+		return;
+	}
 	if (p != NULL)
 		p->in_flight = NULL;
 	if (err != RC_OK) {
@@ -296,6 +330,51 @@ static void publisher_waited(struct gw_tq *q, struct gw_tq_entry *e)
 	publisher_expire(q->data, gw_container_of(e, struct pub_call, wait));
 }
 
+/*
+ * Whether the next broker request asks for its answer on the bus
+ * (docs/PROTOCOL.md, "Acknowledgements"): unless --publish-ack-on-api, and
+ * only while every broker's bus is connected, so that the bus of whichever
+ * broker takes the request brings the answer. The api call still waits for
+ * a reply (a broker that cannot answer on the bus, a refusal, a lost
+ * connection, the timeout), as without.
+ */
+static bool publisher_bus_ack(const struct gw_publisher *p)
+{
+	const struct gw *gw = p->gw;
+	unsigned n = gw_bus_sources(gw->bus);
+
+	if (gw->opt.publish_ack_on_api || n == 0)
+		return false;
+	for (unsigned i = 0; i < n; i++)
+		if (!gw_bus_source_connected(gw->bus, i))
+			return false;
+	return true;
+}
+
+void gw_publish_ack(struct gw *gw, uint64_t epoch, const struct rc_ack *a)
+{
+	struct gw_publisher *p = gw->publisher;
+	struct pub_batch *batch = p != NULL ? p->in_flight : NULL;
+	uint32_t first = 0;
+	size_t events = 0;
+
+	if (batch == NULL || !batch->ack || a->gw != p->key_id || a->req != batch->token)
+		return;
+	for (size_t i = 0; i < batch->n; i++)
+		events += batch->calls[i]->nevents;
+	if (events != a->n)
+		return; /* not a sane answer: the api's reply or the timeout decides */
+	batch->acked = true;
+	p->in_flight = NULL;
+	for (size_t i = 0; i < batch->n; i++) {
+		uint32_t n = (uint32_t)batch->calls[i]->nevents;
+		publish_ok_ack(batch->calls[i], epoch, a, first); /* frees the call */
+		first += n;
+	}
+	gw_api_cancel(batch->call); /* its callback frees the batch */
+	publisher_send(p);
+}
+
 /* Sends the queued POSTs as one broker request, unless one is in flight. */
 static void publisher_send(struct gw_publisher *p)
 {
@@ -324,10 +403,18 @@ static void publisher_send(struct gw_publisher *p)
 	}
 	batch = malloc(sizeof(*batch) + n * sizeof(batch->calls[0]));
 	rc_buf_init(&req);
-	if (batch != NULL && rc_buf_reserve(&req, bytes + 64) == RC_OK) {
+	if (batch != NULL && rc_buf_reserve(&req, bytes + 96) == RC_OK) {
 		batch->p = p;
 		batch->n = n;
-		rc_buf_puts(&req, "{\"op\":\"publish\",\"events\":[");
+		batch->call = NULL;
+		batch->acked = false;
+		batch->ack = publisher_bus_ack(p);
+		batch->token = batch->ack ? ++p->ack_seq : 0;
+		if (batch->ack)
+			rc_buf_printf(&req, "{\"op\":\"publish\",\"ack\":\"%016" PRIx64 "-%" PRIu64 "\",\"events\":[",
+				      p->key_id, batch->token);
+		else
+			rc_buf_puts(&req, "{\"op\":\"publish\",\"events\":[");
 		for (size_t i = 0; i < n; i++) {
 			struct pub_call *pc = p->head;
 			p->head = pc->next;
@@ -357,7 +444,7 @@ static void publisher_send(struct gw_publisher *p)
 	p->last_sent = uv_now(gw->loop);
 	/* the oldest POST's time left: none waits longer than the timeout from its arrival */
 	left = batch->calls[0]->arrived + (uint64_t)gw->opt.publish_timeout_ms - p->last_sent;
-	rv = gw_api_call(gw->api, req.data, req.len, (int)left, publish_done, batch);
+	rv = gw_api_call_h(gw->api, req.data, req.len, (int)left, publish_done, batch, &batch->call);
 	rc_buf_fini(&req);
 	if (rv != RC_OK)
 		publish_done(batch, rv, false, NULL, 0);

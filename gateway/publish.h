@@ -8,8 +8,10 @@
 #define GW_PUBLISH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct gw_conn;
+struct rc_ack;
 struct gw_req;
 
 struct gw;
@@ -33,5 +35,13 @@ void gw_publish(struct gw_conn *c, struct gw_req *req);
  * the Content-Type (415). false: refused, and answered.
  */
 bool gw_publish_admit(struct gw_conn *c, const struct gw_req *req);
+
+/*
+ * An acknowledgement read from a bus index of the given epoch (frame.h):
+ * when it names this loop's broker request in flight, its POSTs are
+ * answered 201 with its ids, and the api call stops waiting for a reply.
+ * Others are ignored (another gateway's, or one answered already).
+ */
+void gw_publish_ack(struct gw *gw, uint64_t epoch, const struct rc_ack *a);
 
 #endif

@@ -857,6 +857,87 @@ static void test_index_whole_rejects(void **state)
 	free(f.buf);
 }
 
+/* f with an acknowledgement block (RC_FRAME_ACKS) of the given records appended. */
+static struct frame with_acks(const struct frame *f, const uint64_t (*recs)[2], const uint64_t *const *gseqs,
+			      const uint32_t *ns, size_t nrec)
+{
+	size_t block = 0, off = f->len;
+	struct frame g;
+
+	for (size_t i = 0; i < nrec; i++)
+		block += rc_ack_size(ns[i]);
+	g = copy(f, f->len + block + 4);
+	g.buf[5] |= RC_FRAME_ACKS;
+	for (size_t i = 0; i < nrec; i++)
+		off += rc_ack_put(g.buf + off, recs[i][0], recs[i][1], gseqs[i], ns[i]);
+	g.buf[off] = (uint8_t)block;
+	g.buf[off + 1] = (uint8_t)(block >> 8);
+	g.buf[off + 2] = (uint8_t)(block >> 16);
+	g.buf[off + 3] = (uint8_t)(block >> 24);
+	assert_int_equal(off + 4, g.len);
+	return g;
+}
+
+/*
+ * A publish acknowledged on the bus: an index (plain, whole or a tick) with
+ * RC_FRAME_ACKS ends with the block; the index reads as without it, the
+ * acks read back, and a block that does not fit is refused.
+ */
+static void test_index_acks(void **state)
+{
+	const struct rc_index_entry es[] = { { "room-1", 6, 2 }, { "b", 1, 1 } };
+	const struct rc_frame_event evs[] = { event(30, 4, "a", "{\"n\":30}"), event(31, 1, "", "{\"n\":31}") };
+	const struct rc_frame_hdr fhdr = { .epoch = 5, .last_gseq = 31, .count = 2 };
+	const uint64_t recs[][2] = { { 0x0123456789abcdefULL, 7 }, { 42, 0xffffffffffffffffULL } };
+	const uint64_t g0[] = { 30 }, g1[] = { 31, 12, 29 };
+	const uint64_t *gs[] = { g0, g1 };
+	const uint32_t ns[] = { 1, 3 };
+	struct frame plain[3], f;
+	struct rc_index_reader r;
+	struct rc_index_entry e;
+	struct rc_ack_reader ar;
+	struct rc_ack a;
+	size_t len;
+
+	(void)state;
+	plain[0] = build_index(0, 10, 12, es, 2);
+	plain[1] = build_whole(5, 30, 31, &fhdr, evs, 2);
+	plain[2] = build_index(RC_FRAME_TICK, 8, 7, NULL, 0);
+	for (int k = 0; k < 3; k++) {
+		f = with_acks(&plain[k], recs, gs, ns, 2);
+		assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_OK);
+		assert_true(r.hdr.flags & RC_FRAME_ACKS);
+		assert_int_equal(rc_index_reader_next(&r, &e), k == 0);
+		len = f.len;
+		assert_int_equal(rc_index_acks(f.buf, &len, &ar), RC_OK);
+		assert_int_equal(len, plain[k].len);
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(rc_ack_next(&ar, &a), 1);
+			assert_int_equal(a.gw, recs[i][0]);
+			assert_int_equal(a.req, recs[i][1]);
+			assert_int_equal(a.n, ns[i]);
+			for (uint32_t j = 0; j < a.n; j++)
+				assert_int_equal(rc_ack_gseq(&a, j), gs[i][j]);
+		}
+		assert_int_equal(rc_ack_next(&ar, &a), 0);
+		assert_index_cuts_rejected(&f);
+		/* a block longer than the message, or records that do not fill it */
+		f.buf[f.len - 4]++;
+		assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+		len = f.len;
+		assert_int_not_equal(rc_index_acks(f.buf, &len, &ar), RC_OK);
+		f.buf[f.len - 4] -= 2;
+		assert_int_equal(rc_index_reader_init(&r, f.buf, f.len), RC_EPROTO);
+		free(f.buf);
+		/* without the flag nothing is split off */
+		len = plain[k].len;
+		assert_int_equal(rc_index_acks(plain[k].buf, &len, &ar), RC_OK);
+		assert_int_equal(len, plain[k].len);
+		assert_int_equal(rc_ack_next(&ar, &a), 0);
+		free(plain[k].buf);
+	}
+}
+
 /* Frames of rooms a, b and global from one flush 20..27 merge back into gseq order. */
 static void test_merge(void **state)
 {
@@ -937,6 +1018,7 @@ int main(void)
 		cmocka_unit_test(test_index_rejects),
 		cmocka_unit_test(test_index_whole),
 		cmocka_unit_test(test_index_whole_rejects),
+		cmocka_unit_test(test_index_acks),
 		cmocka_unit_test(test_merge),
 	};
 

@@ -1216,6 +1216,137 @@ static void test_publish_keys(void **state)
 	json_object_put(r);
 }
 
+/* Runs req on ops_handle; returns its outcome and leaves its reply (maybe empty) in reply. */
+static enum ops_outcome handle(struct fixture *f, const char *req, struct rc_buf *reply)
+{
+	size_t len = strlen(req);
+	char *copy = malloc(len);
+	enum ops_outcome out;
+
+	assert_non_null(copy);
+	memcpy(copy, req, len);
+	rc_buf_init(reply);
+	out = ops_handle(&f->br, copy, len, false, reply);
+	free(copy);
+	return out;
+}
+
+/*
+ * Reads the bus (up to 5 s) until an index carries the acknowledgement of
+ * request (gw, req); returns its gseqs in out (at most max), and their count.
+ */
+static uint32_t bus_wait_ack(nng_socket sub, uint64_t gw, uint64_t req, uint64_t *out, uint32_t max)
+{
+	for (int i = 0; i < 1000; i++) {
+		struct rc_bus_msg bm;
+		struct rc_index_reader ir;
+		struct rc_ack_reader ar;
+		struct rc_ack a;
+		nng_msg *msg;
+		size_t len;
+		int rv = nng_recvmsg(sub, &msg, 0);
+
+		if (rv == NNG_ETIMEDOUT)
+			fail_msg("no acknowledgement of %llx-%llu on the bus", (unsigned long long)gw,
+				 (unsigned long long)req);
+		assert_int_equal(rv, 0);
+		assert_int_equal(rc_bus_msg_parse(&bm, nng_msg_body(msg), nng_msg_len(msg)), RC_OK);
+		if (!bm.index) {
+			nng_msg_free(msg);
+			continue;
+		}
+		assert_int_equal(rc_index_reader_init(&ir, bm.body, bm.body_len), RC_OK);
+		len = bm.body_len;
+		assert_int_equal(rc_index_acks(bm.body, &len, &ar), RC_OK);
+		while (rc_ack_next(&ar, &a)) {
+			if (a.gw != gw || a.req != req)
+				continue;
+			/* the flush that carries it has its events, or they went before (a tick) */
+			for (uint32_t k = 0; k < a.n; k++) {
+				assert_true(rc_ack_gseq(&a, k) <= ir.hdr.last_gseq);
+				if (k < max)
+					out[k] = rc_ack_gseq(&a, k);
+			}
+			nng_msg_free(msg);
+			return a.n;
+		}
+		nng_msg_free(msg);
+	}
+	fail_msg("no acknowledgement among 1000 bus messages");
+	return 0;
+}
+
+/*
+ * A publish with an "ack" token is answered on the bus: no api reply, and
+ * the index of a flush names the token and the ids (also the originals of
+ * known keys). Whatever is not a success is still an api reply.
+ */
+static void test_publish_ack_on_bus(void **state)
+{
+	struct fixture *f = *state;
+	struct rc_buf reply;
+	uint64_t probe, g[4];
+	nng_socket sub;
+	nng_msg *msg;
+	int rv;
+
+	assert_int_equal(nng_sub0_open(&sub), 0);
+	assert_int_equal(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "", 0), 0);
+	assert_int_equal(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 100), 0);
+	assert_int_equal(nng_dial(sub, f->url, NULL, 0), 0);
+	/* the subscriber is attached once a probe's flush arrives */
+	probe = publish(f, "[{\"type\":\"probe\"}]", 1);
+	for (int tries = 0; (rv = nng_recvmsg(sub, &msg, 0)) != 0; tries++) {
+		assert_true(tries < 100);
+		probe = publish(f, "[{\"type\":\"probe\"}]", 1);
+	}
+	nng_msg_free(msg);
+	assert_int_equal(nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000), 0);
+
+	assert_int_equal(
+		handle(f,
+		       "{\"op\":\"publish\",\"ack\":\"00000000000000ff-9\",\"events\":[{\"type\":\"a\",\"room_id\":"
+		       "\"r1\"},{\"type\":\"b\",\"key\":\"k1\"}]}",
+		       &reply),
+		OPS_DONE_BUS);
+	assert_int_equal(reply.len, 0);
+	rc_buf_fini(&reply);
+	assert_int_equal(bus_wait_ack(sub, 0xff, 9, g, 4), 2);
+	assert_true(g[0] > probe);
+	assert_int_equal(g[1], g[0] + 1);
+	assert_int_equal(last_gseq(f), g[1]);
+
+	/* a known key publishes nothing, and is acknowledged with the original id */
+	assert_int_equal(handle(f,
+				"{\"op\":\"publish\",\"ack\":\"0123456789abcdef-18446744073709551615\",\"events\":["
+				"{\"type\":\"b\",\"key\":\"k1\"}]}",
+				&reply),
+			 OPS_DONE_BUS);
+	rc_buf_fini(&reply);
+	assert_int_equal(bus_wait_ack(sub, 0x0123456789abcdefULL, UINT64_MAX, g + 2, 2), 1);
+	assert_int_equal(g[2], g[1]);
+	assert_int_equal(last_gseq(f), g[1]);
+
+	/* refusals are api replies, as without a token */
+	assert_int_equal(handle(f,
+				"{\"op\":\"publish\",\"ack\":\"00000000000000ff-10\",\"events\":[{\"room_id\":\"r\"}]}",
+				&reply),
+			 OPS_DONE);
+	assert_non_null(strstr(reply.data, "invalid_event"));
+	rc_buf_fini(&reply);
+	assert_error(call(f, "{\"op\":\"publish\",\"ack\":\"ff-1\",\"events\":[{\"type\":\"a\"}]}"), "invalid_field",
+		     "ack");
+	assert_error(call(f, "{\"op\":\"publish\",\"ack\":\"00000000000000FF-1\",\"events\":[{\"type\":\"a\"}]}"),
+		     "invalid_field", "ack");
+	assert_error(call(f,
+			  "{\"op\":\"publish\",\"ack\":\"00000000000000ff-18446744073709551616\",\"events\":[{\"type\""
+			  ":\"a\"}]}"),
+		     "invalid_field", "ack");
+	assert_error(call(f, "{\"op\":\"publish\",\"ack\":7,\"events\":[{\"type\":\"a\"}]}"), "invalid_field", "ack");
+	assert_int_equal(last_gseq(f), g[1]);
+	nng_close(sub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1238,6 +1369,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replay_all_while_evicting, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_rooms, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publish_ack_on_bus, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("ops", tests, NULL, NULL);

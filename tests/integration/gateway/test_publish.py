@@ -347,6 +347,53 @@ class PublishLingerTest(GatewayTest):
 
 
 
+class PublishAckTest(GatewayTest):
+    """
+    A POST is answered from the bus: the broker puts its ids in the index of
+    the flush that carries its events (stats bus.acks) and sends no api
+    reply. With --publish-ack-on-api, or while the gateway's bus is not
+    connected, the api reply answers, as before. The ids are the events'.
+    """
+
+    def bus_acks(self):
+        r = self.cluster.cli("stats")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)["bus"]["acks"]
+
+    def publish_three(self, gw):
+        s = self.sse(gw, "/api/v1/events?room_id=r")
+        one = publish(gw.port, {"type": "one", "room_id": "r"})
+        r = post_json(gw.port, [{"type": "two", "room_id": "r"}, {"type": "three", "room_id": "r", "key": "k3"}])
+        self.assertEqual(r.status, 201, r.body)
+        ids = [one] + r.json()["ids"]
+        self.assertEqual([e.id for e in s.events(3)], ids)
+        # a known key: nothing published, the original id
+        r = post_json(gw.port, {"type": "three", "room_id": "r"}, headers={"Idempotency-Key": "k3"})
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(r.json()["id"], ids[2])
+        return ids
+
+    def test_posts_are_answered_on_the_bus(self):
+        self.cluster.start_broker()
+        gw = self.cluster.start_gateway()
+        self.publish_three(gw)
+        self.assertEqual(self.bus_acks(), 3)
+
+    def test_publish_ack_on_api(self):
+        self.cluster.start_broker()
+        gw = self.cluster.start_gateway("--publish-ack-on-api")
+        self.publish_three(gw)
+        self.assertEqual(self.bus_acks(), 0)
+
+    def test_without_a_bus_the_api_answers(self):
+        self.cluster.start_broker()
+        # a bus nothing listens on: the gateway is not ready, but a POST goes to the api
+        gw = self.cluster.start_gateway(bus="tcp://%s:%d" % (harness.HOST, harness.free_port()), ready=False)
+        harness.wait_until(lambda: post_json(gw.port, {"type": "x"}).status == 201, scaled(10),
+                           "a POST answered 201 by the api")
+        self.assertEqual(self.bus_acks(), 0)
+
+
 class HungBrokerTest(GatewayTest):
     """
     A broker that hangs (SIGSTOP): every POST is answered within
