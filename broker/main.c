@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ackmem.h"
 #include "api.h"
 #include "broker.h"
 #include "bus.h"
@@ -36,7 +37,7 @@ struct broker_options {
 	int64_t history_events, history_bytes, max_event_bytes, max_rooms;
 	int64_t replay_max_bytes, max_replays, replay_wait_ms;
 	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_buffer_bytes, bus_frame_bytes, bus_whole_bytes,
-		bus_tick_ms;
+		bus_tick_ms, ack_memory_bytes;
 	const char *store, *data_dir, *fsync, *history_max_age, *idempotency_window;
 	const char *nats_url, *nats_stream;
 	int64_t nats_replicas, nats_timeout_ms, nats_connect_wait_ms;
@@ -134,6 +135,7 @@ int main(int argc, char **argv)
 		.bus_frame_bytes = 64 * 1024,
 		.bus_whole_bytes = 16 * 1024,
 		.bus_tick_ms = 1000,
+		.ack_memory_bytes = 4 * 1024 * 1024,
 		.log_level = RC_LOG_INFO,
 		.fsync = "interval",
 		.fsync_interval_ms = 1000,
@@ -181,6 +183,9 @@ int main(int argc, char **argv)
 		  "a flush of at most this many bytes of events goes to every gateway as one message (0: never); "
 		  "larger ones go room by room" },
 		{ "bus-tick-ms", RC_OPT_INT, &o.bus_tick_ms, 10, 60000, "idle tick interval on the bus" },
+		{ "ack-memory-bytes", RC_OPT_SIZE, &o.ack_memory_bytes, 0, 1024 * 1024 * 1024,
+		  "the latest publishes answered on the bus, kept for a gateway that lost the answer (op acks); "
+		  "beyond, the oldest are forgotten and such a POST gets 504 at --publish-timeout-ms (0: none kept)" },
 		{ "store", RC_OPT_STR, &o.store, 0, 0,
 		  "memory (history lost on restart: a new epoch), file (history, epoch and sequences in --data-dir) or "
 		  "nats (a NATS JetStream stream holds them, replicated: --nats-url); default: file when --data-dir is "
@@ -370,7 +375,8 @@ int main(int argc, char **argv)
 		.max_request_bytes = (size_t)o.api_max_bytes,
 		.replay_wait_ms = (int)o.replay_wait_ms,
 	};
-	if (api_start(&ac, &br, &api) != RC_OK)
+	br.acks = ackmem_new((size_t)o.ack_memory_bytes);
+	if (br.acks == NULL || api_start(&ac, &br, &api) != RC_OK)
 		goto out;
 
 	rc_epoch_format(epoch, history_epoch(br.hist));
@@ -404,6 +410,7 @@ out:
 	bus_stop(bus);
 	history_free(br.hist);
 	store_close(br.store);
+	ackmem_free(br.acks);
 	if (rc == 0)
 		rc_log_info("broker stopped", NULL);
 	return rc;

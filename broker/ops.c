@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "ackmem.h"
 #include "error.h"
+#include "log.h"
 #include "event.h"
 #include "frame.h"
 #include "id.h"
@@ -107,34 +109,41 @@ static void ops_read_events(struct broker *br, struct rc_json *j, struct ops_req
 	}
 }
 
-/* Reads the token of "ack": exactly 16 lower-case hex digits, '-', a decimal below 2^64; given once. */
-static void ops_read_ack(struct rc_json *j, struct ops_req *r)
+/* Reads an ack token p[0..n): exactly 16 lower-case hex digits, '-', a decimal below 2^64. */
+static bool ops_parse_token(const char *p, size_t n, uint64_t *gw_out, uint64_t *req_out)
 {
-	const char *p = rc_json_peek(j) == RC_JSON_STRING ? j->p + 1 : NULL;
-	bool twice = r->ack != ACK_NONE;
 	uint64_t gw = 0, req = 0;
-	size_t n;
 
-	r->ack = ACK_BAD;
-	if (!rc_json_value(j) || p == NULL || twice)
-		return;
-	n = (size_t)(j->p - p - 1); /* the string's bytes between its quotes */
 	if (n < 18 || n > 37 || p[16] != '-')
-		return;
+		return false;
 	for (size_t i = 0; i < 16; i++) {
 		char c = p[i];
 		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return;
+			return false;
 		gw = gw << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
 	}
 	for (size_t i = 17; i < n; i++) {
 		if (p[i] < '0' || p[i] > '9' || req > (UINT64_MAX - (uint64_t)(p[i] - '0')) / 10)
-			return;
+			return false;
 		req = req * 10 + (uint64_t)(p[i] - '0');
 	}
-	r->ack_gw = gw;
-	r->ack_req = req;
-	r->ack = ACK_OK;
+	*gw_out = gw;
+	*req_out = req;
+	return true;
+}
+
+/* Reads the token of "ack" (ops_parse_token), given once. */
+static void ops_read_ack(struct rc_json *j, struct ops_req *r)
+{
+	const char *p = rc_json_peek(j) == RC_JSON_STRING ? j->p + 1 : NULL;
+	bool twice = r->ack != ACK_NONE;
+
+	r->ack = ACK_BAD;
+	if (!rc_json_value(j) || p == NULL || twice)
+		return;
+	/* the string's bytes between its quotes */
+	if (ops_parse_token(p, (size_t)(j->p - p - 1), &r->ack_gw, &r->ack_req))
+		r->ack = ACK_OK;
 }
 
 /*
@@ -247,6 +256,10 @@ static void op_publish(struct broker *br, struct ops_req *r, struct rc_buf *repl
 		rv = history_publish(br->hist, r->in, n, r->gseqs, &published);
 		if (on_bus)
 			bus_publish_end(br->bus, r->ack_gw, r->ack_req, r->gseqs, rv == RC_OK ? (uint32_t)n : 0);
+		/* kept for the op "acks": the gateway asks when the bus message was lost (ackmem.h) */
+		if (on_bus && rv == RC_OK && br->acks != NULL &&
+		    ackmem_put(br->acks, r->ack_gw, r->ack_req, epoch, r->gseqs, (uint32_t)n) != RC_OK)
+			rc_log_warn("an acknowledgement is not remembered (out of memory)", NULL);
 	}
 	if (rv == RC_ETOOBIG) {
 		reply_error(br, reply, "too_many_rooms",
@@ -628,6 +641,80 @@ static void op_revoke(struct broker *br, struct json_object *req, struct rc_buf 
 	rc_buf_fini(&msg);
 }
 
+/*
+ * {"op":"acks","tokens":[...]}: the acknowledgements of publishes answered on
+ * the bus that the broker still remembers (ackmem.h), for a gateway that lost
+ * the bus message: {"ok":true,"acks":{"<token>":["<id>",...]},"unknown":[...]}.
+ * A token is unknown when its publish has not been published yet, went to
+ * another broker, was answered on the api, or was forgotten.
+ */
+static void op_acks(struct broker *br, struct json_object *req, struct rc_buf *reply)
+{
+	uint8_t rec[RC_ACK_HDR_SIZE + 8 * RC_PUBLISH_MAX_EVENTS];
+	struct json_object *tokens;
+	bool known[RC_ACKS_MAX_TOKENS] = { false };
+	size_t n, unknown = 0;
+	bool first = true;
+
+	if (!json_object_object_get_ex(req, "tokens", &tokens) || !json_object_is_type(tokens, json_type_array) ||
+	    (n = json_object_array_length(tokens)) > RC_ACKS_MAX_TOKENS) {
+		reply_error(br, reply, "invalid_field", "tokens must be an array of at most %d ack tokens",
+			    RC_ACKS_MAX_TOKENS);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *t = json_object_array_get_idx(tokens, i);
+		uint64_t gw, rq;
+		if (!json_object_is_type(t, json_type_string) ||
+		    !ops_parse_token(json_object_get_string(t), (size_t)json_object_get_string_len(t), &gw, &rq)) {
+			reply_error(br, reply, "invalid_field",
+				    "tokens[%zu] must be \"<16 lower-case hex digits>-<decimal below 2^64>\"", i);
+			return;
+		}
+	}
+	rc_buf_puts(reply, "{\"ok\":true,\"acks\":{");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *t = json_object_array_get_idx(tokens, i);
+		struct rc_ack_reader rd = { rec, rec };
+		struct rc_ack a;
+		uint64_t gw, rq, epoch;
+		size_t len;
+
+		ops_parse_token(json_object_get_string(t), (size_t)json_object_get_string_len(t), &gw, &rq);
+		len = br->acks != NULL ? ackmem_get(br->acks, gw, rq, rec, sizeof(rec), &epoch) : 0;
+		if (len == 0) {
+			unknown++;
+			continue;
+		}
+		known[i] = true;
+		rd.end = rec + len;
+		rc_ack_next(&rd, &a);
+		rc_buf_puts(reply, first ? "\"" : ",\"");
+		first = false;
+		rc_buf_append(reply, json_object_get_string(t), (size_t)json_object_get_string_len(t));
+		rc_buf_puts(reply, "\":[");
+		for (uint32_t k = 0; k < a.n; k++) {
+			if (k)
+				rc_buf_append(reply, ",", 1);
+			put_id(reply, epoch, rc_ack_gseq(&a, k));
+		}
+		rc_buf_append(reply, "]", 1);
+	}
+	rc_buf_puts(reply, "},\"unknown\":[");
+	first = true;
+	for (size_t i = 0; i < n && unknown > 0; i++) {
+		struct json_object *t = json_object_array_get_idx(tokens, i);
+
+		if (known[i])
+			continue;
+		rc_buf_puts(reply, first ? "\"" : ",\"");
+		first = false;
+		rc_buf_append(reply, json_object_get_string(t), (size_t)json_object_get_string_len(t));
+		rc_buf_append(reply, "\"", 1);
+	}
+	rc_buf_puts(reply, "]}");
+}
+
 /* How much of an unknown op's name an error echoes: at most 64 bytes, not ending inside a UTF-8 character. */
 static size_t op_echo_len(const char *name, size_t len)
 {
@@ -693,7 +780,7 @@ enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool
 		goto out;
 	}
 	if (!json_object_object_get_ex(obj, "op", &op) || !json_object_is_type(op, json_type_string)) {
-		reply_error(br, reply, "invalid_field", "op missing: one of publish, replay, stats, ping");
+		reply_error(br, reply, "invalid_field", "op missing: one of publish, replay, stats, ping, revoke, acks");
 		goto out;
 	}
 	name = json_object_get_string(op);
@@ -705,8 +792,10 @@ enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool
 		op_ping(br, reply);
 	else if (strcmp(name, "revoke") == 0)
 		op_revoke(br, obj, reply);
+	else if (strcmp(name, "acks") == 0)
+		op_acks(br, obj, reply);
 	else
-		reply_error(br, reply, "unknown_op", "op '%.*s' is not one of publish, replay, stats, ping, revoke",
+		reply_error(br, reply, "unknown_op", "op '%.*s' is not one of publish, replay, stats, ping, revoke, acks",
 			    (int)op_echo_len(name, (size_t)json_object_get_string_len(op)), name);
 out:
 	json_object_put(obj);

@@ -57,6 +57,9 @@
  */
 #define RC_PUBLISH_MAX_EVENTS 1000
 
+/* Ack tokens one api op "acks" may ask about (the gateway asks for its one publish in flight). */
+#define RC_ACKS_MAX_TOKENS 64
+
 /*
  * --api-max-bytes (broker): the default largest api request. A larger one:
  * nng drops the requester's connection before the broker sees it (REQ

@@ -27,6 +27,7 @@
 #include "buf.h"
 #include "error.h"
 #include "frame.h"
+#include "ackmem.h"
 #include "history.h"
 #include "id.h"
 #include "ops.h"
@@ -62,6 +63,8 @@ static int fixture_setup(void **state, size_t max_events)
 	}
 	history_set_sink(f->br.hist, bus_sink, f->bus);
 	f->br.bus = f->bus;
+	f->br.acks = ackmem_new(1 << 20);
+	assert_non_null(f->br.acks);
 	f->br.max_event_bytes = 64 * 1024;
 	*state = f;
 	return 0;
@@ -83,6 +86,7 @@ static int teardown(void **state)
 
 	bus_stop(f->bus);
 	history_free(f->br.hist);
+	ackmem_free(f->br.acks);
 	free(f);
 	return 0;
 }
@@ -1347,6 +1351,97 @@ static void test_publish_ack_on_bus(void **state)
 	nng_close(sub);
 }
 
+/*
+ * The op "acks" answers, for a gateway that lost the bus message, the ids
+ * of the publishes it acknowledged on the bus, and names the tokens it does
+ * not know (never published with a token, refused, answered on the api).
+ */
+static void test_acks_op(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r, *acks, *ids, *unknown;
+	struct rc_buf reply, req;
+	char want[RC_ID_MAX];
+	uint64_t first;
+
+	first = last_gseq(f) + 1;
+	assert_int_equal(handle(f,
+				"{\"op\":\"publish\",\"ack\":\"00000000000000ff-9\",\"events\":[{\"type\":\"a\"},"
+				"{\"type\":\"b\",\"key\":\"k1\"}]}",
+				&reply),
+			 OPS_DONE_BUS);
+	rc_buf_fini(&reply);
+	/* the same key again: acknowledged with the original id */
+	assert_int_equal(handle(f,
+				"{\"op\":\"publish\",\"ack\":\"00000000000000ff-10\",\"events\":[{\"type\":\"b\","
+				"\"key\":\"k1\"}]}",
+				&reply),
+			 OPS_DONE_BUS);
+	rc_buf_fini(&reply);
+	/* refused: an api reply, nothing to remember */
+	assert_int_equal(handle(f,
+				"{\"op\":\"publish\",\"ack\":\"00000000000000ff-11\",\"events\":[{\"room_id\":\"r\"}]}",
+				&reply),
+			 OPS_DONE);
+	rc_buf_fini(&reply);
+
+	r = call(f, "{\"op\":\"acks\",\"tokens\":[\"00000000000000ff-9\",\"00000000000000ff-11\","
+		    "\"00000000000000ff-10\",\"0000000000000abc-9\"]}");
+	assert_ok(r);
+	acks = jget(r, "acks");
+	assert_non_null(acks);
+	assert_int_equal(json_object_object_length(acks), 2);
+	ids = jget(acks, "00000000000000ff-9");
+	assert_non_null(ids);
+	assert_int_equal(json_object_array_length(ids), 2);
+	rc_id_format(want, EPOCH, first);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(ids, 0)), want);
+	rc_id_format(want, EPOCH, first + 1);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(ids, 1)), want);
+	ids = jget(acks, "00000000000000ff-10");
+	assert_non_null(ids);
+	assert_int_equal(json_object_array_length(ids), 1);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(ids, 0)), want);
+	unknown = jget(r, "unknown");
+	assert_non_null(unknown);
+	assert_int_equal(json_object_array_length(unknown), 2);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(unknown, 0)), "00000000000000ff-11");
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(unknown, 1)), "0000000000000abc-9");
+	json_object_put(r);
+
+	/* none asked: none answered */
+	r = call(f, "{\"op\":\"acks\",\"tokens\":[]}");
+	assert_ok(r);
+	assert_int_equal(json_object_object_length(jget(r, "acks")), 0);
+	assert_int_equal(json_object_array_length(jget(r, "unknown")), 0);
+	json_object_put(r);
+
+	/* a broker without the memory (NULL) knows none */
+	{
+		struct ackmem *keep = f->br.acks;
+		f->br.acks = NULL;
+		r = call(f, "{\"op\":\"acks\",\"tokens\":[\"00000000000000ff-9\"]}");
+		assert_ok(r);
+		assert_int_equal(json_object_object_length(jget(r, "acks")), 0);
+		assert_int_equal(json_object_array_length(jget(r, "unknown")), 1);
+		json_object_put(r);
+		f->br.acks = keep;
+	}
+
+	assert_error(call(f, "{\"op\":\"acks\"}"), "invalid_field", "tokens");
+	assert_error(call(f, "{\"op\":\"acks\",\"tokens\":\"00000000000000ff-9\"}"), "invalid_field", "tokens");
+	assert_error(call(f, "{\"op\":\"acks\",\"tokens\":[\"ff-9\"]}"), "invalid_field", "tokens[0]");
+	assert_error(call(f, "{\"op\":\"acks\",\"tokens\":[\"00000000000000ff-9\",7]}"), "invalid_field",
+		     "tokens[1]");
+	rc_buf_init(&req);
+	rc_buf_puts(&req, "{\"op\":\"acks\",\"tokens\":[");
+	for (int i = 0; i <= RC_ACKS_MAX_TOKENS; i++)
+		rc_buf_printf(&req, "%s\"00000000000000ff-%d\"", i ? "," : "", i);
+	rc_buf_puts(&req, "]}");
+	assert_error(call(f, req.data), "invalid_field", "at most");
+	rc_buf_fini(&req);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1370,6 +1465,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_too_many_rooms, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publish_ack_on_bus, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_acks_op, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
