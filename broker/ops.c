@@ -780,7 +780,8 @@ enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool
 		goto out;
 	}
 	if (!json_object_object_get_ex(obj, "op", &op) || !json_object_is_type(op, json_type_string)) {
-		reply_error(br, reply, "invalid_field", "op missing: one of publish, replay, stats, ping, revoke, acks");
+		reply_error(br, reply, "invalid_field",
+			    "op missing: one of publish, replay, stats, ping, revoke, acks");
 		goto out;
 	}
 	name = json_object_get_string(op);
@@ -795,7 +796,8 @@ enum ops_outcome ops_handle(struct broker *br, const char *req, size_t len, bool
 	else if (strcmp(name, "acks") == 0)
 		op_acks(br, obj, reply);
 	else
-		reply_error(br, reply, "unknown_op", "op '%.*s' is not one of publish, replay, stats, ping, revoke, acks",
+		reply_error(br, reply, "unknown_op",
+			    "op '%.*s' is not one of publish, replay, stats, ping, revoke, acks",
 			    (int)op_echo_len(name, (size_t)json_object_get_string_len(op)), name);
 out:
 	json_object_put(obj);

@@ -136,6 +136,9 @@ void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)
 		      m->resets_gap_unrecoverable);
 	metric(out, "roomcast_published_events_total", "counter", "Events accepted by the broker via HTTP.",
 	       m->publish_events);
+	metric(out, "roomcast_publish_acks_asked_total", "counter",
+	       "Broker publish requests whose answer on the bus was lost, answered by asking the broker (op acks).",
+	       m->publish_acks_asked);
 	rc_buf_puts(out, "# HELP roomcast_publish_requests_total HTTP publish requests, by status class.\n"
 			 "# TYPE roomcast_publish_requests_total counter\n");
 	for (int i = 1; i < 6; i++)

@@ -39,6 +39,7 @@ struct gw_metrics {
 	uint64_t resets_history_unavailable, resets_epoch_changed, resets_gap_unrecoverable;
 	uint64_t publish_by_status[6]; /* 1xx..5xx by status/100, index 0 unused */
 	uint64_t publish_events;
+	uint64_t publish_acks_asked; /* broker requests answered by the op "acks": their bus answer was lost */
 	uint64_t http_by_status[600];
 };
 

@@ -83,6 +83,23 @@ struct gw_publisher {
 	size_t bytes;                /* of the events queued or in flight */
 	uint64_t key_id, key_seq;    /* the keys this loop gives events (several brokers) */
 	uint64_t ack_seq;	     /* the last ack token's request number (key_id-ack_seq) */
+	uv_timer_t ask;		     /* runs while a publish answered on the bus is in flight */
+	struct pub_ask *asking;	     /* the op "acks" in flight, or NULL */
+	int open_handles;	     /* linger and ask: freed when both are closed */
+};
+
+/*
+ * How long a publish waits for its answer on the bus before the broker is
+ * asked for it (op "acks"), and how often again: the bus message that
+ * carried it may have been lost (the inbox full, nng dropping under load);
+ * the events come back by replay, the answer only this way.
+ */
+#define PUBLISH_ACK_ASK_MS 300
+
+/* An op "acks" in flight: the api call owns it; p is NULL once the publisher is gone. */
+struct pub_ask {
+	struct gw_publisher *p;
+	uint64_t token;
 };
 
 /*
@@ -375,6 +392,82 @@ void gw_publish_ack(struct gw *gw, uint64_t epoch, const struct rc_ack *a)
 	publisher_send(p);
 }
 
+/* Loop thread: the broker's answer to an op "acks" (or none: the timer asks again). */
+static void publisher_asked(void *arg, int err, bool sent, const char *reply, size_t len)
+{
+	struct pub_ask *q = arg;
+	struct gw_publisher *p = q->p;
+	struct pub_batch *batch = p != NULL ? p->in_flight : NULL;
+	struct json_object *obj = NULL, *acks, *ids;
+	struct json_tokener *tok;
+	char token[48];
+	size_t events = 0, first = 0;
+
+	(void)sent;
+	if (p != NULL)
+		p->asking = NULL;
+	/* the bus or the api answered meanwhile, or the publish failed: nothing to do */
+	if (err != RC_OK || batch == NULL || !batch->ack || batch->token != q->token)
+		goto out;
+	tok = json_tokener_new();
+	if (tok != NULL) {
+		obj = json_tokener_parse_ex(tok, reply, (int)len);
+		json_tokener_free(tok);
+	}
+	snprintf(token, sizeof(token), "%016" PRIx64 "-%" PRIu64, p->key_id, q->token);
+	/* unknown (not published yet, or forgotten): the bus, the api or the timeout decides */
+	if (obj == NULL || !json_object_object_get_ex(obj, "acks", &acks) ||
+	    !json_object_object_get_ex(acks, token, &ids) || !json_object_is_type(ids, json_type_array))
+		goto out;
+	for (size_t i = 0; i < batch->n; i++)
+		events += batch->calls[i]->nevents;
+	if (events != json_object_array_length(ids))
+		goto out; /* not a sane answer */
+	batch->acked = true;
+	p->in_flight = NULL;
+	p->gw->m.publish_acks_asked++;
+	for (size_t i = 0; i < batch->n; i++) {
+		size_t n = batch->calls[i]->nevents;
+		publish_ok(batch->calls[i], ids, first); /* frees the call */
+		first += n;
+	}
+	gw_api_cancel(batch->call); /* its callback frees the batch */
+	publisher_send(p);
+out:
+	json_object_put(obj);
+	free(q);
+}
+
+/*
+ * The publish in flight has waited PUBLISH_ACK_ASK_MS (more) for its answer
+ * on the bus: ask the broker whether it published it. The first answer wins
+ * (the bus, this, or the api's reply); the others are ignored.
+ */
+static void publisher_ask_cb(uv_timer_t *t)
+{
+	struct gw_publisher *p = gw_container_of(t, struct gw_publisher, ask);
+	struct pub_batch *batch = p->in_flight;
+	struct pub_ask *q;
+	char req[96];
+	int n;
+
+	if (batch == NULL || !batch->ack) {
+		uv_timer_stop(t);
+		return;
+	}
+	if (p->asking != NULL || (q = malloc(sizeof(*q))) == NULL)
+		return; /* asked already: the next tick asks again */
+	q->p = p;
+	q->token = batch->token;
+	n = snprintf(req, sizeof(req), "{\"op\":\"acks\",\"tokens\":[\"%016" PRIx64 "-%" PRIu64 "\"]}", p->key_id,
+		     batch->token);
+	p->asking = q;
+	if (gw_api_call(p->gw->api, req, (size_t)n, PUBLISH_ACK_ASK_MS, publisher_asked, q) != RC_OK) {
+		p->asking = NULL;
+		free(q);
+	}
+}
+
 /* Sends the queued POSTs as one broker request, unless one is in flight. */
 static void publisher_send(struct gw_publisher *p)
 {
@@ -442,6 +535,8 @@ static void publisher_send(struct gw_publisher *p)
 	}
 	p->in_flight = batch;
 	p->last_sent = uv_now(gw->loop);
+	if (batch->ack)
+		uv_timer_start(&p->ask, publisher_ask_cb, PUBLISH_ACK_ASK_MS, PUBLISH_ACK_ASK_MS);
 	/* the oldest POST's time left: none waits longer than the timeout from its arrival */
 	left = batch->calls[0]->arrived + (uint64_t)gw->opt.publish_timeout_ms - p->last_sent;
 	rv = gw_api_call_h(gw->api, req.data, req.len, (int)left, publish_done, batch, &batch->call);
@@ -480,6 +575,8 @@ int gw_publisher_init(struct gw *gw)
 	if (getrandom(&p->key_id, sizeof(p->key_id), 0) != (ssize_t)sizeof(p->key_id))
 		p->key_id = (uint64_t)time(NULL) << 32 ^ (uint64_t)getpid() << 16 ^ (uint64_t)(uintptr_t)p;
 	uv_timer_init(gw->loop, &p->linger);
+	uv_timer_init(gw->loop, &p->ask);
+	p->open_handles = 2;
 	gw_tq_init(&p->waiting, &gw->timer, (uint64_t)gw->opt.publish_timeout_ms, publisher_waited, p);
 	gw->publisher = p;
 	return RC_OK;
@@ -487,7 +584,10 @@ int gw_publisher_init(struct gw *gw)
 
 static void publisher_closed(uv_handle_t *h)
 {
-	free(gw_container_of((uv_timer_t *)h, struct gw_publisher, linger));
+	struct gw_publisher *p = h->data;
+
+	if (--p->open_handles == 0)
+		free(p);
 }
 
 void gw_publisher_fini(struct gw *gw)
@@ -507,7 +607,11 @@ void gw_publisher_fini(struct gw *gw)
 	/* the batch in flight stays with the api, which calls back at the latest in gw_api_stop */
 	if (p->in_flight != NULL)
 		p->in_flight->p = NULL;
+	if (p->asking != NULL)
+		p->asking->p = NULL;
+	p->linger.data = p->ask.data = p;
 	uv_close((uv_handle_t *)&p->linger, publisher_closed);
+	uv_close((uv_handle_t *)&p->ask, publisher_closed);
 }
 
 /* --auth url --auth-publish: a POST without the service token asks the application. */

@@ -1431,8 +1431,7 @@ static void test_acks_op(void **state)
 	assert_error(call(f, "{\"op\":\"acks\"}"), "invalid_field", "tokens");
 	assert_error(call(f, "{\"op\":\"acks\",\"tokens\":\"00000000000000ff-9\"}"), "invalid_field", "tokens");
 	assert_error(call(f, "{\"op\":\"acks\",\"tokens\":[\"ff-9\"]}"), "invalid_field", "tokens[0]");
-	assert_error(call(f, "{\"op\":\"acks\",\"tokens\":[\"00000000000000ff-9\",7]}"), "invalid_field",
-		     "tokens[1]");
+	assert_error(call(f, "{\"op\":\"acks\",\"tokens\":[\"00000000000000ff-9\",7]}"), "invalid_field", "tokens[1]");
 	rc_buf_init(&req);
 	rc_buf_puts(&req, "{\"op\":\"acks\",\"tokens\":[");
 	for (int i = 0; i <= RC_ACKS_MAX_TOKENS; i++)

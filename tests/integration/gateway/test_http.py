@@ -254,6 +254,28 @@ class BusDropTest(GatewayTest):
         self.assertGreater(m["roomcast_bus_dropped_total"], 0)
         self.assertGreater(m["roomcast_gaps_detected_total"], 0)
         self.assertGreater(m["roomcast_events_repaired_total"], 0)
+        # the bus messages lost carried answers too: the POSTs above got 201
+        # and their ids all the same, asked of the broker (op acks) instead
+        # of waiting out --publish-timeout-ms for a 504
+        self.assertEqual(len(ids), len(set(ids)))
+        self.assertEqual(m["roomcast_publish_requests_total{status=\"5xx\"}"], 0)
+
+    def test_answer_lost_and_forgotten_is_504(self):
+        # the same lost bus messages with a broker that remembers no
+        # answers (--ack-memory-bytes 0): the POST whose answer was lost is
+        # 504 publish_outcome_unknown at --publish-timeout-ms, though published
+        self.cluster.start_broker("--bus-whole-bytes", "0", "--ack-memory-bytes", "0")
+        gw = self.cluster.start_gateway("--bus-recvbuf", "1", "--publish-timeout-ms", "1000")
+        self.sse(gw, "/api/v1/events").keep_raw(False)  # the firehose: every room's frames come
+        statuses = []
+        for i in range(10):
+            r = harness.post_json(gw.port, [{"type": "d", "room_id": "r%d" % j} for j in range(500)])
+            statuses.append(r.status)
+            if r.status == 504:
+                self.assertEqual(r.json()["error"]["code"], "publish_outcome_unknown")
+                break
+        self.assertIn(504, statuses)
+        self.assertEqual(harness.get_metrics(gw.port)["roomcast_publish_acks_asked_total"], 0)
 
 
 class TimeoutTest(GatewayTest):
