@@ -166,6 +166,7 @@ void ackmem_stats(struct ackmem *m, struct ackmem_stats *st)
 	pthread_mutex_lock(&m->lock);
 	st->entries = m->entries;
 	st->bytes = m->bytes;
+	st->limit = m->max_bytes;
 	st->forgotten = m->forgotten;
 	st->hits = m->hits;
 	st->misses = m->misses;

@@ -45,6 +45,7 @@ size_t ackmem_get(struct ackmem *m, uint64_t gw, uint64_t req, uint8_t *buf, siz
 
 struct ackmem_stats {
 	uint64_t entries, bytes; /* held now: bytes as counted against the bound (entries and records) */
+	uint64_t limit;		 /* the bound (--ack-memory-bytes) */
 	uint64_t forgotten;	 /* acknowledgements forgotten for room (the oldest, past the bound) */
 	uint64_t hits, misses;	 /* ackmem_get that found / did not find its token */
 };

@@ -561,6 +561,15 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 		      ",\"idempotency\":{\"window_ms\":%" PRIu64 ",\"keys\":%" PRIu64 ",\"bytes\":%" PRIu64
 		      ",\"hits\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"expired\":%" PRIu64 "}}",
 		      hs.idem_window_ms, hs.keys.keys, hs.keys.bytes, hs.keys.hits, hs.keys.evicted, hs.keys.expired);
+	if (br->acks != NULL) {
+		struct ackmem_stats as;
+		ackmem_stats(br->acks, &as);
+		reply->len--; /* the closing brace */
+		rc_buf_printf(reply,
+			      ",\"ack_memory\":{\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"limit_bytes\":%" PRIu64
+			      ",\"forgotten\":%" PRIu64 ",\"hits\":%" PRIu64 ",\"misses\":%" PRIu64 "}}",
+			      as.entries, as.bytes, as.limit, as.forgotten, as.hits, as.misses);
+	}
 	if (br->nats != NULL) {
 		struct nstore_stats ns;
 		nstore_stats(br->nats, &ns);

@@ -83,10 +83,21 @@ static bool parse_nats(struct json_object *nt, struct gw_broker_figures *f)
 	return true;
 }
 
+static bool parse_acks(struct json_object *am, struct gw_broker_figures *f)
+{
+	if (!json_object_is_type(am, json_type_object) || !get_u64(am, "entries", &f->ack_entries) ||
+	    !get_u64(am, "bytes", &f->ack_bytes) || !get_u64(am, "limit_bytes", &f->ack_limit) ||
+	    !get_u64(am, "forgotten", &f->ack_forgotten) || !get_u64(am, "hits", &f->ack_hits) ||
+	    !get_u64(am, "misses", &f->ack_misses))
+		return false;
+	f->acks = true;
+	return true;
+}
+
 int gw_broker_figures_parse(const char *reply, size_t len, struct gw_broker_figures *f)
 {
 	struct json_tokener *tok = json_tokener_new();
-	struct json_object *obj = NULL, *ok, *hist, *st, *nt;
+	struct json_object *obj = NULL, *ok, *hist, *st, *nt, *am;
 	bool good = false;
 
 	if (tok == NULL)
@@ -106,7 +117,8 @@ int gw_broker_figures_parse(const char *reply, size_t len, struct gw_broker_figu
 	    json_object_is_type(hist, json_type_object) && get_u64(hist, "events", &f->history_events) &&
 	    get_u64(hist, "bytes", &f->history_bytes))
 		good = (!json_object_object_get_ex(obj, "store", &st) || parse_store(st, f)) &&
-		       (!json_object_object_get_ex(obj, "nats", &nt) || parse_nats(nt, f));
+		       (!json_object_object_get_ex(obj, "nats", &nt) || parse_nats(nt, f)) &&
+		       (!json_object_object_get_ex(obj, "ack_memory", &am) || parse_acks(am, f));
 	json_object_put(obj);
 	return good ? RC_OK : RC_EPROTO;
 }
@@ -203,6 +215,22 @@ void gw_broker_stats_render(struct gw_broker_stats *bs, uint64_t now_ns, struct 
 	    f.history_events);
 	u64(out, "roomcast_broker_history_bytes", "gauge", "Bytes of events the broker's history holds.",
 	    f.history_bytes);
+	if (f.acks) {
+		u64(out, "roomcast_broker_ack_memory_entries", "gauge",
+		    "Publishes answered on the bus the broker still remembers (for a gateway that lost the answer).",
+		    f.ack_entries);
+		u64(out, "roomcast_broker_ack_memory_bytes", "gauge", "Bytes they take, counted against the limit.",
+		    f.ack_bytes);
+		u64(out, "roomcast_broker_ack_memory_limit_bytes", "gauge", "The limit (--ack-memory-bytes).",
+		    f.ack_limit);
+		u64(out, "roomcast_broker_ack_memory_forgotten_total", "counter",
+		    "Answers forgotten (the oldest) to stay within the limit.", f.ack_forgotten);
+		u64(out, "roomcast_broker_ack_memory_hits_total", "counter",
+		    "Lost answers a gateway asked for and got (op acks).", f.ack_hits);
+		u64(out, "roomcast_broker_ack_memory_misses_total", "counter",
+		    "Answers a gateway asked for that the broker did not know (not yet published, or forgotten).",
+		    f.ack_misses);
+	}
 	if (f.nats) {
 		u64(out, "roomcast_broker_nats_connected", "gauge", "1 while the broker is connected to NATS, else 0.",
 		    f.nats_connected ? 1 : 0);

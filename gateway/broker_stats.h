@@ -34,6 +34,8 @@ struct gw_broker_figures {
 	bool nats_connected;
 	uint64_t nats_replicas, nats_disconnects, nats_reconnects, nats_fence_retries, nats_failed, nats_unknown;
 	uint64_t nats_follow_seq, nats_resends;
+	bool acks; /* an "ack_memory" object: the publishes answered on the bus it remembers (ackmem) */
+	uint64_t ack_entries, ack_bytes, ack_limit, ack_forgotten, ack_hits, ack_misses;
 };
 
 /*

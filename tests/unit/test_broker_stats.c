@@ -30,6 +30,8 @@ static const char file_answer[] =
 	"\"requests\":50,\"errors\":0,\"publishes\":40,\"events_published\":1043,\"replays\":2,\"replays_in_flight\":0,"
 	"\"replays_busy\":0,\"bus\":{\"frames\":40,\"events\":1043,\"bytes\":120000,\"ticks\":7,\"send_errors\":0},"
 	"\"idempotency\":{\"window_ms\":120000,\"keys\":0,\"bytes\":0,\"hits\":0,\"evicted\":0,\"expired\":0},"
+	"\"ack_memory\":{\"entries\":7,\"bytes\":420,\"limit_bytes\":4194304,\"forgotten\":1,\"hits\":2,"
+	"\"misses\":3},"
 	"\"store\":{\"fsync\":\"always\",\"bytes\":123456,\"segments\":3,\"oldest_gseq\":17,\"fsyncs\":40,"
 	"\"fsync_us_total\":12345,\"fsync_us_last\":250,\"fsync_us_max\":1500,\"fsync_us_avg\":308,"
 	"\"write_errors\":2,\"fsync_errors\":1,\"recovery_ms\":12.5}}";
@@ -172,6 +174,13 @@ static void test_file_store_figures(void **state)
 			 "roomcast_broker_store_fsync_errors_total 1\n");
 	assert_has(text, "# TYPE roomcast_broker_store_recovery_seconds gauge\n"
 			 "roomcast_broker_store_recovery_seconds 0.0125\n");
+	assert_has(text, "# TYPE roomcast_broker_ack_memory_entries gauge\nroomcast_broker_ack_memory_entries 7\n");
+	assert_has(text, "# TYPE roomcast_broker_ack_memory_bytes gauge\nroomcast_broker_ack_memory_bytes 420\n");
+	assert_has(text, "\nroomcast_broker_ack_memory_limit_bytes 4194304\n");
+	assert_has(text, "# TYPE roomcast_broker_ack_memory_forgotten_total counter\n"
+			 "roomcast_broker_ack_memory_forgotten_total 1\n");
+	assert_has(text, "\nroomcast_broker_ack_memory_hits_total 2\n");
+	assert_has(text, "\nroomcast_broker_ack_memory_misses_total 3\n");
 	free(text);
 
 	/* the answer gets older while no new one comes */
@@ -199,6 +208,7 @@ static void test_memory_store_has_no_storage_figures(void **state)
 	assert_null(strstr(text, "roomcast_broker_store_bytes"));
 	assert_null(strstr(text, "roomcast_broker_store_fsync"));
 	assert_null(strstr(text, "roomcast_broker_store_recovery_seconds"));
+	assert_null(strstr(text, "roomcast_broker_ack_memory"));
 	free(text);
 
 	/* the broker restarted with --data-dir: the next answer replaces the whole picture */

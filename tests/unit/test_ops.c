@@ -1409,6 +1409,21 @@ static void test_acks_op(void **state)
 	assert_string_equal(json_object_get_string(json_object_array_get_idx(unknown, 1)), "0000000000000abc-9");
 	json_object_put(r);
 
+	/* stats: what the memory holds and how it was asked */
+	r = call(f, "{\"op\":\"stats\"}");
+	assert_ok(r);
+	{
+		struct json_object *am = jget(r, "ack_memory");
+		assert_non_null(am);
+		assert_int_equal(json_object_get_int64(jget(am, "entries")), 2);
+		assert_true(json_object_get_int64(jget(am, "bytes")) > 0);
+		assert_int_equal(json_object_get_int64(jget(am, "limit_bytes")), 1 << 20);
+		assert_int_equal(json_object_get_int64(jget(am, "forgotten")), 0);
+		assert_int_equal(json_object_get_int64(jget(am, "hits")), 2);
+		assert_int_equal(json_object_get_int64(jget(am, "misses")), 2);
+	}
+	json_object_put(r);
+
 	/* none asked: none answered */
 	r = call(f, "{\"op\":\"acks\",\"tokens\":[]}");
 	assert_ok(r);
