@@ -1,0 +1,445 @@
+/*
+ * nstore_publish.c - the publish path of --store nats: each event fenced
+ * with its room's last known stream sequence, the acknowledgements, a
+ * failed fence read and sent again, re-sends of unanswered events, and the
+ * wait for the follower before a publish is answered. Shared state and the
+ * rooms table: nstore_int.h.
+ */
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "event.h"
+#include "log.h"
+#include "natsmap.h"
+#include "nstore_int.h"
+#include "strmap.h"
+
+/* A conflict this many times in a row on one event: the room is too contended, the publish fails. */
+#define NSTORE_MAX_ATTEMPTS 50
+/*
+ * An event JetStream has not answered within this long (a leader that died
+ * with it, or no leader: no responders) is sent again, the same message
+ * (same Nats-Msg-Id, rseq and fence), until --nats-timeout-ms has passed
+ * since it was first sent: so it goes through about this long after a
+ * leader exists, not when the timeout runs out.
+ */
+#define NSTORE_RESEND_MS 1000
+
+/* Wakes the publishes waiting for r's event in flight to go. Caller holds mtx. */
+static void nroom_release(struct nroom *r)
+{
+	struct nbatch *b = r->blocked;
+
+	r->inflight = NULL;
+	r->blocked = NULL;
+	while (b != NULL) {
+		struct nbatch *next = b->blocked_next;
+		b->blocked_next = NULL;
+		pthread_cond_signal(&b->cv);
+		b = next;
+	}
+}
+
+void nstore_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	struct nstore *s = closure;
+	char room[RC_ROOM_MAX];
+	size_t len = 0;
+	bool global = false;
+	struct nroom *r = NULL;
+	struct npend *p;
+	struct nbatch *b;
+	(void)js;
+
+	pthread_mutex_lock(&s->mtx);
+	if (natsmap_parse(natsMsg_GetSubject(msg), s->stream, room, sizeof(room), &len, &global) == RC_OK) {
+		struct rc_strmap_entry *e = global ? NULL : rc_strmap_get(&s->rooms, room, len);
+		r = global ? &s->global : e != NULL ? e->value : NULL;
+	}
+	p = r != NULL ? r->inflight : NULL;
+	if (p == NULL || p->state != NP_SENT) {
+		pthread_mutex_unlock(&s->mtx);
+		natsMsg_Destroy(msg);
+		return; /* cannot happen: every message sent is its room's event in flight */
+	}
+	b = p->b;
+	if (pa != NULL) {
+		p->gseq = pa->Sequence;
+		p->state = NP_DONE;
+		p->dup = pa->Duplicate;
+		if (pa->Duplicate) {
+			s->st.duplicates++;
+		} else {
+			s->st.published++;
+			nstore_room_learn(r, pa->Sequence, p->rseq);
+		}
+	} else if (pae != NULL && pae->ErrCode == JSStreamWrongLastSequenceErr) {
+		/* someone else published in the room since: read its last message, then send again */
+		r->known = false;
+		s->st.fence_retries++;
+		if (++p->attempts >= NSTORE_MAX_ATTEMPTS) {
+			p->state = NP_FAILED;
+			s->st.failed++;
+			b->stop = true;
+		} else {
+			p->state = NP_RETRY;
+			if ((size_t)(p - b->p) < b->scan)
+				b->scan = (size_t)(p - b->p);
+		}
+	} else {
+		/* no answer in time (it may be stored), or no JetStream answered, or it refused */
+		bool noanswer = pae == NULL || pae->Err == NATS_TIMEOUT;
+		bool noleader = pae != NULL && pae->Err == NATS_NO_RESPONDERS; /* not stored: no leader (yet) */
+		bool maybe;
+		double now = nstore_now_ms();
+
+		p->maybe |= noanswer;
+		if ((noanswer || noleader) && now + 10 < p->deadline_ms) {
+			/* the room stays reserved: the same message goes again (a duplicate if the first was stored) */
+			p->state = NP_RESEND;
+			p->next_ms = p->sent_ms + NSTORE_RESEND_MS > now ? p->sent_ms + NSTORE_RESEND_MS : now;
+			b->resends++;
+			b->outstanding--;
+			if (b->waiting)
+				pthread_cond_signal(&b->cv);
+			pthread_mutex_unlock(&s->mtx);
+			natsMsg_Destroy(msg);
+			return;
+		}
+		maybe = p->maybe || pae == NULL || pae->Err == NATS_TIMEOUT || pae->Err == NATS_CONNECTION_CLOSED;
+		r->known = false;
+		p->state = maybe ? NP_UNKNOWN : NP_FAILED;
+		s->st.unknown += maybe;
+		s->st.failed += !maybe;
+		b->stop = true;
+		rc_log_warn("nats: publish not acknowledged", "subject=%s error=\"%s\" code=%d", r->subject,
+			    pae != NULL && pae->ErrText != NULL ? pae->ErrText : "none", pae != NULL ? (int)pae->ErrCode : 0);
+	}
+	b->outstanding--;
+	nroom_release(r);
+	/* the publish's thread has something to do only when all are in, or one must go again (a room it waits for wakes it) */
+	if (b->waiting && (b->outstanding == 0 || p->state != NP_DONE))
+		pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&s->mtx);
+	natsMsg_Destroy(msg);
+}
+
+/* Reads the room's last message from the stream into r. Called without mtx; r is reserved by the caller. */
+static int nstore_read_room(struct nstore *s, struct nroom *r, uint64_t *seq, uint64_t *rseq)
+{
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	const char *rs = NULL;
+	natsStatus st = js_GetLastMsg(&m, s->js, s->stream, r->subject, NULL, &jerr);
+
+	*seq = 0;
+	*rseq = 0;
+	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+		return RC_OK; /* nothing in the room yet (or no more) */
+	if (st != NATS_OK) {
+		rc_log_warn("nats: cannot read a room's last message", "subject=%s error=\"%s\"", r->subject,
+			    natsStatus_GetText(st));
+		return RC_EIO;
+	}
+	*seq = natsMsg_GetSequence(m);
+	if (natsMsgHeader_Get(m, NATSMAP_HDR_RSEQ, &rs) != NATS_OK || natsmap_rseq_parse(rs, rseq) != RC_OK) {
+		rc_log_warn("nats: a room's last message has no rseq", "subject=%s seq=%" PRIu64, r->subject, *seq);
+		natsMsg_Destroy(m);
+		return RC_EIO;
+	}
+	natsMsg_Destroy(m);
+	return RC_OK;
+}
+
+/*
+ * Sends event p (its room reserved for it, rseq, fence, sent_ms and
+ * deadline_ms set), waiting for its answer up to NSTORE_RESEND_MS. Its
+ * Nats-Msg-Id: its key, or (no key, or keys ignored) the broker's own id,
+ * the same for every send of p. Called without mtx.
+ */
+static natsStatus nstore_send(struct nstore *s, struct npend *p)
+{
+	natsMsg *m = NULL;
+	jsPubOptions po;
+	char rseq[21], key[RC_KEY_MAX + 1];
+	double left = p->deadline_ms - p->sent_ms;
+	natsStatus st;
+
+	if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED)
+		return NATS_NOT_YET_CONNECTED; /* never queue into nats.c's reconnect buffer: it would go out later */
+	p->sends++;
+	jsPubOptions_Init(&po);
+	po.MaxWait = left < NSTORE_RESEND_MS ? (left < 1 ? 1 : (int64_t)left) : NSTORE_RESEND_MS;
+	if (p->fence == 0)
+		po.ExpectNoMessage = true;
+	else
+		po.ExpectLastSubjectSeq = p->fence;
+	if (s->cfg.dup_window_ms > 0 && p->in->key_len > 0) {
+		memcpy(key, p->in->key, p->in->key_len);
+		key[p->in->key_len] = '\0';
+		po.MsgId = key;
+	} else {
+		if (p->id[0] == '\0')
+			snprintf(p->id, sizeof(p->id), "rc %016" PRIx64 " %" PRIu64, s->instance,
+				 atomic_fetch_add(&s->own_ids, 1) + 1);
+		po.MsgId = p->id;
+	}
+	natsmap_rseq_format(rseq, p->rseq);
+	st = natsMsg_Create(&m, p->room->subject, NULL, p->in->json, (int)p->in->json_len);
+	if (st == NATS_OK)
+		st = natsMsgHeader_Set(m, NATSMAP_HDR_RSEQ, rseq);
+	if (st == NATS_OK)
+		st = js_PublishMsgAsync(s->js, &m, &po);
+	natsMsg_Destroy(m); /* NULL when the library took it */
+	return st;
+}
+
+/* The first event at or after b->scan still to send (WAIT or RETRY), or n. Caller holds mtx. */
+static size_t nbatch_next(struct nbatch *b)
+{
+	while (b->scan < b->n && b->p[b->scan].state != NP_WAIT && b->p[b->scan].state != NP_RETRY)
+		b->scan++;
+	return b->scan;
+}
+
+/* Marks every event not sent yet as failed (b->stop). Caller holds mtx. */
+static void nbatch_fail_rest(struct nbatch *b)
+{
+	for (size_t i = b->scan; i < b->n; i++)
+		if (b->p[i].state == NP_WAIT || b->p[i].state == NP_RETRY)
+			b->p[i].state = NP_FAILED;
+	b->scan = b->n;
+}
+
+/* Ends event p (no more sends): unknown if a send went unanswered, else failed. Caller holds mtx. */
+static void nbatch_give_up(struct nstore *s, struct nbatch *b, struct npend *p)
+{
+	p->state = p->maybe ? NP_UNKNOWN : NP_FAILED;
+	s->st.unknown += p->maybe;
+	s->st.failed += !p->maybe;
+	p->room->known = false;
+	b->stop = true;
+	nroom_release(p->room);
+	rc_log_warn("nats: publish not acknowledged in --nats-timeout-ms", "subject=%s sends=%d outcome=%s",
+		    p->room->subject, p->sends, p->maybe ? "unknown" : "not_published");
+}
+
+/*
+ * Sends again the events of b due for it (NP_RESEND), or gives up on those
+ * past their deadline. Returns true when it sent or gave up on one (mtx
+ * was released), false when none is due; *wake is then the earliest time
+ * one is (0: none waits). Caller holds mtx.
+ */
+static bool nbatch_resend(struct nstore *s, struct nbatch *b, double *wake)
+{
+	double now = nstore_now_ms();
+	struct npend *due = NULL;
+	natsStatus st;
+
+	*wake = 0;
+	for (size_t k = 0; k < b->n && b->resends > 0; k++) {
+		struct npend *q = &b->p[k];
+		if (q->state != NP_RESEND)
+			continue;
+		if (b->stop || now >= q->deadline_ms) {
+			b->resends--;
+			nbatch_give_up(s, b, q);
+			return true;
+		}
+		if (q->next_ms <= now) {
+			due = q;
+			break;
+		}
+		if (*wake == 0 || q->next_ms < *wake)
+			*wake = q->next_ms;
+	}
+	if (due == NULL)
+		return false;
+	due->state = NP_SENT;
+	due->sent_ms = now;
+	b->resends--;
+	b->outstanding++;
+	pthread_mutex_unlock(&s->mtx);
+	st = nstore_send(s, due);
+	pthread_mutex_lock(&s->mtx);
+	if (st == NATS_OK) {
+		s->st.resends++;
+	} else if (due->state == NP_SENT) {
+		/* not handed to the library: not sent this time */
+		b->outstanding--;
+		due->state = NP_RESEND;
+		due->next_ms = now + 250;
+		b->resends++;
+		if (st != NATS_NOT_YET_CONNECTED) {
+			b->resends--;
+			nbatch_give_up(s, b, due);
+			rc_log_warn("nats: cannot publish", "error=\"%s\"", natsStatus_GetText(st));
+		}
+		/* reconnecting: again in a moment, until its deadline */
+	}
+	return true;
+}
+
+int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t *gseqs, size_t *published)
+{
+	struct nbatch b = { .n = n };
+	uint64_t last = 0;
+	size_t news = 0, done = 0, unknown = 0;
+	int rv = RC_OK;
+
+	if (published != NULL)
+		*published = 0;
+	b.p = calloc(n ? n : 1, sizeof(*b.p));
+	if (b.p == NULL)
+		return RC_ENOMEM;
+	pthread_cond_init(&b.cv, NULL);
+	pthread_mutex_lock(&s->mtx);
+	for (size_t i = 0; i < n; i++) {
+		b.p[i].b = &b;
+		b.p[i].in = &in[i];
+		b.p[i].state = NP_WAIT;
+		b.p[i].room = nstore_room(s, in[i].room, in[i].room_len);
+		if (b.p[i].room == NULL) {
+			pthread_mutex_unlock(&s->mtx);
+			rv = RC_ENOMEM;
+			goto out_free;
+		}
+	}
+	for (;;) {
+		size_t i;
+		struct npend *p;
+		struct nroom *r;
+		natsStatus st;
+		double wake = 0;
+
+		if (b.resends > 0 && nbatch_resend(s, &b, &wake))
+			continue;
+		i = b.stop ? n : nbatch_next(&b);
+		p = i < n ? &b.p[i] : NULL;
+		r = p != NULL ? p->room : NULL;
+		if (b.stop)
+			nbatch_fail_rest(&b);
+		if (p == NULL && b.outstanding == 0 && b.resends == 0)
+			break;
+		if (p == NULL || r->inflight != NULL) {
+			/* wait for an acknowledgement: ours, or the one of the room's event in flight; or a re-send's time */
+			if (r != NULL && r->inflight != NULL) {
+				b.blocked_next = r->blocked;
+				r->blocked = &b;
+			}
+			b.waiting = true;
+			if (wake > 0) {
+				struct timespec ts;
+				double ms = wake - nstore_now_ms();
+				nstore_deadline_in(&ts, ms < 1 ? 1 : (int)ms + 1);
+				pthread_cond_timedwait(&b.cv, &s->mtx, &ts);
+			} else {
+				pthread_cond_wait(&b.cv, &s->mtx);
+			}
+			b.waiting = false;
+			if (r != NULL && r->blocked != NULL) {
+				/* woken by our own acknowledgement while still listed: unlist */
+				struct nbatch **pp = &r->blocked;
+				while (*pp != NULL && *pp != &b)
+					pp = &(*pp)->blocked_next;
+				if (*pp == &b)
+					*pp = b.blocked_next;
+				b.blocked_next = NULL;
+			}
+			continue;
+		}
+		r->inflight = p; /* reserved: the room's next event waits for this one */
+		if (!r->known) {
+			uint64_t seq, rseq;
+			int rr;
+
+			pthread_mutex_unlock(&s->mtx);
+			rr = nstore_read_room(s, r, &seq, &rseq);
+			pthread_mutex_lock(&s->mtx);
+			s->st.room_reads++;
+			if (rr != RC_OK) {
+				b.stop = true;
+			} else if (seq == 0) {
+				/* nothing (any more): every event of the room left the stream; its rseq goes on */
+				r->seq = 0;
+				r->known = true;
+			} else {
+				r->seq = seq;
+				r->rseq = rseq;
+				r->known = true;
+			}
+			nroom_release(r);
+			continue;
+		}
+		p->rseq = r->rseq + 1;
+		p->fence = r->seq;
+		p->state = NP_SENT;
+		p->sent_ms = nstore_now_ms();
+		p->deadline_ms = p->sent_ms + s->cfg.timeout_ms;
+		b.outstanding++;
+		pthread_mutex_unlock(&s->mtx);
+		st = nstore_send(s, p);
+		pthread_mutex_lock(&s->mtx);
+		if (st != NATS_OK) {
+			/* not handed to the library: it was not sent (this time) */
+			if (p->state == NP_SENT) {
+				p->state = p->maybe ? NP_UNKNOWN : NP_FAILED;
+				b.outstanding--;
+				nroom_release(r);
+			}
+			s->st.failed += !p->maybe;
+			s->st.unknown += p->maybe;
+			b.stop = true;
+			if (st != NATS_NOT_YET_CONNECTED)
+				rc_log_warn("nats: cannot publish", "error=\"%s\"", natsStatus_GetText(st));
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		done += b.p[i].state == NP_DONE;
+		news += b.p[i].state == NP_DONE && !b.p[i].dup;
+		unknown += b.p[i].state == NP_UNKNOWN;
+		if (b.p[i].state == NP_DONE && b.p[i].gseq > last)
+			last = b.p[i].gseq;
+	}
+	if (done == n) {
+		/* answered once the follower has read them: the ids can be replayed at once */
+		struct timespec ts;
+		nstore_deadline_in(&ts, s->cfg.timeout_ms);
+		if (s->follow_seq < last) {
+			b.wait_seq = last;
+			b.wait_next = s->followers;
+			s->followers = &b;
+			while (b.wait_seq != 0 && pthread_cond_timedwait(&b.cv, &s->mtx, &ts) == 0)
+				;
+			if (b.wait_seq != 0) {
+				struct nbatch **pp = &s->followers;
+				while (*pp != NULL && *pp != &b)
+					pp = &(*pp)->wait_next;
+				if (*pp == &b)
+					*pp = b.wait_next;
+				rc_log_warn("nats: the follower has not read a published event in time; answered anyway",
+					    "seq=%" PRIu64 " followed=%" PRIu64, last, s->follow_seq);
+			}
+		}
+		for (size_t i = 0; i < n; i++)
+			gseqs[i] = b.p[i].gseq;
+		if (published != NULL)
+			*published = news;
+		rv = RC_OK;
+	} else {
+		/* never a half acknowledgement: an error, which says whether anything may have gone out */
+		rv = news > 0 || unknown > 0 ? RC_ETIMEDOUT : RC_EIO;
+	}
+	pthread_mutex_unlock(&s->mtx);
+out_free:
+	pthread_cond_destroy(&b.cv);
+	free(b.p);
+	return rv;
+}
