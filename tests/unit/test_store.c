@@ -27,6 +27,7 @@
 #include "error.h"
 #include "log.h"
 #include "segment.h"
+#include "stderr_capture.h"
 #include "store.h"
 
 /* ---- a temporary directory per test ---- */
@@ -246,40 +247,6 @@ static void assert_events(const struct got *g, uint64_t first, uint64_t last)
 		k++;
 	}
 	assert_int_equal(k, last + 1 - first);
-}
-
-/* Sends stderr (where rc_log writes) to a file until capture_end. */
-static int saved_stderr = -1;
-static FILE *capture_file;
-
-static void capture_start(void)
-{
-	capture_file = tmpfile();
-	assert_non_null(capture_file);
-	fflush(stderr);
-	saved_stderr = dup(STDERR_FILENO);
-	assert_true(saved_stderr >= 0);
-	assert_true(dup2(fileno(capture_file), STDERR_FILENO) >= 0);
-}
-
-/* Restores stderr; returns what was logged meanwhile (malloc'd). */
-static char *capture_end(void)
-{
-	long size;
-	char *text;
-
-	dup2(saved_stderr, STDERR_FILENO);
-	close(saved_stderr);
-	saved_stderr = -1;
-	fseek(capture_file, 0, SEEK_END);
-	size = ftell(capture_file);
-	rewind(capture_file);
-	text = calloc(1, (size_t)size + 1);
-	assert_non_null(text);
-	assert_int_equal(fread(text, 1, (size_t)size, capture_file), (size_t)size);
-	fclose(capture_file);
-	capture_file = NULL;
-	return text;
 }
 
 /* Overwrites one byte of a file. */
@@ -635,7 +602,7 @@ static void test_a_missing_segment_is_corruption(void **state)
 	assert_int_equal(unlink(path), 0);
 	capture_start();
 	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_EPROTO);
-	log = capture_end();
+	log = capture_end(NULL);
 	assert_non_null(strstr(log, "00000000000000000005.seg offset=0 "));
 	assert_non_null(strstr(log, "a segment is missing"));
 	free(log);
@@ -660,7 +627,7 @@ static void test_corruption_in_the_middle_is_refused_with_file_and_offset(void *
 
 	capture_start();
 	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_EPROTO);
-	log = capture_end();
+	log = capture_end(NULL);
 	snprintf(want, sizeof(want), "file=%s offset=%" PRIu64 " ", path, bad);
 	assert_non_null(strstr(log, want));
 	assert_non_null(strstr(log, "bad checksum"));
@@ -670,7 +637,7 @@ static void test_corruption_in_the_middle_is_refused_with_file_and_offset(void *
 	assert_int_equal(file_size(path), SEG_HDR_SIZE + 6 * rec_size);
 	capture_start();
 	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_EPROTO);
-	free(capture_end());
+	free(capture_end(NULL));
 }
 
 static void test_repair_cuts_at_the_corruption_and_starts_a_new_epoch(void **state)
@@ -696,7 +663,7 @@ static void test_repair_cuts_at_the_corruption_and_starts_a_new_epoch(void **sta
 	c.repair = true;
 	capture_start();
 	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_OK);
-	free(capture_end());
+	free(capture_end(NULL));
 	assert_true(rec.repaired);
 	assert_int_equal(store_epoch(s), 8);
 	assert_events(&g, 1, 4);
@@ -740,14 +707,14 @@ static void test_repair_of_a_bad_segment_header_counts_what_it_drops(void **stat
 
 	capture_start();
 	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_EPROTO);
-	log = capture_end();
+	log = capture_end(NULL);
 	assert_non_null(strstr(log, "00000000000000000004.seg offset=0 "));
 	free(log);
 
 	c.repair = true;
 	capture_start();
 	assert_int_equal(open_store(&c, 8, &g, &s, &rec), RC_OK);
-	free(capture_end());
+	free(capture_end(NULL));
 	assert_true(rec.repaired);
 	assert_events(&g, 1, 3);
 	assert_int_equal(rec.next_gseq, 4);
@@ -770,7 +737,7 @@ static void test_lock_refuses_a_second_open(void **state)
 	assert_int_equal(open_store(&c, 7, &g, &s, &rec), RC_OK);
 	capture_start();
 	assert_int_equal(open_store(&c, 8, &g, &s2, &rec), RC_EIO);
-	log = capture_end();
+	log = capture_end(NULL);
 	assert_null(s2);
 	assert_non_null(strstr(log, "in use by another broker"));
 	free(log);
@@ -815,7 +782,7 @@ static void test_failed_append_leaves_nothing_behind(void **state)
 	set_fsize((rlim_t)(size + rec_size + rec_size / 2));
 	rv = append_events(s, 3, 3);
 	set_fsize(RLIM_INFINITY);
-	free(capture_end());
+	free(capture_end(NULL));
 	assert_int_equal(rv, RC_EIO);
 	assert_int_equal(file_size(path), size);
 	store_stats(s, &st);
@@ -851,7 +818,7 @@ static void test_failed_roll_leaves_nothing_behind(void **state)
 	set_fsize(SEG_HDR_SIZE / 2);
 	rv = append_events(s, 3, 1);
 	set_fsize(RLIM_INFINITY);
-	free(capture_end());
+	free(capture_end(NULL));
 	assert_int_equal(rv, RC_EIO);
 	assert_int_equal(list_segs(f, bases, 16), 1);
 	store_stats(s, &st);
