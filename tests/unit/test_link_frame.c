@@ -37,13 +37,17 @@ static int collect(void *arg, const struct rc_link_frame *f)
 	return s->stop_at == s->n ? 1 : 0;
 }
 
-static size_t put_frame(uint8_t *out, uint8_t kind, uint32_t id, const char *payload)
+static size_t put_frame_n(uint8_t *out, uint8_t kind, uint32_t id, const char *payload, size_t len)
 {
-	size_t len = strlen(payload);
 
 	rc_link_hdr_put(out, kind, id, (uint32_t)len);
 	memcpy(out + RC_LINK_HDR_SIZE, payload, len);
 	return RC_LINK_HDR_SIZE + len;
+}
+
+static size_t put_frame(uint8_t *out, uint8_t kind, uint32_t id, const char *payload)
+{
+	return put_frame_n(out, kind, id, payload, strlen(payload));
 }
 
 static void test_layout(void **state)
@@ -63,7 +67,7 @@ static void test_frames_split_anywhere(void **state)
 
 	(void)state;
 	len += put_frame(all + len, RC_LINK_KIND_HELLO, 0, RC_LINK_HELLO);
-	len += put_frame(all + len, RC_LINK_KIND_BUS, 0, "i\0frame");
+	len += put_frame_n(all + len, RC_LINK_KIND_BUS, 0, "i\0frame", 7);
 	len += put_frame(all + len, RC_LINK_KIND_REPLY, 7, "{\"ok\":true}");
 	len += put_frame(all + len, RC_LINK_KIND_REQUEST, 9, "");
 	/* every split point: the first part, then the rest with what was kept */
