@@ -343,6 +343,7 @@ int main(int argc, char **argv)
 			.timeout_ms = (int)o.nats_timeout_ms,
 			.connect_wait_ms = (int)o.nats_connect_wait_ms,
 			.history_events = (size_t)o.history_events,
+			.max_rooms = (size_t)o.max_rooms,
 		};
 		struct nstore_recovery nr;
 		if (nstore_open(&nc, br.hist, &br.nats, &nr) != RC_OK) {

@@ -46,6 +46,7 @@ struct nstore_config {
 	int timeout_ms;		 /* wait for a publish's acknowledgement, and for NATS api calls */
 	int connect_wait_ms;	 /* how long start waits for NATS to answer */
 	size_t history_events;	 /* how much of the stream's tail start reads into the history */
+	size_t max_rooms;	 /* --max-rooms: rooms this broker has seen at most (0: no limit); nstore_publish */
 };
 
 /* What start found, for the log. */
@@ -76,7 +77,11 @@ void nstore_close(struct nstore *s);
  * Publishes n events (as history_publish): gseqs[i] is event i's stream
  * sequence (the original's for a duplicate key), *published (may be NULL)
  * how many were new. Blocks until every event is acknowledged and read
- * back by the follower. Returns 0; RC_EIO when nothing was published (NATS
+ * back by the follower. Rooms count toward cfg->max_rooms once this broker
+ * has seen them: read from the stream (since its start: the tail it read
+ * back, then what it follows, whoever published it) or published into; a
+ * publish that names a room not seen yet beyond the limit publishes
+ * nothing: RC_ETOOBIG. Returns 0; RC_EIO when nothing was published (NATS
  * unreachable, or the stream refused every event); RC_ETIMEDOUT when some
  * events may or may not have been published (an acknowledgement did not
  * come in time, or some were published and others refused): a retry with

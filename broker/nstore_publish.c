@@ -287,6 +287,32 @@ static bool nbatch_resend(struct nstore *s, struct nbatch *b, double *wake)
 	return true;
 }
 
+/*
+ * RC_ETOOBIG when the events name more rooms this broker has not seen than
+ * --max-rooms leaves room for. Caller holds mtx.
+ */
+static int nstore_rooms_fit(struct nstore *s, const struct hinput *in, size_t n)
+{
+	size_t left, news = 0;
+
+	if (s->cfg.max_rooms == 0)
+		return RC_OK;
+	left = s->rooms.count < s->cfg.max_rooms ? s->cfg.max_rooms - s->rooms.count : 0;
+	for (size_t i = 0; i < n; i++) {
+		bool again = false;
+
+		if (in[i].room == NULL || in[i].room_len == 0 || rc_strmap_get(&s->rooms, in[i].room, in[i].room_len))
+			continue;
+		/* a new room named twice in the publish counts once (bounded: at most left + 1 are counted) */
+		for (size_t j = 0; j < i && !again; j++)
+			again = in[j].room != NULL && in[j].room_len == in[i].room_len &&
+				memcmp(in[j].room, in[i].room, in[i].room_len) == 0;
+		if (!again && ++news > left)
+			return RC_ETOOBIG;
+	}
+	return RC_OK;
+}
+
 int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t *gseqs, size_t *published)
 {
 	struct nbatch b = { .n = n };
@@ -301,6 +327,10 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 		return RC_ENOMEM;
 	pthread_cond_init(&b.cv, NULL);
 	pthread_mutex_lock(&s->mtx);
+	if ((rv = nstore_rooms_fit(s, in, n)) != RC_OK) {
+		pthread_mutex_unlock(&s->mtx);
+		goto out_free;
+	}
 	for (size_t i = 0; i < n; i++) {
 		b.p[i].b = &b;
 		b.p[i].in = &in[i];

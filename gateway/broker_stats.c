@@ -2,13 +2,21 @@
 
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api_client.h"
+#include "bus_client.h" /* GW_BROKERS_MAX */
 #include "error.h"
+#include "inbox.h"
+#include "list.h"
 #include "log.h"
+#include "options.h"
+
+_Static_assert(GW_BROKER_STATS_MAX == GW_BROKERS_MAX, "an answer kept per --broker-api address");
 
 /* ---- reading an answer ---- */
 
@@ -123,13 +131,13 @@ int gw_broker_figures_parse(const char *reply, size_t len, struct gw_broker_figu
 	return good ? RC_OK : RC_EPROTO;
 }
 
-/* ---- the shared last answer ---- */
+/* ---- the shared last answers ---- */
 
 struct gw_broker_stats {
-	pthread_mutex_t mtx; /* guards what follows */
-	bool has;	     /* an answer came */
-	struct gw_broker_figures last;
-	uint64_t at_ns;
+	pthread_mutex_t mtx;	       /* guards what follows */
+	bool has[GW_BROKER_STATS_MAX]; /* broker i answered */
+	struct gw_broker_figures last[GW_BROKER_STATS_MAX];
+	uint64_t at_ns[GW_BROKER_STATS_MAX];
 };
 
 int gw_broker_stats_new(struct gw_broker_stats **out)
@@ -151,13 +159,112 @@ void gw_broker_stats_free(struct gw_broker_stats *bs)
 	free(bs);
 }
 
-void gw_broker_stats_put(struct gw_broker_stats *bs, const struct gw_broker_figures *f, uint64_t now_ns)
+void gw_broker_stats_put(struct gw_broker_stats *bs, unsigned broker, const struct gw_broker_figures *f,
+			 uint64_t now_ns)
 {
+	if (broker >= GW_BROKER_STATS_MAX)
+		return;
 	pthread_mutex_lock(&bs->mtx);
-	bs->last = *f;
-	bs->at_ns = now_ns;
-	bs->has = true;
+	bs->last[broker] = *f;
+	bs->at_ns[broker] = now_ns;
+	bs->has[broker] = true;
 	pthread_mutex_unlock(&bs->mtx);
+}
+
+/* Which answers have a figure: every one, or those with that section. */
+enum fig_of { OF_ALL, OF_ACKS, OF_NATS, OF_FILE };
+/* How a figure is kept and shown. */
+enum fig_unit { U_COUNT, U_BOOL, U_MICROS, U_MILLIS_DOUBLE };
+
+/* One roomcast_broker_* metric read from struct gw_broker_figures at off. */
+struct fig {
+	const char *name, *type, *help;
+	size_t off;
+	unsigned char of, unit;
+};
+
+#define FIG(name, type, help, field, of, unit)                                                                         \
+	{                                                                                                              \
+		name, type, help, offsetof(struct gw_broker_figures, field), of, unit                                  \
+	}
+
+/* In the order /metrics shows them, after the age and the info metric. */
+static const struct fig figs[] = {
+	FIG("roomcast_broker_last_gseq", "gauge", "The gseq of the broker's last event (the id's number).", last_gseq,
+	    OF_ALL, U_COUNT),
+	FIG("roomcast_broker_history_events", "gauge", "Events the broker's history holds (replayable).",
+	    history_events, OF_ALL, U_COUNT),
+	FIG("roomcast_broker_history_bytes", "gauge", "Bytes of events the broker's history holds.", history_bytes,
+	    OF_ALL, U_COUNT),
+	FIG("roomcast_broker_ack_memory_entries", "gauge",
+	    "Publishes answered on the bus the broker still remembers (for a gateway that lost the answer).",
+	    ack_entries, OF_ACKS, U_COUNT),
+	FIG("roomcast_broker_ack_memory_bytes", "gauge", "Bytes they take, counted against the limit.", ack_bytes,
+	    OF_ACKS, U_COUNT),
+	FIG("roomcast_broker_ack_memory_limit_bytes", "gauge", "The limit (--ack-memory-bytes).", ack_limit, OF_ACKS,
+	    U_COUNT),
+	FIG("roomcast_broker_ack_memory_forgotten_total", "counter",
+	    "Answers forgotten (the oldest) to stay within the limit.", ack_forgotten, OF_ACKS, U_COUNT),
+	FIG("roomcast_broker_ack_memory_hits_total", "counter", "Lost answers a gateway asked for and got (op acks).",
+	    ack_hits, OF_ACKS, U_COUNT),
+	FIG("roomcast_broker_ack_memory_misses_total", "counter",
+	    "Answers a gateway asked for that the broker did not know (not yet published, or forgotten).", ack_misses,
+	    OF_ACKS, U_COUNT),
+	FIG("roomcast_broker_nats_connected", "gauge", "1 while the broker is connected to NATS, else 0.",
+	    nats_connected, OF_NATS, U_BOOL),
+	FIG("roomcast_broker_nats_disconnects_total", "counter",
+	    "Times the broker lost its NATS connection (a server died or was cut off: a failover).", nats_disconnects,
+	    OF_NATS, U_COUNT),
+	FIG("roomcast_broker_nats_reconnects_total", "counter",
+	    "Times the broker connected to NATS again (possibly to another server of the cluster).", nats_reconnects,
+	    OF_NATS, U_COUNT),
+	FIG("roomcast_broker_nats_fence_retries_total", "counter",
+	    "Publishes sent again because another broker had published to the room first.", nats_fence_retries, OF_NATS,
+	    U_COUNT),
+	FIG("roomcast_broker_nats_publish_failed_total", "counter",
+	    "Events JetStream refused or that could not be sent (answered 503 storage_unavailable).", nats_failed,
+	    OF_NATS, U_COUNT),
+	FIG("roomcast_broker_nats_publish_unknown_total", "counter",
+	    "Events with no acknowledgement in --nats-timeout-ms (answered publish_outcome_unknown).", nats_unknown,
+	    OF_NATS, U_COUNT),
+	FIG("roomcast_broker_nats_followed_gseq", "gauge",
+	    "The last stream sequence (gseq) the broker's follower read and put on its bus.", nats_follow_seq, OF_NATS,
+	    U_COUNT),
+	FIG("roomcast_broker_nats_resends_total", "counter",
+	    "Publishes sent to JetStream again (same Nats-Msg-Id) after a second without an answer.", nats_resends,
+	    OF_NATS, U_COUNT),
+	FIG("roomcast_broker_store_bytes", "gauge", "Bytes of the broker's log in --data-dir (every segment).",
+	    store_bytes, OF_FILE, U_COUNT),
+	FIG("roomcast_broker_store_segments", "gauge", "Segment files of the broker's log.", segments, OF_FILE,
+	    U_COUNT),
+	FIG("roomcast_broker_store_oldest_gseq", "gauge",
+	    "The first gseq of the log's oldest segment (with the epoch: the oldest id on disk).", oldest_gseq, OF_FILE,
+	    U_COUNT),
+	FIG("roomcast_broker_store_fsyncs_total", "counter", "fdatasync calls on the log (--fsync interval, always).",
+	    fsyncs, OF_FILE, U_COUNT),
+	FIG("roomcast_broker_store_fsync_seconds_total", "counter", "Seconds spent in fdatasync of the log.",
+	    fsync_us_total, OF_FILE, U_MICROS),
+	FIG("roomcast_broker_store_fsync_max_seconds", "gauge", "The longest fdatasync of the log since the start.",
+	    fsync_us_max, OF_FILE, U_MICROS),
+	FIG("roomcast_broker_store_fsync_last_seconds", "gauge", "The last fdatasync of the log.", fsync_us_last,
+	    OF_FILE, U_MICROS),
+	FIG("roomcast_broker_store_write_errors_total", "counter",
+	    "Appends to the log that failed (disk full, file-size limit, I/O error): publishes answered 503.",
+	    write_errors, OF_FILE, U_COUNT),
+	FIG("roomcast_broker_store_fsync_errors_total", "counter", "fdatasync calls on the log that failed.",
+	    fsync_errors, OF_FILE, U_COUNT),
+	FIG("roomcast_broker_store_recovery_seconds", "gauge",
+	    "How long the broker took at its start to read the log back.", recovery_ms, OF_FILE, U_MILLIS_DOUBLE),
+};
+
+static bool fig_shown(const struct gw_broker_figures *f, unsigned of)
+{
+	switch (of) {
+	case OF_ACKS: return f->acks;
+	case OF_NATS: return f->nats;
+	case OF_FILE: return f->file;
+	default: return true;
+	}
 }
 
 static void head(struct rc_buf *out, const char *name, const char *type, const char *help)
@@ -165,195 +272,257 @@ static void head(struct rc_buf *out, const char *name, const char *type, const c
 	rc_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void u64(struct rc_buf *out, const char *name, const char *type, const char *help, uint64_t v)
+static void fig_sample(struct rc_buf *out, const struct fig *g, unsigned broker, const struct gw_broker_figures *f)
 {
-	head(out, name, type, help);
-	rc_buf_printf(out, "%s %" PRIu64 "\n", name, v);
-}
+	const char *at = (const char *)f + g->off;
+	uint64_t v;
+	double d;
+	bool b;
 
-/* A figure in microseconds, shown in seconds. */
-static void us(struct rc_buf *out, const char *name, const char *type, const char *help, uint64_t v)
-{
-	head(out, name, type, help);
-	rc_buf_printf(out, "%s %" PRIu64 ".%06" PRIu64 "\n", name, v / 1000000u, v % 1000000u);
+	rc_buf_printf(out, "%s{broker=\"%u\"} ", g->name, broker);
+	switch (g->unit) {
+	case U_BOOL:
+		memcpy(&b, at, sizeof(b));
+		rc_buf_printf(out, "%d\n", b ? 1 : 0);
+		break;
+	case U_MICROS: /* shown in seconds, exactly */
+		memcpy(&v, at, sizeof(v));
+		rc_buf_printf(out, "%" PRIu64 ".%06" PRIu64 "\n", v / 1000000u, v % 1000000u);
+		break;
+	case U_MILLIS_DOUBLE:
+		memcpy(&d, at, sizeof(d));
+		rc_buf_printf(out, "%.4f\n", d / 1000.0);
+		break;
+	default: memcpy(&v, at, sizeof(v)); rc_buf_printf(out, "%" PRIu64 "\n", v);
+	}
 }
 
 void gw_broker_stats_render(struct gw_broker_stats *bs, uint64_t now_ns, struct rc_buf *out)
 {
-	struct gw_broker_figures f;
-	uint64_t at;
+	struct gw_broker_figures f[GW_BROKER_STATS_MAX];
+	uint64_t at[GW_BROKER_STATS_MAX];
+	unsigned idx[GW_BROKER_STATS_MAX], n = 0;
 
 	if (bs == NULL)
 		return;
+	/* a copy of the answers, so that the lock is not held while rendering */
 	pthread_mutex_lock(&bs->mtx);
-	if (!bs->has) {
-		pthread_mutex_unlock(&bs->mtx);
-		return;
+	for (unsigned i = 0; i < GW_BROKER_STATS_MAX; i++) {
+		if (!bs->has[i])
+			continue;
+		idx[n] = i;
+		f[n] = bs->last[i];
+		at[n++] = bs->at_ns[i];
 	}
-	f = bs->last;
-	at = bs->at_ns;
 	pthread_mutex_unlock(&bs->mtx);
+	if (n == 0)
+		return;
 
 	head(out, "roomcast_broker_stats_age_seconds", "gauge",
 	     "Seconds since the broker answered the stats request the roomcast_broker_* figures come from "
 	     "(asked every --broker-stats-ms).");
-	rc_buf_printf(out, "roomcast_broker_stats_age_seconds %.3f\n", now_ns > at ? (double)(now_ns - at) / 1e9 : 0.0);
+	for (unsigned k = 0; k < n; k++)
+		rc_buf_printf(out, "roomcast_broker_stats_age_seconds{broker=\"%u\"} %.3f\n", idx[k],
+			      now_ns > at[k] ? (double)(now_ns - at[k]) / 1e9 : 0.0);
 	head(out, "roomcast_broker_store_info", "gauge",
 	     "1, labelled with where the broker keeps its history (store: memory, file or nats), its --fsync or "
 	     "--nats-replicas, and its epoch.");
-	if (f.nats)
-		rc_buf_printf(out, "roomcast_broker_store_info{store=\"nats\",replicas=\"%" PRIu64 "\",epoch=\"%s\"} 1\n",
-			      f.nats_replicas, f.epoch);
-	else if (f.file)
-		rc_buf_printf(out, "roomcast_broker_store_info{store=\"file\",fsync=\"%s\",epoch=\"%s\"} 1\n", f.fsync,
-			      f.epoch);
-	else
-		rc_buf_printf(out, "roomcast_broker_store_info{store=\"memory\",epoch=\"%s\"} 1\n", f.epoch);
-	u64(out, "roomcast_broker_last_gseq", "gauge", "The gseq of the broker's last event (the id's number).",
-	    f.last_gseq);
-	u64(out, "roomcast_broker_history_events", "gauge", "Events the broker's history holds (replayable).",
-	    f.history_events);
-	u64(out, "roomcast_broker_history_bytes", "gauge", "Bytes of events the broker's history holds.",
-	    f.history_bytes);
-	if (f.acks) {
-		u64(out, "roomcast_broker_ack_memory_entries", "gauge",
-		    "Publishes answered on the bus the broker still remembers (for a gateway that lost the answer).",
-		    f.ack_entries);
-		u64(out, "roomcast_broker_ack_memory_bytes", "gauge", "Bytes they take, counted against the limit.",
-		    f.ack_bytes);
-		u64(out, "roomcast_broker_ack_memory_limit_bytes", "gauge", "The limit (--ack-memory-bytes).",
-		    f.ack_limit);
-		u64(out, "roomcast_broker_ack_memory_forgotten_total", "counter",
-		    "Answers forgotten (the oldest) to stay within the limit.", f.ack_forgotten);
-		u64(out, "roomcast_broker_ack_memory_hits_total", "counter",
-		    "Lost answers a gateway asked for and got (op acks).", f.ack_hits);
-		u64(out, "roomcast_broker_ack_memory_misses_total", "counter",
-		    "Answers a gateway asked for that the broker did not know (not yet published, or forgotten).",
-		    f.ack_misses);
+	for (unsigned k = 0; k < n; k++) {
+		if (f[k].nats)
+			rc_buf_printf(out,
+				      "roomcast_broker_store_info{broker=\"%u\",store=\"nats\",replicas=\"%" PRIu64
+				      "\",epoch=\"%s\"} 1\n",
+				      idx[k], f[k].nats_replicas, f[k].epoch);
+		else if (f[k].file)
+			rc_buf_printf(out,
+				      "roomcast_broker_store_info{broker=\"%u\",store=\"file\",fsync=\"%s\",epoch=\"%"
+				      "s\"} 1\n",
+				      idx[k], f[k].fsync, f[k].epoch);
+		else
+			rc_buf_printf(out,
+				      "roomcast_broker_store_info{broker=\"%u\",store=\"memory\",epoch=\"%s\"} 1\n",
+				      idx[k], f[k].epoch);
 	}
-	if (f.nats) {
-		u64(out, "roomcast_broker_nats_connected", "gauge", "1 while the broker is connected to NATS, else 0.",
-		    f.nats_connected ? 1 : 0);
-		u64(out, "roomcast_broker_nats_disconnects_total", "counter",
-		    "Times the broker lost its NATS connection (a server died or was cut off: a failover).",
-		    f.nats_disconnects);
-		u64(out, "roomcast_broker_nats_reconnects_total", "counter",
-		    "Times the broker connected to NATS again (possibly to another server of the cluster).",
-		    f.nats_reconnects);
-		u64(out, "roomcast_broker_nats_fence_retries_total", "counter",
-		    "Publishes sent again because another broker had published to the room first.",
-		    f.nats_fence_retries);
-		u64(out, "roomcast_broker_nats_publish_failed_total", "counter",
-		    "Events JetStream refused or that could not be sent (answered 503 storage_unavailable).",
-		    f.nats_failed);
-		u64(out, "roomcast_broker_nats_publish_unknown_total", "counter",
-		    "Events with no acknowledgement in --nats-timeout-ms (answered publish_outcome_unknown).",
-		    f.nats_unknown);
-		u64(out, "roomcast_broker_nats_followed_gseq", "gauge",
-		    "The last stream sequence (gseq) the broker's follower read and put on its bus.", f.nats_follow_seq);
-		u64(out, "roomcast_broker_nats_resends_total", "counter",
-		    "Publishes sent to JetStream again (same Nats-Msg-Id) after a second without an answer.",
-		    f.nats_resends);
+	for (size_t g = 0; g < sizeof(figs) / sizeof(figs[0]); g++) {
+		bool described = false;
+
+		for (unsigned k = 0; k < n; k++) {
+			if (!fig_shown(&f[k], figs[g].of))
+				continue;
+			if (!described)
+				head(out, figs[g].name, figs[g].type, figs[g].help);
+			described = true;
+			fig_sample(out, &figs[g], idx[k], &f[k]);
+		}
 	}
-	if (!f.file)
-		return;
-	u64(out, "roomcast_broker_store_bytes", "gauge", "Bytes of the broker's log in --data-dir (every segment).",
-	    f.store_bytes);
-	u64(out, "roomcast_broker_store_segments", "gauge", "Segment files of the broker's log.", f.segments);
-	u64(out, "roomcast_broker_store_oldest_gseq", "gauge",
-	    "The first gseq of the log's oldest segment (with the epoch: the oldest id on disk).", f.oldest_gseq);
-	u64(out, "roomcast_broker_store_fsyncs_total", "counter",
-	    "fdatasync calls on the log (--fsync interval, always).", f.fsyncs);
-	us(out, "roomcast_broker_store_fsync_seconds_total", "counter", "Seconds spent in fdatasync of the log.",
-	   f.fsync_us_total);
-	us(out, "roomcast_broker_store_fsync_max_seconds", "gauge", "The longest fdatasync of the log since the start.",
-	   f.fsync_us_max);
-	us(out, "roomcast_broker_store_fsync_last_seconds", "gauge", "The last fdatasync of the log.", f.fsync_us_last);
-	u64(out, "roomcast_broker_store_write_errors_total", "counter",
-	    "Appends to the log that failed (disk full, file-size limit, I/O error): publishes answered 503.",
-	    f.write_errors);
-	u64(out, "roomcast_broker_store_fsync_errors_total", "counter", "fdatasync calls on the log that failed.",
-	    f.fsync_errors);
-	head(out, "roomcast_broker_store_recovery_seconds", "gauge",
-	     "How long the broker took at its start to read the log back.");
-	rc_buf_printf(out, "roomcast_broker_store_recovery_seconds %.4f\n", f.recovery_ms / 1000.0);
 }
 
-/* ---- asking the broker ---- */
+/* ---- asking the brokers ---- */
 
 #define POLL_TIMEOUT_MS 2000 /* for an answer; the next question waits for it */
 
-struct gw_broker_poll {
+/* One broker address: its socket, its question in flight, its timer. */
+struct poll_broker {
+	struct gw_broker_poll *p;
+	unsigned index;
+	nng_socket sock;
+	bool opened;
+	nng_aio *aio;
+	atomic_int pipes; /* connections up */
 	uv_timer_t timer;
-	struct gw_api *api;
+	bool timer_init;
+	bool sending;	/* the aio sends the question (else it waits for the answer) */
+	nng_msg *reply; /* the answer, from the aio callback to the loop (with item) */
+	struct gw_inbox_item item;
+};
+
+struct gw_broker_poll {
 	struct gw_broker_stats *bs;
 	uint64_t interval_ms, retry_ms;
-	bool in_flight; /* a question is out: its callback has yet to run */
-	bool stopping, closed;
+	struct gw_inbox inbox; /* answers (and failures), from nng's threads to the loop */
+	bool inbox_init, stopping;
+	unsigned n;
+	struct poll_broker b[GW_BROKER_STATS_MAX];
 };
 
 static void poll_tick(uv_timer_t *t);
 
-static void poll_maybe_free(struct gw_broker_poll *p)
+static void poll_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
-	if (p->closed && !p->in_flight)
-		free(p);
+	struct poll_broker *b = arg;
+
+	(void)pipe;
+	if (ev == NNG_PIPE_EV_ADD_POST)
+		atomic_fetch_add(&b->pipes, 1);
+	else if (ev == NNG_PIPE_EV_REM_POST)
+		atomic_fetch_sub(&b->pipes, 1);
 }
 
-static void poll_closed(uv_handle_t *h)
+/* nng's thread: the send went (then wait for the answer) or the question ended. Never blocks. */
+static void poll_aio_cb(void *arg)
 {
-	struct gw_broker_poll *p = h->data;
-	p->closed = true;
-	poll_maybe_free(p);
+	struct poll_broker *b = arg;
+	int rv = nng_aio_result(b->aio);
+
+	if (b->sending) {
+		b->sending = false;
+		if (rv == 0) {
+			nng_recv_aio(b->sock, b->aio);
+			return;
+		}
+		if (nng_aio_get_msg(b->aio) != NULL) /* not sent: still ours */
+			nng_msg_free(nng_aio_get_msg(b->aio));
+		nng_aio_set_msg(b->aio, NULL);
+	}
+	b->reply = rv == 0 ? nng_aio_get_msg(b->aio) : NULL;
+	nng_aio_set_msg(b->aio, NULL);
+	gw_inbox_push(&b->p->inbox, &b->item);
 }
 
-static void poll_done(void *arg, int err, bool sent, const char *reply, size_t len)
+/* Loop thread: a question ended; keep the answer and ask again later. */
+static void poll_answer(struct gw_inbox *ib, struct gw_inbox_item *item)
 {
-	struct gw_broker_poll *p = arg;
+	struct poll_broker *b = gw_container_of(item, struct poll_broker, item);
+	struct gw_broker_poll *p = b->p;
 	struct gw_broker_figures f;
 	bool ok = false;
 
-	(void)sent;
-	p->in_flight = false;
-	if (p->stopping) {
-		poll_maybe_free(p);
-		return;
-	}
-	if (err == RC_OK) {
-		ok = gw_broker_figures_parse(reply, len, &f) == RC_OK;
+	(void)ib;
+	if (b->reply != NULL && !p->stopping) {
+		ok = gw_broker_figures_parse(nng_msg_body(b->reply), nng_msg_len(b->reply), &f) == RC_OK;
 		if (ok)
-			gw_broker_stats_put(p->bs, &f, uv_hrtime());
+			gw_broker_stats_put(p->bs, b->index, &f, uv_hrtime());
 		else
-			rc_log_debug("the broker's stats answer is not one /metrics can show", "len=%zu", len);
+			rc_log_debug("a broker's stats answer is not one /metrics can show", "broker=%u len=%zu",
+				     b->index, nng_msg_len(b->reply));
 	}
-	uv_timer_start(&p->timer, poll_tick, ok ? p->interval_ms : p->retry_ms, 0);
+	if (b->reply != NULL)
+		nng_msg_free(b->reply);
+	b->reply = NULL;
+	if (!p->stopping)
+		uv_timer_start(&b->timer, poll_tick, ok ? p->interval_ms : p->retry_ms, 0);
 }
 
 static void poll_tick(uv_timer_t *t)
 {
 	static const char req[] = "{\"op\":\"stats\"}";
-	struct gw_broker_poll *p = t->data;
+	struct poll_broker *b = t->data;
+	nng_msg *m = NULL;
 
-	if (gw_api_call(p->api, req, sizeof(req) - 1, POLL_TIMEOUT_MS, poll_done, p) == RC_OK)
-		p->in_flight = true;
-	else /* the broker api is not connected (yet) */
-		uv_timer_start(&p->timer, poll_tick, p->retry_ms, 0);
+	/* not connected (yet): asking would only wait for the timeout */
+	if (atomic_load(&b->pipes) <= 0 || nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, req, sizeof(req) - 1) != 0) {
+		if (m != NULL)
+			nng_msg_free(m);
+		uv_timer_start(&b->timer, poll_tick, b->p->retry_ms, 0);
+		return;
+	}
+	b->sending = true;
+	nng_aio_set_msg(b->aio, m);
+	nng_send_aio(b->sock, b->aio);
 }
 
-int gw_broker_poll_start(uv_loop_t *loop, struct gw_api *api, struct gw_broker_stats *bs, int64_t interval_ms,
+/* The broker's socket, dialing url, and its aio. */
+static int poll_open(struct poll_broker *b, const char *url)
+{
+	int rv;
+
+	if (nng_req0_open(&b->sock) != 0)
+		return RC_EIO;
+	b->opened = true;
+	/* one question at a time, answered or abandoned within POLL_TIMEOUT_MS: never re-sent by nng */
+	nng_socket_set_ms(b->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	nng_socket_set_ms(b->sock, NNG_OPT_RECONNMINT, 100);
+	nng_socket_set_ms(b->sock, NNG_OPT_RECONNMAXT, 1000);
+	nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_POST, poll_pipe_cb, b);
+	nng_pipe_notify(b->sock, NNG_PIPE_EV_REM_POST, poll_pipe_cb, b);
+	if (nng_aio_alloc(&b->aio, poll_aio_cb, b) != 0)
+		return RC_ENOMEM;
+	nng_aio_set_timeout(b->aio, POLL_TIMEOUT_MS);
+	if ((rv = nng_dial(b->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		rc_log_error("bad --broker-api address", "url=%s err=\"%s\"", url, nng_strerror(rv));
+		return RC_EINVAL;
+	}
+	return RC_OK;
+}
+
+int gw_broker_poll_start(uv_loop_t *loop, const char *urls, struct gw_broker_stats *bs, int64_t interval_ms,
 			 struct gw_broker_poll **out)
 {
 	struct gw_broker_poll *p = calloc(1, sizeof(*p));
+	char *list[GW_BROKER_STATS_MAX];
+	int n, rv = RC_OK;
 
 	if (p == NULL)
 		return RC_ENOMEM;
-	p->api = api;
 	p->bs = bs;
 	p->interval_ms = (uint64_t)interval_ms;
 	p->retry_ms = interval_ms < 1000 ? (uint64_t)interval_ms : 1000;
-	uv_timer_init(loop, &p->timer);
-	p->timer.data = p;
-	uv_timer_start(&p->timer, poll_tick, p->retry_ms, 0);
+	if ((n = rc_opt_list(urls, list, GW_BROKER_STATS_MAX)) < 0) {
+		free(p);
+		return RC_EINVAL;
+	}
+	for (int i = 0; i < n && rv == RC_OK; i++) {
+		p->b[i].p = p;
+		p->b[i].index = (unsigned)i;
+		p->n++;
+		rv = poll_open(&p->b[i], list[i]);
+	}
+	rc_opt_list_free(list, n);
+	/* the loop's handles last: a failure before them leaves nothing on the loop */
+	if (rv == RC_OK && gw_inbox_init(loop, &p->inbox, 0, poll_answer, p) != 0)
+		rv = RC_EIO;
+	if (rv != RC_OK) {
+		gw_broker_poll_free(p);
+		return rv;
+	}
+	p->inbox_init = true;
+	for (unsigned i = 0; i < p->n; i++) {
+		struct poll_broker *b = &p->b[i];
+		uv_timer_init(loop, &b->timer);
+		b->timer.data = b;
+		b->timer_init = true;
+		uv_timer_start(&b->timer, poll_tick, p->retry_ms, 0);
+	}
 	*out = p;
 	return RC_OK;
 }
@@ -363,5 +532,35 @@ void gw_broker_poll_stop(struct gw_broker_poll *p)
 	if (p == NULL || p->stopping)
 		return;
 	p->stopping = true;
-	uv_close((uv_handle_t *)&p->timer, poll_closed);
+	/* stopping an aio runs its callback, which queues the failure: no nng thread pushes after this */
+	for (unsigned i = 0; i < p->n; i++) {
+		if (p->b[i].aio != NULL)
+			nng_aio_stop(p->b[i].aio);
+		if (p->b[i].timer_init)
+			uv_close((uv_handle_t *)&p->b[i].timer, NULL);
+	}
+	if (p->inbox_init) {
+		gw_inbox_drain(&p->inbox); /* frees the answers that came */
+		gw_inbox_close(&p->inbox, NULL);
+	}
+}
+
+void gw_broker_poll_free(struct gw_broker_poll *p)
+{
+	if (p == NULL)
+		return;
+	for (unsigned i = 0; i < p->n; i++) {
+		struct poll_broker *b = &p->b[i];
+		if (b->aio != NULL)
+			nng_aio_stop(b->aio);
+		if (b->opened)
+			nng_close(b->sock);
+		if (b->aio != NULL)
+			nng_aio_free(b->aio);
+		if (b->reply != NULL) /* an answer queued after the drain (none when stopped first) */
+			nng_msg_free(b->reply);
+	}
+	if (p->inbox_init)
+		pthread_mutex_destroy(&p->inbox.mtx);
+	free(p);
 }

@@ -1,13 +1,16 @@
 /*
- * broker_stats.h - the broker's storage figures on the gateway's /metrics.
+ * broker_stats.h - the brokers' storage figures on the gateway's /metrics.
  *
  * The broker serves no HTTP; its figures reach Prometheus through the
- * gateways. The first loop of a gateway asks the broker api for its stats
- * (the op `roomcast stats` uses) every --broker-stats-ms and keeps the last
- * answer in a gw_broker_stats that every loop's /metrics reads: the history's
+ * gateways. The first loop of a gateway asks each --broker-api address on
+ * its own (a REQ socket per address, not the shared api socket, which
+ * would take whichever broker nng picks) for its stats (the op `roomcast
+ * stats` uses) every --broker-stats-ms and keeps each broker's last answer
+ * in a gw_broker_stats that every loop's /metrics reads: the history's
  * size, the store's bytes, segments, oldest gseq, fsyncs and their seconds,
- * errors and recovery time, the store kind, and how old the answer is.
- * Nothing is shown before the broker first answered.
+ * errors and recovery time, the store kind, and how old the answer is,
+ * every line labelled broker="<index of the address in the list>".
+ * Nothing is shown of a broker before it first answered.
  */
 #ifndef GW_BROKER_STATS_H
 #define GW_BROKER_STATS_H
@@ -19,7 +22,8 @@
 
 #include "buf.h"
 
-struct gw_api;
+/* Brokers a gw_broker_stats keeps answers of (GW_BROKERS_MAX: the --broker-api list's longest). */
+#define GW_BROKER_STATS_MAX 8
 
 /* What /metrics shows of one stats answer. */
 struct gw_broker_figures {
@@ -44,34 +48,49 @@ struct gw_broker_figures {
  */
 int gw_broker_figures_parse(const char *reply, size_t len, struct gw_broker_figures *f);
 
-/* The last answer, shared by a gateway's loops. Any thread. */
+/* Each broker's last answer, shared by a gateway's loops. Any thread. */
 struct gw_broker_stats;
 
 int gw_broker_stats_new(struct gw_broker_stats **out);
 void gw_broker_stats_free(struct gw_broker_stats *bs); /* NULL ok */
 
-/* Keeps f as the last answer, received at now_ns (uv_hrtime's clock). */
-void gw_broker_stats_put(struct gw_broker_stats *bs, const struct gw_broker_figures *f, uint64_t now_ns);
+/*
+ * Keeps f as broker's last answer (broker: its index in the --broker-api
+ * list, below GW_BROKER_STATS_MAX; else ignored), received at now_ns
+ * (uv_hrtime's clock).
+ */
+void gw_broker_stats_put(struct gw_broker_stats *bs, unsigned broker, const struct gw_broker_figures *f,
+			 uint64_t now_ns);
 
 /*
- * Appends the roomcast_broker_* metrics of the last answer, with its age at
- * now_ns, to out; nothing when there was none yet or bs is NULL.
+ * Appends the roomcast_broker_* metrics of every broker's last answer, with
+ * its age at now_ns, to out: each metric described once, then a sample per
+ * broker that has it, labelled broker="<index>" (first); nothing of a
+ * broker that never answered, nothing at all when bs is NULL.
  */
 void gw_broker_stats_render(struct gw_broker_stats *bs, uint64_t now_ns, struct rc_buf *out);
 
 /*
- * Asks the broker over api for its stats: the first time soon after the
- * start, then every interval_ms; after a failure (no answer, not
- * connected) again within a second. Loop thread. Returns 0 or RC_ENOMEM.
+ * Asks each broker of urls (the --broker-api value: one address or a
+ * comma-separated list) for its stats on a REQ socket of its own, with nng
+ * aio (nothing blocks the loop): the first time soon after the start, then
+ * every interval_ms; after a failure (no answer in 2 s, not connected)
+ * again within a second. Each broker's answer is kept under its index in
+ * the list. Loop thread. Returns 0, RC_EINVAL (a bad list or address),
+ * RC_EIO or RC_ENOMEM.
  */
 struct gw_broker_poll;
-int gw_broker_poll_start(uv_loop_t *loop, struct gw_api *api, struct gw_broker_stats *bs, int64_t interval_ms,
+int gw_broker_poll_start(uv_loop_t *loop, const char *urls, struct gw_broker_stats *bs, int64_t interval_ms,
 			 struct gw_broker_poll **out);
 
-/*
- * Loop thread, after gw_api_stop (which has called back any request in
- * flight): stops asking; p is freed once its timer has closed. NULL ok.
- */
+/* Loop thread: stops asking (questions in flight are dropped) and closes the loop's handles. NULL ok. */
 void gw_broker_poll_stop(struct gw_broker_poll *p);
+
+/*
+ * After the loop has ended (gw_broker_poll_stop first), any thread: closes
+ * the sockets and frees p. NULL ok. nng 1.5.2's nng_close can block for
+ * ever (main.c calls this with a deadline, as gw_api_free).
+ */
+void gw_broker_poll_free(struct gw_broker_poll *p);
 
 #endif

@@ -98,7 +98,7 @@ struct gw {
 	struct gw_publisher *publisher;
 	struct gw_sender *sender; /* batched writes through io_uring; NULL: write(2) */
 	struct gw_auth *auth;     /* --auth jwt|url: the expiry heap and revocations (auth.h); NULL: none */
-	struct gw_broker_stats *broker_stats; /* the broker's last stats answer, shared by the loops; NULL: none */
+	struct gw_broker_stats *broker_stats; /* each broker's last stats answer, shared by the loops; NULL: none */
 	struct gw_broker_poll *broker_poll;   /* the first loop's questions for it (--broker-stats-ms) */
 	struct gw_authurl *authurl; /* --auth url: the checks in flight and the cache (auth_url.h); NULL: none */
 

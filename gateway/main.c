@@ -83,7 +83,6 @@ static void gw_stop(struct gw *gw)
 	gw_publisher_fini(gw);
 	gw_api_stop(gw->api);
 	gw_broker_poll_stop(gw->broker_poll);
-	gw->broker_poll = NULL;
 	gw_authurl_loop_stop(gw); /* after the connections: the checks' requests have no client left */
 	gw_auth_loop_stop(gw);
 	gw_timer_close(&gw->timer);
@@ -104,6 +103,7 @@ static void gw_close_nng(void *arg)
 
 	gw_bus_free(gw->bus);
 	gw_api_free(gw->api);
+	gw_broker_poll_free(gw->broker_poll);
 }
 
 static void gw_signal_cb(uv_signal_t *h, int signum)
@@ -235,9 +235,10 @@ static bool gw_setup(struct gw_worker *w)
 		return false;
 	if (gw_auth_loop_start(gw) != RC_OK || gw_authurl_loop_start(gw) != RC_OK || gw_loop_bus_start(gw) != RC_OK)
 		return false;
-	/* one loop asks for the broker's figures; every loop's /metrics shows them */
+	/* one loop asks each broker for its figures; every loop's /metrics shows them */
 	if (gw->worker == 0 && gw->broker_stats != NULL &&
-	    gw_broker_poll_start(gw->loop, gw->api, gw->broker_stats, o->broker_stats_ms, &gw->broker_poll) != RC_OK)
+	    gw_broker_poll_start(gw->loop, o->broker_api, gw->broker_stats, o->broker_stats_ms, &gw->broker_poll) !=
+		    RC_OK)
 		return false;
 	/* libuv hands a signal to the handles of every loop */
 	uv_signal_init(gw->loop, &gw->sigterm);

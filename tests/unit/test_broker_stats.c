@@ -2,8 +2,10 @@
  * test_broker_stats.c - the broker's storage figures on a gateway's /metrics
  * (gateway/broker_stats.c): a stats answer of the broker read into figures,
  * rendered as Prometheus text with proper names, types and units (seconds),
- * the store kind as an info metric, the age of the answer; nothing before
- * the broker ever answered, and an answer that is not one changes nothing.
+ * the store kind as an info metric, the age of the answer, every sample
+ * labelled with its broker's index in the --broker-api list; nothing of a
+ * broker before it ever answered, and an answer that is not one changes
+ * nothing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -150,42 +152,54 @@ static void test_file_store_figures(void **state)
 	(void)state;
 	assert_int_equal(gw_broker_figures_parse(file_answer, sizeof(file_answer) - 1, &f), RC_OK);
 	assert_int_equal(gw_broker_stats_new(&bs), RC_OK);
-	gw_broker_stats_put(bs, &f, 10 * SEC);
+	gw_broker_stats_put(bs, 0, &f, 10 * SEC);
 	text = render_at(bs, 10 * SEC + SEC / 4);
 	assert_exposition(text);
-	assert_has(text, "# TYPE roomcast_broker_stats_age_seconds gauge\nroomcast_broker_stats_age_seconds 0.250\n");
-	assert_has(text, "\nroomcast_broker_store_info{store=\"file\",fsync=\"always\",epoch=\"6f1c2a9e\"} 1\n");
-	assert_has(text, "# TYPE roomcast_broker_last_gseq gauge\nroomcast_broker_last_gseq 1043\n");
-	assert_has(text, "# TYPE roomcast_broker_history_events gauge\nroomcast_broker_history_events 1000\n");
-	assert_has(text, "# TYPE roomcast_broker_history_bytes gauge\nroomcast_broker_history_bytes 98765\n");
-	assert_has(text, "# TYPE roomcast_broker_store_bytes gauge\nroomcast_broker_store_bytes 123456\n");
-	assert_has(text, "# TYPE roomcast_broker_store_segments gauge\nroomcast_broker_store_segments 3\n");
-	assert_has(text, "# TYPE roomcast_broker_store_oldest_gseq gauge\nroomcast_broker_store_oldest_gseq 17\n");
-	assert_has(text, "# TYPE roomcast_broker_store_fsyncs_total counter\nroomcast_broker_store_fsyncs_total 40\n");
+	assert_has(text, "# TYPE roomcast_broker_stats_age_seconds "
+			 "gauge\nroomcast_broker_stats_age_seconds{broker=\"0\"} 0.250\n");
+	assert_has(text,
+		   "\nroomcast_broker_store_info{broker=\"0\",store=\"file\",fsync=\"always\",epoch=\"6f1c2a9e\"} 1\n");
+	assert_has(text, "# TYPE roomcast_broker_last_gseq gauge\nroomcast_broker_last_gseq{broker=\"0\"} 1043\n");
+	assert_has(text,
+		   "# TYPE roomcast_broker_history_events gauge\nroomcast_broker_history_events{broker=\"0\"} 1000\n");
+	assert_has(text,
+		   "# TYPE roomcast_broker_history_bytes gauge\nroomcast_broker_history_bytes{broker=\"0\"} 98765\n");
+	assert_has(text,
+		   "# TYPE roomcast_broker_store_bytes gauge\nroomcast_broker_store_bytes{broker=\"0\"} 123456\n");
+	assert_has(text,
+		   "# TYPE roomcast_broker_store_segments gauge\nroomcast_broker_store_segments{broker=\"0\"} 3\n");
+	assert_has(
+		text,
+		"# TYPE roomcast_broker_store_oldest_gseq gauge\nroomcast_broker_store_oldest_gseq{broker=\"0\"} 17\n");
+	assert_has(text, "# TYPE roomcast_broker_store_fsyncs_total "
+			 "counter\nroomcast_broker_store_fsyncs_total{broker=\"0\"} 40\n");
 	assert_has(text, "# TYPE roomcast_broker_store_fsync_seconds_total counter\n"
-			 "roomcast_broker_store_fsync_seconds_total 0.012345\n");
+			 "roomcast_broker_store_fsync_seconds_total{broker=\"0\"} 0.012345\n");
 	assert_has(text, "# TYPE roomcast_broker_store_fsync_max_seconds gauge\n"
-			 "roomcast_broker_store_fsync_max_seconds 0.001500\n");
+			 "roomcast_broker_store_fsync_max_seconds{broker=\"0\"} 0.001500\n");
 	assert_has(text, "# TYPE roomcast_broker_store_fsync_last_seconds gauge\n"
-			 "roomcast_broker_store_fsync_last_seconds 0.000250\n");
+			 "roomcast_broker_store_fsync_last_seconds{broker=\"0\"} 0.000250\n");
 	assert_has(text, "# TYPE roomcast_broker_store_write_errors_total counter\n"
-			 "roomcast_broker_store_write_errors_total 2\n");
+			 "roomcast_broker_store_write_errors_total{broker=\"0\"} 2\n");
 	assert_has(text, "# TYPE roomcast_broker_store_fsync_errors_total counter\n"
-			 "roomcast_broker_store_fsync_errors_total 1\n");
+			 "roomcast_broker_store_fsync_errors_total{broker=\"0\"} 1\n");
 	assert_has(text, "# TYPE roomcast_broker_store_recovery_seconds gauge\n"
-			 "roomcast_broker_store_recovery_seconds 0.0125\n");
-	assert_has(text, "# TYPE roomcast_broker_ack_memory_entries gauge\nroomcast_broker_ack_memory_entries 7\n");
-	assert_has(text, "# TYPE roomcast_broker_ack_memory_bytes gauge\nroomcast_broker_ack_memory_bytes 420\n");
-	assert_has(text, "\nroomcast_broker_ack_memory_limit_bytes 4194304\n");
+			 "roomcast_broker_store_recovery_seconds{broker=\"0\"} 0.0125\n");
+	assert_has(text, "# TYPE roomcast_broker_ack_memory_entries "
+			 "gauge\nroomcast_broker_ack_memory_entries{broker=\"0\"} 7\n");
+	assert_has(
+		text,
+		"# TYPE roomcast_broker_ack_memory_bytes gauge\nroomcast_broker_ack_memory_bytes{broker=\"0\"} 420\n");
+	assert_has(text, "\nroomcast_broker_ack_memory_limit_bytes{broker=\"0\"} 4194304\n");
 	assert_has(text, "# TYPE roomcast_broker_ack_memory_forgotten_total counter\n"
-			 "roomcast_broker_ack_memory_forgotten_total 1\n");
-	assert_has(text, "\nroomcast_broker_ack_memory_hits_total 2\n");
-	assert_has(text, "\nroomcast_broker_ack_memory_misses_total 3\n");
+			 "roomcast_broker_ack_memory_forgotten_total{broker=\"0\"} 1\n");
+	assert_has(text, "\nroomcast_broker_ack_memory_hits_total{broker=\"0\"} 2\n");
+	assert_has(text, "\nroomcast_broker_ack_memory_misses_total{broker=\"0\"} 3\n");
 	free(text);
 
 	/* the answer gets older while no new one comes */
 	text = render_at(bs, 75 * SEC);
-	assert_has(text, "\nroomcast_broker_stats_age_seconds 65.000\n");
+	assert_has(text, "\nroomcast_broker_stats_age_seconds{broker=\"0\"} 65.000\n");
 	free(text);
 	gw_broker_stats_free(bs);
 }
@@ -199,12 +213,12 @@ static void test_memory_store_has_no_storage_figures(void **state)
 	(void)state;
 	assert_int_equal(gw_broker_figures_parse(memory_answer, sizeof(memory_answer) - 1, &f), RC_OK);
 	assert_int_equal(gw_broker_stats_new(&bs), RC_OK);
-	gw_broker_stats_put(bs, &f, SEC);
+	gw_broker_stats_put(bs, 0, &f, SEC);
 	text = render_at(bs, SEC);
 	assert_exposition(text);
-	assert_has(text, "\nroomcast_broker_stats_age_seconds 0.000\n");
-	assert_has(text, "\nroomcast_broker_store_info{store=\"memory\",epoch=\"0000beef\"} 1\n");
-	assert_has(text, "\nroomcast_broker_history_events 0\n");
+	assert_has(text, "\nroomcast_broker_stats_age_seconds{broker=\"0\"} 0.000\n");
+	assert_has(text, "\nroomcast_broker_store_info{broker=\"0\",store=\"memory\",epoch=\"0000beef\"} 1\n");
+	assert_has(text, "\nroomcast_broker_history_events{broker=\"0\"} 0\n");
 	assert_null(strstr(text, "roomcast_broker_store_bytes"));
 	assert_null(strstr(text, "roomcast_broker_store_fsync"));
 	assert_null(strstr(text, "roomcast_broker_store_recovery_seconds"));
@@ -213,10 +227,10 @@ static void test_memory_store_has_no_storage_figures(void **state)
 
 	/* the broker restarted with --data-dir: the next answer replaces the whole picture */
 	assert_int_equal(gw_broker_figures_parse(file_answer, sizeof(file_answer) - 1, &f), RC_OK);
-	gw_broker_stats_put(bs, &f, 2 * SEC);
+	gw_broker_stats_put(bs, 0, &f, 2 * SEC);
 	text = render_at(bs, 2 * SEC);
 	assert_null(strstr(text, "store=\"memory\""));
-	assert_has(text, "\nroomcast_broker_store_bytes 123456\n");
+	assert_has(text, "\nroomcast_broker_store_bytes{broker=\"0\"} 123456\n");
 	free(text);
 	gw_broker_stats_free(bs);
 }
@@ -230,20 +244,74 @@ static void test_nats_store_figures(void **state)
 	(void)state;
 	assert_int_equal(gw_broker_figures_parse(nats_answer, sizeof(nats_answer) - 1, &f), RC_OK);
 	assert_int_equal(gw_broker_stats_new(&bs), RC_OK);
-	gw_broker_stats_put(bs, &f, SEC);
+	gw_broker_stats_put(bs, 0, &f, SEC);
 	text = render_at(bs, SEC);
 	assert_exposition(text);
-	assert_has(text, "\nroomcast_broker_store_info{store=\"nats\",replicas=\"3\",epoch=\"5a5a0001\"} 1\n");
-	assert_has(text, "\nroomcast_broker_nats_connected 1\n");
-	assert_has(text, "\nroomcast_broker_nats_disconnects_total 2\n");
-	assert_has(text, "\nroomcast_broker_nats_reconnects_total 2\n");
-	assert_has(text, "\nroomcast_broker_nats_fence_retries_total 5\n");
-	assert_has(text, "\nroomcast_broker_nats_publish_failed_total 4\n");
-	assert_has(text, "\nroomcast_broker_nats_publish_unknown_total 6\n");
-	assert_has(text, "\nroomcast_broker_nats_followed_gseq 77\n");
-	assert_has(text, "\nroomcast_broker_nats_resends_total 3\n");
+	assert_has(text,
+		   "\nroomcast_broker_store_info{broker=\"0\",store=\"nats\",replicas=\"3\",epoch=\"5a5a0001\"} 1\n");
+	assert_has(text, "\nroomcast_broker_nats_connected{broker=\"0\"} 1\n");
+	assert_has(text, "\nroomcast_broker_nats_disconnects_total{broker=\"0\"} 2\n");
+	assert_has(text, "\nroomcast_broker_nats_reconnects_total{broker=\"0\"} 2\n");
+	assert_has(text, "\nroomcast_broker_nats_fence_retries_total{broker=\"0\"} 5\n");
+	assert_has(text, "\nroomcast_broker_nats_publish_failed_total{broker=\"0\"} 4\n");
+	assert_has(text, "\nroomcast_broker_nats_publish_unknown_total{broker=\"0\"} 6\n");
+	assert_has(text, "\nroomcast_broker_nats_followed_gseq{broker=\"0\"} 77\n");
+	assert_has(text, "\nroomcast_broker_nats_resends_total{broker=\"0\"} 3\n");
 	assert_null(strstr(text, "store=\"memory\""));
 	assert_null(strstr(text, "roomcast_broker_store_bytes"));
+	free(text);
+	gw_broker_stats_free(bs);
+}
+
+/*
+ * Several --broker-api addresses: each broker's answer under its index, in
+ * one family per metric (described once, a sample per broker that has the
+ * figure), each with its own age; an index that never answered shows nothing.
+ */
+static void test_each_broker_under_its_index(void **state)
+{
+	struct gw_broker_stats *bs;
+	struct gw_broker_figures file, nats;
+	const char *a, *b;
+	char *text;
+
+	(void)state;
+	assert_int_equal(gw_broker_figures_parse(file_answer, sizeof(file_answer) - 1, &file), RC_OK);
+	assert_int_equal(gw_broker_figures_parse(nats_answer, sizeof(nats_answer) - 1, &nats), RC_OK);
+	assert_int_equal(gw_broker_stats_new(&bs), RC_OK);
+	gw_broker_stats_put(bs, 2, &nats, 5 * SEC);
+	gw_broker_stats_put(bs, 0, &file, 9 * SEC);
+	gw_broker_stats_put(bs, GW_BROKER_STATS_MAX, &nats, 9 * SEC); /* not an index of the list: ignored */
+	text = render_at(bs, 10 * SEC);
+	assert_exposition(text);
+	assert_has(text, "# TYPE roomcast_broker_stats_age_seconds gauge\n"
+			 "roomcast_broker_stats_age_seconds{broker=\"0\"} 1.000\n"
+			 "roomcast_broker_stats_age_seconds{broker=\"2\"} 5.000\n");
+	assert_has(text,
+		   "# TYPE roomcast_broker_store_info gauge\n"
+		   "roomcast_broker_store_info{broker=\"0\",store=\"file\",fsync=\"always\",epoch=\"6f1c2a9e\"} 1\n"
+		   "roomcast_broker_store_info{broker=\"2\",store=\"nats\",replicas=\"3\",epoch=\"5a5a0001\"} 1\n");
+	assert_has(text, "# TYPE roomcast_broker_last_gseq gauge\n"
+			 "roomcast_broker_last_gseq{broker=\"0\"} 1043\n"
+			 "roomcast_broker_last_gseq{broker=\"2\"} 77\n");
+	/* a figure one broker has and the other not: that broker's sample only */
+	assert_has(text, "# TYPE roomcast_broker_nats_followed_gseq gauge\n"
+			 "roomcast_broker_nats_followed_gseq{broker=\"2\"} 77\n#");
+	assert_has(text,
+		   "# TYPE roomcast_broker_store_bytes gauge\nroomcast_broker_store_bytes{broker=\"0\"} 123456\n#");
+	assert_has(text, "# TYPE roomcast_broker_ack_memory_entries gauge\n"
+			 "roomcast_broker_ack_memory_entries{broker=\"0\"} 7\n#");
+	assert_null(strstr(text, "broker=\"1\""));
+	assert_null(strstr(text, "broker=\"8\""));
+	free(text);
+
+	/* broker 2 answers again, broker 0 does not: only broker 0's age grows */
+	gw_broker_stats_put(bs, 2, &nats, 20 * SEC);
+	text = render_at(bs, 20 * SEC);
+	a = strstr(text, "roomcast_broker_stats_age_seconds{broker=\"0\"} 11.000\n");
+	b = strstr(text, "roomcast_broker_stats_age_seconds{broker=\"2\"} 0.000\n");
+	assert_non_null(a);
+	assert_non_null(b);
 	free(text);
 	gw_broker_stats_free(bs);
 }
@@ -287,6 +355,7 @@ int main(void)
 		cmocka_unit_test(test_file_store_figures),
 		cmocka_unit_test(test_memory_store_has_no_storage_figures),
 		cmocka_unit_test(test_nats_store_figures),
+		cmocka_unit_test(test_each_broker_under_its_index),
 		cmocka_unit_test(test_what_is_not_an_answer_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

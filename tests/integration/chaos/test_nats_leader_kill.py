@@ -6,7 +6,8 @@ Before the load, the leader is moved (STREAM.LEADER.STEPDOWN, a few times
 at most) until a broker is connected to the node that leads, so that the
 kill also breaks a broker's NATS connection: that broker reconnects to
 another node (its own stats: disconnects and reconnects +1, relayed on the
-gateways' /metrics as roomcast_broker_nats_{disconnects,reconnects}_total).
+gateways' /metrics as roomcast_broker_nats_{disconnects,reconnects}_total
+with its broker="<index>" label).
 Publishes to the stream stall until the two nodes left elect a leader
 (nats-server 2.9.10: 4-8 s, docs/ARCHITECTURE.md "Test bed"); POSTs meanwhile
 are answered 503 storage_unavailable or 504 publish_outcome_unknown and are
@@ -78,12 +79,17 @@ class NatsLeaderKillTest(Chaos):
             self.assertGreater(after[b.name]["disconnects"], before[b.name]["disconnects"], b.name)
             self.assertGreater(after[b.name]["reconnects"], before[b.name]["reconnects"], b.name)
             self.assertTrue(after[b.name]["connected"], after[b.name])
-        # and the gateways' /metrics relayed it (figures of whichever broker answered the stats request)
+        # and the gateways' /metrics relayed it, under each moved broker's index in their --broker-api list
         for i, g in enumerate(self.gateways):
-            for m in ("roomcast_broker_nats_disconnects_total", "roomcast_broker_nats_reconnects_total"):
-                seen = self.series(i, m, since=self.marks["killed"])
-                self.assertTrue(seen and max(v for _, v in seen) >= 1,
-                                "%s /metrics never showed %s >= 1 after the kill: %r" % (g.name, m, seen[-5:]))
+            for b in moved:
+                k = self.brokers.index(b)
+                for m, f in (("roomcast_broker_nats_disconnects_total", "disconnects"),
+                             ("roomcast_broker_nats_reconnects_total", "reconnects")):
+                    name = '%s{broker="%d"}' % (m, k)
+                    seen = self.series(i, name, since=self.marks["killed"])
+                    self.assertTrue(seen and max(v for _, v in seen) > before[b.name][f],
+                                    "%s /metrics never showed %s > %d after the kill: %r" % (
+                                        g.name, name, before[b.name][f], seen[-5:]))
         report("nats-leader-kill", old=leader, new=got["new"],
                election_s="%.1f" % (self.marks["elected"] - self.marks["killed"]), down_s=DOWN,
                catchup_s="%.1f" % catchup, brokers_moved=",".join(b.name for b in moved),

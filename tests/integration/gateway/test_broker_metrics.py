@@ -18,8 +18,21 @@ STATS_MS = "100"
 
 
 def broker_lines(port):
-    """The roomcast_broker_* samples of /metrics."""
-    return {k: v for k, v in harness.get_metrics(port).items() if k.startswith("roomcast_broker_")}
+    """
+    The roomcast_broker_* samples of /metrics, of the one broker (--broker-api
+    with one address: broker="0", the label every sample starts with),
+    named without that label.
+    """
+    out = {}
+    for k, v in harness.get_metrics(port).items():
+        if not k.startswith("roomcast_broker_"):
+            continue
+        name, brace, labels = k.partition("{")
+        first, _, rest = labels[:-1].partition(",")
+        if not brace or first != 'broker="0"':
+            raise AssertionError("a roomcast_broker_* sample without broker=\"0\" first: %s" % k)
+        out[name + ("{%s}" % rest if rest else "")] = v
+    return out
 
 
 def info_of(m):

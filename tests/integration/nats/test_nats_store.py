@@ -191,6 +191,51 @@ class NatsStoreTest(nats_util.NatsTest):
         self.assertEqual([e.id for e in got], [first, other, ids[1], last])
         self.assertEqual(self.stats()["nats"]["duplicates"], 3)  # the wait above, the third, the batch
 
+    # -- --max-rooms: the rooms this broker has seen --
+
+    def stats_of(self, b):
+        r = harness.subprocess.run([harness.CLI_BIN, "stats", "--broker-api", b.api], capture_output=True, text=True,
+                                   timeout=scaled(20))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def test_max_rooms_counts_the_rooms_each_broker_has_seen(self):
+        c = self.cluster
+        n = nats_util.start_single(c)
+        self.nats.append(n)
+        b1 = self.start_broker([n.url], "--max-rooms", "2")
+        gw1 = c.start_gateway(broker=b1)
+        for room in ("a", "b"):
+            harness.publish(gw1.port, ev(1, room=room))
+        self.assertJSONError(harness.post_json(gw1.port, ev(2, room="c")), 503, code="too_many_rooms",
+                             message_has="events")
+        # an array that holds one new room is refused whole: nothing of it went into the stream
+        self.assertJSONError(harness.post_json(gw1.port, [ev(3, room="a"), ev(4, room="c")]), 503,
+                             code="too_many_rooms")
+        self.assertEqual(self.stats_of(b1)["gseq"], 2)
+        # the rooms it has, and global events, go on
+        ids = harness.publish(gw1.port, [ev(5, room="a"), ev(6, room="b"), {"type": "g"}])
+        self.assertEqual([gseq_of(i) for i in ids], [3, 4, 5])
+
+        # another broker, with room for more, publishes into two new rooms: the first one reads them from the
+        # stream and counts them; the rooms it has seen stay open to it, a new one is refused
+        b2 = self.start_broker([n.url], "--max-rooms", "10")
+        gw2 = c.start_gateway(broker=b2)
+        harness.publish(gw2.port, [ev(7, room="c"), ev(8, room="d")])
+        harness.wait_until(lambda: self.stats_of(b1)["nats"]["follow_seq"] == 7, scaled(10), "b1 following")
+        self.assertEqual(gseq_of(harness.publish(gw1.port, ev(9, room="d"))), 8)
+        self.assertJSONError(harness.post_json(gw1.port, ev(10, room="e")), 503, code="too_many_rooms")
+
+        # restarted, it counts the rooms of the stream's tail it read back
+        b1.proc.kill()
+        b1 = self.start_broker([n.url], "--max-rooms", "2", old=b1)
+        harness.wait_until(lambda: harness.request(gw1.port, "GET", "/readyz").status == 200, scaled(10),
+                           "gateway ready again")
+        harness.wait_until(lambda: harness.post_json(gw1.port, ev(11, room="a")).status == 201, scaled(10),
+                           "publishing again")
+        self.assertJSONError(harness.post_json(gw1.port, ev(12, room="e")), 503, code="too_many_rooms")
+        self.assertEqual(self.stats_of(b1)["gseq"], 9)
+
     # -- NATS restarted under the broker --
 
     def test_nats_down_answers_503_then_recovers(self):
