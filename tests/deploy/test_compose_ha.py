@@ -273,7 +273,7 @@ def check_failover(stack, leader):
         for a, b in zip(times, times[1:]):
             if b - a > longest:
                 longest, longest_at = b - a, a
-    retries = sum(gateway_metric(stack, g, "roomcast_broker_api_retries_total") for g in gateways)
+    retries = sum(gateway_metric(stack, g, "roomcast_gateway_api_retries_total") for g in gateways)
     since = ", ".join(f"{longest_at - t:+.1f}s from the {what} kill" for what, t in kills.items())
     log(f"check 2 passed: {len(ids)} events acknowledged (answers by phase {pub.answers}), every one on each "
         f"of {STREAMS} streams through lb ({spread}) once, in order, no reset; longest time between two "
