@@ -3,13 +3,21 @@ The gateway's side of the link (--broker-link, docs/PROTOCOL.md "The link"):
 one TCP connection per gateway loop carrying its publishes ('Q' frames,
 answered by 'R' or the bus ACKS block) and every bus message ('B').
 
-Against a fake link broker written here (FakeLink: it sends the hello,
-builds bus frames, answers requests) for what a real broker never does:
-garbage, no hello, an oversize frame, a link that drops and comes back, a
-request never answered. The api (replays, acks) is a real broker's.
+LinkFakeTest: against a fake link broker written here (FakeLink: it sends
+the hello, builds bus frames, answers requests) for what a real broker
+never does: garbage, no hello, an oversize frame, a link that drops and
+comes back, a request never answered. The api (replays, acks) is a real
+broker's.
+
+LinkBrokerTest: against the real broker's --link: streams get what is
+published over the link (answered on the bus, not by api replies), a
+refusal is the broker's, a broker stopped and started again: POSTs 503
+meanwhile, streams go on without a loss (repair by replay).
 """
 
 import json
+import os
+import re
 import socket
 import struct
 import threading
@@ -328,6 +336,106 @@ class LinkFakeTest(GatewayTest):
                 p = harness.subprocess.run(argv, capture_output=True, text=True, timeout=scaled(10))
                 self.assertEqual(p.returncode, 2, p.stderr)
                 self.assertIn(why, p.stderr)
+
+
+LINK_RE = re.compile(r'msg="broker ready" .*\blink=(\S+)')
+
+
+class LinkBrokerTest(GatewayTest):
+    def start_broker(self, *extra, link=None, bus=None, api=None):
+        b = self.cluster.start_broker("--link", link or "tcp://127.0.0.1:0", *extra, bus=bus, api=api)
+        m = LINK_RE.search(b.proc.log())
+        self.assertIsNotNone(m, "no link= in the broker's ready line")
+        b.link = m.group(1)
+        return b
+
+    def gateway(self, b, *extra):
+        return self.cluster.start_gateway("--broker-link", b.link, *extra, broker=b)
+
+    def stats(self):
+        r = self.cluster.cli("stats")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def test_publish_and_stream_over_the_link(self):
+        b = self.start_broker()
+        gw = self.gateway(b)
+        room = self.sse(gw, "/api/v1/events?room_id=a")
+        fire = self.sse(gw, "/api/v1/events")
+        ids = []
+        for i in range(20):
+            r = post_json(gw.port, {"type": "one", "room_id": "a" if i % 2 else "b", "i": i})
+            self.assertEqual(r.status, 201, r)
+            ids.append(r.json()["id"])
+        r = post_json(gw.port, [{"type": "many", "room_id": "a", "i": i} for i in range(50)])
+        self.assertEqual(r.status, 201, r)
+        ids += r.json()["ids"]
+        self.assertEqual([e.id for e in fire.events(70)], ids, "the firehose: everything, in order")
+        self.assertEqual([e.id for e in room.events(60)], ids[1:20:2] + ids[20:], "room a: its own, in order")
+        st = self.stats()["link"]
+        self.assertEqual(st["connections"], 1)
+        self.assertGreaterEqual(st["requests"], 21, "the publishes went over the link")
+        m = get_metrics(gw.port)
+        self.assertEqual(m["roomcast_gateway_link_connected"], 1)
+        self.assertEqual(m['roomcast_gateway_bus_connected{broker="0"}'], 1)
+        self.assertEqual(m.get("roomcast_publish_acks_asked_total", 0), 0, "answered on the bus, never asked")
+
+    def test_refusal_is_the_brokers(self):
+        b = self.start_broker("--max-rooms", "1")
+        gw = self.gateway(b)
+        self.assertEqual(post_json(gw.port, {"type": "x", "room_id": "a"}).status, 201)
+        self.assertJSONError(post_json(gw.port, {"type": "x", "room_id": "b"}), 503, "too_many_rooms")
+        self.assertEqual(post_json(gw.port, {"type": "x", "room_id": "a"}).status, 201, "and the link goes on")
+
+    def test_workers_each_their_link(self):
+        b = self.start_broker()
+        gw = self.gateway(b, "--workers", "2")
+        harness.wait_until(lambda: self.stats()["link"]["connections"] == 2, scaled(5), "two link connections")
+        fire = self.sse(gw, "/api/v1/events")
+        ids = [post_json(gw.port, {"type": "w", "room_id": "r%d" % i}).json()["id"] for i in range(10)]
+        self.assertEqual([e.id for e in fire.events(10)], ids)
+
+    def test_broker_restart_posts_503_streams_lose_nothing(self):
+        data = os.path.join(self.cluster.dir, "data")
+        b = self.start_broker("--data-dir", data)
+        gw = self.gateway(b)
+        room = self.sse(gw, "/api/v1/events?room_id=a")
+        before = [post_json(gw.port, {"type": "before", "room_id": "a", "i": i}).json()["id"] for i in range(5)]
+        self.assertEqual([e.id for e in room.events(5)], before)
+
+        self.assertEqual(b.proc.stop(), 0)
+        harness.wait_until(lambda: request(gw.port, "GET", "/readyz", timeout=2).status == 503, scaled(5),
+                           "not ready without the broker")
+        self.assertJSONError(post_json(gw.port, {"type": "meanwhile", "room_id": "a"}), 503, "broker_unavailable")
+        self.assertEqual(get_metrics(gw.port)["roomcast_gateway_link_connected"], 0)
+
+        # meanwhile the broker, elsewhere (addresses the gateway does not know), publishes: a hole to repair
+        elsewhere = self.start_broker("--data-dir", data)
+        missed = []
+        for i in range(5):
+            r = self.cluster.cli("publish", "--room", "a", "--type", "while.away")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            missed.append(r.stdout.strip())
+        self.assertEqual(elsewhere.proc.stop(), 0)
+        self.assertEqual(get_metrics(gw.port)["roomcast_gateway_link_connects_total"], 1)
+
+        b2 = self.start_broker("--data-dir", data, link=b.link, bus=b.bus, api=b.api)
+        harness.wait_until(lambda: request(gw.port, "GET", "/readyz", timeout=2).status == 200, scaled(10),
+                           "ready once the link is back")
+
+        def post_when_accepted():
+            r = post_json(gw.port, {"type": "after", "room_id": "a"})
+            return r.json()["id"] if r.status == 201 else None
+        after = harness.wait_until(post_when_accepted, scaled(10), "a publish over the new link")
+        got = room.events_until(after, timeout=scaled(15))
+        self.assertEqual([e.id for e in got], missed + [after], "nothing lost, nothing twice, no reset")
+        self.assertEqual(harness.parse_id(after)[0], harness.parse_id(before[0])[0], "the same epoch (file store)")
+        m = get_metrics(gw.port)
+        self.assertEqual(m["roomcast_gateway_link_connects_total"], 2)
+        self.assertGreaterEqual(m["roomcast_gaps_detected_total"], 1)
+        self.assertGreaterEqual(m["roomcast_events_repaired_total"], 5, "the missed events came by replay")
+        self.assertEqual(self.stats()["link"]["connections"], 1)
+        self.assertIsNotNone(b2)
 
 
 if __name__ == "__main__":
