@@ -380,6 +380,27 @@ class LinkBrokerTest(GatewayTest):
         self.assertEqual(m['roomcast_gateway_bus_connected{broker="0"}'], 1)
         self.assertEqual(m.get("roomcast_publish_acks_asked_total", 0), 0, "answered on the bus, never asked")
 
+    def test_large_flushes_of_many_rooms(self):
+        # flushes past --bus-frame-bytes go as a frame per room and an index: over the link the gateway
+        # gets every room's frames and keeps those it serves
+        b = self.start_broker()
+        gw = self.gateway(b)
+        one = self.sse(gw, "/api/v1/events?room_id=r7")
+        fire = self.sse(gw, "/api/v1/events")
+        pad = "x" * 400
+        ids = []
+        for k in range(3):
+            r = post_json(gw.port, [{"type": "big", "room_id": "r%d" % (i % 40), "i": i, "pad": pad}
+                                    for i in range(k * 400, (k + 1) * 400)])
+            self.assertEqual(r.status, 201, r)
+            ids += r.json()["ids"]
+        self.assertEqual([e.id for e in fire.events(1200, timeout=scaled(20))], ids)
+        mine = [ids[i] for i in range(1200) if i % 40 == 7]
+        got = one.events(len(mine), timeout=scaled(20))
+        self.assertEqual([e.id for e in got], mine)
+        self.assertTrue(all(json.loads(e.data)["room_id"] == "r7" for e in got))
+        self.assertEqual(get_metrics(gw.port).get("roomcast_gaps_detected_total", 0), 0)
+
     def test_refusal_is_the_brokers(self):
         b = self.start_broker("--max-rooms", "1")
         gw = self.gateway(b)
