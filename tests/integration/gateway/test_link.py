@@ -401,6 +401,22 @@ class LinkBrokerTest(GatewayTest):
         self.assertTrue(all(json.loads(e.data)["room_id"] == "r7" for e in got))
         self.assertEqual(get_metrics(gw.port).get("roomcast_gaps_detected_total", 0), 0)
 
+    def test_concurrent_publishers_two_loops(self):
+        b = self.start_broker()
+        gw = self.gateway(b, "--workers", "2")
+        harness.wait_until(lambda: self.stats()["link"]["connections"] == 2, scaled(5), "two link connections")
+        fire = [self.sse(gw, "/api/v1/events") for _ in range(2)]
+        room = self.sse(gw, "/api/v1/events?room_id=k1")
+        published = harness.publish_concurrently(
+            gw.port, 6, 30, lambda k, i: [{"type": "c", "room_id": "k%d" % k, "i": i, "j": j} for j in range(3)])
+        ids = [i for i, _ in published]
+        self.assertEqual(len(ids), 540)
+        for f in fire:
+            self.assertEqual([e.id for e in f.events(540, timeout=scaled(20))], ids)
+        mine = [i for i, e in published if e["room_id"] == "k1"]
+        self.assertEqual([e.id for e in room.events(len(mine), timeout=scaled(20))], mine)
+        self.assertGreaterEqual(self.stats()["link"]["requests"], 1)
+
     def test_refusal_is_the_brokers(self):
         b = self.start_broker("--max-rooms", "1")
         gw = self.gateway(b)
