@@ -383,6 +383,12 @@ static void link_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		memmove(l->rbuf, l->rbuf + took, l->rlen - (size_t)took);
 		l->rlen -= (size_t)took;
 	}
+	if (l->rlen == 0 && l->rcap > 16 * LINK_READ_MIN) {
+		/* a large frame's room is not kept */
+		free(l->rbuf);
+		l->rbuf = NULL;
+		l->rcap = 0;
+	}
 }
 
 static void link_connected(uv_connect_t *req, int status)

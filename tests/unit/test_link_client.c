@@ -266,6 +266,40 @@ static void test_bus_frames_and_a_call(void **state)
 	assert_true(gw_link_connected(f->link));
 }
 
+static void peer_wrote(uv_write_t *w, int status)
+{
+	assert_int_equal(status, 0);
+	*(bool *)w->data = true;
+}
+
+/* A bus message far larger than the read buffer comes whole (the buffer grows to it, then shrinks back). */
+static void test_large_bus_frame(void **state)
+{
+	struct fx *f = *state;
+	size_t big = 3u * 1024 * 1024 + 5;
+	uint8_t *buf = malloc(RC_LINK_HDR_SIZE + big);
+	uv_write_t w;
+	uv_buf_t b;
+	bool wrote = false;
+
+	assert_non_null(buf);
+	up(f);
+	rc_link_hdr_put(buf, RC_LINK_KIND_BUS, 0, (uint32_t)big);
+	for (size_t i = 0; i < big; i++)
+		buf[RC_LINK_HDR_SIZE + i] = (uint8_t)(i * 7);
+	b = uv_buf_init((char *)buf, (unsigned)(RC_LINK_HDR_SIZE + big));
+	w.data = &wrote;
+	assert_int_equal(uv_write(&w, (uv_stream_t *)f->peer, &b, 1, peer_wrote), 0);
+	RUN_UNTIL(f, f->nmsgs == 1 && wrote);
+	assert_int_equal(nng_msg_len(f->msgs[0]), big);
+	assert_memory_equal(nng_msg_body(f->msgs[0]), buf + RC_LINK_HDR_SIZE, big);
+	peer_frame(f, RC_LINK_KIND_BUS, 0, "i\0", 2);
+	RUN_UNTIL(f, f->nmsgs == 2);
+	assert_int_equal(nng_msg_len(f->msgs[1]), 2);
+	assert_true(gw_link_connected(f->link));
+	free(buf);
+}
+
 static void test_cancel_runs_the_callback_now(void **state)
 {
 	struct fx *f = *state;
@@ -392,6 +426,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_bus_frames_and_a_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_large_bus_frame, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_runs_the_callback_now, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_first_frame_closes_and_dials_again, setup, teardown),
