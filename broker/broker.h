@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 struct ackmem;
+struct link;
 
 #include "bus.h"
 #include "history.h"
@@ -23,6 +24,7 @@ struct broker {
 	struct store *store; /* NULL: memory only (--store memory) */
 	struct nstore *nats; /* --store nats: publishes go to JetStream, the history follows it */
 	struct ackmem *acks; /* the latest publishes answered on the bus, for the op "acks" (NULL: none) */
+	struct link *link;   /* --link: gateways' publishes and bus over plain TCP (NULL: none) */
 	size_t max_event_bytes;
 	size_t replay_max_bytes; /* what one replay answer's events may take (0: no cap; at least one event) */
 	int max_replays;	 /* replay answers built or being handed over at once (0: no limit) */

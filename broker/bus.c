@@ -86,6 +86,8 @@ int bus_control(struct bus *b, const char *body, size_t len)
 		return RC_ENOMEM;
 	memcpy(nng_msg_body(msg), RC_BUS_TOPIC_CONTROL, RC_BUS_TOPIC_CONTROL_LEN);
 	memcpy((char *)nng_msg_body(msg) + RC_BUS_TOPIC_CONTROL_LEN, body, len);
+	if (b->cfg.tap != NULL)
+		b->cfg.tap(b->cfg.tap_arg, nng_msg_body(msg), nng_msg_len(msg));
 	if (nng_sendmsg(b->sock, msg, 0) != 0) {
 		nng_msg_free(msg);
 		b->send_errors++;
@@ -98,6 +100,8 @@ static int bus_send_msg(struct bus *b, nng_msg *msg, size_t events)
 {
 	size_t len = nng_msg_len(msg);
 
+	if (b->cfg.tap != NULL)
+		b->cfg.tap(b->cfg.tap_arg, nng_msg_body(msg), len);
 	/* pub0 never blocks: a subscriber whose queue is full loses the message */
 	if (nng_sendmsg(b->sock, msg, 0) != 0) {
 		nng_msg_free(msg);
@@ -404,17 +408,20 @@ static void *bus_thread(void *arg)
 	return NULL;
 }
 
-/* nng thread: a gateway connected. A tick now tells it the epoch and the last gseq at once. */
-static void bus_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+void bus_tick_soon(struct bus *b)
 {
-	struct bus *b = arg;
-
-	(void)p;
-	(void)ev;
 	pthread_mutex_lock(&b->mtx);
 	b->tick_now = true;
 	pthread_mutex_unlock(&b->mtx);
 	pthread_cond_signal(&b->cv);
+}
+
+/* nng thread: a gateway connected. A tick now tells it the epoch and the last gseq at once. */
+static void bus_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)p;
+	(void)ev;
+	bus_tick_soon(arg);
 }
 
 size_t bus_max_message_bytes(const struct bus_config *cfg)

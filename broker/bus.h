@@ -32,6 +32,12 @@ struct bus_config {
 	int tick_ms;
 	int sendbuf;            /* nng PUB per-pipe queue length (messages, at most 8192: nng's own limit) */
 	size_t buffer_bytes;    /* what the queues may hold in all (0: no bound but sendbuf) */
+	/*
+	 * Called with every message's bytes just before nng gets it, from the
+	 * thread sending it, in nng's order (NULL: none): the link (link.h).
+	 */
+	void (*tap)(void *arg, const void *data, size_t len);
+	void *tap_arg;
 };
 
 /*
@@ -86,6 +92,9 @@ void bus_stats(struct bus *b, struct bus_stats *st);
  * Any thread (nng's send is). Returns 0, RC_ENOMEM or RC_EIO.
  */
 int bus_control(struct bus *b, const char *body, size_t len);
+
+/* A subscriber other than nng's connected: a tick soon tells it the epoch and the last gseq. Any thread. */
+void bus_tick_soon(struct bus *b);
 
 /* Sends what is queued, stops the thread, closes the socket and frees b. NULL ok. */
 void bus_stop(struct bus *b);

@@ -1,8 +1,9 @@
 /*
  * roomcast-broker: orders every event, keeps the history, publishes on the bus.
  *
- * Threads: main (signals), the bus sender (bus.c), and nng's task threads that
- * run the api workers (api.c). See docs/ARCHITECTURE.md.
+ * Threads: main (signals), the bus sender (bus.c), the link thread (link.c,
+ * with --link), and nng's task threads that run the api workers (api.c). See
+ * docs/ARCHITECTURE.md.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -26,6 +27,7 @@
 #include "event.h"
 #include "history.h"
 #include "id.h"
+#include "link.h"
 #include "log.h"
 #include "natsmap.h"
 #include "nstore.h"
@@ -33,7 +35,8 @@
 #include "store.h"
 
 struct broker_options {
-	const char *bus, *api;
+	const char *bus, *api, *link;
+	int64_t link_buffer_bytes, link_max_conns;
 	int64_t history_events, history_bytes, max_event_bytes, max_rooms;
 	int64_t replay_max_bytes, max_replays, replay_wait_ms;
 	int64_t api_workers, api_max_bytes, bus_sendbuf, bus_buffer_bytes, bus_frame_bytes, bus_whole_bytes,
@@ -121,6 +124,8 @@ int main(int argc, char **argv)
 	struct broker_options o = {
 		.bus = "tcp://127.0.0.1:7410",
 		.api = "tcp://127.0.0.1:7411",
+		.link_buffer_bytes = 64 * 1024 * 1024,
+		.link_max_conns = 1024,
 		.history_events = 100000,
 		.history_bytes = 256 * 1024 * 1024,
 		.max_event_bytes = RC_MAX_EVENT_BYTES_DEFAULT,
@@ -153,6 +158,14 @@ int main(int argc, char **argv)
 		{ "bus", RC_OPT_STR, &o.bus, 0, 0, "nng address the event bus (PUB) listens on" },
 		{ "api", RC_OPT_STR, &o.api, 0, 0,
 		  "nng address the api (REP: publish, replay, stats, ping) listens on" },
+		{ "link", RC_OPT_STR, &o.link, 0, 0,
+		  "tcp://host:port gateways connect to with --broker-link: their publishes and the bus over plain "
+		  "TCP, without nng (default: none; not with --store nats or --fsync always)" },
+		{ "link-buffer-bytes", RC_OPT_SIZE, &o.link_buffer_bytes, 65536, INT64_MAX,
+		  "what a link connection's output buffer may hold; beyond, bus messages are dropped for it (the "
+		  "gateway repairs by replay) and its requests wait" },
+		{ "link-max-conns", RC_OPT_INT, &o.link_max_conns, 1, 1000000,
+		  "link connections at once; one more is accepted and closed at once" },
 		{ "history-events", RC_OPT_INT, &o.history_events, 1, 100000000, "events kept in memory for replay" },
 		{ "history-bytes", RC_OPT_SIZE, &o.history_bytes, 4096, INT64_MAX, "bytes of events kept for replay" },
 		{ "max-rooms", RC_OPT_INT, &o.max_rooms, 1, INT64_MAX,
@@ -231,6 +244,7 @@ int main(int argc, char **argv)
 	struct broker br = { 0 };
 	struct bus *bus = NULL;
 	struct api *api = NULL;
+	struct link *link = NULL;
 	sigset_t sigs;
 	int sig = 0, rc = 1;
 	char epoch[RC_ID_MAX];
@@ -294,6 +308,16 @@ int main(int argc, char **argv)
 			"roomcast-broker: --idempotency-window must be a duration like 2m, 90s, 1h or 0, not '%s'\n",
 			o.idempotency_window);
 		return 2;
+	}
+	if (o.link != NULL && *o.link != '\0' && strcmp(o.store, "nats") == 0) {
+		fprintf(stderr, "roomcast-broker: --link cannot go with --store nats: a publish waits for JetStream, "
+				"and the link thread must never wait\n");
+		return 1;
+	}
+	if (o.link != NULL && *o.link != '\0' && strcmp(o.store, "file") == 0 && sc.fsync == STORE_FSYNC_ALWAYS) {
+		fprintf(stderr, "roomcast-broker: --link cannot go with --fsync always: a publish waits for the "
+				"fdatasync, and the link thread must never wait\n");
+		return 1;
 	}
 	signal(SIGXFSZ,
 	       SIG_IGN); /* a file-size limit: the write fails with EFBIG, the publish with storage_unavailable */
@@ -365,6 +389,18 @@ int main(int argc, char **argv)
 		.sendbuf = (int)o.bus_sendbuf,
 		.buffer_bytes = (size_t)o.bus_buffer_bytes,
 	};
+	if (o.link != NULL && *o.link != '\0') {
+		struct link_config lc = {
+			.url = o.link,
+			.max_request_bytes = (size_t)o.api_max_bytes,
+			.buffer_bytes = (size_t)o.link_buffer_bytes,
+			.max_conns = (int)o.link_max_conns,
+		};
+		if (link_open(&lc, &link) != RC_OK)
+			goto out;
+		bc.tap = link_bus_send;
+		bc.tap_arg = link;
+	}
 	if (bus_start(&bc, &bus) != RC_OK)
 		goto out;
 	br.bus = bus;
@@ -379,12 +415,16 @@ int main(int argc, char **argv)
 	br.acks = ackmem_new((size_t)o.ack_memory_bytes);
 	if (br.acks == NULL || api_start(&ac, &br, &api) != RC_OK)
 		goto out;
+	br.link = link;
+	if (link != NULL && link_start(link, &br) != RC_OK)
+		goto out;
 
 	rc_epoch_format(epoch, history_epoch(br.hist));
 	rc_log_info("broker ready",
-		    "epoch=%s bus=%s api=%s history_events=%" PRId64 " history_bytes=%" PRId64
+		    "epoch=%s bus=%s api=%s%s%s history_events=%" PRId64 " history_bytes=%" PRId64
 		    " bus_queue=%d bus_message_max=%zu store=%s",
-		    epoch, bus_url(bus), api_url(api), o.history_events, o.history_bytes, bus_queue_len(&bc),
+		    epoch, bus_url(bus), api_url(api), link != NULL ? " link=" : "", link != NULL ? link_url(link) : "",
+		    o.history_events, o.history_bytes, bus_queue_len(&bc),
 		    bus_max_message_bytes(&bc), o.store);
 	for (;;) {
 		struct timespec tick = { 1, 0 };
@@ -407,8 +447,10 @@ int main(int argc, char **argv)
 out:
 	/* no new publishes: stop the api, then flush and close the bus */
 	api_stop(api);
+	link_quiesce(link);    /* no more requests; the final flush below still goes to the link */
 	nstore_close(br.nats); /* the follower stops feeding the bus */
 	bus_stop(bus);
+	link_free(link);
 	history_free(br.hist);
 	store_close(br.store);
 	ackmem_free(br.acks);

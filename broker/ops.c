@@ -14,6 +14,7 @@
 #include "frame.h"
 #include "id.h"
 #include "json.h"
+#include "link.h"
 
 static void reply_error(struct broker *br, struct rc_buf *reply, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -584,6 +585,15 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 			      ns.connected ? "true" : "false", ns.replicas, ns.disconnects, ns.reconnects, ns.published,
 			      ns.duplicates, ns.fence_retries, ns.resends, ns.room_reads, ns.failed, ns.unknown, ns.followed,
 			      ns.skipped, ns.follow_seq);
+	}
+	if (br->link != NULL) {
+		struct link_stats ls;
+		link_stats(br->link, &ls);
+		reply->len--; /* the closing brace */
+		rc_buf_printf(reply,
+			      ",\"link\":{\"connections\":%" PRIu64 ",\"bus_messages_dropped\":%" PRIu64
+			      ",\"requests\":%" PRIu64 "}}",
+			      ls.connections, ls.bus_messages_dropped, ls.requests);
 	}
 	if (br->store != NULL) {
 		struct store_stats ss;

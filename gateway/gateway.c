@@ -12,6 +12,7 @@
 #include "api_client.h"
 #include "auth.h"
 #include "bus_client.h"
+#include "link_client.h"
 #include "error.h"
 #include "frame.h"
 #include "merge.h"
@@ -130,23 +131,48 @@ int gw_loop_bus_start(struct gw *gw)
 		.arg = gw,
 	};
 	char *urls[GW_BROKERS_MAX];
-	int n = rc_opt_list(o->broker_bus, urls, GW_BROKERS_MAX);
+	int n = o->broker_link != NULL ? 1 : rc_opt_list(o->broker_bus, urls, GW_BROKERS_MAX);
 
 	if (n < 0)
 		return n;
-	rc_opt_list_free(urls, n);
+	if (o->broker_link == NULL)
+		rc_opt_list_free(urls, n);
 	gw->repair = gw_repair_new(gw, (size_t)o->repair_max_bytes);
 	if (gw->repair == NULL)
 		return RC_ENOMEM;
 	gw->merge = gw_merge_new(gw, gw->repair, (unsigned)n, (uint64_t)o->bus_gap_wait_ms, (size_t)o->repair_max_bytes);
 	if (gw->merge == NULL)
 		return RC_ENOMEM;
+	if (o->broker_link != NULL) {
+		/* the bus comes over the link, one source, everything (no topics: the assembler skips other rooms) */
+		struct gw_link_config lc = {
+			.url = o->broker_link,
+			.timer = &gw->timer,
+			.fn = gw_bus_msg,
+			.arg = gw,
+		};
+		return gw_link_start(gw->loop, &lc, &gw->link);
+	}
 	return gw_bus_start(gw->loop, &bc, &gw->bus);
+}
+
+bool gw_loop_bus_connected(const struct gw *gw, unsigned src)
+{
+	if (gw->link != NULL)
+		return src == 0 && gw_link_connected(gw->link);
+	return gw_bus_source_connected(gw->bus, src);
+}
+
+bool gw_loop_bus_any(const struct gw *gw)
+{
+	return gw->link != NULL ? gw_link_connected(gw->link) : gw_bus_connected(gw->bus);
 }
 
 void gw_loop_bus_stop(struct gw *gw)
 {
 	gw_bus_stop(gw->bus);
+	gw_link_stop(gw->link); /* fails its publishes in flight (RC_ECLOSED); frees itself once closed */
+	gw->link = NULL;
 	gw_merge_free(gw->merge);
 	gw->merge = NULL;
 	gw_repair_free(gw->repair);
@@ -168,4 +194,11 @@ void gw_loop_sample(struct gw *gw)
 		m->broker_api_connected[i] = gw_api_broker_connected(gw->api, i);
 	}
 	m->api_retries = gw_api_retries(gw->api);
+	if (gw->link != NULL) {
+		/* the link is the loop's one bus source */
+		m->brokers_bus = 1;
+		m->broker_bus_connected[0] = gw_link_connected(gw->link);
+		m->link_connected = gw_link_connected(gw->link);
+		m->link_connects = gw_link_connects(gw->link);
+	}
 }

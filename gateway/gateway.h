@@ -21,6 +21,7 @@
 #include "timer.h"
 
 struct gw_api;
+struct gw_link;
 struct gw_publisher;
 struct gw_bus;
 struct gw_repair;
@@ -36,6 +37,7 @@ struct rc_jwt;
 
 struct gw_options {
 	const char *listen, *broker_bus, *broker_api;
+	const char *broker_link; /* --broker-link: the bus and the publishes over one TCP link (NULL: nng) */
 	const char *publish_token, *cors_origin, *static_dir, *allowed_hosts;
 	int64_t heartbeat_ms, max_client_buffer, max_response_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
 	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms, publish_linger_ms;
@@ -83,6 +85,15 @@ int gw_loop_bus_start(struct gw *gw);
 /* Loop thread: stops the bus client and frees the merge and the repair stage. The sockets close in gw_bus_free. */
 void gw_loop_bus_stop(struct gw *gw);
 
+/*
+ * Whether the loop's bus source src is connected: with --broker-link the
+ * link (once the broker's hello came; one source), else that --broker-bus
+ * address's SUB socket. Loop thread.
+ */
+bool gw_loop_bus_connected(const struct gw *gw, unsigned src);
+/* The same for any source: the bus counts as up. */
+bool gw_loop_bus_any(const struct gw *gw);
+
 /* Loop thread: copies what nng's threads count (bus drops, connections, api retries) into gw->m. */
 void gw_loop_sample(struct gw *gw);
 
@@ -95,6 +106,7 @@ struct gw {
 	struct gw_merge *merge;         /* the brokers' buses into one sequence, flushes put back together */
 	struct gw_repair *repair;       /* keeps the bus sequence whole */
 	struct gw_api *api;
+	struct gw_link *link; /* --broker-link: the bus and the publishes; NULL without */
 	struct gw_publisher *publisher;
 	struct gw_sender *sender; /* batched writes through io_uring; NULL: write(2) */
 	struct gw_auth *auth;     /* --auth jwt|url: the expiry heap and revocations (auth.h); NULL: none */

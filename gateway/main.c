@@ -74,13 +74,14 @@ static void gw_stop(struct gw *gw)
 	uv_close((uv_handle_t *)&gw->listener, NULL);
 	gw_list_each_safe(pos, tmp, &gw->conns)
 		gw_conn_close(gw_container_of(pos, struct gw_conn, node));
-	gw_loop_bus_stop(gw);
 	/*
-	 * Either order is safe (a batch in flight outlives the publisher and is
-	 * answered when the api calls back); this one answers the queued POSTs
-	 * at once instead of sending each to an api that refuses it.
+	 * The publisher before the bus and the api: the queued POSTs are
+	 * answered at once instead of each being sent to a link or an api that
+	 * refuses it; the batch in flight outlives the publisher and is
+	 * answered when the link (gw_loop_bus_stop) or the api calls back.
 	 */
 	gw_publisher_fini(gw);
+	gw_loop_bus_stop(gw);
 	gw_api_stop(gw->api);
 	gw_broker_poll_stop(gw->broker_poll);
 	gw_authurl_loop_stop(gw); /* after the connections: the checks' requests have no client left */
@@ -267,9 +268,10 @@ static void *gw_worker_main(void *arg)
 	/* the address bound, not the one configured: with port 0, the port picked */
 	gw_listen_name(w->listen_fd, bound, sizeof(bound));
 	rc_log_info("gateway ready",
-		    "listen=%s worker=%u broker_bus=%s broker_api=%s heartbeat_ms=%" PRId64 " max_conns=%" PRId64
-		    " io_uring=%s",
-		    bound, gw->worker, gw->opt.broker_bus, gw->opt.broker_api, gw->opt.heartbeat_ms, gw->opt.max_conns,
+		    "listen=%s worker=%u broker_bus=%s broker_api=%s broker_link=%s heartbeat_ms=%" PRId64
+		    " max_conns=%" PRId64 " io_uring=%s",
+		    bound, gw->worker, gw->opt.broker_link ? "-" : gw->opt.broker_bus, gw->opt.broker_api,
+		    gw->opt.broker_link ? gw->opt.broker_link : "-", gw->opt.heartbeat_ms, gw->opt.max_conns,
 		    gw->sender ? "true" : "false");
 	worker_started(w, true);
 	uv_run(gw->loop, UV_RUN_DEFAULT);
@@ -369,6 +371,10 @@ int main(int argc, char **argv)
 		  "the broker's api (nng REP) address; several brokers: comma-separated (at most 8): requests spread "
 		  "over them, and one whose broker fails is sent again to another within --publish-timeout-ms (a "
 		  "POST's events get a gateway idempotency key when they have none)" },
+		{ "broker-link", RC_OPT_STR, &o->broker_link, 0, 0,
+		  "the broker's --link address (tcp://host:port): each loop takes the bus and sends its publishes over "
+		  "one TCP connection instead of nng (--broker-bus is then not dialed; one --broker-api address, for "
+		  "the other requests). Default: off" },
 		{ "heartbeat-ms", RC_OPT_INT, &o->heartbeat_ms, 0, 86400000,
 		  "': ping' after this long without a byte on a stream (0 = off)" },
 		{ "max-client-buffer", RC_OPT_SIZE, &o->max_client_buffer, 4096, INT32_MAX,
@@ -493,6 +499,23 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		rc_opt_list_free(urls, n);
+	}
+	if (o->broker_link != NULL && *o->broker_link == '\0')
+		o->broker_link = NULL;
+	if (o->broker_link != NULL) {
+		char *urls[GW_BROKERS_MAX];
+		int n = rc_opt_list(o->broker_api, urls, GW_BROKERS_MAX);
+		rc_opt_list_free(urls, n);
+		if (n != 1) {
+			fprintf(stderr, "roomcast-gateway: --broker-link takes one broker: give one --broker-api address, "
+					"not %d (see --help)\n", n);
+			return 2;
+		}
+		if (strncmp(o->broker_link, "tcp://", 6) != 0 || strchr(o->broker_link, ',') != NULL) {
+			fprintf(stderr, "roomcast-gateway: --broker-link: expected tcp://host:port, got '%s' (see --help)\n",
+				o->broker_link);
+			return 2;
+		}
 	}
 	if (o->publish_token != NULL && *o->publish_token == '\0')
 		o->publish_token = NULL;

@@ -102,7 +102,7 @@ static void merge_drop_held(struct gw_merge *m)
 /* Whether bus s may still bring the gseq after what was taken: connected, behind it, on the epoch, not silent. */
 static bool merge_may_fill(const struct gw_merge *m, const struct merge_src *s, uint64_t now)
 {
-	if (!gw_bus_source_connected(m->gw->bus, s->index))
+	if (!gw_loop_bus_connected(m->gw, s->index))
 		return false;
 	if (s->epoch == 0)
 		return true; /* connected, nothing heard yet: a broker starting */
@@ -178,7 +178,7 @@ static bool merge_epoch_served(const struct gw_merge *m, const struct merge_src 
 {
 	for (unsigned i = 0; i < m->n; i++) {
 		const struct merge_src *t = &m->src[i];
-		if (t != s && t->epoch == m->epoch && gw_bus_source_connected(m->gw->bus, i) &&
+		if (t != s && t->epoch == m->epoch && gw_loop_bus_connected(m->gw, i) &&
 		    now - t->heard <= GW_MERGE_SILENT_MS)
 			return true;
 	}

@@ -52,6 +52,11 @@ static void metrics_brokers(const struct gw_metrics *m, struct rc_buf *out)
 			 m->broker_api_connected, napi);
 	metric(out, "roomcast_gateway_api_retries_total", "counter",
 	       "Broker api requests sent again after their broker failed (several --broker-api).", m->api_retries);
+	metric(out, "roomcast_gateway_link_connected", "gauge",
+	       "Loops (--workers) whose --broker-link connection is up (the broker's hello received).",
+	       m->link_connected);
+	metric(out, "roomcast_gateway_link_connects_total", "counter",
+	       "--broker-link connections that reached the broker's hello, reconnections included.", m->link_connects);
 }
 
 void gw_metrics_render(const struct gw_metrics *m, struct rc_buf *out)

@@ -36,6 +36,7 @@ struct gw_metrics {
 	uint64_t broker_bus_connected[GW_METRICS_BROKERS], broker_bus_dropped[GW_METRICS_BROKERS];
 	uint64_t broker_api_connected[GW_METRICS_BROKERS];
 	uint64_t api_retries; /* api requests sent again to another broker */
+	uint64_t link_connected, link_connects; /* --broker-link: loops whose link is up; hellos received */
 	uint64_t resets_history_unavailable, resets_epoch_changed, resets_gap_unrecoverable;
 	uint64_t publish_by_status[6]; /* 1xx..5xx by status/100, index 0 unused */
 	uint64_t publish_events;

@@ -23,6 +23,7 @@
 #include "grant.h"
 #include "id.h"
 #include "json.h"
+#include "link_client.h"
 #include "proto_limits.h"
 #include "response.h"
 
@@ -55,6 +56,11 @@
  * here, "gw-<16 hex digits>-<n>": a random 64-bit id drawn when the loop
  * starts and a counter. The brokers then publish it once however often it
  * is sent (PROTOCOL.md, "Several brokers").
+ *
+ * With --broker-link the publish request goes over the loop's link
+ * (link_client.h) instead of the nng api: the same request, answered the
+ * same ways (the bus ACKS block, or the broker's reply), with the same
+ * outcomes for the POSTs; the op "acks" still goes over the nng api.
  */
 
 /* A checked POST waiting for the broker. */
@@ -110,6 +116,7 @@ struct pub_ask {
 struct pub_batch {
 	struct gw_publisher *p;
 	struct gw_api_call *call; /* for gw_api_cancel once acknowledged on the bus */
+	struct gw_link_call *lcall; /* the same over --broker-link */
 	uint64_t token;		  /* with ack: the request number of its ack token */
 	bool ack;		  /* the broker was asked to answer on the bus */
 	bool acked;		  /* answered from the bus: the api's callback only frees it */
@@ -201,6 +208,21 @@ static void publish_ok_ack(struct pub_call *pc, uint64_t epoch, const struct rc_
 }
 
 static void publisher_send(struct gw_publisher *p);
+
+/* The broker request of batch is answered another way (the bus): its call ends (a link call's at once). */
+static void publish_cancel(struct pub_batch *batch)
+{
+	if (batch->lcall != NULL)
+		gw_link_cancel(batch->lcall);
+	else
+		gw_api_cancel(batch->call);
+}
+
+/* The broker is reachable for a publish: the link when configured, else the nng api. */
+static bool publish_broker_up(struct gw *gw)
+{
+	return gw->link != NULL ? gw_link_connected(gw->link) : gw_api_connected(gw->api);
+}
 
 /* Puts calls back at the head of the queue, in order, to be sent one by one. */
 static void publisher_requeue_solo(struct gw_publisher *p, struct pub_batch *batch)
@@ -358,12 +380,12 @@ static void publisher_waited(struct gw_tq *q, struct gw_tq_entry *e)
 static bool publisher_bus_ack(const struct gw_publisher *p)
 {
 	const struct gw *gw = p->gw;
-	unsigned n = gw_bus_sources(gw->bus);
+	unsigned n = gw->link != NULL ? 1 : gw_bus_sources(gw->bus);
 
 	if (gw->opt.publish_ack_on_api || n == 0)
 		return false;
 	for (unsigned i = 0; i < n; i++)
-		if (!gw_bus_source_connected(gw->bus, i))
+		if (!gw_loop_bus_connected(gw, i))
 			return false;
 	return true;
 }
@@ -388,7 +410,7 @@ void gw_publish_ack(struct gw *gw, uint64_t epoch, const struct rc_ack *a)
 		publish_ok_ack(batch->calls[i], epoch, a, first); /* frees the call */
 		first += n;
 	}
-	gw_api_cancel(batch->call); /* its callback frees the batch */
+	publish_cancel(batch); /* its callback frees the batch */
 	publisher_send(p);
 }
 
@@ -431,7 +453,7 @@ static void publisher_asked(void *arg, int err, bool sent, const char *reply, si
 		publish_ok(batch->calls[i], ids, first); /* frees the call */
 		first += n;
 	}
-	gw_api_cancel(batch->call); /* its callback frees the batch */
+	publish_cancel(batch); /* its callback frees the batch */
 	publisher_send(p);
 out:
 	json_object_put(obj);
@@ -500,6 +522,7 @@ static void publisher_send(struct gw_publisher *p)
 		batch->p = p;
 		batch->n = n;
 		batch->call = NULL;
+		batch->lcall = NULL;
 		batch->acked = false;
 		batch->ack = publisher_bus_ack(p);
 		batch->token = batch->ack ? ++p->ack_seq : 0;
@@ -539,7 +562,10 @@ static void publisher_send(struct gw_publisher *p)
 		uv_timer_start(&p->ask, publisher_ask_cb, PUBLISH_ACK_ASK_MS, PUBLISH_ACK_ASK_MS);
 	/* the oldest POST's time left: none waits longer than the timeout from its arrival */
 	left = batch->calls[0]->arrived + (uint64_t)gw->opt.publish_timeout_ms - p->last_sent;
-	rv = gw_api_call_h(gw->api, req.data, req.len, (int)left, publish_done, batch, &batch->call);
+	if (gw->link != NULL)
+		rv = gw_link_call(gw->link, req.data, req.len, (int)left, publish_done, batch, &batch->lcall);
+	else
+		rv = gw_api_call_h(gw->api, req.data, req.len, (int)left, publish_done, batch, &batch->call);
 	rc_buf_fini(&req);
 	if (rv != RC_OK)
 		publish_done(batch, rv, false, NULL, 0);
@@ -895,7 +921,7 @@ static void publish_run(struct gw_conn *c, struct gw_req *req, bool allowed, con
 		gw_conn_error(c, 503, "broker_unavailable", "the gateway is stopping; nothing was published", NULL);
 		goto out;
 	}
-	if (!gw_api_connected(gw->api)) {
+	if (!publish_broker_up(gw)) {
 		publish_count(gw, 503);
 		gw_conn_error(c, 503, "broker_unavailable", "the broker is unreachable; nothing was published",
 			      "Retry-After: 1\r\n");

@@ -232,7 +232,7 @@ static void route_readyz(struct gw_conn *c)
 {
 	struct gw *gw = c->gw;
 	/* a bus counts once its first message told where the sequence is: streams start there; one broker of several is enough */
-	bool bus = gw_bus_connected(gw->bus) && gw->hub.epoch != 0, api = gw_api_connected(gw->api);
+	bool bus = gw_loop_bus_any(gw) && gw->hub.epoch != 0, api = gw_api_connected(gw->api);
 	char body[128];
 	int n = snprintf(body, sizeof(body), "{\"ready\":%s,\"broker_bus\":%s,\"broker_api\":%s}\n",
 			 bus && api ? "true" : "false", bus ? "true" : "false", api ? "true" : "false");

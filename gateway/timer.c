@@ -94,6 +94,24 @@ void gw_tq_push(struct gw_tq *q, struct gw_tq_entry *e)
 	gw_list_insert_tail(&q->entries, &e->node);
 }
 
+void gw_tq_push_at(struct gw_tq *q, struct gw_tq_entry *e, uint64_t deadline)
+{
+	struct gw_list *n;
+
+	gw_list_remove(&e->node);
+	e->deadline = deadline;
+	for (n = q->entries.prev; n != &q->entries; n = n->prev)
+		if (gw_container_of(n, struct gw_tq_entry, node)->deadline <= deadline)
+			break;
+	/* after n (the head sentinel: first) */
+	e->node.prev = n;
+	e->node.next = n->next;
+	n->next->prev = &e->node;
+	n->next = &e->node;
+	if (e->node.prev == &q->entries)
+		timer_arm(q->timer, deadline);
+}
+
 uint64_t gw_timer_now(const struct gw_timer *t)
 {
 	return uv_now(t->handle.loop);

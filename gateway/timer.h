@@ -70,6 +70,13 @@ static inline void gw_tq_entry_init(struct gw_tq_entry *e)
 /* (Re)queues e at q's tail, due timeout_ms from the loop's time; nothing when q is off. */
 void gw_tq_push(struct gw_tq *q, struct gw_tq_entry *e);
 
+/*
+ * (Re)queues e on q due at deadline (loop time), in deadline order: for a
+ * queue whose entries wait different times (O(n) from the tail; the later
+ * deadline usually goes last). Works also when q's timeout is unused.
+ */
+void gw_tq_push_at(struct gw_tq *q, struct gw_tq_entry *e, uint64_t deadline);
+
 /* Takes e off its queue (a no-op when it is on none). */
 static inline void gw_tq_remove(struct gw_tq_entry *e)
 {

@@ -134,7 +134,7 @@ static void test_garbage_never_overreads(void **state)
 
 		for (size_t j = 0; j < len; j++)
 			buf[j] = (uint8_t)rand();
-		if (len > 4 && i % 2)
+		if (len >= 8 && i % 2)
 			buf[4] = "HQRB"[rand() % 4], buf[5] = buf[6] = buf[7] = 0, buf[1] = buf[2] = buf[3] = 0,
 			buf[0] &= 15;
 		s.stop_at = 8;

@@ -92,9 +92,35 @@ static void test_per_broker_lines(void **state)
 	gw_workers_free(w);
 }
 
+/* --broker-link: the loops whose link is up (a gauge) and the hellos received (a counter), summed over the loops. */
+static void test_link_lines(void **state)
+{
+	struct gw_workers *w;
+	struct gw_metrics own, other, total;
+	struct rc_buf out;
+
+	(void)state;
+	assert_int_equal(gw_workers_new(2, &w), RC_OK);
+	memset(&own, 0, sizeof(own));
+	own.workers = 1;
+	own.link_connected = 1;
+	own.link_connects = 3;
+	other = own;
+	other.link_connected = 0;
+	gw_workers_publish(w, 1, &other);
+	gw_workers_sum(w, 0, &own, &total);
+	render(&total, &out);
+	assert_non_null(strstr(out.data, "# TYPE roomcast_gateway_link_connected gauge\nroomcast_gateway_link_connected 1\n"));
+	assert_non_null(strstr(out.data, "# TYPE roomcast_gateway_link_connects_total counter\n"
+					 "roomcast_gateway_link_connects_total 6\n"));
+	rc_buf_fini(&out);
+	gw_workers_free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_link_lines),
 		cmocka_unit_test(test_bus_drops_are_a_counter),
 		cmocka_unit_test(test_workers_add_their_drops_up),
 		cmocka_unit_test(test_per_broker_lines),

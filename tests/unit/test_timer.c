@@ -204,6 +204,36 @@ static void test_push_moves_between_queues(void **state)
 	assert_int_equal(ids[0], 9);
 }
 
+/* gw_tq_push_at: entries with their own deadlines expire in deadline order, whatever the push order. */
+static void test_push_at_keeps_deadline_order(void **state)
+{
+	struct fixture *f = *state;
+	struct gw_tq q;
+	struct item a = { .id = 1 }, b = { .id = 2 }, c = { .id = 3 }, d = { .id = 4 };
+	uint64_t now = gw_timer_now(&f->timer);
+
+	gw_tq_init(&q, &f->timer, 1, record, &f->log);
+	gw_tq_entry_init(&a.e);
+	gw_tq_entry_init(&b.e);
+	gw_tq_entry_init(&c.e);
+	gw_tq_entry_init(&d.e);
+	gw_tq_push_at(&q, &a.e, now + 30);
+	gw_tq_push_at(&q, &b.e, now + 10); /* a new head: the timer fires for it, not for a */
+	gw_tq_push_at(&q, &c.e, now + 20); /* between */
+	gw_tq_push_at(&q, &d.e, now + 30); /* the same deadline as a: after it */
+	gw_tq_push_at(&q, &c.e, now + 5);  /* pushed again: moves */
+	run(f);
+	assert_int_equal(f->log.n, 4);
+	assert_int_equal(f->log.ids[0], 3);
+	assert_int_equal(f->log.ids[1], 2);
+	assert_int_equal(f->log.ids[2], 1);
+	assert_int_equal(f->log.ids[3], 4);
+	assert_int_equal(f->log.deadline[0], now + 5);
+	for (size_t i = 0; i < f->log.n; i++)
+		assert_true(f->log.at[i] >= f->log.deadline[i]); /* never early */
+	gw_tq_fini(&q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +243,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timeout_zero_is_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queues_share_the_timer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_push_moves_between_queues, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_push_at_keeps_deadline_order, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("timer", tests, NULL, NULL);
 }
