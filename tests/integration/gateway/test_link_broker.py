@@ -35,7 +35,12 @@ def frame(kind, fid, payload):
 
 
 class LinkClient:
-    """A raw link connection: reads whole frames, sends requests."""
+    """
+    A raw link connection: reads whole frames, sends requests. rcvbuf fixes
+    the receive buffer (no autotuning, which goes up to tcp_rmem's 32 MiB
+    here); keep it above a loopback MSS (64 KiB): below, Linux can stall the
+    connection on zero-window probes for many seconds.
+    """
 
     def __init__(self, addr, rcvbuf=None):
         host, port = addr[len("tcp://"):].rsplit(":", 1)
@@ -277,7 +282,7 @@ class LinkBrokerTest(GatewayTest):
 
     def test_a_client_that_never_reads(self):
         b = self.start("--link-buffer-bytes", os.environ.get("LINK_TEST_BUFFER", "1MiB"), "--history-events", "1000")
-        slow = self.client(rcvbuf=4096)
+        slow = self.client(rcvbuf=65536)
         good = self.client()
         good.hello()
         rss_before = rss_kib(b.proc.pid)
@@ -311,6 +316,60 @@ class LinkBrokerTest(GatewayTest):
                 break
         self.assertGreater(got, 0)
         self.assertEqual(slow.buf, b"", "a partial frame")
+
+    def test_replies_wait_never_dropped(self):
+        # a client that sends and does not read: past the limit the broker stops reading it, then goes on
+        self.start("--link-buffer-bytes", "64KiB")
+        c = self.client(rcvbuf=65536)
+        c.hello()
+        n = 20000
+        data = b"".join(frame("Q", i, b'{"op":"stats"}') for i in range(1, n + 1))
+        failed = []
+
+        def send():
+            try:
+                c.sock.settimeout(scaled(30))
+                c.sock.sendall(data)
+            except OSError as e:
+                failed.append(e)
+        t = threading.Thread(target=send)
+        t.start()
+        try:
+            # the replies fill the kernel's buffers and the limit: the broker stops taking requests
+            last = [-1]
+
+            def paused():
+                done = self.stats()["link"]["requests"]
+                still, last[0] = done == last[0], done
+                return still and done < n
+            wait_until(paused, scaled(20), "the broker to stop reading requests", interval=0.2)
+            ids = []
+            while len(ids) < n:
+                kind, fid, payload = c.read_frame()
+                if kind == "R":
+                    ids.append(fid)
+        finally:
+            t.join(scaled(30))
+        self.assertEqual(failed, [])
+        self.assertEqual(ids, list(range(1, n + 1)))
+        self.assertEqual(self.stats()["link"]["bus_messages_dropped"], 0)
+
+    def test_stop_closes_the_link(self):
+        b = self.start()
+        c = self.client()
+        c.hello()
+        c.request(1, {"op": "publish", "ack": ack_token(5, 1), "events": [{"type": "t", "room_id": "a"}]})
+        self.read_until_ack(c, 5, 1)
+        b.proc.signal(harness.signal.SIGTERM)
+        # whole frames, then the broker closes the connection; it exits 0
+        try:
+            while True:
+                kind, fid, _ = c.read_frame()
+                self.assertEqual((kind, fid), ("B", 0))
+        except (EOFError, ConnectionResetError):
+            pass
+        self.assertEqual(c.buf, b"", "a partial frame at the close")
+        self.assertExitsOnSignal(b.proc, scaled(10))
 
     def test_max_conns(self):
         self.start("--link-max-conns", "1")
