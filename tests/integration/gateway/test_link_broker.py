@@ -385,16 +385,17 @@ class LinkBrokerTest(GatewayTest):
         self.assertEqual((kind, fid), ("R", 1))
 
     def test_refused_with_stores_that_wait(self):
+        any_port = "tcp://127.0.0.1:0"
         cases = [
-            (["--store", "nats", "--nats-url", "nats://127.0.0.1:1"], "--store nats"),
-            (["--data-dir", os.path.join(self.cluster.dir, "d"), "--fsync", "always"], "--fsync always"),
-            ([], "tcp://host:port"),
+            (any_port, ["--store", "nats", "--nats-url", "nats://127.0.0.1:1"], "--store nats"),
+            (any_port, ["--data-dir", os.path.join(self.cluster.dir, "d"), "--fsync", "always"], "--fsync always"),
+            ("nonsense", [], "tcp://host:port"),
+            ("tcp://127.0.0.1:99999", [], "tcp://host:port"),
         ]
-        for extra, says in cases:
-            link = "tcp://127.0.0.1:0" if extra else "nonsense"
-            r = subprocess.run([BROKER_BIN, "--bus", "tcp://127.0.0.1:0", "--api", "tcp://127.0.0.1:0", "--link",
-                                link] + extra, capture_output=True, text=True, timeout=scaled(10))
-            self.assertEqual(r.returncode, 1, (extra, r.stderr))
+        for link, extra, says in cases:
+            r = subprocess.run([BROKER_BIN, "--bus", any_port, "--api", any_port, "--link", link] + extra,
+                               capture_output=True, text=True, timeout=scaled(10))
+            self.assertEqual(r.returncode, 1, (link, extra, r.stderr))
             self.assertIn(says, r.stderr, extra)
         # the file store with --fsync interval takes it
         self.start("--data-dir", os.path.join(self.cluster.dir, "ok"), "--fsync", "interval")
