@@ -519,7 +519,7 @@ static int link_parse_url(const char *url, char *host, size_t hsize, char *port,
 		hl = (size_t)(colon - h);
 	}
 	if (hl >= hsize || strlen(colon + 1) >= psize || colon[1] == '\0' ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atol(colon + 1) > 65535)
 		return RC_EINVAL;
 	memcpy(host, h, hl);
 	host[hl] = '\0';

@@ -35,7 +35,12 @@ def frame(kind, fid, payload):
 
 
 class LinkClient:
-    """A raw link connection: reads whole frames, sends requests."""
+    """
+    A raw link connection: reads whole frames, sends requests. rcvbuf fixes
+    the receive buffer (no autotuning, which goes up to tcp_rmem's 32 MiB
+    here); keep it above a loopback MSS (64 KiB): below, Linux can stall the
+    connection on zero-window probes for many seconds.
+    """
 
     def __init__(self, addr, rcvbuf=None):
         host, port = addr[len("tcp://"):].rsplit(":", 1)
@@ -199,16 +204,22 @@ class LinkBrokerTest(GatewayTest):
             events = [{"type": "t", "room_id": "a", "n": 1}, {"type": "t", "room_id": "b", "n": 2}]
             c.request(7, {"op": "publish", "ack": ack_token(gw, 1), "events": events})
             c.request(8, {"op": "ping"})
-            seen = []
-            gseqs = self.read_until_ack(c, gw, 1, seen)
-            self.assertEqual(len(gseqs), 2)
-            self.assertEqual(sorted(seen), gseqs, "the events came in the flush the ack closes")
-            # the first reply is the ping's: the published request got none
-            kind, fid, payload = c.read_frame()
-            while kind == "B":
+            # the ping's reply and the index with the publish's ack, in either order (the bus sender may be
+            # busy with the tick and send the flush itself); no reply for the publish
+            seen, gseqs, replies = [], None, []
+            while gseqs is None or not replies:
                 kind, fid, payload = c.read_frame()
-            self.assertEqual((kind, fid), ("R", 8), payload)
-            self.assertTrue(json.loads(payload)["ok"])
+                if kind == "R":
+                    replies.append(fid)
+                    self.assertTrue(json.loads(payload)["ok"])
+                    continue
+                self.assertEqual((kind, fid), ("B", 0))
+                m = parse_bus(payload)
+                seen.extend(m["gseqs"])
+                gseqs = m["acks"].get((gw, 1), gseqs)
+            self.assertEqual(replies, [8])
+            self.assertEqual(len(gseqs), 2)
+            self.assertEqual(sorted(seen), gseqs, "the events came on the link")
 
             # refusals are replies with the request's id, nothing published
             c.request(9, {"op": "publish", "ack": ack_token(gw, 2), "events": [{"type": "t", "room_id": "bad room"}]})
@@ -277,7 +288,7 @@ class LinkBrokerTest(GatewayTest):
 
     def test_a_client_that_never_reads(self):
         b = self.start("--link-buffer-bytes", os.environ.get("LINK_TEST_BUFFER", "1MiB"), "--history-events", "1000")
-        slow = self.client(rcvbuf=4096)
+        slow = self.client(rcvbuf=65536)
         good = self.client()
         good.hello()
         rss_before = rss_kib(b.proc.pid)
@@ -312,6 +323,61 @@ class LinkBrokerTest(GatewayTest):
         self.assertGreater(got, 0)
         self.assertEqual(slow.buf, b"", "a partial frame")
 
+    def test_replies_wait_never_dropped(self):
+        # a client that sends and does not read: past the limit the broker stops reading it, then goes on
+        # no idle tick meanwhile: it would be dropped for this connection over its limit, rightly
+        self.start("--link-buffer-bytes", "64KiB", "--bus-tick-ms", "60000")
+        c = self.client(rcvbuf=65536)
+        c.hello()
+        n = 20000
+        data = b"".join(frame("Q", i, b'{"op":"stats"}') for i in range(1, n + 1))
+        failed = []
+
+        def send():
+            try:
+                c.sock.settimeout(scaled(30))
+                c.sock.sendall(data)
+            except OSError as e:
+                failed.append(e)
+        t = threading.Thread(target=send)
+        t.start()
+        try:
+            # the replies fill the kernel's buffers and the limit: the broker stops taking requests
+            last = [-1]
+
+            def paused():
+                done = self.stats()["link"]["requests"]
+                still, last[0] = done == last[0], done
+                return still and done < n
+            wait_until(paused, scaled(20), "the broker to stop reading requests", interval=0.2)
+            ids = []
+            while len(ids) < n:
+                kind, fid, payload = c.read_frame()
+                if kind == "R":
+                    ids.append(fid)
+        finally:
+            t.join(scaled(30))
+        self.assertEqual(failed, [])
+        self.assertEqual(ids, list(range(1, n + 1)))
+        self.assertEqual(self.stats()["link"]["bus_messages_dropped"], 0)
+
+    def test_stop_closes_the_link(self):
+        b = self.start()
+        c = self.client()
+        c.hello()
+        c.request(1, {"op": "publish", "ack": ack_token(5, 1), "events": [{"type": "t", "room_id": "a"}]})
+        self.read_until_ack(c, 5, 1)
+        b.proc.signal(harness.signal.SIGTERM)
+        # whole frames, then the broker closes the connection; it exits 0
+        try:
+            while True:
+                kind, fid, _ = c.read_frame()
+                self.assertEqual((kind, fid), ("B", 0))
+        except (EOFError, ConnectionResetError):
+            pass
+        self.assertEqual(c.buf, b"", "a partial frame at the close")
+        self.assertExitsOnSignal(b.proc, scaled(10))
+
     def test_max_conns(self):
         self.start("--link-max-conns", "1")
         first = self.client()
@@ -326,16 +392,17 @@ class LinkBrokerTest(GatewayTest):
         self.assertEqual((kind, fid), ("R", 1))
 
     def test_refused_with_stores_that_wait(self):
+        any_port = "tcp://127.0.0.1:0"
         cases = [
-            (["--store", "nats", "--nats-url", "nats://127.0.0.1:1"], "--store nats"),
-            (["--data-dir", os.path.join(self.cluster.dir, "d"), "--fsync", "always"], "--fsync always"),
-            ([], "tcp://host:port"),
+            (any_port, ["--store", "nats", "--nats-url", "nats://127.0.0.1:1"], "--store nats"),
+            (any_port, ["--data-dir", os.path.join(self.cluster.dir, "d"), "--fsync", "always"], "--fsync always"),
+            ("nonsense", [], "tcp://host:port"),
+            ("tcp://127.0.0.1:99999", [], "tcp://host:port"),
         ]
-        for extra, says in cases:
-            link = "tcp://127.0.0.1:0" if extra else "nonsense"
-            r = subprocess.run([BROKER_BIN, "--bus", "tcp://127.0.0.1:0", "--api", "tcp://127.0.0.1:0", "--link",
-                                link] + extra, capture_output=True, text=True, timeout=scaled(10))
-            self.assertEqual(r.returncode, 1, (extra, r.stderr))
+        for link, extra, says in cases:
+            r = subprocess.run([BROKER_BIN, "--bus", any_port, "--api", any_port, "--link", link] + extra,
+                               capture_output=True, text=True, timeout=scaled(10))
+            self.assertEqual(r.returncode, 1, (link, extra, r.stderr))
             self.assertIn(says, r.stderr, extra)
         # the file store with --fsync interval takes it
         self.start("--data-dir", os.path.join(self.cluster.dir, "ok"), "--fsync", "interval")
