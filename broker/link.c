@@ -29,6 +29,7 @@
 #define LINK_READ_CHUNK (64 * 1024)
 #define LINK_KEEP_BYTES (1u << 20) /* an empty buffer larger than this is freed */
 #define LINK_EVENTS	64
+#define LINK_ACCEPT_RETRY_MS 100 /* out of descriptors: accept again after this */
 
 /* the parse callback stops: the connection's replies wait above the limit */
 #define LINK_PAUSE 1
@@ -68,6 +69,8 @@ struct link {
 
 	/* link thread only */
 	struct rc_buf reply;
+	uint64_t accept_resume_ms; /* != 0: out of descriptors, the listening socket is off epoll until then */
+	bool emfile_logged;	   /* this shortage of descriptors was logged */
 	uint64_t refused_log_ms;
 	uint64_t refused_since_log;
 
@@ -367,10 +370,21 @@ static void link_accept(struct link *l)
 		struct epoll_event ev;
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				rc_log_error("link cannot accept: out of file descriptors", NULL);
+			if (errno == EMFILE || errno == ENFILE) {
+				/*
+				 * The connection stays in the backlog and the socket readable:
+				 * take it off epoll for a while rather than spin on it.
+				 */
+				if (!l->emfile_logged)
+					rc_log_error("link cannot accept: out of file descriptors; trying again every 100 ms",
+						     NULL);
+				l->emfile_logged = true;
+				epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->lfd, NULL);
+				l->accept_resume_ms = link_now_ms() + LINK_ACCEPT_RETRY_MS;
+			}
 			return;
 		}
+		l->emfile_logged = false;
 		pthread_mutex_lock(&l->mtx);
 		full = l->nconns >= l->cfg.max_conns;
 		pthread_mutex_unlock(&l->mtx);
@@ -454,8 +468,21 @@ static void *link_thread(void *arg)
 	struct epoll_event evs[LINK_EVENTS];
 
 	for (;;) {
-		int n = epoll_wait(l->epfd, evs, LINK_EVENTS, -1);
+		int timeout = -1, n;
 		bool quiesce, stop;
+
+		if (l->accept_resume_ms != 0) {
+			uint64_t now = link_now_ms();
+			if (now >= l->accept_resume_ms) {
+				struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &l->lfd };
+				l->accept_resume_ms = 0;
+				if (!l->quiesced)
+					epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->lfd, &ev);
+			} else {
+				timeout = (int)(l->accept_resume_ms - now);
+			}
+		}
+		n = epoll_wait(l->epfd, evs, LINK_EVENTS, timeout);
 
 		if (n < 0 && errno != EINTR) {
 			rc_log_error("link epoll_wait failed", "err=\"%s\"", strerror(errno));

@@ -391,6 +391,40 @@ class LinkBrokerTest(GatewayTest):
             kind, fid, _ = first.read_frame()
         self.assertEqual((kind, fid), ("R", 1))
 
+    def test_out_of_descriptors_does_not_spin(self):
+        """
+        accept(2) failing with EMFILE leaves the connection in the backlog and
+        the listening socket readable: the link thread must not spin on it,
+        and it accepts again once descriptors are free.
+        """
+        argv = ["prlimit", "--nofile=48:48", "--", BROKER_BIN, "--bus", "tcp://%s:0" % HOST, "--api",
+                "tcp://%s:0" % HOST, "--link", "tcp://%s:0" % HOST]
+        p = self.cluster._start("broker", argv)
+        bus, api = harness.wait_broker(p)
+        self.cluster.broker = harness.Broker(p, bus, api)
+        self.link = LINK_RE.search(p.log()).group(1)
+        self.clients = []
+        free = 48 - p.fd_count()
+        held = []
+        for _ in range(free + 4):  # the last ones wait in the backlog: accept fails with EMFILE
+            held.append(self.client())
+        wait_until(lambda: "out of file descriptors" in p.log(), scaled(10), "the EMFILE log line")
+
+        def ticks():
+            with open("/proc/%d/stat" % p.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+        t0, c0 = time.monotonic(), ticks()
+        time.sleep(2)
+        used = (ticks() - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+        self.assertLess(used, 0.25, "the broker spins while accept fails (%.0f %% of a core)" % (100 * used))
+        self.assertEqual(p.log().count("out of file descriptors"), 1, "logged once while it lasts")
+        for c in held:
+            c.close()
+        self.clients = []
+        c = self.client()
+        c.hello()
+
     def test_refused_with_stores_that_wait(self):
         any_port = "tcp://127.0.0.1:0"
         cases = [
