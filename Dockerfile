@@ -43,7 +43,7 @@ COPY web/ /usr/share/roomcast/web/
 ENV ROOMCAST_LISTEN=0.0.0.0:8080 \
     ROOMCAST_STATIC_DIR=/usr/share/roomcast/web
 USER roomcast:roomcast
-EXPOSE 8080 7410 7411
+EXPOSE 8080 7410 7411 7412
 HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \
     CMD curl -fsS -o /dev/null http://127.0.0.1:8080/healthz || exit 1
 CMD ["roomcast-gateway"]
