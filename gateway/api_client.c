@@ -15,7 +15,7 @@
 
 #include <pthread.h>
 
-enum call_state { CALL_SEND, CALL_RECV };
+enum call_state { CALL_IDLE, CALL_SEND, CALL_RECV };
 
 /* A broker whose last attempt went unanswered is passed over for this long (or until it answers). */
 #define API_SUSPECT_MS 5000
@@ -92,7 +92,7 @@ static void api_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 	pthread_mutex_lock(&a->all_mtx);
 	for (size_t i = 0; i < a->nall; i++) {
 		struct gw_api_call *c = a->all[i];
-		if (c->req != NULL && atomic_load(&c->broker) == by && atomic_load(&c->state) == CALL_RECV) {
+		if (atomic_load(&c->broker) == by && atomic_load(&c->state) == CALL_RECV) {
 			atomic_store(&c->lost, true);
 			nng_aio_cancel(c->aio);
 		}
@@ -276,6 +276,7 @@ static void api_done(struct gw_inbox *ib, struct gw_inbox_item *item)
 	c->reply = NULL;
 	nng_msg_free(c->req);
 	c->req = NULL;
+	atomic_store(&c->state, CALL_IDLE); /* api_pipe_cb: nothing to cancel here */
 	c->in_flight = false;
 	c->next_free = a->free_calls;
 	a->free_calls = c;
