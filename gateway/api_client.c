@@ -31,36 +31,36 @@ struct gw_api_call {
 	atomic_int state;  /* enum call_state */
 	atomic_int broker; /* the broker of the attempt under way */
 	unsigned attempt;  /* attempts sent before this one (nng threads) */
-	bool polling;      /* this attempt waits for a connection: its time-out is no failure of the broker */
+	bool polling;	   /* this attempt waits for a connection: its time-out is no failure of the broker */
 	int err;
 	nng_msg *reply;
 	gw_api_cb cb;
 	void *cb_arg;
-	nng_time deadline; /* the answer's, once sent (nng_clock); 0: timeout_ms again from the send */
-	nng_msg *req;      /* several brokers: the request, to send again when its broker fails; else NULL */
-	nng_time end;      /* with req: no attempt after this */
-	bool sent;      /* an attempt was handed to a connection (written by nng's threads until queued) */
-	bool in_flight; /* loop thread: called, its callback not yet run */
-	bool queued;	/* its completion is in the inbox (written by nng, read by gw_api_stop) */
+	nng_time deadline;  /* the answer's, once sent (nng_clock); 0: timeout_ms again from the send */
+	nng_msg *req;	    /* several brokers: the request, to send again when its broker fails; else NULL */
+	nng_time end;	    /* with req: no attempt after this */
+	bool sent;	    /* an attempt was handed to a connection (written by nng's threads until queued) */
+	bool in_flight;	    /* loop thread: called, its callback not yet run */
+	bool queued;	    /* its completion is in the inbox (written by nng, read by gw_api_stop) */
 	atomic_bool cancel; /* gw_api_cancel: stop waiting for the answer, send no more */
 	atomic_bool lost;   /* its broker's connection went while it waited for the answer: go to another */
 };
 
 struct gw_api {
-	unsigned n;                        /* broker addresses: one REQ socket each */
+	unsigned n; /* broker addresses: one REQ socket each */
 	nng_socket socks[GW_BROKERS_MAX];
 	nng_dialer dialers[GW_BROKERS_MAX];
 	atomic_int pipes;
-	atomic_int pipes_by[GW_BROKERS_MAX];  /* connections up, per address */
+	atomic_int pipes_by[GW_BROKERS_MAX];	      /* connections up, per address */
 	atomic_uint_fast64_t suspect[GW_BROKERS_MAX]; /* nng_clock of its last unanswered attempt; 0: none */
-	atomic_uint rr;                        /* round-robin over the brokers */
-	int retry_ms;                          /* a first attempt's cap while another broker is up; 0: half */
+	atomic_uint rr;				      /* round-robin over the brokers */
+	int retry_ms;				      /* a first attempt's cap while another broker is up; 0: half */
 	atomic_uint_fast64_t retries;
 	atomic_bool stopping;
 	struct gw_inbox inbox;
 	struct gw_api_call *free_calls; /* loop thread only */
-	pthread_mutex_t all_mtx;        /* all, nall: grown on the loop thread, walked by the pipe callback */
-	struct gw_api_call **all;       /* every call ever made, for stop */
+	pthread_mutex_t all_mtx;	/* all, nall: grown on the loop thread, walked by the pipe callback */
+	struct gw_api_call **all;	/* every call ever made, for stop */
 	size_t nall, capall;
 };
 
@@ -120,10 +120,10 @@ static bool api_suspect(struct gw_api *a, unsigned i, nng_time now)
 
 /*
  * Any thread: the broker for an attempt, round-robin over those with a
- * connection up, passing over `not` (the broker whose attempt failed, or
- * -1) and the suspect ones while another is up. None up: any but `not`.
+ * connection up, passing over `skip` (the broker whose attempt failed, or
+ * -1) and the suspect ones while another is up. None up: any but `skip`.
  */
-static unsigned api_choose(struct gw_api *a, int not)
+static unsigned api_choose(struct gw_api *a, int skip)
 {
 	unsigned start = atomic_fetch_add(&a->rr, 1), i;
 	nng_time now = nng_clock();
@@ -131,7 +131,7 @@ static unsigned api_choose(struct gw_api *a, int not)
 
 	for (unsigned k = 0; k < a->n; k++) {
 		i = (start + k) % a->n;
-		if ((int)i == not || atomic_load(&a->pipes_by[i]) <= 0)
+		if ((int)i == skip || atomic_load(&a->pipes_by[i]) <= 0)
 			continue;
 		if (!api_suspect(a, i, now))
 			return i;
@@ -140,10 +140,10 @@ static unsigned api_choose(struct gw_api *a, int not)
 	}
 	if (up >= 0)
 		return (unsigned)up;
-	if (not >= 0 && atomic_load(&a->pipes_by[not]) > 0)
-		return (unsigned)not;
+	if (skip >= 0 && atomic_load(&a->pipes_by[skip]) > 0)
+		return (unsigned)skip;
 	i = start % a->n;
-	return (int)i == not ? (i + 1) % a->n : i;
+	return (int)i == skip ? (i + 1) % a->n : i;
 }
 
 /* True while a broker other than b has a connection up. */
@@ -201,7 +201,8 @@ static nng_duration api_answer_time(struct gw_api_call *c)
 	if (c->req != NULL) {
 		nng_duration left = c->end > now ? (nng_duration)(c->end - now) : 1, half = left / 2;
 		int cap = c->api->retry_ms;
-		/* another broker up: a first attempt gets --api-retry-ms, a later one half of what is left (the last all) */
+		/* another broker up: a first attempt gets --api-retry-ms, a later one half of what is left, the last
+		 * all */
 		if (!api_other_up(c->api, (unsigned)atomic_load(&c->broker)) || left < 2)
 			return left;
 		if (c->attempt == 0 && cap > 0)
