@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 
+/* CALL_IDLE: not in nng's hands (free, or its completion queued for the loop) */
 enum call_state { CALL_IDLE, CALL_SEND, CALL_RECV };
 
 /* A broker whose last attempt went unanswered is passed over for this long (or until it answers). */
@@ -22,16 +23,24 @@ enum call_state { CALL_IDLE, CALL_SEND, CALL_RECV };
 /* Several brokers and none connected: a request waits this long on one broker's socket, then tries the next. */
 #define API_POLL_MS 200
 
+/*
+ * With several brokers, a call's attempt (state, broker, lost, attempt,
+ * polling) changes only under gw_api.mtx: the send's and the receive's
+ * completions (api_aio_cb), a new attempt (api_attempt) and the loss of a
+ * broker's last connection (api_pipe_cb) are ordered, so that a call pending
+ * on a broker whose connection goes is moved exactly once, whatever its step.
+ */
 struct gw_api_call {
 	struct gw_inbox_item item; /* first: the inbox hands it back */
 	struct gw_api *api;
 	struct gw_api_call *next_free;
 	nng_ctx ctx[GW_BROKERS_MAX]; /* one per broker's socket */
 	nng_aio *aio;
-	atomic_int state;  /* enum call_state */
-	atomic_int broker; /* the broker of the attempt under way */
-	unsigned attempt;  /* attempts sent before this one (nng threads) */
-	bool polling;	   /* this attempt waits for a connection: its time-out is no failure of the broker */
+	int state;	  /* enum call_state */
+	int broker;	  /* the broker of the attempt under way */
+	unsigned attempt; /* attempts sent before this one */
+	bool polling;	  /* this attempt waits for a connection: its time-out is no failure of the broker */
+	bool lost;	  /* api_pipe_cb: its broker's last connection went during this attempt: go to another */
 	int err;
 	nng_msg *reply;
 	gw_api_cb cb;
@@ -43,7 +52,6 @@ struct gw_api_call {
 	bool in_flight;	    /* loop thread: called, its callback not yet run */
 	bool queued;	    /* its completion is in the inbox (written by nng, read by gw_api_stop) */
 	atomic_bool cancel; /* gw_api_cancel: stop waiting for the answer, send no more */
-	atomic_bool lost;   /* its broker's connection went while it waited for the answer: go to another */
 };
 
 struct gw_api {
@@ -59,8 +67,9 @@ struct gw_api {
 	atomic_bool stopping;
 	struct gw_inbox inbox;
 	struct gw_api_call *free_calls; /* loop thread only */
-	pthread_mutex_t all_mtx;	/* all, nall: grown on the loop thread, walked by the pipe callback */
-	struct gw_api_call **all;	/* every call ever made, for stop */
+	/* all, nall (grown on the loop thread, walked by the pipe callback); each call's attempt */
+	pthread_mutex_t mtx;
+	struct gw_api_call **all; /* every call ever made, for stop */
 	size_t nall, capall;
 };
 
@@ -75,9 +84,13 @@ static int api_broker_of(struct gw_api *a, nng_pipe p)
 }
 
 /*
- * nng thread. A broker's connection went: nng 1.5.2's REQ would keep the
- * requests sent on it queued for the same broker's next connection; those of
- * several brokers waiting for its answer go to another broker now.
+ * nng thread. A broker's last connection went: nng 1.5.2's REQ would keep
+ * the requests not yet handed to it queued for the same broker's next
+ * connection (and those handed to it fail only once their receive starts).
+ * With several brokers every call pending on its socket, waiting to be sent
+ * or waiting for the answer, is marked lost and cancelled: api_aio_cb sends
+ * it to another broker. Under mtx, so that a call is never between two steps
+ * (its send done, its receive not started) when it is swept.
  */
 static void api_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
@@ -86,18 +99,18 @@ static void api_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 	if ((ev != NNG_PIPE_EV_ADD_POST && ev != NNG_PIPE_EV_REM_POST) || by < 0)
 		return;
+	pthread_mutex_lock(&a->mtx);
 	atomic_fetch_add(&a->pipes, add);
-	if (atomic_fetch_add(&a->pipes_by[by], add) + add > 0 || add > 0 || a->n < 2)
-		return;
-	pthread_mutex_lock(&a->all_mtx);
-	for (size_t i = 0; i < a->nall; i++) {
-		struct gw_api_call *c = a->all[i];
-		if (atomic_load(&c->broker) == by && atomic_load(&c->state) == CALL_RECV) {
-			atomic_store(&c->lost, true);
-			nng_aio_cancel(c->aio);
+	if (atomic_fetch_add(&a->pipes_by[by], add) + add <= 0 && add < 0 && a->n > 1)
+		for (size_t i = 0; i < a->nall; i++) {
+			struct gw_api_call *c = a->all[i];
+			if (c->state != CALL_IDLE && c->broker == by) {
+				c->lost = true;
+				/* runs req0's cancel now; api_aio_cb later, on another thread, once mtx is free */
+				nng_aio_cancel(c->aio);
+			}
 		}
-	}
-	pthread_mutex_unlock(&a->all_mtx);
+	pthread_mutex_unlock(&a->mtx);
 }
 
 static int api_error(int nng_err)
@@ -155,24 +168,29 @@ static bool api_other_up(struct gw_api *a, unsigned b)
 	return false;
 }
 
-/* Several brokers: sends msg (taking it) to broker b, within what is left of the call's time. */
+/*
+ * Several brokers, mtx held: sends msg (taking it) to broker b, within what
+ * is left of the call's time. nng completes the send later on its threads,
+ * never in this call.
+ */
 static void api_attempt(struct gw_api_call *c, unsigned b, nng_msg *msg)
 {
 	nng_time now = nng_clock();
 	nng_duration left = c->end > now ? (nng_duration)(c->end - now) : 1;
 
 	c->polling = atomic_load(&c->api->pipes_by[b]) <= 0;
-	atomic_store(&c->broker, (int)b);
-	atomic_store(&c->state, CALL_SEND);
+	c->broker = (int)b;
+	c->state = CALL_SEND;
+	c->lost = false;
 	nng_aio_set_timeout(c->aio, c->polling && left > API_POLL_MS ? API_POLL_MS : left);
 	nng_aio_set_msg(c->aio, msg);
 	nng_ctx_send(c->ctx[b], c->aio);
 }
 
 /*
- * nng thread: with several brokers, a call that failed (its connection
- * lost, its time for this attempt passed, or no connection took it) is
- * sent again while time is left, to another broker when one is up.
+ * nng thread, mtx held: with several brokers, a call that failed (its
+ * connection lost, its time for this attempt passed, or no connection took
+ * it) is sent again while time is left, to another broker when one is up.
  * False: the call ends now.
  */
 static bool api_retry(struct gw_api_call *c, int rv)
@@ -189,7 +207,7 @@ static bool api_retry(struct gw_api_call *c, int rv)
 		atomic_fetch_add(&c->api->retries, 1);
 		c->attempt++;
 	}
-	api_attempt(c, api_choose(c->api, atomic_load(&c->broker)), msg);
+	api_attempt(c, api_choose(c->api, c->broker), msg);
 	return true;
 }
 
@@ -203,7 +221,7 @@ static nng_duration api_answer_time(struct gw_api_call *c)
 		int cap = c->api->retry_ms;
 		/* another broker up: a first attempt gets --api-retry-ms, a later one half of what is left, the last
 		 * all */
-		if (!api_other_up(c->api, (unsigned)atomic_load(&c->broker)) || left < 2)
+		if (!api_other_up(c->api, (unsigned)c->broker) || left < 2)
 			return left;
 		if (c->attempt == 0 && cap > 0)
 			return cap < left ? cap : left;
@@ -219,47 +237,54 @@ static nng_duration api_answer_time(struct gw_api_call *c)
  * (nng 1.5 req0_run_send_queue), so CALL_RECV is "sent": a failure after it
  * leaves the broker's outcome unknown, a failure before it means the broker
  * never saw the request. The receive starts only once the send is done:
- * nng 1.5.2 cannot cancel a receive whose send is pending.
+ * nng 1.5.2 cannot cancel a receive whose send is pending. Under mtx (see
+ * struct gw_api_call): the call's next step, or its end, is decided in one
+ * piece with respect to api_pipe_cb and gw_api_cancel.
  */
 static void api_aio_cb(void *arg)
 {
 	struct gw_api_call *c = arg;
 	struct gw_api *a = c->api;
-	int rv = nng_aio_result(c->aio), b = atomic_load(&c->broker);
-	bool consumed = false; /* the request went: nng owns it */
+	int rv = nng_aio_result(c->aio), b;
 
-	if (atomic_load(&c->state) == CALL_SEND && rv == 0 && atomic_load(&c->cancel)) {
-		/* answered already (gw_api_cancel came before this callback): no receive */
-		c->sent = true;
-		consumed = true;
-		rv = NNG_ECANCELED;
-	} else if (atomic_load(&c->state) == CALL_SEND && rv == 0) {
-		c->sent = true;
-		atomic_store(&c->lost, false);
-		atomic_store(&c->state, CALL_RECV);
-		if (c->req != NULL || c->deadline != 0)
-			nng_aio_set_timeout(c->aio, api_answer_time(c));
-		nng_ctx_recv(c->ctx[b], c->aio);
-		/* a gw_api_cancel that came between the check above and the receive: cancel it here */
-		if (atomic_load(&c->cancel))
-			nng_aio_cancel(c->aio);
-		return;
-	}
-	if (atomic_load(&c->state) == CALL_SEND && !consumed)
-		nng_msg_free(nng_aio_get_msg(c->aio));
-	if (c->req != NULL && atomic_load(&c->state) == CALL_RECV) {
+	pthread_mutex_lock(&a->mtx);
+	b = c->broker;
+	if (c->state == CALL_SEND) {
+		nng_msg_free(nng_aio_get_msg(c->aio)); /* not sent: nng gave it back; sent: NULL */
+		nng_aio_set_msg(c->aio, NULL);
+		if (rv == 0) {
+			c->sent = true;
+			if (atomic_load(&c->cancel))
+				rv = NNG_ECANCELED; /* answered already (gw_api_cancel): no receive */
+			else if (c->lost)
+				rv = NNG_ECONNRESET; /* handed to a connection that went since: go elsewhere now */
+		}
+		if (rv == 0) {
+			c->state = CALL_RECV;
+			if (c->req != NULL || c->deadline != 0)
+				nng_aio_set_timeout(c->aio, api_answer_time(c));
+			/* a gw_api_cancel or a lost connection from now on cancels this receive: both take mtx */
+			nng_ctx_recv(c->ctx[b], c->aio);
+			pthread_mutex_unlock(&a->mtx);
+			return;
+		}
+	} else if (c->req != NULL && c->state == CALL_RECV) {
 		if (rv == 0)
 			atomic_store(&a->suspect[b], 0);
 		else if (rv == NNG_ETIMEDOUT)
 			atomic_store(&a->suspect[b], (uint_fast64_t)nng_clock());
 	}
-	if (rv == NNG_ECANCELED && atomic_exchange(&c->lost, false) && !atomic_load(&c->cancel))
+	if (rv == NNG_ECANCELED && c->lost && !atomic_load(&c->cancel))
 		rv = NNG_ECONNRESET; /* api_pipe_cb: its connection went */
-	if (rv != 0 && api_retry(c, rv))
+	if (rv != 0 && api_retry(c, rv)) {
+		pthread_mutex_unlock(&a->mtx);
 		return;
+	}
 	c->reply = rv == 0 ? nng_aio_get_msg(c->aio) : NULL;
 	c->err = api_error(rv);
+	c->state = CALL_IDLE; /* api_pipe_cb: nothing left to move */
 	c->queued = true;
+	pthread_mutex_unlock(&a->mtx);
 	gw_inbox_push(&a->inbox, &c->item);
 }
 
@@ -277,7 +302,6 @@ static void api_done(struct gw_inbox *ib, struct gw_inbox_item *item)
 	c->reply = NULL;
 	nng_msg_free(c->req);
 	c->req = NULL;
-	atomic_store(&c->state, CALL_IDLE); /* api_pipe_cb: nothing to cancel here */
 	c->in_flight = false;
 	c->next_free = a->free_calls;
 	a->free_calls = c;
@@ -301,10 +325,10 @@ int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out)
 		free(a);
 		return n;
 	}
-	pthread_mutex_init(&a->all_mtx, NULL);
+	pthread_mutex_init(&a->mtx, NULL);
 	if (gw_inbox_init(loop, &a->inbox, 0, api_done, a) != 0) {
 		rc_opt_list_free(urls, n);
-		pthread_mutex_destroy(&a->all_mtx);
+		pthread_mutex_destroy(&a->mtx);
 		free(a);
 		return RC_EIO;
 	}
@@ -332,7 +356,7 @@ int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out)
 	if (rv != 0) {
 		for (unsigned i = 0; i < a->n; i++)
 			nng_close(a->socks[i]);
-		pthread_mutex_destroy(&a->all_mtx);
+		pthread_mutex_destroy(&a->mtx);
 		gw_inbox_close(&a->inbox, api_closed);
 		return RC_EIO;
 	}
@@ -384,13 +408,13 @@ static struct gw_api_call *api_call_get(struct gw_api *a)
 	}
 	if (a->nall == a->capall) {
 		size_t cap = a->capall ? a->capall * 2 : 16;
-		pthread_mutex_lock(&a->all_mtx);
+		pthread_mutex_lock(&a->mtx);
 		struct gw_api_call **all = realloc(a->all, cap * sizeof(*all));
 		if (all != NULL) {
 			a->all = all;
 			a->capall = cap;
 		}
-		pthread_mutex_unlock(&a->all_mtx);
+		pthread_mutex_unlock(&a->mtx);
 		if (all == NULL)
 			return NULL;
 	}
@@ -407,9 +431,9 @@ static struct gw_api_call *api_call_get(struct gw_api *a)
 			api_call_free(c, i);
 			return NULL;
 		}
-	pthread_mutex_lock(&a->all_mtx);
+	pthread_mutex_lock(&a->mtx);
 	a->all[a->nall++] = c;
-	pthread_mutex_unlock(&a->all_mtx);
+	pthread_mutex_unlock(&a->mtx);
 	return c;
 }
 
@@ -443,20 +467,22 @@ static int api_call(struct gw_api *a, const char *req, size_t len, int timeout_m
 	c->in_flight = true;
 	c->queued = false;
 	atomic_store(&c->cancel, false);
-	atomic_store(&c->lost, false);
 	if (out != NULL)
 		*out = c;
 	c->deadline = wait ? 0 : nng_clock() + (nng_time)timeout_ms;
+	pthread_mutex_lock(&a->mtx);
 	if (a->n > 1) {
 		api_attempt(c, api_choose(a, -1), msg);
-		return RC_OK;
+	} else {
+		c->polling = false;
+		c->lost = false;
+		c->broker = 0;
+		c->state = CALL_SEND;
+		nng_aio_set_timeout(c->aio, timeout_ms);
+		nng_aio_set_msg(c->aio, msg);
+		nng_ctx_send(c->ctx[0], c->aio);
 	}
-	c->polling = false;
-	atomic_store(&c->broker, 0);
-	atomic_store(&c->state, CALL_SEND);
-	nng_aio_set_timeout(c->aio, timeout_ms);
-	nng_aio_set_msg(c->aio, msg);
-	nng_ctx_send(c->ctx[0], c->aio);
+	pthread_mutex_unlock(&a->mtx);
 	return RC_OK;
 }
 
@@ -475,8 +501,10 @@ void gw_api_cancel(struct gw_api_call *c)
 {
 	if (c == NULL || !c->in_flight)
 		return; /* its callback has run: nothing to stop */
+	pthread_mutex_lock(&c->api->mtx);
 	atomic_store(&c->cancel, true);
 	nng_aio_cancel(c->aio);
+	pthread_mutex_unlock(&c->api->mtx);
 }
 
 int gw_api_call_wait(struct gw_api *a, const char *req, size_t len, int timeout_ms, gw_api_cb cb, void *arg)
@@ -521,7 +549,7 @@ void gw_api_free(struct gw_api *a)
 		free(a->all[i]);
 	}
 	free(a->all);
-	pthread_mutex_destroy(&a->all_mtx);
+	pthread_mutex_destroy(&a->mtx);
 	pthread_mutex_destroy(&a->inbox.mtx);
 	free(a);
 }
