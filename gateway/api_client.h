@@ -6,10 +6,12 @@
  * the broker of each attempt: round-robin over those with a connection
  * up, passing over a suspect one (its last attempt went unanswered in the
  * last 5 s; cleared when it answers) while another is up. A call whose
- * broker fails (the connection lost, or no answer in time while another
- * broker is up) is sent again, within its timeout, to another broker when
- * one is up: a first attempt waits gw_api_set_retry_ms's time for its
- * answer, a later one half of what is left, the last all of it. Every
+ * broker fails (its last connection lost: every call pending on that
+ * broker, waiting to be sent or for its answer, moves at once; or no answer
+ * in time while another broker is up) is sent again, within its timeout,
+ * to another broker when one is up: a first attempt waits
+ * gw_api_set_retry_ms's time for its answer, a later one half of what is
+ * left, the last all of it. Every
  * request the gateway sends must then be safe to repeat. Reads are; a
  * publish is when each of its events carries an idempotency key
  * (publish.c gives one to every event that has none when gw_api_brokers()
