@@ -528,6 +528,9 @@ void gw_api_stop(struct gw_api *a)
 	for (size_t i = 0; i < a->nall; i++) {
 		struct gw_api_call *c = a->all[i];
 		if (c->in_flight && !c->queued) {
+			/* a re-send dropped the same way still holds its request */
+			nng_msg_free(nng_aio_get_msg(c->aio));
+			nng_aio_set_msg(c->aio, NULL);
 			c->reply = NULL;
 			c->err = RC_ECLOSED;
 			c->queued = true;
