@@ -2,15 +2,20 @@
  * api_client.h - the gateway's client of the broker api (nng REQ).
  *
  * --broker-api takes one address or several (the brokers of one stream,
- * comma-separated): one REQ socket dials them all and nng spreads the
- * requests over the connections that are up. With several, a call whose
- * broker fails (the connection lost, or half of the time left passed
- * without an answer while another broker is up) is sent again, within
- * its timeout, on a connection that is up: every request the gateway
- * sends must then be safe to repeat. Reads are; a publish is when each of
- * its events carries an idempotency key (publish.c gives one to every
- * event that has none when gw_api_brokers() > 1). With one address a call
- * is never sent again.
+ * comma-separated), a REQ socket each. With several, the gateway chooses
+ * the broker of each attempt: round-robin over those with a connection
+ * up, passing over a suspect one (its last attempt went unanswered in the
+ * last 5 s; cleared when it answers) while another is up. A call whose
+ * broker fails (its last connection lost: every call pending on that
+ * broker, waiting to be sent or for its answer, moves at once; or no answer
+ * in time while another broker is up) is sent again, within its timeout,
+ * to another broker when one is up: a first attempt waits
+ * gw_api_set_retry_ms's time for its answer, a later one half of what is
+ * left, the last all of it. Every
+ * request the gateway sends must then be safe to repeat. Reads are; a
+ * publish is when each of its events carries an idempotency key
+ * (publish.c gives one to every event that has none when gw_api_brokers()
+ * > 1). With one address a call is never sent again.
  * Calls run on nng contexts with aio: nothing blocks the loop. A call's
  * completion is handed back to the loop through an inbox and its callback
  * runs on the loop thread. When no connection to the broker is up, a call
@@ -40,6 +45,13 @@ typedef void (*gw_api_cb)(void *arg, int err, bool sent, const char *reply, size
 
 /* Dials url, one address or a comma-separated list (reconnecting by itself). Returns 0, RC_EINVAL, RC_EIO or RC_ENOMEM. */
 int gw_api_start(uv_loop_t *loop, const char *url, struct gw_api **out);
+
+/*
+ * Several brokers, before any call: a first attempt waits ms for its answer
+ * while another broker is up, then goes to another (0, the default: half of
+ * the time left, like later attempts). Loop thread.
+ */
+void gw_api_set_retry_ms(struct gw_api *a, int ms);
 
 /* True while a connection to a broker api is up. Any thread. */
 bool gw_api_connected(struct gw_api *a);

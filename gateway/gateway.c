@@ -40,6 +40,7 @@ void gw_options_defaults(struct gw_options *o)
 		.header_timeout_ms = 10000,
 		.idle_timeout_ms = 60000,
 		.publish_timeout_ms = 5000,
+		.api_retry_ms = 1000,
 		.publish_linger_ms = 0,
 		.publish_queue_bytes = 16 * 1024 * 1024,
 		.static_max_bytes = 4 * 1024 * 1024,

@@ -41,6 +41,7 @@ struct gw_options {
 	const char *publish_token, *cors_origin, *static_dir, *allowed_hosts;
 	int64_t heartbeat_ms, max_client_buffer, max_response_buffer, max_rooms_per_stream, max_event_bytes, max_body_bytes;
 	int64_t max_conns, max_header_bytes, header_timeout_ms, idle_timeout_ms, publish_timeout_ms, publish_linger_ms;
+	int64_t api_retry_ms; /* several --broker-api: a first attempt's cap while another broker is up (0: half) */
 	int64_t publish_queue_bytes, max_rewind;
 	int64_t write_delay_ms, static_max_bytes;
 	int64_t bus_recvbuf, bus_max_rooms, repair_max_bytes, shutdown_ms, workers, bus_gap_wait_ms;

@@ -232,7 +232,10 @@ static bool gw_setup(struct gw_worker *w)
 		rc_log_error("cannot listen", "addr=%s worker=%u err=\"%s\"", o->listen, gw->worker, uv_strerror(rv));
 		return false;
 	}
-	if (gw_api_start(gw->loop, o->broker_api, &gw->api) != RC_OK || gw_publisher_init(gw) != RC_OK)
+	if (gw_api_start(gw->loop, o->broker_api, &gw->api) != RC_OK)
+		return false;
+	gw_api_set_retry_ms(gw->api, (int)o->api_retry_ms);
+	if (gw_publisher_init(gw) != RC_OK)
 		return false;
 	if (gw_auth_loop_start(gw) != RC_OK || gw_authurl_loop_start(gw) != RC_OK || gw_loop_bus_start(gw) != RC_OK)
 		return false;
@@ -403,6 +406,10 @@ int main(int argc, char **argv)
 		  "keep-alive connection idle between requests" },
 		{ "publish-timeout-ms", RC_OPT_INT, &o->publish_timeout_ms, 1, 600000,
 		  "wait for the broker on POST and replay (POST: 503 if the request was not sent, 504 if it was)" },
+		{ "api-retry-ms", RC_OPT_INT, &o->api_retry_ms, 0, 600000,
+		  "several --broker-api: a request's first attempt waits this long for its broker's answer while another "
+		  "broker is up, then goes to another (later attempts: half of what is left of --publish-timeout-ms, the "
+		  "last all of it; 0: half of it from the first)" },
 		{ "publish-queue-bytes", RC_OPT_SIZE, &o->publish_queue_bytes, 1024, INT64_MAX,
 		  "bytes of events a gateway holds for the broker (queued or in flight); a POST past it: 503 "
 		  "overloaded" },

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "api_client.h"
+#include "error.h"
 #include "frame.h"
 #include "gw_fixture.h"
 #include "hub.h"
@@ -71,7 +72,8 @@ static struct gwf_client *post(const char *body, const char *extra)
 	char req[4096];
 
 	snprintf(req, sizeof(req),
-		 "POST /api/v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
+		 "POST /api/v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%sContent-Length: "
+		 "%zu\r\n\r\n%s",
 		 extra ? extra : "", strlen(body), body);
 	gwf_send(c, req);
 	return c;
@@ -264,6 +266,72 @@ static void test_one_broker_unchanged(void **state)
 	assert_int_equal(gw_api_retries(fx.gw.api), 0);
 }
 
+/* What one direct api call got. */
+struct got {
+	bool done;
+	int err;
+	char reply[256];
+};
+
+static void got_cb(void *arg, int err, bool sent, const char *reply, size_t len)
+{
+	struct got *g = arg;
+
+	(void)sent;
+	g->done = true;
+	g->err = err;
+	if (reply != NULL && len < sizeof(g->reply)) {
+		memcpy(g->reply, reply, len);
+		g->reply[len] = '\0';
+	}
+}
+
+#define QUEUED_CALLS 8
+
+/*
+ * Calls pending on a broker when its connection drops, whatever their step:
+ * taken by it and waiting for the answer, handed to the connection, or still
+ * waiting to be sent behind those (nng 1.5.2 would keep these for the next
+ * connection to the same broker, until their time runs out): every one goes
+ * to the other broker at once and gets its own answer.
+ */
+static void test_calls_queued_on_a_lost_broker_move(void **state)
+{
+	struct got got[QUEUED_CALLS];
+	char req[QUEUED_CALLS][32];
+	unsigned answered = 0;
+
+	(void)state;
+	memset(got, 0, sizeof(got));
+	/* round-robin: half of them to each broker; neither answers yet, so each one's calls pile up */
+	for (unsigned i = 0; i < QUEUED_CALLS; i++) {
+		snprintf(req[i], sizeof(req[i]), "{\"op\":\"get\",\"n\":%u}", i);
+		assert_int_equal(gw_api_call(fx.gw.api, req[i], strlen(req[i]), 60000, got_cb, &got[i]), RC_OK);
+	}
+	broker_dies(0);
+	/* broker 1 answers each request with its own text, one at a time (REP) */
+	while (answered < QUEUED_CALLS) {
+		nng_msg *m;
+		uint64_t deadline = gwf_deadline();
+		while (nng_recvmsg(fx.reps[1], &m, NNG_FLAG_NONBLOCK) != 0) {
+			bool all = true;
+			for (unsigned i = 0; i < QUEUED_CALLS; i++)
+				all = all && got[i].done;
+			if (all)
+				fail_msg("every call ended, %u requests answered", answered);
+			if (!gwf_turn(&fx, deadline))
+				fail_msg("broker 1 got %u of the %d requests", answered, QUEUED_CALLS);
+		}
+		assert_int_equal(nng_sendmsg(fx.reps[1], m, 0), 0);
+		answered++;
+	}
+	for (unsigned i = 0; i < QUEUED_CALLS; i++) {
+		GWF_WAIT(&fx, got[i].done);
+		assert_int_equal(got[i].err, RC_OK);
+		assert_string_equal(got[i].reply, req[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +339,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publish_retried_when_the_broker_hangs, setup_two_short, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_for_events_without, setup_two, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_retried, setup_two, teardown),
+		cmocka_unit_test_setup_teardown(test_calls_queued_on_a_lost_broker_move, setup_two, teardown),
 		cmocka_unit_test_setup_teardown(test_one_broker_unchanged, setup_one, teardown),
 	};
 

@@ -10,10 +10,16 @@ JetStream stream, is resume/test_brokers_failover.py):
   (each POST its own keys); /metrics shows each address's state;
 - a list with an empty item is refused at start (exit 2);
 - the other bus's broker unreachable: the gateway is ready with one, and
-  says which one is connected.
+  says which one is connected;
+- one broker's process stopped (SIGSTOP: its connection stays up and nothing
+  answers, like a host cut off): every POST is answered 201 within a few
+  seconds, its re-send going to the other broker (--api-retry-ms caps the
+  first attempt), not after half of --publish-timeout-ms.
 """
 
 import json
+import signal
+import time
 import unittest
 
 import harness
@@ -72,6 +78,31 @@ class BrokerListsTest(GatewayTest):
         self.assertEqual(m['roomcast_gateway_api_connected{broker="1"}'], 1)
         r = post_json(gw.port, {"type": "t", "room_id": "a"})
         self.assertEqual(r.status, 201, r.body)
+
+    def test_silent_broker_skipped(self):
+        c = self.cluster
+        hung = c.start_broker()
+        live = c.start_broker()
+        gw = c.start_gateway("--publish-timeout-ms", "20000", "--api-retry-ms", "500", bus=live.bus,
+                             api=hung.api + "," + live.api)
+        wait_until(lambda: get_metrics(gw.port).get('roomcast_gateway_api_connected{broker="0"}') == 1, scaled(10),
+                   "both apis connected")
+        s = self.sse(gw, "/api/v1/events?room_id=a")
+        hung.proc.signal(signal.SIGSTOP)
+        try:
+            ids, took = [], []
+            for i in range(8):
+                t0 = time.monotonic()
+                r = post_json(gw.port, {"type": "t", "room_id": "a", "i": i}, timeout=scaled(30))
+                took.append(round(time.monotonic() - t0, 2))
+                self.assertEqual(r.status, 201, r.body)
+                ids.append(r.json()["id"])
+            self.assertLess(max(took), scaled(5), "seconds per POST: %s" % took)
+            got = s.events(len(ids), timeout=scaled(10))
+            self.assertEqual([e.id for e in got], ids)
+            self.assertGreater(get_metrics(gw.port)["roomcast_gateway_api_retries_total"], 0)
+        finally:
+            hung.proc.signal(signal.SIGCONT)
 
 
 if __name__ == "__main__":
