@@ -524,36 +524,6 @@ static void *link_thread(void *arg)
 	return NULL;
 }
 
-/* Splits tcp://host:port (host may be [v6]) into host and port. */
-static int link_parse_url(const char *url, char *host, size_t hsize, char *port, size_t psize)
-{
-	const char *h, *colon;
-	size_t hl;
-
-	if (strncmp(url, "tcp://", 6) != 0)
-		return RC_EINVAL;
-	h = url + 6;
-	if (*h == '[') {
-		const char *end = strchr(h, ']');
-		if (end == NULL || end[1] != ':')
-			return RC_EINVAL;
-		h++;
-		hl = (size_t)(end - h);
-		colon = end + 1;
-	} else {
-		if ((colon = strrchr(h, ':')) == NULL)
-			return RC_EINVAL;
-		hl = (size_t)(colon - h);
-	}
-	if (hl >= hsize || strlen(colon + 1) >= psize || colon[1] == '\0' ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atol(colon + 1) > 65535)
-		return RC_EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	strcpy(port, colon + 1);
-	return RC_OK;
-}
-
 /* Binds the listening socket; sets l->lfd and l->url. */
 static int link_listen(struct link *l)
 {
@@ -565,7 +535,7 @@ static int link_listen(struct link *l)
 	nng_sockaddr na = { .s_family = NNG_AF_UNSPEC };
 	int rv, one = 1;
 
-	if (link_parse_url(l->cfg.url, host, sizeof(host), port, sizeof(port)) != RC_OK) {
+	if (rc_link_url_split(l->cfg.url, host, sizeof(host), port, sizeof(port)) != RC_OK) {
 		rc_log_error("--link must be tcp://host:port", "url=%s", l->cfg.url);
 		return RC_EINVAL;
 	}

@@ -1,5 +1,8 @@
 #include "link_frame.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "error.h"
 
 static void put32(uint8_t *p, uint32_t v)
@@ -54,4 +57,35 @@ ssize_t rc_link_parse(const uint8_t *buf, size_t len, uint32_t max, rc_link_fram
 		off += RC_LINK_HDR_SIZE + (size_t)f.len;
 	}
 	return (ssize_t)off;
+}
+
+int rc_link_url_split(const char *url, char *host, size_t hsize, char *port, size_t psize)
+{
+	const char *h, *colon, *p;
+	size_t hl, pl;
+
+	if (url == NULL || strncmp(url, "tcp://", 6) != 0)
+		return RC_EINVAL;
+	h = url + 6;
+	if (*h == '[') {
+		const char *end = strchr(h, ']');
+		if (end == NULL || end[1] != ':')
+			return RC_EINVAL;
+		h++;
+		hl = (size_t)(end - h);
+		colon = end + 1;
+	} else {
+		if ((colon = strrchr(h, ':')) == NULL)
+			return RC_EINVAL;
+		hl = (size_t)(colon - h);
+	}
+	p = colon + 1;
+	pl = strlen(p);
+	if (pl == 0 || pl > 5 || strspn(p, "0123456789") != pl || strtol(p, NULL, 10) > 65535 || hl >= hsize ||
+	    pl >= psize)
+		return RC_EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	memcpy(port, p, pl + 1);
+	return RC_OK;
 }

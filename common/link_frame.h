@@ -66,4 +66,12 @@ typedef int (*rc_link_frame_fn)(void *arg, const struct rc_link_frame *f);
  */
 ssize_t rc_link_parse(const uint8_t *buf, size_t len, uint32_t max, rc_link_frame_fn fn, void *arg);
 
+/*
+ * Splits a link address, "tcp://host:port" or "tcp://[v6]:port", into host
+ * (without brackets; may be empty: every address) and port (digits, at most
+ * 65535; 0: any free port). Returns 0, or RC_EINVAL (not such an address,
+ * or host or port longer than their buffers).
+ */
+int rc_link_url_split(const char *url, char *host, size_t hsize, char *port, size_t psize);
+
 #endif

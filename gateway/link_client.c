@@ -70,32 +70,18 @@ struct gw_link {
 
 static void link_dial(struct gw_link *l);
 
-/* "tcp://host:port" or "tcp://[v6]:port" into l->host and l->port. */
+/* "tcp://host:port" or "tcp://[v6]:port" into l->host and l->port (a host, and a port other than 0). */
 static int link_parse_url(struct gw_link *l, const char *url)
 {
-	const char *h, *colon, *end;
+	char host[256], port[8];
 
-	if (url == NULL || strncmp(url, "tcp://", 6) != 0)
+	if (rc_link_url_split(url, host, sizeof(host), port, sizeof(port)) != RC_OK || host[0] == '\0' ||
+	    atoi(port) == 0)
 		return RC_EINVAL;
-	h = url + 6;
-	if (*h == '[') {
-		end = strchr(h, ']');
-		if (end == NULL || end[1] != ':')
-			return RC_EINVAL;
-		colon = end + 1;
-		h++;
-	} else {
-		colon = strrchr(h, ':');
-		end = colon;
-	}
-	if (colon == NULL || end == h || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1))
-		return RC_EINVAL;
-	l->host = strndup(h, (size_t)(end - h));
-	l->port = strdup(colon + 1);
+	l->host = strdup(host);
+	l->port = strdup(port);
 	if (l->host == NULL || l->port == NULL)
 		return RC_ENOMEM;
-	if (atoi(l->port) <= 0 || atoi(l->port) > 65535)
-		return RC_EINVAL;
 	l->literal = uv_ip4_addr(l->host, atoi(l->port), (struct sockaddr_in *)&l->addr) == 0 ||
 		     uv_ip6_addr(l->host, atoi(l->port), (struct sockaddr_in6 *)&l->addr) == 0;
 	return RC_OK;

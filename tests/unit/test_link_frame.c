@@ -157,6 +157,28 @@ static void test_callback_stops(void **state)
 	assert_int_equal(s.n, 1);
 }
 
+static void test_url_split(void **state)
+{
+	char host[64], port[8];
+	const char *bad[] = { "", "tcp://", "tcp://h", "tcp://h:", "tcp://h:x1", "tcp://h:65536", "tcp://h:99999",
+			      "udp://h:1", "tcp://[::1]1", "tcp://[::1", "tcp://h:1234567", NULL };
+
+	(void)state;
+	assert_int_equal(rc_link_url_split("tcp://127.0.0.1:7412", host, sizeof(host), port, sizeof(port)), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_string_equal(port, "7412");
+	assert_int_equal(rc_link_url_split("tcp://[::1]:0", host, sizeof(host), port, sizeof(port)), 0);
+	assert_string_equal(host, "::1");
+	assert_string_equal(port, "0");
+	assert_int_equal(rc_link_url_split("tcp://:65535", host, sizeof(host), port, sizeof(port)), 0);
+	assert_string_equal(host, "");
+	assert_string_equal(port, "65535");
+	assert_int_equal(rc_link_url_split("tcp://broker:7412", host, 4, port, sizeof(port)), RC_EINVAL);
+	for (int i = 0; bad[i] != NULL; i++)
+		assert_int_equal(rc_link_url_split(bad[i], host, sizeof(host), port, sizeof(port)), RC_EINVAL);
+	assert_int_equal(rc_link_url_split(NULL, host, sizeof(host), port, sizeof(port)), RC_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -165,6 +187,7 @@ int main(void)
 		cmocka_unit_test(test_bad_headers),
 		cmocka_unit_test(test_garbage_never_overreads),
 		cmocka_unit_test(test_callback_stops),
+		cmocka_unit_test(test_url_split),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
