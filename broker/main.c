@@ -214,7 +214,7 @@ int main(int argc, char **argv)
 		  "--store nats: how long a publish waits for JetStream's acknowledgement (then: "
 		  "publish_outcome_unknown)" },
 		{ "nats-connect-wait-ms", RC_OPT_INT, &o.nats_connect_wait_ms, 0, 3600000,
-		  "--store nats: how long start waits for NATS and the stream before it gives up (exit 1)" },
+		  "--store nats: how long start waits for NATS, the stream and its follower's consumer before it gives up (exit 1)" },
 		{ "data-dir", RC_OPT_STR, &o.data_dir, 0, 0,
 		  "directory of the durable history (implies --store file)" },
 		{ "fsync", RC_OPT_STR, &o.fsync, 0, 0,

@@ -341,12 +341,28 @@ int nstore_open(const struct nstore_config *cfg, struct history *h, struct nstor
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
 		so.Config.OptStartSeq = start;
 	}
-	st = js_Subscribe(&s->sub, s->js, s->filter, nstore_on_msg, s, NULL, &so, &jerr);
-	if (st != NATS_OK) {
-		rc_log_error("nats: cannot follow the stream", "stream=%s error=\"%s\" code=%d", s->stream,
-			     natsStatus_GetText(st), (int)jerr);
-		rv = RC_EIO;
-		goto out_fail;
+	{
+		/*
+		 * Creating the consumer needs the cluster's metadata leader, which the
+		 * stream's answers above do not: while the cluster elects one (4-9 s
+		 * after it died, or right after the cluster formed) it times out.
+		 */
+		double until = nstore_now_ms() + s->cfg.connect_wait_ms;
+		for (;;) {
+			jerr = 0;
+			st = js_Subscribe(&s->sub, s->js, s->filter, nstore_on_msg, s, NULL, &so, &jerr);
+			if (st == NATS_OK)
+				break;
+			if (nstore_now_ms() >= until) {
+				rc_log_error("nats: cannot follow the stream", "stream=%s error=\"%s\" code=%d", s->stream,
+					     natsStatus_GetText(st), (int)jerr);
+				rv = RC_EIO;
+				goto out_fail;
+			}
+			rc_log_warn("nats: cannot follow the stream yet; trying again", "stream=%s error=\"%s\" code=%d",
+				    s->stream, natsStatus_GetText(st), (int)jerr);
+			nats_Sleep(250);
+		}
 	}
 	natsSubscription_SetPendingLimits(s->sub, -1, -1);
 	/* start reads what the stream holds up to its last message at start */

@@ -143,6 +143,20 @@ def stream_leader(servers, stream):
     return None
 
 
+def meta_leader(servers):
+    """The name of the JetStream metadata leader (from any live server's /jsz), or None."""
+    for s in servers:
+        if s.proc is None or not s.proc.alive():
+            continue
+        try:
+            leader = (s.jsz("").get("meta_cluster") or {}).get("leader")
+        except OSError:
+            continue
+        if leader:
+            return leader
+    return None
+
+
 class NatsTest(harness.GatewayTest):
     """GatewayTest plus the nats-servers it started, stopped after the broker and gateways."""
 

@@ -453,6 +453,44 @@ class NatsStoreTest(nats_util.NatsTest):
 
     # -- a 3-node cluster, 3 replicas, the stream's leader SIGKILLed --
 
+    def test_start_while_the_cluster_elects_a_meta_leader(self):
+        """
+        A broker that starts while the cluster has no metadata leader (it
+        died; the others take 4-9 s to elect one) waits for it within
+        --nats-connect-wait-ms: its follower's consumer cannot be created
+        before, although the stream answers.
+        """
+        c = self.cluster
+        servers = nats_util.start_cluster(c, 3)
+        self.nats.extend(servers)
+        self.start_broker([s.url for s in servers], "--nats-replicas", "3")  # creates the stream
+        harness.wait_until(lambda: nats_util.stream_leader(servers, "roomcast"), scaled(10), "a stream leader")
+        meta = nats_util.meta_leader(servers)
+        if meta == nats_util.stream_leader(servers, "roomcast"):
+            # the stream must keep its leader: move it off the metadata leader
+            [other] = [sv for sv in servers if sv.name != meta][:1]
+            conn = nats_client.Conn(socket.create_connection((harness.HOST, other.port), timeout=5))
+            try:
+                nats_client.JetStream(conn).api("STREAM.LEADER.STEPDOWN.roomcast")
+            finally:
+                conn.close()
+            harness.wait_until(lambda: nats_util.stream_leader(servers, "roomcast") not in (None, meta),
+                               scaled(20), "the stream leader to move")
+        [victim] = [sv for sv in servers if sv.name == meta]
+        victim.kill()
+        live = [sv.url for sv in servers if sv is not victim]
+        argv = [harness.BROKER_BIN, "--bus", "tcp://%s:0" % harness.HOST, "--api", "tcp://%s:0" % harness.HOST,
+                "--store", "nats", "--nats-url", ",".join(live), "--nats-replicas", "3", "--nats-timeout-ms", "2000",
+                "--nats-connect-wait-ms", "30000"]
+        p = c._start("broker", argv)
+        harness.wait_until(lambda: "broker ready" in p.log() or not p.alive(), scaled(40),
+                           "the broker to start or exit")
+        self.assertTrue(p.alive(), "the broker gave up while the cluster elected its leader:\n" + p.log())
+        bus, api = harness.wait_broker(p)
+        r = harness.subprocess.run([harness.CLI_BIN, "publish", "--broker-api", api, "--room", "r1", "--type", "t"],
+                                   capture_output=True, text=True, timeout=scaled(20))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_cluster_leader_killed_loses_nothing_acknowledged(self):
         c = self.cluster
         servers = nats_util.start_cluster(c, 3)
