@@ -377,6 +377,17 @@ static void link_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
+/* The connection could not be made: close the handle (logged once while it fails); link_closed dials again. */
+static void link_unreachable(struct gw_link *l, int err)
+{
+	if (!l->failing_logged)
+		rc_log_warn("broker link unreachable; retrying", "url=tcp://%s:%s err=\"%s\"", l->host, l->port,
+			    uv_strerror(err));
+	l->failing_logged = true;
+	l->state = LINK_CLOSING;
+	uv_close((uv_handle_t *)&l->tcp, link_closed);
+}
+
 static void link_connected(uv_connect_t *req, int status)
 {
 	struct gw_link *l = req->data;
@@ -386,12 +397,7 @@ static void link_connected(uv_connect_t *req, int status)
 	if (status == 0)
 		status = uv_read_start((uv_stream_t *)&l->tcp, link_alloc, link_read);
 	if (status != 0) {
-		if (!l->failing_logged)
-			rc_log_warn("broker link unreachable; retrying", "url=tcp://%s:%s err=\"%s\"", l->host, l->port,
-				    uv_strerror(status));
-		l->failing_logged = true;
-		l->state = LINK_CLOSING;
-		uv_close((uv_handle_t *)&l->tcp, link_closed);
+		link_unreachable(l, status);
 		return;
 	}
 	l->state = LINK_HELLO;
@@ -407,14 +413,8 @@ static void link_connect(struct gw_link *l, const struct sockaddr *sa)
 	uv_tcp_nodelay(&l->tcp, 1);
 	l->creq.data = l;
 	l->state = LINK_CONNECTING;
-	if ((rv = uv_tcp_connect(&l->creq, &l->tcp, sa, link_connected)) != 0) {
-		if (!l->failing_logged)
-			rc_log_warn("broker link unreachable; retrying", "url=tcp://%s:%s err=\"%s\"", l->host, l->port,
-				    uv_strerror(rv));
-		l->failing_logged = true;
-		l->state = LINK_CLOSING;
-		uv_close((uv_handle_t *)&l->tcp, link_closed);
-	}
+	if ((rv = uv_tcp_connect(&l->creq, &l->tcp, sa, link_connected)) != 0)
+		link_unreachable(l, rv);
 }
 
 static void link_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
