@@ -47,6 +47,7 @@ struct broker_options {
 	int64_t fsync_interval_ms, segment_bytes, idempotency_max_keys;
 	bool repair;
 	enum rc_log_level log_level;
+	bool log_time;
 };
 
 /* Parses a duration like 90, 90s, 15m, 1h, 2d or 500ms (a bare number: seconds) into ms; false when it is not one. */
@@ -235,6 +236,8 @@ int main(int argc, char **argv)
 		  "start even if the log is corrupt in the middle: cut it at the bad record, log what was dropped and "
 		  "start a new epoch" },
 		{ "log-level", RC_OPT_LOG, &o.log_level, 0, 0, "debug, info, warn or error" },
+		{ "log-time", RC_OPT_BOOL, &o.log_time, 0, 0,
+		  "start every log line with time=<UTC, milliseconds> (for logs written to a file)" },
 		{ NULL, 0, NULL, 0, 0, NULL },
 	};
 	struct rc_opts_result res;
@@ -255,6 +258,7 @@ int main(int argc, char **argv)
 	rc_opts_result_fini(&res);
 	rc = 1;
 	rc_log_set_level(o.log_level);
+	rc_log_set_time(o.log_time);
 
 	/* signals are taken by sigwait in this thread; every other thread inherits the mask */
 	sigemptyset(&sigs);

@@ -4,17 +4,24 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
 
 static atomic_int log_level = RC_LOG_INFO;
+static atomic_int log_time;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
 void rc_log_set_level(enum rc_log_level level)
 {
 	atomic_store(&log_level, (int)level);
+}
+
+void rc_log_set_time(int on)
+{
+	atomic_store(&log_time, on != 0);
 }
 
 int rc_log_level_parse(const char *s, enum rc_log_level *out)
@@ -41,8 +48,17 @@ void rc_log(enum rc_log_level level, const char *msg, const char *kvfmt, ...)
 
 	if (!rc_log_enabled(level))
 		return;
-	r = snprintf(buf, sizeof(buf), "level=%s msg=\"", level_names[level]);
-	n = (size_t)r;
+	if (atomic_load(&log_time)) {
+		struct timespec ts;
+		struct tm tm;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = strftime(buf, sizeof(buf), "time=%Y-%m-%dT%H:%M:%S", &tm);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".%03dZ ", (int)(ts.tv_nsec / 1000000));
+	}
+	r = snprintf(buf + n, sizeof(buf) - n, "level=%s msg=\"", level_names[level]);
+	n += (size_t)r;
 	/* escape quotes and control bytes so a record stays one line */
 	for (const char *p = msg; *p && n < sizeof(buf) - 8; p++) {
 		if (*p == '"' || *p == '\\') {

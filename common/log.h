@@ -1,5 +1,6 @@
 /*
- * log.h - one record per line on stderr: `level=info msg="..." key=value ...`.
+ * log.h - one record per line on stderr: `level=info msg="..." key=value ...`,
+ * optionally after `time=...`.
  *
  * Each record is formatted into one buffer and written with a single write(2),
  * so lines from different threads never interleave. Callable from any thread.
@@ -16,6 +17,13 @@ enum rc_log_level {
 
 /* Sets the lowest level that is written (process-wide; default info). */
 void rc_log_set_level(enum rc_log_level level);
+
+/*
+ * With on, every record starts with `time=2026-12-05T07:22:19.690Z ` (UTC,
+ * milliseconds): for logs written to a file rather than to a collector
+ * that stamps lines itself (process-wide; default off).
+ */
+void rc_log_set_time(int on);
 
 /* Parses "debug", "info", "warn" or "error"; returns 0 or RC_EINVAL. */
 int rc_log_level_parse(const char *s, enum rc_log_level *out);

@@ -59,6 +59,7 @@ struct gw_options {
 	bool auth_publish;
 	struct gw_authurl_config *authurl;
 	enum rc_log_level log_level;
+	bool log_time;
 };
 
 /* o = the defaults of every option (--max-conns 0: fitted to the descriptor limit at start). */

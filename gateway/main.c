@@ -483,6 +483,8 @@ int main(int argc, char **argv)
 		  "ask the broker for its stats this often, for the roomcast_broker_* figures of /metrics (0: never)" },
 		{ "shutdown-ms", RC_OPT_INT, &o->shutdown_ms, 1, 60000, "longest graceful stop" },
 		{ "log-level", RC_OPT_LOG, &o->log_level, 0, 0, "debug, info, warn or error" },
+		{ "log-time", RC_OPT_BOOL, &o->log_time, 0, 0,
+		  "start every log line with time=<UTC, milliseconds> (for logs written to a file)" },
 		{ NULL, 0, NULL, 0, 0, NULL },
 	};
 	struct rc_opts_result res;
@@ -539,6 +541,7 @@ int main(int argc, char **argv)
 		if (*unset_if_empty[i] != NULL && **unset_if_empty[i] == '\0')
 			*unset_if_empty[i] = NULL;
 	rc_log_set_level(o->log_level);
+	rc_log_set_time(o->log_time);
 	signal(SIGPIPE, SIG_IGN);
 	if (gw_auth_new(o, &o->jwt) != RC_OK)
 		return 2;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -104,6 +105,39 @@ static void test_one_line(void **state)
 	free(text);
 }
 
+/* --log-time: the record starts with the UTC time in milliseconds, then the same fields. */
+static void test_time_prefix(void **state)
+{
+	char *text;
+	time_t before = time(NULL), at;
+	struct tm tm = { 0 };
+	int ms = -1, used = 0;
+
+	(void)state;
+	rc_log_set_time(1);
+	capture_start();
+	rc_log_warn("stamped", "k=%d", 1);
+	text = capture_end(NULL);
+	rc_log_set_time(0);
+	assert_true(strncmp(text, "time=", 5) == 0);
+	assert_int_equal(sscanf(text + 5, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ %n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+				&tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &used),
+			 7);
+	assert_true(used == 25 && ms >= 0 && ms <= 999);
+	assert_string_equal(text + 5 + used, "level=warn msg=\"stamped\" k=1\n");
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	at = timegm(&tm);
+	assert_true(at >= before - 1 && at <= time(NULL) + 1);
+	free(text);
+	/* off again: no prefix */
+	capture_start();
+	rc_log_warn("plain", NULL);
+	text = capture_end(NULL);
+	assert_string_equal(text, "level=warn msg=\"plain\"\n");
+	free(text);
+}
+
 /* A record longer than the internal buffer is cut, still one full line. */
 static void test_long_record(void **state)
 {
@@ -147,6 +181,7 @@ int main(void)
 		cmocka_unit_test_setup(test_filtered, level_info),
 		cmocka_unit_test_setup(test_one_line, level_info),
 		cmocka_unit_test_setup(test_long_record, level_info),
+		cmocka_unit_test_setup(test_time_prefix, level_info),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);

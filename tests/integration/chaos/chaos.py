@@ -107,7 +107,7 @@ class Broker:
     def start(self):
         self.starts += 1
         argv = [harness.BROKER_BIN, "--bus", self.bus, "--api", self.api, "--store", "nats",
-                "--nats-url", ",".join(self.nats_urls), "--nats-stream", STREAM, "--nats-replicas", "3"]
+                "--nats-url", ",".join(self.nats_urls), "--nats-stream", STREAM, "--nats-replicas", "3", "--log-time"]
         self.proc = self.host.spawn("%s-%d" % (self.name, self.starts), argv, env=harness._child_env())
         harness.wait_broker(self.proc)
 
@@ -135,7 +135,7 @@ class Gateway:
         argv = [harness.GATEWAY_BIN, "--listen", "%s:%d" % (self.addr, HTTP_PORT),
                 "--broker-bus", ",".join(b.bus for b in self.brokers),
                 "--broker-api", ",".join(b.api for b in self.brokers),
-                "--publish-timeout-ms", str(PUBLISH_TIMEOUT_MS), "--broker-stats-ms", "500"]
+                "--publish-timeout-ms", str(PUBLISH_TIMEOUT_MS), "--broker-stats-ms", "500", "--log-time"]
         self.proc = self.host.spawn(self.name, argv, env=harness._child_env())
         harness.wait_gateway_listening(self.proc)
 

@@ -119,7 +119,9 @@ class Node:
                         self.host.addr, ROUTE_PORT, routes))
 
     def start(self, nats_bin):
-        self.proc = self.host.spawn(self.name, [nats_bin, "-c", self.conf])
+        # ROOMCAST_TEST_NATS_DEBUG=1: nats-server's debug log (its Raft elections) in the kept logs
+        debug = ["-D"] if os.environ.get("ROOMCAST_TEST_NATS_DEBUG") else []
+        self.proc = self.host.spawn(self.name, [nats_bin, "-c", self.conf] + debug)
 
 
 class Publisher:
