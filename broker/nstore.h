@@ -98,6 +98,7 @@ struct nstore_stats {
 	uint64_t room_reads;		 /* a room's last message read (a room not seen yet, or after a fence) */
 	uint64_t failed, unknown;	 /* events refused / whose outcome is unknown */
 	uint64_t followed, skipped;	 /* messages the follower stored / could not read (not roomcast's) */
+	uint64_t direct_reads;		 /* messages read by direct get while the follower's consumer was silent */
 	uint64_t follow_seq;		 /* the last stream sequence the follower read */
 	int replicas;
 };

@@ -2,7 +2,8 @@
  * nstore_int.h - what the --store nats modules share, private to them:
  * nstore.c (the connection, the stream's setup, open and close, and the
  * rooms table), nstore_publish.c (fenced publishes, re-sends, batches) and
- * nstore_follow.c (the ordered consumer that feeds the history). Nothing
+ * nstore_follow.c (the ordered consumer that feeds the history, and the
+ * direct gets that stand in for it while it is silent). Nothing
  * outside those three includes it; the broker's interface is nstore.h.
  */
 #ifndef RC_NSTORE_INT_H
@@ -59,6 +60,7 @@ struct npend {
 	bool maybe;		 /* a send got no answer: it may be stored */
 	int attempts;
 	int sends;		 /* every send, re-sends included */
+	int noleaders;		 /* sends answered "no responders" */
 	char id[NSTORE_OWN_ID_MAX]; /* its Nats-Msg-Id when it has no key ("" until first sent) */
 };
 
@@ -91,6 +93,8 @@ struct nstore {
 	struct rc_strmap rooms; /* room name -> struct nroom * */
 	struct nroom global;
 	uint64_t follow_seq;	   /* the last stream sequence the follower read */
+	double follow_ms;	   /* when the follower's consumer last delivered a message */
+	bool filling;		   /* a publish's thread reads the stream by direct get (nstore_fill) */
 	bool closed;		   /* nats.c's last connection callback has run (its closed callback) */
 	struct nbatch *followers; /* publishes waiting for the follower */
 	uint64_t instance;	   /* random, drawn at open: the broker's own message ids */
@@ -115,6 +119,14 @@ void nstore_room_learn(struct nroom *r, uint64_t seq, uint64_t rseq);
 
 /* The follower: reads one message of the stream into the history (a nats.c subscription thread). nstore_follow.c. */
 void nstore_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure);
+/*
+ * Reads the stream by direct get from the follower's position up to seq
+ * (or until a message is not there yet) into the history, as the follower
+ * would: for when its consumer is silent (its node died; nats.c recreates
+ * it within a second or more once the cluster has leaders again). Called
+ * without mtx, by one thread at a time (s->filling). nstore_follow.c.
+ */
+void nstore_fill(struct nstore *s, uint64_t seq);
 
 /* Where the acknowledgement of a message comes in (nats.c's thread for them): never blocks. nstore_publish.c. */
 void nstore_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);

@@ -31,6 +31,24 @@
  * leader exists, not when the timeout runs out.
  */
 #define NSTORE_RESEND_MS 1000
+/*
+ * An event answered "no responders" (the stream has no leader: being
+ * elected, or its node is down) is sent again after 50 ms, doubling to
+ * this: it goes through at most this long after a leader exists, at a few
+ * requests per second per room in flight meanwhile (answered by the
+ * broker's own nats-server).
+ */
+#define NSTORE_NO_LEADER_MS_MIN 50
+#define NSTORE_NO_LEADER_MS_MAX 200
+/*
+ * A publish acknowledged by JetStream waits for the follower to read its
+ * events; when it has waited this long and the follower's consumer has
+ * delivered nothing for as long (it died with its node: nats.c recreates it
+ * a second or more after the cluster has leaders again), the publish's
+ * thread reads them by direct get. A consumer that delivers, even behind,
+ * is left to catch up.
+ */
+#define NSTORE_FILL_AFTER_MS 100
 
 /* Wakes the publishes waiting for r's event in flight to go. Caller holds mtx. */
 static void nroom_release(struct nroom *r)
@@ -104,7 +122,13 @@ void nstore_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 		if ((noanswer || noleader) && now + 10 < p->deadline_ms) {
 			/* the room stays reserved: the same message goes again (a duplicate if the first was stored) */
 			p->state = NP_RESEND;
-			p->next_ms = p->sent_ms + NSTORE_RESEND_MS > now ? p->sent_ms + NSTORE_RESEND_MS : now;
+			if (noleader) {
+				int ms = NSTORE_NO_LEADER_MS_MIN << (p->noleaders < 3 ? p->noleaders : 3);
+				p->noleaders++;
+				p->next_ms = now + (ms < NSTORE_NO_LEADER_MS_MAX ? ms : NSTORE_NO_LEADER_MS_MAX);
+			} else {
+				p->next_ms = p->sent_ms + NSTORE_RESEND_MS > now ? p->sent_ms + NSTORE_RESEND_MS : now;
+			}
 			b->resends++;
 			b->outstanding--;
 			if (b->waiting)
@@ -131,17 +155,42 @@ void nstore_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 	natsMsg_Destroy(msg);
 }
 
-/* Reads the room's last message from the stream into r. Called without mtx; r is reserved by the caller. */
+/*
+ * Reads the room's last message from the stream into r: by direct get,
+ * which every replica answers (not only the leader, so also while one is
+ * elected), asked again every NSTORE_NO_LEADER_MS_MAX at most until
+ * --nats-timeout-ms when none answers. A replica behind the leader may
+ * answer an older message: the fence made of it is then refused, and the
+ * room read again (as when another broker published there first). Called
+ * without mtx; r is reserved by the caller.
+ */
 static int nstore_read_room(struct nstore *s, struct nroom *r, uint64_t *seq, uint64_t *rseq)
 {
 	natsMsg *m = NULL;
-	jsErrCode jerr = 0;
 	const char *rs = NULL;
-	natsStatus st = js_GetLastMsg(&m, s->js, s->stream, r->subject, NULL, &jerr);
+	double until = nstore_now_ms() + s->cfg.timeout_ms;
+	int pause = NSTORE_NO_LEADER_MS_MIN;
+	natsStatus st;
 
 	*seq = 0;
 	*rseq = 0;
-	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+	for (;;) {
+		jsOptions jo;
+		jsDirectGetMsgOptions o;
+		double left = until - nstore_now_ms();
+
+		jsOptions_Init(&jo);
+		jo.Wait = left < NSTORE_RESEND_MS ? (left < 1 ? 1 : (int64_t)left) : NSTORE_RESEND_MS;
+		jsDirectGetMsgOptions_Init(&o);
+		o.LastBySubject = r->subject;
+		st = js_DirectGetMsg(&m, s->js, s->stream, &jo, &o);
+		if (st == NATS_OK || st == NATS_NOT_FOUND || nstore_now_ms() + pause >= until ||
+		    (st != NATS_TIMEOUT && st != NATS_NO_RESPONDERS))
+			break;
+		nats_Sleep(pause); /* no replica answered: the stream's node is down, or being replaced */
+		pause = pause * 2 < NSTORE_NO_LEADER_MS_MAX ? pause * 2 : NSTORE_NO_LEADER_MS_MAX;
+	}
+	if (st == NATS_NOT_FOUND)
 		return RC_OK; /* nothing in the room yet (or no more) */
 	if (st != NATS_OK) {
 		rc_log_warn("nats: cannot read a room's last message", "subject=%s error=\"%s\"", r->subject,
@@ -441,13 +490,31 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 	if (done == n) {
 		/* answered once the follower has read them: the ids can be replayed at once */
 		struct timespec ts;
-		nstore_deadline_in(&ts, s->cfg.timeout_ms);
 		if (s->follow_seq < last) {
+			double since = nstore_now_ms(), until = since + s->cfg.timeout_ms;
+
 			b.wait_seq = last;
 			b.wait_next = s->followers;
 			s->followers = &b;
-			while (b.wait_seq != 0 && pthread_cond_timedwait(&b.cv, &s->mtx, &ts) == 0)
-				;
+			while (b.wait_seq != 0) {
+				double now = nstore_now_ms();
+
+				if (now >= until)
+					break;
+				if (!s->filling && now - since >= NSTORE_FILL_AFTER_MS &&
+				    now - s->follow_ms >= NSTORE_FILL_AFTER_MS) {
+					/* the consumer is silent: read the stream up to our events ourselves */
+					s->filling = true;
+					pthread_mutex_unlock(&s->mtx);
+					nstore_fill(s, last);
+					pthread_mutex_lock(&s->mtx);
+					s->filling = false;
+					continue;
+				}
+				nstore_deadline_in(&ts, NSTORE_FILL_AFTER_MS < until - now ? NSTORE_FILL_AFTER_MS
+											  : (int)(until - now) + 1);
+				pthread_cond_timedwait(&b.cv, &s->mtx, &ts);
+			}
 			if (b.wait_seq != 0) {
 				struct nbatch **pp = &s->followers;
 				while (*pp != NULL && *pp != &b)

@@ -581,10 +581,10 @@ static void op_stats(struct broker *br, struct rc_buf *reply)
 			      ",\"fence_retries\":%" PRIu64 ",\"resends\":%" PRIu64 ",\"room_reads\":%" PRIu64
 			      ",\"failed\":%" PRIu64
 			      ",\"unknown\":%" PRIu64 ",\"followed\":%" PRIu64 ",\"skipped\":%" PRIu64
-			      ",\"follow_seq\":%" PRIu64 "}}",
+			      ",\"follow_seq\":%" PRIu64 ",\"direct_reads\":%" PRIu64 "}}",
 			      ns.connected ? "true" : "false", ns.replicas, ns.disconnects, ns.reconnects, ns.published,
 			      ns.duplicates, ns.fence_retries, ns.resends, ns.room_reads, ns.failed, ns.unknown, ns.followed,
-			      ns.skipped, ns.follow_seq);
+			      ns.skipped, ns.follow_seq, ns.direct_reads);
 	}
 	if (br->link != NULL) {
 		struct link_stats ls;
