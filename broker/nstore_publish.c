@@ -492,6 +492,7 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 		struct timespec ts;
 		if (s->follow_seq < last) {
 			double since = nstore_now_ms(), until = since + s->cfg.timeout_ms;
+			double fill_at = since + NSTORE_FILL_AFTER_MS; /* and again this long after each */
 
 			b.wait_seq = last;
 			b.wait_next = s->followers;
@@ -501,14 +502,14 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 
 				if (now >= until)
 					break;
-				if (!s->filling && now - since >= NSTORE_FILL_AFTER_MS &&
-				    now - s->follow_ms >= NSTORE_FILL_AFTER_MS) {
+				if (!s->filling && now >= fill_at && now - s->follow_ms >= NSTORE_FILL_AFTER_MS) {
 					/* the consumer is silent: read the stream up to our events ourselves */
 					s->filling = true;
 					pthread_mutex_unlock(&s->mtx);
 					nstore_fill(s, last);
 					pthread_mutex_lock(&s->mtx);
 					s->filling = false;
+					fill_at = nstore_now_ms() + NSTORE_FILL_AFTER_MS;
 					continue;
 				}
 				nstore_deadline_in(&ts, NSTORE_FILL_AFTER_MS < until - now ? NSTORE_FILL_AFTER_MS
