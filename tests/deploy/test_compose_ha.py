@@ -19,7 +19,12 @@ brokers, nginx in front. With podman set up as for deploy_compose_up
    order, with no stream.reset;
 4. the killed broker and NATS node started again: healthy, and a new event
    reaches the streams;
-5. `down -v` leaves no container, network or volume of the project, and so
+5. `docker-compose stop` of the NATS node that now leads the stream, while
+   the client publishes and a stream reads: the node goes into lame duck
+   mode (the file's stop_signal, SIGUSR2, through the container's init),
+   hands the stream over and exits; every POST is answered 201 at once, the
+   stream gets every event; the node is started again;
+6. `down -v` leaves no container, network or volume of the project, and so
    does the teardown when a check fails (after printing the logs).
 
 Exit 77 (skip) where containers cannot run (see engine.py).
@@ -143,9 +148,11 @@ class Reader(threading.Thread):
 class Publisher(threading.Thread):
     """POSTs event after event through lb, each until 201, the way the README tells a client to."""
 
-    def __init__(self, port, room, deadline):
+    def __init__(self, port, room, deadline, keys=None):
         super().__init__(daemon=True)
         self.port, self.room, self.deadline = port, room, deadline
+        # each publisher its own keys: the same key again is answered with the first event's id
+        self.keys = keys or f"ha-{os.getpid()}"
         self.acked = []          # (n, id, monotonic time of the 201)
         self.answers = {}        # phase -> status (or "cut") -> count, the 201s included
         self.phase = "before the kills"
@@ -155,7 +162,7 @@ class Publisher(threading.Thread):
 
     def post(self, n):
         ev = {"type": "message.created", "room_id": self.room, "message": {"text": f"ha {n}"}, "n": n}
-        key = f"ha-{os.getpid()}-{n}"
+        key = f"{self.keys}-{n}"
         while True:
             if time.monotonic() > self.deadline:
                 raise AssertionError(f"event {n} not acknowledged by the deadline; answers so far {self.answers}")
@@ -308,6 +315,58 @@ def check_restart(stack, leader):
         f"stream leader {cl[0]}, replicas {cl[1]}; a new event streamed")
 
 
+def check_planned_stop(stack):
+    """`docker-compose stop` the stream's NATS leader under a steady client: lame duck, no error."""
+    leader, _, _ = wait_for("the stream on 3 current nodes", stack.stream_on_three, timeout=30)
+    room = f"{ROOM}-stop"
+    reader = Reader(stack.port, room)
+    reader.start()
+    pub = Publisher(stack.port, room, time.monotonic() + PUBLISH_PHASE_TIMEOUT, keys=f"ha-{os.getpid()}-stop")
+    pub.phase = "around the stop"
+    try:
+        pub.start()
+        pub.wait_acked(PER_PHASE, "events before the stop")
+        t0 = time.monotonic()
+        stack.compose("stop", "-t", "30", leader, timeout=60)
+        stopped = time.monotonic() - t0
+        pub.wait_acked(len(pub.acked) + PER_PHASE, "events after the stop")
+    finally:
+        pub.halt.set()
+        pub.join(timeout=30)
+    assert pub.error is None, f"the publisher failed: {pub.error}"
+    ids = [i for _, i, _ in pub.acked]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(reader.events) < len(ids) and not reader.error:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    reader.stop()
+    assert reader.error is None, f"stream: {reader.error}"
+    got = [i for _, i, _ in reader.events]
+    if got != ids:
+        missing = [k for k, i in enumerate(ids) if i not in set(got)]
+        stats = {b: stack.broker_stats(b) for b in ("broker", "broker2")}
+        raise AssertionError(f"stream: {len(got)} events, {len(ids)} acknowledged; missing positions "
+                             f"{missing[:5]}..{missing[-5:]} ({len(missing)}), ids {[ids[k] for k in missing[:3]]}; "
+                             f"got first/last {got[:2]} {got[-2:]}; acked first/last {ids[:2]} {ids[-2:]}; "
+                             f"brokers' stats {json.dumps(stats)[:3000]}")
+    logs = stack.eng.podman("logs", stack.one(leader), check=False, timeout=30)
+    assert "Entering lame duck mode" in logs.stdout + logs.stderr, (
+        f"{leader} did not go into lame duck mode on docker-compose stop:\n{(logs.stdout + logs.stderr)[-2000:]}")
+    answers = pub.answers["around the stop"]
+    assert set(answers) == {201}, f"POSTs around a planned stop were answered {answers}"
+    times = [t for t, _, _ in reader.events]
+    longest = max([b - a for a, b in zip(times, times[1:])] or [0.0])
+    new = wait_for("another stream leader", lambda: (lambda v: v[0] if v and v[0] != leader else None)(
+        stack.stream_cluster([n for n in ("nats1", "nats2", "nats3") if n != leader])), timeout=15)
+    stack.compose("start", leader, timeout=60)
+    stack.wait_healthy([stack.one(leader)], timeout=60)
+    wait_for("the stream on 3 current nodes again", stack.stream_on_three, timeout=30)
+    log(f"check 4 passed: docker-compose stop {leader} (lame duck) took {stopped:.1f}s; {len(ids)} POSTs all "
+        f"201 at once ({answers}), the stream got each; longest time between two deliveries {longest:.2f}s; "
+        f"{new} leads; {leader} started again")
+    return longest
+
+
 def check_down(stack):
     stack.compose("down", "-v", "--timeout", "5", timeout=120)
     stack.up = False
@@ -320,7 +379,7 @@ def check_down(stack):
                     if v.startswith(stack.project + "_")],
     }
     assert not any(left.values()), f"left after down -v: {left}"
-    log("check 4 passed: docker-compose down -v left no container, network or volume of the project")
+    log("check 5 passed: docker-compose down -v left no container, network or volume of the project")
 
 
 def test_compose_ha():
@@ -338,10 +397,11 @@ def test_compose_ha():
             leader = check_started(stack)
             longest, _ = check_failover(stack, leader)
             check_restart(stack, leader)
+            planned = check_planned_stop(stack)
             check_down(stack)
             ok = True
             log(f"done: build {build:.1f}s (0 = cached), up to healthy {healthy:.1f}s, longest time without a "
-                f"delivery across the kills {longest:.2f}s")
+                f"delivery across the kills {longest:.2f}s, across the planned stop {planned:.2f}s")
         finally:
             if not ok and stack.up:
                 stack.print_logs()

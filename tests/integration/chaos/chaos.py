@@ -415,6 +415,25 @@ class Chaos(unittest.TestCase):
 
     # -- the load and the checks --
 
+    def brokers_on(self, node):
+        """The brokers whose NATS connection is to node."""
+        addrs = self.nats_clients(node)
+        return [b for b in self.brokers if b.host.addr in addrs]
+
+    def lead_where_a_broker_is(self):
+        """Moves the stream's leadership until a broker is connected to its leader (bounded); its name."""
+        for _ in range(6):
+            leader = harness.wait_until(self.stream_leader, scaled(20), "a stream leader")
+            if self.brokers_on(self.node(leader)):
+                return leader
+            try:
+                self.js().api("STREAM.LEADER.STEPDOWN." + STREAM, timeout=2.0)
+            except (nats_client.NatsError, TimeoutError, OSError):
+                pass
+            harness.wait_until(lambda: self.stream_leader() not in (None, leader), scaled(20),
+                               "another stream leader after the step-down")
+        raise AssertionError("no broker connected to the stream leader after 6 step-downs")
+
     def sample_metrics(self):
         """Every ~0.2 s until the case ends: (t, gateway index, metrics) of both gateways."""
         while not self.stop_sampling.wait(0.2):

@@ -21,30 +21,12 @@ import sys
 import time
 
 import chaos
-from chaos import Chaos, STREAM, harness, nats_client, report, scaled
+from chaos import Chaos, STREAM, harness, report, scaled
 
 DOWN = 6.0  # seconds the node stays dead
 
 
 class NatsLeaderKillTest(Chaos):
-    def brokers_on(self, node):
-        addrs = self.nats_clients(node)
-        return [b for b in self.brokers if b.host.addr in addrs]
-
-    def lead_where_a_broker_is(self):
-        """Moves the stream's leadership until a broker is connected to its leader (bounded)."""
-        for _ in range(6):
-            leader = harness.wait_until(self.stream_leader, scaled(20), "a stream leader")
-            if self.brokers_on(self.node(leader)):
-                return leader
-            try:
-                self.js().api("STREAM.LEADER.STEPDOWN." + STREAM, timeout=2.0)
-            except (nats_client.NatsError, TimeoutError, OSError):
-                pass
-            harness.wait_until(lambda: self.stream_leader() not in (None, leader), scaled(20),
-                               "another stream leader after the step-down")
-        raise AssertionError("no broker connected to the stream leader after 6 step-downs")
-
     def test_sigkill_stream_leader_and_restart(self):
         leader = self.lead_where_a_broker_is()
         victim = self.node(leader)
