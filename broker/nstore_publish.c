@@ -159,7 +159,8 @@ void nstore_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
  * Reads the room's last message from the stream into r: by direct get,
  * which every replica answers (not only the leader, so also while one is
  * elected), asked again every NSTORE_NO_LEADER_MS_MAX at most until
- * --nats-timeout-ms when none answers. A replica behind the leader may
+ * --nats-timeout-ms when none answers; not at all while the broker is not
+ * connected (RC_EIO at once). A replica behind the leader may
  * answer an older message: the fence made of it is then refused, and the
  * room read again (as when another broker published there first). Called
  * without mtx; r is reserved by the caller.
@@ -179,6 +180,10 @@ static int nstore_read_room(struct nstore *s, struct nroom *r, uint64_t *seq, ui
 		jsDirectGetMsgOptions o;
 		double left = until - nstore_now_ms();
 
+		if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED) {
+			st = NATS_NOT_YET_CONNECTED; /* refused at once, as a publish is: nats.c would hold it */
+			break;
+		}
 		jsOptions_Init(&jo);
 		jo.Wait = left < NSTORE_RESEND_MS ? (left < 1 ? 1 : (int64_t)left) : NSTORE_RESEND_MS;
 		jsDirectGetMsgOptions_Init(&o);
@@ -193,8 +198,9 @@ static int nstore_read_room(struct nstore *s, struct nroom *r, uint64_t *seq, ui
 	if (st == NATS_NOT_FOUND)
 		return RC_OK; /* nothing in the room yet (or no more) */
 	if (st != NATS_OK) {
-		rc_log_warn("nats: cannot read a room's last message", "subject=%s error=\"%s\"", r->subject,
-			    natsStatus_GetText(st));
+		if (st != NATS_NOT_YET_CONNECTED) /* disconnected: said once, by the connection's callback */
+			rc_log_warn("nats: cannot read a room's last message", "subject=%s error=\"%s\"", r->subject,
+				    natsStatus_GetText(st));
 		return RC_EIO;
 	}
 	*seq = natsMsg_GetSequence(m);

@@ -263,6 +263,28 @@ class NatsStoreTest(nats_util.NatsTest):
         self.assertTrue(st["connected"])
         self.assertGreaterEqual(st["reconnects"], 1)
 
+    def test_nats_down_a_new_room_answers_503_at_once(self):
+        """
+        While the broker has no connection to NATS, a publish is refused at
+        once (503 storage_unavailable), also the first one into a room the
+        broker has not seen, which it must read before it can fence it: not
+        after --nats-timeout-ms (10 s here).
+        """
+        c = self.cluster
+        n = nats_util.start_single(c)
+        self.nats.append(n)
+        self.start_broker([n.url], "--nats-timeout-ms", "10000")
+        gw = c.start_gateway("--publish-timeout-ms", "20000")
+        harness.publish(gw.port, ev(1, room="seen"))
+        n.kill()
+        harness.wait_until(lambda: not self.stats()["nats"]["connected"], scaled(10), "the broker to see NATS gone")
+        t = time.monotonic()
+        r = harness.post_json(gw.port, ev(2, room="never-seen"), timeout=30)
+        took = time.monotonic() - t
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json()["error"]["code"], "storage_unavailable")
+        self.assertLess(took, 3.0, "a publish into a new room waited %.1f s with NATS down" % took)
+
     # -- an existing stream that does not fit --
 
     def test_stream_config_mismatch_refused(self):
@@ -576,6 +598,17 @@ class NatsStoreTest(nats_util.NatsTest):
         self.assert_no_reset(got)
         self.assertEqual(sorted(e.id for e in got), sorted([before] + ids))
         self.assertEqual(len({json.loads(e.data)["i"] for e in got}), len(rooms) + 1)
+        self.assertGreater(self.stats()["nats"]["direct_reads"], 0, "the events were not read by direct get")
+        # and the follower's consumer comes back (nats.c recreates it): a publish is read without direct gets
+        n = [100]
+
+        def consumer_reads():
+            reads = self.stats()["nats"]["direct_reads"]
+            n[0] += 1
+            harness.publish(gw.port, ev(n[0], room=rooms[0]))
+            return self.stats()["nats"]["direct_reads"] == reads
+
+        harness.wait_until(consumer_reads, scaled(20), "the follower's consumer back", interval=0.2)
 
     # -- a 3-node cluster, 3 replicas, the stream's leader SIGKILLed --
 
