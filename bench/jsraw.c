@@ -4,7 +4,7 @@
  * broker's --store nats (docs/BENCHMARKS.md "The ceilings").
  *
  *   roomcast-jsraw --url URLS [--replicas N] [--bytes B] [--subjects K]
- *                  [--seconds S] [--pending P] [--msg-id] [--header]
+ *                  [--seconds S] [--pending P] [--msg-id] [--header] [--follow]
  *
  * (Re)creates the stream "jsraw" (subjects jsraw.>, file storage, N
  * replicas), then publishes B-byte messages round-robin over K subjects
@@ -12,7 +12,8 @@
  * prints one JSON line: acknowledged messages, messages/s, errors.
  * --msg-id adds a unique Nats-Msg-Id (the duplicate window's work, as the
  * broker's publishes have), --header a small header like the broker's
- * rseq. No fence: one publish per subject in flight is the broker's own
+ * rseq, --follow an ordered consumer reading every message back (each
+ * broker's follower). No fence: one publish per subject in flight is the broker's own
  * limit, which this measures the server without. Deletes the stream at the
  * end.
  */
@@ -24,7 +25,17 @@
 #include <string.h>
 #include <time.h>
 
-static _Atomic uint64_t acked, failed;
+static _Atomic uint64_t acked, failed, followed;
+
+/* --follow: an ordered consumer reads every message back, as each broker's follower does */
+static void on_follow(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	(void)nc;
+	(void)sub;
+	(void)closure;
+	atomic_fetch_add(&followed, 1);
+	natsMsg_Destroy(msg);
+}
 
 static double now_s(void)
 {
@@ -63,7 +74,7 @@ static natsStatus set_servers(natsOptions *opts, const char *urls)
 static int usage(void)
 {
 	fprintf(stderr, "usage: roomcast-jsraw --url URLS [--replicas N] [--bytes B] [--subjects K] [--seconds S] "
-			"[--pending P] [--msg-id] [--header]\n");
+			"[--pending P] [--msg-id] [--header] [--follow]\n");
 	return 2;
 }
 
@@ -71,7 +82,8 @@ int main(int argc, char **argv)
 {
 	const char *url = NULL;
 	int replicas = 1, bytes = 256, subjects = 100, seconds = 5, pending = 65536;
-	bool msg_id = false, header = false;
+	bool msg_id = false, header = false, follow = false;
+	natsSubscription *fsub = NULL;
 	natsOptions *opts = NULL;
 	natsConnection *nc = NULL;
 	jsCtx *js = NULL;
@@ -93,6 +105,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--header") == 0) {
 			header = true;
+			continue;
+		}
+		if (strcmp(a, "--follow") == 0) {
+			follow = true;
 			continue;
 		}
 		if (v == NULL)
@@ -144,6 +160,18 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	jsStreamInfo_Destroy(si);
+	if (follow) {
+		jsSubOptions so;
+		jsSubOptions_Init(&so);
+		so.Stream = "jsraw";
+		so.Ordered = true;
+		so.Config.Heartbeat = 500 * 1000000LL;
+		if ((st = js_Subscribe(&fsub, js, "jsraw.>", on_follow, NULL, NULL, &so, &jerr)) != NATS_OK) {
+			fprintf(stderr, "jsraw: cannot follow the stream: %s (%d)\n", natsStatus_GetText(st), (int)jerr);
+			return 1;
+		}
+		natsSubscription_SetPendingLimits(fsub, -1, -1);
+	}
 
 	t0 = now_s();
 	t1 = t0 + seconds;
@@ -179,11 +207,17 @@ int main(int argc, char **argv)
 		js_PublishAsyncComplete(js, &po);
 	}
 	t1 = now_s();
-	printf("{\"replicas\":%d,\"bytes\":%d,\"subjects\":%d,\"msg_id\":%s,\"header\":%s,\"sent\":%" PRIu64
-	       ",\"acked\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"seconds\":%.2f,\"msgs_per_s\":%.0f}\n",
-	       replicas, bytes, subjects, msg_id ? "true" : "false", header ? "true" : "false", sent,
+	printf("{\"replicas\":%d,\"bytes\":%d,\"subjects\":%d,\"msg_id\":%s,\"header\":%s,\"follow\":%s,\"sent\":%" PRIu64
+	       ",\"followed\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"failed\":%" PRIu64
+	       ",\"seconds\":%.2f,\"msgs_per_s\":%.0f}\n",
+	       replicas, bytes, subjects, msg_id ? "true" : "false", header ? "true" : "false",
+	       follow ? "true" : "false", sent, (uint64_t)atomic_load(&followed),
 	       (uint64_t)atomic_load(&acked), (uint64_t)atomic_load(&failed), t1 - t0,
 	       (double)atomic_load(&acked) / (t1 - t0));
+	if (fsub != NULL) {
+		natsSubscription_Unsubscribe(fsub);
+		natsSubscription_Destroy(fsub);
+	}
 	js_DeleteStream(js, "jsraw", NULL, NULL);
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(nc);
