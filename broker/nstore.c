@@ -161,7 +161,9 @@ static void nstore_stream_config(struct nstore *s, jsStreamConfig *sc, const cha
 /*
  * Checks an existing stream's configuration: what would break the mapping
  * is refused (RC_EINVAL, the reason logged); retention and the duplicate
- * window follow the options (*update set when they differ).
+ * window follow the options, and direct gets are allowed (the room reads
+ * and the reads for a silent follower use them) (*update set when any of
+ * them differs).
  */
 static int nstore_check_stream(struct nstore *s, const jsStreamConfig *c, bool *update)
 {
@@ -189,7 +191,8 @@ static int nstore_check_stream(struct nstore *s, const jsStreamConfig *c, bool *
 	}
 	*update = c->MaxMsgs != s->cfg.max_msgs || c->MaxBytes != s->cfg.max_bytes ||
 		  c->MaxAge != (int64_t)s->cfg.max_age_ms * 1000000 ||
-		  (s->cfg.dup_window_ms > 0 && c->Duplicates != (int64_t)s->cfg.dup_window_ms * 1000000);
+		  (s->cfg.dup_window_ms > 0 && c->Duplicates != (int64_t)s->cfg.dup_window_ms * 1000000) ||
+		  !c->AllowDirect;
 	return RC_OK;
 }
 
@@ -251,13 +254,13 @@ static int nstore_ensure_stream(struct nstore *s, jsStreamInfo **si, struct nsto
 		jsStreamInfo *ni = NULL;
 		st = js_UpdateStream(&ni, s->js, &sc, NULL, &jerr);
 		if (st != NATS_OK) {
-			rc_log_error("nats: cannot change the stream's retention to the options'", "stream=%s error=\"%s\"",
+			rc_log_error("nats: cannot change the stream to the options'", "stream=%s error=\"%s\"",
 				     s->stream, natsStatus_GetText(st));
 			return RC_EIO;
 		}
-		rc_log_info("nats: stream retention changed to the options'",
+		rc_log_info("nats: stream changed to the options'",
 			    "stream=%s max_msgs=%" PRId64 " max_bytes=%" PRId64 " max_age_ms=%" PRIu64
-			    " duplicate_window_ms=%" PRIu64,
+			    " duplicate_window_ms=%" PRIu64 " allow_direct=true",
 			    s->stream, s->cfg.max_msgs, s->cfg.max_bytes, s->cfg.max_age_ms, s->cfg.dup_window_ms);
 		rec->updated = true;
 		jsStreamInfo_Destroy(*si);

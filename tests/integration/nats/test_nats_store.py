@@ -306,10 +306,38 @@ class NatsStoreTest(nats_util.NatsTest):
         self.assertIn("--nats-stream must be", p.log())
         # other retention options: the stream follows them, and the epoch stays
         b2 = self.start_broker([n.url], "--history-events", "2000")
-        self.assertIn("stream retention changed", b2.proc.log())
+        self.assertIn("stream changed to the options'", b2.proc.log())
         self.assertIn("max_msgs=2000", b2.proc.log())
         epoch = lambda log: re.search(r"msg=\"broker ready\" epoch=([0-9a-f]+)", log).group(1)  # noqa: E731
         self.assertEqual(epoch(b2.proc.log()), epoch(b.proc.log()))
+
+    def test_stream_without_direct_get_is_given_it(self):
+        """
+        The broker reads rooms (and, while its follower is silent, events)
+        by direct get, which needs the stream's allow_direct. A stream made
+        without it (by hand, or by another tool) is changed to allow it at
+        start, as the retention options are: a publish into a new room then
+        goes through at once, not after --nats-timeout-ms and a 503.
+        """
+        c = self.cluster
+        n = nats_util.start_single(c)
+        self.nats.append(n)
+        b = self.start_broker([n.url])  # creates the stream as the broker wants it
+        b.proc.stop()
+        js = self.js_to(n)
+        cfg = js.stream_info("roomcast")["config"]
+        cfg["allow_direct"] = False
+        js.api("STREAM.UPDATE.roomcast", cfg)
+        self.assertFalse(js.stream_info("roomcast")["config"].get("allow_direct"))
+        b2 = self.start_broker([n.url], "--nats-timeout-ms", "10000")
+        gw = c.start_gateway("--publish-timeout-ms", "20000")
+        t = time.monotonic()
+        r = harness.post_json(gw.port, ev(1, room="a-new-room"), timeout=30)
+        took = time.monotonic() - t
+        self.assertEqual(r.status, 201, r)
+        self.assertLess(took, 3.0)
+        self.assertIn("allow_direct=true", b2.proc.log())
+        self.assertTrue(js.stream_info("roomcast")["config"].get("allow_direct"))
 
     # -- two brokers on one stream, both publishing into the same rooms --
 
