@@ -43,7 +43,7 @@ struct broker_options {
 		bus_tick_ms, ack_memory_bytes;
 	const char *store, *data_dir, *fsync, *history_max_age, *idempotency_window;
 	const char *nats_url, *nats_stream;
-	int64_t nats_replicas, nats_timeout_ms, nats_connect_wait_ms;
+	int64_t nats_replicas, nats_timeout_ms, nats_connect_wait_ms, nats_reconnect_wait_ms;
 	int64_t fsync_interval_ms, segment_bytes, idempotency_max_keys;
 	bool repair;
 	enum rc_log_level log_level;
@@ -154,6 +154,7 @@ int main(int argc, char **argv)
 		.nats_replicas = 1,
 		.nats_timeout_ms = 5000,
 		.nats_connect_wait_ms = 30000,
+		.nats_reconnect_wait_ms = 2000,
 	};
 	const struct rc_opt table[] = {
 		{ "bus", RC_OPT_STR, &o.bus, 0, 0, "nng address the event bus (PUB) listens on" },
@@ -216,6 +217,10 @@ int main(int argc, char **argv)
 		  "publish_outcome_unknown)" },
 		{ "nats-connect-wait-ms", RC_OPT_INT, &o.nats_connect_wait_ms, 0, 3600000,
 		  "--store nats: how long start waits for NATS, the stream and its follower's consumer before it gives up (exit 1)" },
+		{ "nats-reconnect-wait-ms", RC_OPT_INT, &o.nats_reconnect_wait_ms, 0, 600000,
+		  "--store nats: a publish made within this long of losing the NATS connection waits for it to come "
+		  "back (a node restarted or stopped: the broker moves to another at once), then storage_unavailable; "
+		  "0: refused at once" },
 		{ "data-dir", RC_OPT_STR, &o.data_dir, 0, 0,
 		  "directory of the durable history (implies --store file)" },
 		{ "fsync", RC_OPT_STR, &o.fsync, 0, 0,
@@ -370,6 +375,7 @@ int main(int argc, char **argv)
 			.dup_window_ms = idem_window_ms,
 			.timeout_ms = (int)o.nats_timeout_ms,
 			.connect_wait_ms = (int)o.nats_connect_wait_ms,
+			.reconnect_wait_ms = (int)o.nats_reconnect_wait_ms,
 			.history_events = (size_t)o.history_events,
 			.max_rooms = (size_t)o.max_rooms,
 		};

@@ -79,8 +79,10 @@ static void nstore_on_disconnected(natsConnection *nc, void *closure)
 
 	pthread_mutex_lock(&s->mtx);
 	s->st.disconnects++;
+	s->disconnected_ms = nstore_now_ms();
 	pthread_mutex_unlock(&s->mtx);
-	rc_log_warn("nats: disconnected; publishes answer storage_unavailable until it is back", NULL);
+	rc_log_warn("nats: disconnected; publishes wait --nats-reconnect-wait-ms for it, then answer "
+		    "storage_unavailable until it is back", NULL);
 }
 
 static void nstore_on_reconnected(natsConnection *nc, void *closure)
@@ -91,6 +93,8 @@ static void nstore_on_reconnected(natsConnection *nc, void *closure)
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
 	pthread_mutex_lock(&s->mtx);
 	s->st.reconnects++;
+	s->disconnected_ms = 0;
+	pthread_cond_broadcast(&s->cv); /* the publishes waiting for it (nstore_wait_connected) */
 	/* what happened meanwhile is read again by the follower; a room's fence tells the rest */
 	pthread_mutex_unlock(&s->mtx);
 	rc_log_info("nats: reconnected", "url=%s", url);

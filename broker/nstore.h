@@ -45,6 +45,7 @@ struct nstore_config {
 	uint64_t dup_window_ms;	 /* --idempotency-window (0: keys are ignored) */
 	int timeout_ms;		 /* wait for a publish's acknowledgement, and for NATS api calls */
 	int connect_wait_ms;	 /* how long start waits for NATS to answer */
+	int reconnect_wait_ms;	 /* a publish within this long of losing the connection waits for it (0: refused) */
 	size_t history_events;	 /* how much of the stream's tail start reads into the history */
 	size_t max_rooms;	 /* --max-rooms: rooms this broker has seen at most (0: no limit); nstore_publish */
 };

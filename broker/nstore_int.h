@@ -95,6 +95,7 @@ struct nstore {
 	uint64_t follow_seq;	   /* the last stream sequence the follower read */
 	double follow_ms;	   /* when the follower's consumer last delivered a message */
 	bool filling;		   /* a publish's thread reads the stream by direct get (nstore_fill) */
+	double disconnected_ms;	   /* when the connection was lost (0: connected) */
 	bool closed;		   /* nats.c's last connection callback has run (its closed callback) */
 	struct nbatch *followers; /* publishes waiting for the follower */
 	uint64_t instance;	   /* random, drawn at open: the broker's own message ids */

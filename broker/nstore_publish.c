@@ -256,6 +256,12 @@ static natsStatus nstore_send(struct nstore *s, struct npend *p)
 	return st;
 }
 
+/* True while the connection is lost for less than --nats-reconnect-wait-ms. Caller holds mtx. */
+static bool nstore_reconnecting(struct nstore *s, double now)
+{
+	return s->disconnected_ms != 0 && now < s->disconnected_ms + s->cfg.reconnect_wait_ms;
+}
+
 /* The first event at or after b->scan still to send (WAIT or RETRY), or n. Caller holds mtx. */
 static size_t nbatch_next(struct nbatch *b)
 {
@@ -330,14 +336,15 @@ static bool nbatch_resend(struct nstore *s, struct nbatch *b, double *wake)
 		/* not handed to the library: not sent this time */
 		b->outstanding--;
 		due->state = NP_RESEND;
-		due->next_ms = now + 250;
+		due->next_ms = now + NSTORE_NO_LEADER_MS_MIN;
 		b->resends++;
-		if (st != NATS_NOT_YET_CONNECTED) {
+		if (st != NATS_NOT_YET_CONNECTED || (!due->maybe && !nstore_reconnecting(s, now))) {
 			b->resends--;
 			nbatch_give_up(s, b, due);
-			rc_log_warn("nats: cannot publish", "error=\"%s\"", natsStatus_GetText(st));
+			if (st != NATS_NOT_YET_CONNECTED)
+				rc_log_warn("nats: cannot publish", "error=\"%s\"", natsStatus_GetText(st));
 		}
-		/* reconnecting: again in a moment, until its deadline */
+		/* reconnecting: again in a moment; one that may be stored until its deadline, else the reconnect wait */
 	}
 	return true;
 }
@@ -368,6 +375,42 @@ static int nstore_rooms_fit(struct nstore *s, const struct hinput *in, size_t n)
 	return RC_OK;
 }
 
+/*
+ * Not connected: waits until the connection is back or
+ * --nats-reconnect-wait-ms has passed since it was lost (nats.c moves to
+ * another node within milliseconds when one stops), so that a publish
+ * made meanwhile is not refused. Called without mtx.
+ */
+static void nstore_wait_connected(struct nstore *s)
+{
+	double first = 0;
+
+	if (natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED || s->cfg.reconnect_wait_ms == 0)
+		return;
+	pthread_mutex_lock(&s->mtx);
+	for (;;) {
+		double now = nstore_now_ms(), until;
+		struct timespec ts;
+		bool up;
+
+		/* nats.c's status outside mtx: its callbacks take mtx, and may run under its own locks */
+		pthread_mutex_unlock(&s->mtx);
+		up = natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED;
+		pthread_mutex_lock(&s->mtx);
+		if (up || s->closed)
+			break;
+		if (first == 0)
+			first = now; /* the disconnected callback may not have run yet */
+		until = (s->disconnected_ms != 0 ? s->disconnected_ms : first) + s->cfg.reconnect_wait_ms;
+		if (now >= until)
+			break;
+		/* woken by the reconnected callback; the status is looked at again every 50 ms anyway */
+		nstore_deadline_in(&ts, until - now < 50 ? (int)(until - now) + 1 : 50);
+		pthread_cond_timedwait(&s->cv, &s->mtx, &ts);
+	}
+	pthread_mutex_unlock(&s->mtx);
+}
+
 int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t *gseqs, size_t *published)
 {
 	struct nbatch b = { .n = n };
@@ -377,6 +420,7 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 
 	if (published != NULL)
 		*published = 0;
+	nstore_wait_connected(s);
 	b.p = calloc(n ? n : 1, sizeof(*b.p));
 	if (b.p == NULL)
 		return RC_ENOMEM;
@@ -472,7 +516,13 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 		pthread_mutex_unlock(&s->mtx);
 		st = nstore_send(s, p);
 		pthread_mutex_lock(&s->mtx);
-		if (st != NATS_OK) {
+		if (st == NATS_NOT_YET_CONNECTED && p->state == NP_SENT && nstore_reconnecting(s, nstore_now_ms())) {
+			/* the connection went a moment ago: sent again once it is back (nbatch_resend), room kept */
+			p->state = NP_RESEND;
+			p->next_ms = nstore_now_ms() + NSTORE_NO_LEADER_MS_MIN;
+			b.outstanding--;
+			b.resends++;
+		} else if (st != NATS_OK) {
 			/* not handed to the library: it was not sent (this time) */
 			if (p->state == NP_SENT) {
 				p->state = p->maybe ? NP_UNKNOWN : NP_FAILED;

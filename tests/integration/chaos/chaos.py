@@ -434,6 +434,22 @@ class Chaos(unittest.TestCase):
                                "another stream leader after the step-down")
         raise AssertionError("no broker connected to the stream leader after 6 step-downs")
 
+    def leader_to_break(self):
+        """
+        The stream's leader, moved where a broker is: (its name, its Node,
+        the brokers connected to it, every broker's `stats` nats section).
+        """
+        leader = self.lead_where_a_broker_is()
+        victim = self.node(leader)
+        return leader, victim, self.brokers_on(victim), {b.name: b.stats(self.client)["nats"] for b in self.brokers}
+
+    def wait_new_leader(self, old, what):
+        """Waits (bounded) until STREAM.INFO names a leader other than old; its name."""
+        def new_leader():
+            new = self.stream_leader()
+            return new if new and new != old else None
+        return harness.wait_until(new_leader, scaled(30), what)
+
     def sample_metrics(self):
         """Every ~0.2 s until the case ends: (t, gateway index, metrics) of both gateways."""
         while not self.stop_sampling.wait(0.2):

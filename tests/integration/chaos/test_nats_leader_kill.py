@@ -28,19 +28,13 @@ DOWN = 6.0  # seconds the node stays dead
 
 class NatsLeaderKillTest(Chaos):
     def test_sigkill_stream_leader_and_restart(self):
-        leader = self.lead_where_a_broker_is()
-        victim = self.node(leader)
-        moved = self.brokers_on(victim)
-        before = {b.name: b.stats(self.client)["nats"] for b in self.brokers}
+        leader, victim, moved, before = self.leader_to_break()
         got = {}
 
         def fault(c):
             victim.proc.kill()  # SIGKILL, reaped
             c.marks["killed"] = time.monotonic()
-            def new_leader():
-                new = c.stream_leader()
-                return new if new and new != leader else None
-            got["new"] = harness.wait_until(new_leader, scaled(30), "a new stream leader")
+            got["new"] = c.wait_new_leader(leader, "a new stream leader")
             c.marks["elected"] = time.monotonic()
             time.sleep(max(0.0, DOWN - (time.monotonic() - c.marks["killed"])))
             victim.start(c.nats_bin)

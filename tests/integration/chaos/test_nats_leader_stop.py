@@ -28,20 +28,13 @@ from chaos import Chaos, harness, report, scaled
 
 class NatsLeaderStopTest(Chaos):
     def test_lame_duck_stream_leader_and_restart(self):
-        leader = self.lead_where_a_broker_is()
-        victim = self.node(leader)
-        moved = self.brokers_on(victim)
-        before = {b.name: b.stats(self.client)["nats"] for b in self.brokers}
+        leader, victim, moved, before = self.leader_to_break()
         got = {}
 
         def fault(c):
             victim.proc.signal(signal.SIGUSR2)  # lame duck mode
             c.marks["ldm"] = time.monotonic()
-
-            def new_leader():
-                new = c.stream_leader()
-                return new if new and new != leader else None
-            got["new"] = harness.wait_until(new_leader, scaled(30), "the stream's leadership handed over")
+            got["new"] = c.wait_new_leader(leader, "the stream's leadership handed over")
             c.marks["handed_over"] = time.monotonic()
             got["alive_at_handover"] = victim.proc.alive()
             # it closes its clients over a few seconds (lame_duck_grace_period, then one a second) and exits
