@@ -94,6 +94,12 @@ static void nstore_apply(struct nstore *s, natsMsg *msg, uint64_t gseq, uint64_t
 	pthread_mutex_unlock(&s->mtx);
 }
 
+/* A JetStream time (ns since the epoch, 0: none) in ms. */
+static uint64_t nstore_ms_of(int64_t ns)
+{
+	return ns > 0 ? (uint64_t)ns / 1000000u : 0;
+}
+
 void nstore_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	struct nstore *s = closure;
@@ -102,8 +108,7 @@ void nstore_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 	(void)sub;
 
 	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-		nstore_apply(s, msg, meta->Sequence.Stream,
-			     meta->Timestamp > 0 ? (uint64_t)meta->Timestamp / 1000000u : 0, true);
+		nstore_apply(s, msg, meta->Sequence.Stream, nstore_ms_of(meta->Timestamp), true);
 		jsMsgMetaData_Destroy(meta);
 	}
 	natsMsg_Destroy(msg);
@@ -143,7 +148,7 @@ void nstore_fill(struct nstore *s, uint64_t seq)
 			natsMsg_Destroy(m);
 			return; /* cannot happen */
 		}
-		nstore_apply(s, m, got, natsMsg_GetTime(m) > 0 ? (uint64_t)natsMsg_GetTime(m) / 1000000u : 0, false);
+		nstore_apply(s, m, got, nstore_ms_of(natsMsg_GetTime(m)), false);
 		natsMsg_Destroy(m);
 		next = got + 1;
 	}

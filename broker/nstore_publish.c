@@ -50,6 +50,30 @@
  */
 #define NSTORE_FILL_AFTER_MS 100
 
+/* The pause before retry number tries + 1 of a request no one answered: 50 ms doubling to 200 ms. */
+static int nstore_backoff_ms(int tries)
+{
+	int ms = NSTORE_NO_LEADER_MS_MIN << (tries < 3 ? tries : 3);
+
+	return ms < NSTORE_NO_LEADER_MS_MAX ? ms : NSTORE_NO_LEADER_MS_MAX;
+}
+
+/* How long one request waits for its answer: NSTORE_RESEND_MS, or what is left of its deadline (1 ms at least). */
+static int64_t nstore_request_wait(double left)
+{
+	return left < NSTORE_RESEND_MS ? (left < 1 ? 1 : (int64_t)left) : NSTORE_RESEND_MS;
+}
+
+/* Waits on cv (mtx held) until woken, until, or step_ms, whichever comes first. */
+static void nstore_wait_step(pthread_cond_t *cv, pthread_mutex_t *mtx, double until, int step_ms)
+{
+	struct timespec ts;
+	double left = until - nstore_now_ms();
+
+	nstore_deadline_in(&ts, left < step_ms ? (left < 0 ? 1 : (int)left + 1) : step_ms);
+	pthread_cond_timedwait(cv, mtx, &ts);
+}
+
 /* Wakes the publishes waiting for r's event in flight to go. Caller holds mtx. */
 static void nroom_release(struct nroom *r)
 {
@@ -122,13 +146,10 @@ void nstore_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 		if ((noanswer || noleader) && now + 10 < p->deadline_ms) {
 			/* the room stays reserved: the same message goes again (a duplicate if the first was stored) */
 			p->state = NP_RESEND;
-			if (noleader) {
-				int ms = NSTORE_NO_LEADER_MS_MIN << (p->noleaders < 3 ? p->noleaders : 3);
-				p->noleaders++;
-				p->next_ms = now + (ms < NSTORE_NO_LEADER_MS_MAX ? ms : NSTORE_NO_LEADER_MS_MAX);
-			} else {
+			if (noleader)
+				p->next_ms = now + nstore_backoff_ms(p->noleaders++);
+			else
 				p->next_ms = p->sent_ms + NSTORE_RESEND_MS > now ? p->sent_ms + NSTORE_RESEND_MS : now;
-			}
 			b->resends++;
 			b->outstanding--;
 			if (b->waiting)
@@ -158,7 +179,7 @@ void nstore_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 /*
  * Reads the room's last message from the stream into r: by direct get,
  * which every replica answers (not only the leader, so also while one is
- * elected), asked again every NSTORE_NO_LEADER_MS_MAX at most until
+ * elected), asked again after nstore_backoff_ms until
  * --nats-timeout-ms when none answers; not at all while the broker is not
  * connected (RC_EIO at once). A replica behind the leader may
  * answer an older message: the fence made of it is then refused, and the
@@ -170,7 +191,7 @@ static int nstore_read_room(struct nstore *s, struct nroom *r, uint64_t *seq, ui
 	natsMsg *m = NULL;
 	const char *rs = NULL;
 	double until = nstore_now_ms() + s->cfg.timeout_ms;
-	int pause = NSTORE_NO_LEADER_MS_MIN;
+	int tries = 0;
 	natsStatus st;
 
 	*seq = 0;
@@ -178,14 +199,14 @@ static int nstore_read_room(struct nstore *s, struct nroom *r, uint64_t *seq, ui
 	for (;;) {
 		jsOptions jo;
 		jsDirectGetMsgOptions o;
-		double left = until - nstore_now_ms();
+		int pause = nstore_backoff_ms(tries++);
 
 		if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED) {
 			st = NATS_NOT_YET_CONNECTED; /* refused at once, as a publish is: nats.c would hold it */
 			break;
 		}
 		jsOptions_Init(&jo);
-		jo.Wait = left < NSTORE_RESEND_MS ? (left < 1 ? 1 : (int64_t)left) : NSTORE_RESEND_MS;
+		jo.Wait = nstore_request_wait(until - nstore_now_ms());
 		jsDirectGetMsgOptions_Init(&o);
 		o.LastBySubject = r->subject;
 		st = js_DirectGetMsg(&m, s->js, s->stream, &jo, &o);
@@ -193,7 +214,6 @@ static int nstore_read_room(struct nstore *s, struct nroom *r, uint64_t *seq, ui
 		    (st != NATS_TIMEOUT && st != NATS_NO_RESPONDERS))
 			break;
 		nats_Sleep(pause); /* no replica answered: the stream's node is down, or being replaced */
-		pause = pause * 2 < NSTORE_NO_LEADER_MS_MAX ? pause * 2 : NSTORE_NO_LEADER_MS_MAX;
 	}
 	if (st == NATS_NOT_FOUND)
 		return RC_OK; /* nothing in the room yet (or no more) */
@@ -224,14 +244,13 @@ static natsStatus nstore_send(struct nstore *s, struct npend *p)
 	natsMsg *m = NULL;
 	jsPubOptions po;
 	char rseq[21], key[RC_KEY_MAX + 1];
-	double left = p->deadline_ms - p->sent_ms;
 	natsStatus st;
 
 	if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED)
 		return NATS_NOT_YET_CONNECTED; /* never queue into nats.c's reconnect buffer: it would go out later */
 	p->sends++;
 	jsPubOptions_Init(&po);
-	po.MaxWait = left < NSTORE_RESEND_MS ? (left < 1 ? 1 : (int64_t)left) : NSTORE_RESEND_MS;
+	po.MaxWait = nstore_request_wait(p->deadline_ms - p->sent_ms);
 	if (p->fence == 0)
 		po.ExpectNoMessage = true;
 	else
@@ -390,7 +409,6 @@ static void nstore_wait_connected(struct nstore *s)
 	pthread_mutex_lock(&s->mtx);
 	for (;;) {
 		double now = nstore_now_ms(), until;
-		struct timespec ts;
 		bool up;
 
 		/* nats.c's status outside mtx: its callbacks take mtx, and may run under its own locks */
@@ -405,8 +423,7 @@ static void nstore_wait_connected(struct nstore *s)
 		if (now >= until)
 			break;
 		/* woken by the reconnected callback; the status is looked at again every 50 ms anyway */
-		nstore_deadline_in(&ts, until - now < 50 ? (int)(until - now) + 1 : 50);
-		pthread_cond_timedwait(&s->cv, &s->mtx, &ts);
+		nstore_wait_step(&s->cv, &s->mtx, until, 50);
 	}
 	pthread_mutex_unlock(&s->mtx);
 }
@@ -545,7 +562,6 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 	}
 	if (done == n) {
 		/* answered once the follower has read them: the ids can be replayed at once */
-		struct timespec ts;
 		if (s->follow_seq < last) {
 			double since = nstore_now_ms(), until = since + s->cfg.timeout_ms;
 			double fill_at = since + NSTORE_FILL_AFTER_MS; /* and again this long after each */
@@ -568,9 +584,7 @@ int nstore_publish(struct nstore *s, const struct hinput *in, size_t n, uint64_t
 					fill_at = nstore_now_ms() + NSTORE_FILL_AFTER_MS;
 					continue;
 				}
-				nstore_deadline_in(&ts, NSTORE_FILL_AFTER_MS < until - now ? NSTORE_FILL_AFTER_MS
-											  : (int)(until - now) + 1);
-				pthread_cond_timedwait(&b.cv, &s->mtx, &ts);
+				nstore_wait_step(&b.cv, &s->mtx, until, NSTORE_FILL_AFTER_MS);
 			}
 			if (b.wait_seq != 0) {
 				struct nbatch **pp = &s->followers;
